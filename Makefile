@@ -1,0 +1,34 @@
+# Both targets create and use .venv/ in the repo and install everything they need.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+PIPFLAGS := --disable-pip-version-check -q -c constraints.txt
+
+.PHONY: demo test install install-dev bench clean
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install $(PIPFLAGS) --upgrade pip
+	$(PIP) install $(PIPFLAGS) torch==2.13.0
+
+$(VENV)/.installed: $(VENV)/bin/python pyproject.toml constraints.txt
+	$(PIP) install $(PIPFLAGS) -e ".[all]"
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(PIP) install $(PIPFLAGS) -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+demo: install
+	$(VENV)/bin/archlab models
+	$(VENV)/bin/archlab show resnet18
+
+test: install-dev
+	$(PY) -m pytest -n 2 tests
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,1 @@
+"""The ``archlab`` command line: thin wrappers that parse, call the library and render."""

@@ -1,0 +1,1 @@
+"""Datasets: bundled real data, loaders for users' files, splits and normalisation."""

@@ -1,0 +1,85 @@
+"""In-memory datasets as the trainer sees them.
+
+A loader returns a :class:`DataBundle`: train / val / test :class:`Split` s of tensors plus the
+facts a model and task need (classes, channels, vocabulary, normalisation statistics fitted on
+train only). The trainer batches a Split by indexing its tensors, never through a per-sample
+Dataset, which is what keeps small models fast.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+
+@dataclass
+class Split:
+    """One split: model inputs (forward's positional arguments), a target, an optional mask.
+
+    Attributes:
+        inputs: tensors whose first dimension is the sample dimension N, passed to
+            ``model(*inputs)`` after indexing. For a whole-graph dataset (node classification)
+            the inputs are the full graph and ``mask`` selects this split's nodes.
+        target: (N, ...) labels or regression targets; ``None`` for unsupervised data.
+        mask: (num_nodes,) bool for transductive graph splits; otherwise ``None``.
+    """
+
+    inputs: tuple[torch.Tensor, ...]
+    target: torch.Tensor | None = None
+    mask: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        if self.mask is not None:
+            return int(self.mask.sum())
+        return int(self.inputs[0].shape[0])
+
+    @property
+    def indexable(self) -> bool:
+        """False for whole-graph splits, which are used as one batch."""
+        return self.mask is None
+
+    def take(self, idx: torch.Tensor) -> "Split":
+        """The rows ``idx`` of every tensor (a batch)."""
+        if not self.indexable:
+            raise TypeError("a whole-graph split cannot be indexed into batches")
+        return Split(
+            inputs=tuple(t[idx] for t in self.inputs),
+            target=None if self.target is None else self.target[idx],
+        )
+
+    def to(self, device: torch.device | str) -> "Split":
+        return Split(
+            inputs=tuple(t.to(device) for t in self.inputs),
+            target=None if self.target is None else self.target.to(device),
+            mask=None if self.mask is None else self.mask.to(device),
+        )
+
+
+@dataclass
+class DataBundle:
+    """A dataset ready to train on.
+
+    Attributes:
+        name: ``"digits"``, ``"ucr:GunPoint"``, a file path, ...
+        modality: ``image``, ``signal``, ``sequence``, ``text``, ``tabular``, ``graph``, ``points``.
+        task: the task it suits by default (``classification``, ``regression``,
+            ``forecasting``, ``language-modeling``, ``node-classification``, ...).
+        train, val, test: the splits (val / test may be None).
+        info: facts for models and tasks, e.g. ``num_classes``, ``in_channels``,
+            ``in_features``, ``seq_len``, ``vocab`` (list of str), ``horizon``, ``season``,
+            ``normalization`` ({"mean": [...], "std": [...]} fitted on train only),
+            ``class_names``, ``feature_names``, ``dropped`` (rows dropped on request).
+    """
+
+    name: str
+    modality: str
+    task: str
+    train: Split
+    val: Split | None = None
+    test: Split | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def splits(self) -> dict[str, Split]:
+        return {k: v for k, v in (("train", self.train), ("val", self.val), ("test", self.test)) if v is not None}

@@ -1,0 +1,1 @@
+"""Model families, one file each; each registers its named presets on import."""

@@ -1,0 +1,93 @@
+"""MLP: fully connected layers for tabular data, dense features, and heads on encoders.
+
+When to use (seed 001's table): tabular data and small dense features; a baseline for everything
+else. Standardise features, use weight decay and early stopping (seed 001's tip).
+
+Presets:
+- ``mlp_784_128_10`` - seed 000/002's MLP: 784 -> 128 -> ReLU -> 10.
+- ``mlp_bn_dropout`` - seed 004's MLP: [512, 256, 128] hidden, BatchNorm + ReLU + Dropout(0.3).
+- ``mlp_tabular`` - a small [256, 256] ReLU + dropout MLP for tabular classification (seed 001).
+- ``mlp_regressor`` - the same shape with one output, for regression.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from pydantic import Field, field_validator
+from torch import nn
+
+from archlab.config import Activation, ArchConfig, InitScheme
+from archlab.layers.checks import check_tensor
+from archlab.layers.init import init_weights
+from archlab.layers.mlp import dense_stack
+from archlab.registry import register
+
+
+class MLPConfig(ArchConfig):
+    """Config of a multi-layer perceptron."""
+
+    in_features: int = Field(784, ge=1, description="Size of each input vector.")
+    hidden_sizes: list[int] = Field(default_factory=lambda: [128], description="Width of each hidden layer, in order.")
+    out_features: int = Field(10, ge=1, description="Outputs (classes, or regression targets).")
+    activation: Activation = Field("relu", description="Hidden-layer activation.")
+    norm: Literal["none", "batch", "layer"] = Field("none", description="Normalisation after each hidden Linear.")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout probability after each hidden layer.")
+    init: InitScheme = Field("kaiming", description="Weight init: kaiming for ReLU nets, xavier for tanh.")
+
+    @field_validator("hidden_sizes")
+    @classmethod
+    def _positive(cls, v: list[int]) -> list[int]:
+        if any(h < 1 for h in v):
+            raise ValueError(f"hidden_sizes={v} must all be >= 1")
+        return v
+
+
+class MLP(nn.Module):
+    """Linear -> [norm] -> activation -> [dropout] per hidden layer, then a Linear output."""
+
+    def __init__(self, config: MLPConfig):
+        super().__init__()
+        self.config = config
+        self.body = dense_stack(
+            config.in_features, config.hidden_sizes, activation_name=config.activation,
+            norm=config.norm, dropout=config.dropout,
+        )
+        last = config.hidden_sizes[-1] if config.hidden_sizes else config.in_features
+        self.head = nn.Linear(last, config.out_features)
+        init_weights(self, config.init, nonlinearity=config.activation)
+
+    def example_input(self, batch_size: int = 2) -> tuple[torch.Tensor]:
+        return (torch.randn(batch_size, self.config.in_features),)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Map features to outputs.
+
+        Args:
+            x: (B, in_features) float.
+
+        Returns:
+            (B, out_features) logits or regression outputs.
+        """
+        x = check_tensor(self, x, "B F", F=self.config.in_features)
+        return self.head(self.body(x))
+
+
+_WHEN = "Tabular data, small dense features, heads on encoders (seed 001: first pick after trees)"
+register("mlp_784_128_10", family="mlp", model=MLP, config=MLPConfig,
+         defaults=dict(in_features=784, hidden_sizes=[128], out_features=10),
+         modalities=("tabular", "image"), tasks=("classification",),
+         description="Seed 000/002 MLP: 784-128-10 with ReLU (flattened 28x28 images)", when_to_use=_WHEN)
+register("mlp_bn_dropout", family="mlp", model=MLP, config=MLPConfig,
+         defaults=dict(in_features=784, hidden_sizes=[512, 256, 128], out_features=10, norm="batch", dropout=0.3),
+         modalities=("tabular", "image"), tasks=("classification",),
+         description="Seed 004 MLP: [512, 256, 128] hidden with BatchNorm, ReLU and Dropout(0.3)", when_to_use=_WHEN)
+register("mlp_tabular", family="mlp", model=MLP, config=MLPConfig,
+         defaults=dict(in_features=30, hidden_sizes=[256, 256], out_features=2, dropout=0.1),
+         modalities=("tabular",), tasks=("classification",),
+         description="Seed 001 tabular MLP: two 256-wide ReLU layers with dropout 0.1", when_to_use=_WHEN)
+register("mlp_regressor", family="mlp", model=MLP, config=MLPConfig,
+         defaults=dict(in_features=10, hidden_sizes=[256, 256], out_features=1, dropout=0.1),
+         modalities=("tabular",), tasks=("regression",),
+         description="Two-layer MLP with one output for regression", when_to_use=_WHEN)

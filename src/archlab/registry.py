@@ -1,0 +1,228 @@
+"""The model registry: every architecture archlab can build, with its capabilities.
+
+A family file registers named presets::
+
+    register(
+        "resnet18", family="resnet", model=ResNet, config=ResNetConfig,
+        defaults=dict(block="basic", layers=[2, 2, 2, 2]),
+        modalities=("image",), tasks=("classification",),
+        description="ResNet-18 (He et al. 2015)",
+        when_to_use="Images (classification): strong, well-understood baseline",
+    )
+
+``create("resnet18", num_classes=10)`` validates defaults + overrides into the config and builds
+the model. A duplicate name raises; an unknown name suggests the closest ones.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import fnmatch
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+import torch
+from torch import nn
+
+from archlab.config import ArchConfig
+from archlab.errors import ConfigError
+
+# Family modules imported on first use of the registry, so registration happens exactly once.
+FAMILY_MODULES = (
+    "mlp", "cnn", "resnet", "unet", "rnn", "tcn", "transformer", "vit", "gnn", "siamese",
+    "recsys", "autoencoder", "vae", "gan", "diffusion", "flow", "ssm",
+)
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One registered architecture and what it is for."""
+
+    name: str
+    family: str
+    model: type[nn.Module]
+    config: type[ArchConfig]
+    defaults: dict[str, Any] = field(default_factory=dict)
+    modalities: tuple[str, ...] = ()
+    tasks: tuple[str, ...] = ()
+    description: str = ""
+    when_to_use: str = ""
+
+    def make_config(self, overrides: dict[str, Any] | None = None) -> ArchConfig:
+        return self.config.build({**self.defaults, **(overrides or {})})
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "family": self.family,
+            "modalities": list(self.modalities),
+            "tasks": list(self.tasks),
+            "config": self.config.__name__,
+            "description": self.description,
+            "when_to_use": self.when_to_use,
+        }
+
+
+_REGISTRY: dict[str, ModelEntry] = {}
+_loaded = False
+
+
+def register(
+    name: str,
+    *,
+    family: str,
+    model: type[nn.Module],
+    config: type[ArchConfig],
+    defaults: dict[str, Any] | None = None,
+    modalities: Iterable[str] = (),
+    tasks: Iterable[str] = (),
+    description: str = "",
+    when_to_use: str = "",
+) -> ModelEntry:
+    """Register a named preset. Raises ConfigError if ``name`` is taken."""
+    if name in _REGISTRY:
+        raise ConfigError(f"model name {name!r} is already registered (family {_REGISTRY[name].family!r})")
+    entry = ModelEntry(
+        name=name, family=family, model=model, config=config, defaults=dict(defaults or {}),
+        modalities=tuple(modalities), tasks=tuple(tasks), description=description,
+        when_to_use=when_to_use,
+    )
+    _REGISTRY[name] = entry
+    return entry
+
+
+def _ensure_loaded() -> None:
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    for mod in FAMILY_MODULES:
+        try:
+            importlib.import_module(f"archlab.models.{mod}")
+        except ModuleNotFoundError as exc:
+            # A family not written yet is simply absent; a broken import inside one is not hidden.
+            if exc.name != f"archlab.models.{mod}":
+                raise
+
+
+def get_entry(name: str) -> ModelEntry:
+    """The entry for ``name``; an unknown name raises with the closest matches."""
+    _ensure_loaded()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, list(_REGISTRY), n=3, cutoff=0.5)
+        hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        raise ConfigError(
+            f"unknown model {name!r}{hint} (see `archlab models` for all {len(_REGISTRY)})"
+        ) from None
+
+
+def model_info(name: str) -> ModelEntry:
+    """Capabilities and defaults of a registered model."""
+    return get_entry(name)
+
+
+def list_models(
+    pattern: str | None = None,
+    family: str | None = None,
+    modality: str | None = None,
+    task: str | None = None,
+) -> list[str]:
+    """Names of registered models, sorted; each filter is a glob pattern (``"*resnet*"``)."""
+    _ensure_loaded()
+
+    def match(value: str | Iterable[str], pat: str | None) -> bool:
+        if pat is None:
+            return True
+        values = [value] if isinstance(value, str) else list(value)
+        return any(fnmatch.fnmatch(v, pat) for v in values)
+
+    return sorted(
+        e.name for e in _REGISTRY.values()
+        if match(e.name, pattern) and match(e.family, family)
+        and match(e.modalities, modality) and match(e.tasks, task)
+    )
+
+
+def families() -> list[str]:
+    _ensure_loaded()
+    return sorted({e.family for e in _REGISTRY.values()})
+
+
+@contextlib.contextmanager
+def _device_ctx(device: str | torch.device | None):
+    if device is None:
+        yield
+    else:
+        with torch.device(device):
+            yield
+
+
+def create(name: str, *, device: str | torch.device | None = None, **overrides: Any) -> nn.Module:
+    """Build registered model ``name`` with config ``overrides``.
+
+    Args:
+        name: a name from :func:`list_models`.
+        device: build directly on this device; ``"meta"`` allocates no memory, so configs far
+            too large for this machine can still be analysed.
+        **overrides: config fields that replace the preset's defaults.
+    """
+    entry = get_entry(name)
+    config = entry.make_config(overrides)
+    return _build(entry, config, device)
+
+
+def _build(entry: ModelEntry, config: ArchConfig, device) -> nn.Module:
+    with _device_ctx(device):
+        model = entry.model(config)
+    model.config = config
+    model.registry_name = entry.name
+    return model
+
+
+def create_from_config(config: ArchConfig | dict[str, Any], *, name: str | None = None,
+                       device: str | torch.device | None = None) -> nn.Module:
+    """Build a model from a config object, or from a ``{"model": name, "config": {...}}`` dict.
+
+    With a config object, ``name`` picks the preset (for its capabilities); without it, the
+    first preset registered with that config class and default model class is used.
+    """
+    if isinstance(config, dict):
+        if "model" not in config or "config" not in config:
+            raise ConfigError(
+                f"a config dict needs keys 'model' and 'config'; got keys {sorted(config)}"
+            )
+        entry = get_entry(config["model"])
+        return _build(entry, entry.config.build(config["config"]), device)
+    if not isinstance(config, ArchConfig):
+        raise ConfigError(f"expected an ArchConfig or a dict; got {type(config).__name__}")
+    if name is not None:
+        entry = get_entry(name)
+        if not isinstance(config, entry.config):
+            raise ConfigError(
+                f"model {name!r} takes {entry.config.__name__}; got {type(config).__name__}"
+            )
+        return _build(entry, config, device)
+    _ensure_loaded()
+    for entry in _REGISTRY.values():
+        if type(config) is entry.config:
+            return _build(entry, config, device)
+    raise ConfigError(f"no registered model takes {type(config).__name__}")
+
+
+def entry_for_model(model: nn.Module) -> ModelEntry:
+    """The registry entry a model was built from (by name, else by config class)."""
+    name = getattr(model, "registry_name", None)
+    if name is not None:
+        return get_entry(name)
+    config = getattr(model, "config", None)
+    _ensure_loaded()
+    for entry in _REGISTRY.values():
+        if config is not None and type(config) is entry.config and type(model) is entry.model:
+            return entry
+    raise ConfigError(
+        f"{type(model).__name__} was not built from the archlab registry (no .config / name)"
+    )
