@@ -9,7 +9,6 @@ PIPFLAGS := --disable-pip-version-check -q -c constraints.txt
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install $(PIPFLAGS) --upgrade pip
 	$(PIP) install $(PIPFLAGS) torch==2.13.0
 
 $(VENV)/.installed: $(VENV)/bin/python pyproject.toml constraints.txt

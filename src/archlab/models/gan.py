@@ -1,0 +1,262 @@
+"""Generative adversarial networks: a generator G(z) and a discriminator D(x) in one module.
+
+When to use (seeds 000, 002, 003: image synthesis, data generation; seed 001 ranks them behind
+diffusion for fidelity and stability): fast one-pass sampling of sharp images when you can
+afford some training instability. Papers: Goodfellow et al., "Generative Adversarial Nets",
+NeurIPS 2014; Radford et al., "Unsupervised Representation Learning with Deep Convolutional
+GANs" (DCGAN), ICLR 2016; Miyato et al., "Spectral Normalization for GANs", ICLR 2018.
+
+A GAN model holds two submodules, ``generator`` and ``discriminator``. The adversarial
+training (alternating D and G steps, non-saturating or hinge losses) lives in
+:mod:`archlab.tasks.gan` (``gan_step``, ``d_loss``, ``g_loss``).
+
+- ``generate(z)``: (B, latent_dim) -> fake samples.
+- ``discriminate(x)``: samples -> (B,) real-vs-fake **logits** (no Sigmoid: the seeds'
+  ``Sigmoid`` + ``BCELoss`` is the same loss as logits + ``BCEWithLogits``, minus its overflow).
+- ``forward(z)`` returns ``(fake, D(fake))`` so that one forward/backward reaches every parameter
+  of both networks (the registry's contract test relies on it); training uses ``gan_step``.
+- ``sample(n, generator=None)``: decode ``n`` draws z ~ N(0, I) (no gradients). Call ``eval()``
+  first for a DCGAN so BatchNorm uses its running statistics.
+
+Presets:
+- ``gan_mlp`` - seed 000: G = 100 -> 128 -> ReLU -> 784 -> Tanh; D = 784 -> 128 -> LeakyReLU(0.2)
+  -> 1. Samples are flattened 28x28 images in [-1, 1] (``.view(-1, 1, 28, 28)`` to display).
+- ``gan_linear`` - seed 002's generator, Linear(100, 784) -> Tanh, with seed 000's discriminator.
+- ``gan_mlp_mnist`` - seed 003's MNIST GAN: G = 100 -> 128 -> 256 -> 512 -> 784 (ReLU, Tanh);
+  D = 784 -> 512 -> 256 -> 1 (LeakyReLU(0.2)).
+- ``dcgan`` - DCGAN for 1x32x32 images in [-1, 1] (pad 28x28 MNIST by 2 on each side):
+  transposed convs 4x4 with BatchNorm + ReLU, Tanh output; strided 4x4 conv discriminator with
+  LeakyReLU(0.2), BatchNorm on all but the first layer; N(0, 0.02) init as in the paper.
+  ``image_size`` may be any power of two >= 8 (8, 16, 32, 64, ...).
+- ``dcgan_sn`` - the same with spectral normalisation on every discriminator conv (and no
+  BatchNorm in D, as in SN-GAN); pair it with ``kind="hinge"`` losses.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from pydantic import Field, field_validator, model_validator
+from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
+
+from archlab.config import Activation, ArchConfig, InitScheme
+from archlab.layers.checks import check_tensor
+from archlab.layers.init import init_weights
+from archlab.layers.mlp import activation, dense_stack
+from archlab.models.autoencoder import OutputActivation, _positive_list
+from archlab.models.vae import prior_noise
+from archlab.registry import register
+
+# -- configs ------------------------------------------------------------------------------------
+
+
+class GANConfig(ArchConfig):
+    """Config of an MLP GAN on flat vectors (e.g. flattened 28x28 images in [-1, 1])."""
+
+    latent_dim: int = Field(100, ge=1, description="Size of the noise vector z.")
+    out_features: int = Field(784, ge=1, description="Size of each generated (and real) sample.")
+    g_hidden: list[int] = Field(default_factory=lambda: [128], description="Generator hidden widths.")
+    d_hidden: list[int] = Field(default_factory=lambda: [128], description="Discriminator hidden widths.")
+    g_activation: Activation = Field("relu", description="Generator hidden activation.")
+    d_activation: Activation = Field("leaky_relu", description="Discriminator hidden activation (leaky_relu is LeakyReLU(0.2)).")
+    output_activation: OutputActivation = Field("tanh", description="Generator output: tanh for data scaled to [-1, 1].")
+    init: InitScheme = Field("default", description="Weight init (the seeds keep PyTorch's defaults).")
+
+    @field_validator("g_hidden", "d_hidden")
+    @classmethod
+    def _positive(cls, v: list[int], info) -> list[int]:
+        return _positive_list(info.field_name, v)
+
+
+class DCGANConfig(ArchConfig):
+    """Config of a DCGAN on square (C, S, S) images with S a power of two >= 8."""
+
+    latent_dim: int = Field(100, ge=1, description="Size of the noise vector z.")
+    image_channels: int = Field(1, ge=1, description="Channels of generated images.")
+    image_size: int = Field(32, ge=8, description="Height = width of images; a power of two >= 8.")
+    g_channels: int = Field(32, ge=1, description="Generator width at the last hidden stage (ngf); doubles per stage towards z.")
+    d_channels: int = Field(32, ge=1, description="Discriminator width at the first stage (ndf); doubles per stage.")
+    spectral_norm: bool = Field(False, description="Spectral-normalise every discriminator conv (Miyato et al. 2018); D then has no BatchNorm.")
+
+    @model_validator(mode="after")
+    def _power_of_two(self):
+        s = self.image_size
+        if s & (s - 1):
+            raise ValueError(
+                f"image_size={s} must be a power of two >= 8 (8, 16, 32, 64, ...); "
+                "pad 28x28 images to 32x32"
+            )
+        return self
+
+    @property
+    def n_stages(self) -> int:
+        """Doublings from the 4x4 base to image_size."""
+        return (self.image_size // 4).bit_length() - 1
+
+
+# -- blocks -------------------------------------------------------------------------------------
+
+
+def dcgan_init(module: nn.Module) -> nn.Module:
+    """Radford et al. 2016: conv weights ~ N(0, 0.02); BatchNorm weight ~ N(1, 0.02), bias 0."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias)
+    return module
+
+
+def dcgan_generator(c: DCGANConfig) -> nn.Sequential:
+    """z (B, latent, 1, 1) -> 4x4 -> ... -> (B, C, S, S) in [-1, 1]."""
+    k = c.n_stages
+    width = c.g_channels * 2 ** (k - 1)
+    layers: list[nn.Module] = [
+        nn.ConvTranspose2d(c.latent_dim, width, 4, 1, 0, bias=False),  # (B, z, 1, 1) -> (B, w, 4, 4)
+        nn.BatchNorm2d(width), nn.ReLU(),
+    ]
+    for _ in range(k - 1):
+        layers += [nn.ConvTranspose2d(width, width // 2, 4, 2, 1, bias=False),  # doubles H, W
+                   nn.BatchNorm2d(width // 2), nn.ReLU()]
+        width //= 2
+    layers += [nn.ConvTranspose2d(width, c.image_channels, 4, 2, 1, bias=False), nn.Tanh()]
+    return nn.Sequential(*layers)
+
+
+def dcgan_discriminator(c: DCGANConfig) -> nn.Sequential:
+    """(B, C, S, S) -> (B, 1, 1, 1) logits; no norm on the first layer (Radford et al.)."""
+    sn = _spectral_norm if c.spectral_norm else (lambda m: m)
+    use_bn = not c.spectral_norm
+    width = c.d_channels
+    layers: list[nn.Module] = [nn.Conv2d(c.image_channels, width, 4, 2, 1), nn.LeakyReLU(0.2)]  # halves H, W
+    for _ in range(c.n_stages - 1):
+        layers += [nn.Conv2d(width, width * 2, 4, 2, 1, bias=not use_bn),
+                   nn.BatchNorm2d(width * 2) if use_bn else nn.Identity(), nn.LeakyReLU(0.2)]
+        width *= 2
+    layers.append(nn.Conv2d(width, 1, 4, 1, 0))  # (B, w, 4, 4) -> (B, 1, 1, 1)
+    dcgan_init(nn.Sequential(*layers))  # init the raw weights before spectral_norm wraps them
+    return nn.Sequential(*[sn(m) if isinstance(m, nn.Conv2d) else m for m in layers])
+
+
+class _GAN(nn.Module):
+    """Shared GAN interface; a subclass sets ``generator``, ``discriminator`` and the checks."""
+
+    config: GANConfig | DCGANConfig
+
+    def _check_z(self, z: torch.Tensor) -> torch.Tensor:
+        return check_tensor(self, z, "B Z", name="z", Z=self.config.latent_dim)
+
+    def example_input(self, batch_size: int = 2) -> tuple[torch.Tensor]:
+        return (torch.randn(batch_size, self.config.latent_dim),)
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Generate from noise and score the result.
+
+        Args:
+            z: (B, latent_dim) float noise, normally N(0, I).
+
+        Returns:
+            (fake, logits): fake samples, (B, out_features) for the MLP GAN or
+            (B, C, S, S) for a DCGAN, in [-1, 1]; logits (B,) = D(fake), real-vs-fake.
+        """
+        fake = self.generate(z)
+        return fake, self.discriminator_logits(fake)
+
+    def discriminator_logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.discriminator(x).reshape(-1)  # (B, 1[, 1, 1]) -> (B,)
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` generated samples from z ~ N(0, I), without gradients."""
+        return self.generate(prior_noise(self, n, self.config.latent_dim, generator))
+
+
+# -- models -------------------------------------------------------------------------------------
+
+
+class GAN(_GAN):
+    """MLP generator and discriminator on flat vectors (the seeds' minimal GANs)."""
+
+    def __init__(self, config: GANConfig):
+        super().__init__()
+        self.config = config
+        c = config
+        g_last = c.g_hidden[-1] if c.g_hidden else c.latent_dim
+        d_last = c.d_hidden[-1] if c.d_hidden else c.out_features
+        self.generator = nn.Sequential(
+            dense_stack(c.latent_dim, c.g_hidden, activation_name=c.g_activation),
+            nn.Linear(g_last, c.out_features), activation(c.output_activation),
+        )
+        self.discriminator = nn.Sequential(
+            dense_stack(c.out_features, c.d_hidden, activation_name=c.d_activation),
+            nn.Linear(d_last, 1),
+        )
+        init_weights(self.generator, c.init, nonlinearity=c.g_activation)
+        init_weights(self.discriminator, c.init, nonlinearity=c.d_activation)
+
+    def generate(self, z: torch.Tensor) -> torch.Tensor:
+        """z (B, latent_dim) -> fake (B, out_features)."""
+        return self.generator(self._check_z(z))
+
+    def discriminate(self, x: torch.Tensor) -> torch.Tensor:
+        """Samples (B, out_features) -> logits (B,)."""
+        check_tensor(self, x, "B F", F=self.config.out_features)
+        return self.discriminator_logits(x)
+
+
+class DCGAN(_GAN):
+    """Deep convolutional GAN (Radford et al. 2016), optional spectral norm in D."""
+
+    def __init__(self, config: DCGANConfig):
+        super().__init__()
+        self.config = config
+        self.generator = dcgan_init(dcgan_generator(config))
+        self.discriminator = dcgan_discriminator(config)
+
+    def generate(self, z: torch.Tensor) -> torch.Tensor:
+        """z (B, latent_dim) -> fake images (B, C, S, S) in [-1, 1]."""
+        z = self._check_z(z)
+        return self.generator(z[:, :, None, None])  # (B, z) -> (B, z, 1, 1)
+
+    def discriminate(self, x: torch.Tensor) -> torch.Tensor:
+        """Images (B, C, S, S) -> logits (B,)."""
+        c = self.config
+        check_tensor(self, x, "B C H W", C=c.image_channels, H=c.image_size, W=c.image_size)
+        return self.discriminator_logits(x)
+
+
+# -- presets ------------------------------------------------------------------------------------
+
+_WHEN = "Image synthesis / data generation with fast one-pass sampling (seeds 000, 002, 003)"
+_TASKS = ("generation",)
+register("gan_mlp", family="gan", model=GAN, config=GANConfig,
+         defaults=dict(latent_dim=100, out_features=784, g_hidden=[128], d_hidden=[128]),
+         modalities=("image",), tasks=_TASKS,
+         description="Seed 000 GAN: G 100-128-784 (ReLU, Tanh), D 784-128-1 (LeakyReLU 0.2)",
+         when_to_use=_WHEN)
+register("gan_linear", family="gan", model=GAN, config=GANConfig,
+         defaults=dict(latent_dim=100, out_features=784, g_hidden=[], d_hidden=[128]),
+         modalities=("image",), tasks=_TASKS,
+         description="Seed 002 generator Linear(100, 784) + Tanh with seed 000's discriminator",
+         when_to_use=_WHEN)
+register("gan_mlp_mnist", family="gan", model=GAN, config=GANConfig,
+         defaults=dict(latent_dim=100, out_features=784, g_hidden=[128, 256, 512], d_hidden=[512, 256]),
+         modalities=("image",), tasks=_TASKS,
+         description="Seed 003 MNIST GAN: G 100-128-256-512-784, D 784-512-256-1",
+         when_to_use=_WHEN)
+register("dcgan", family="gan", model=DCGAN, config=DCGANConfig,
+         defaults=dict(latent_dim=100, image_channels=1, image_size=32, g_channels=32, d_channels=32),
+         modalities=("image",), tasks=_TASKS,
+         description="DCGAN (Radford et al. 2016) for 1x32x32 images: BN+ReLU transposed convs, LeakyReLU conv D",
+         when_to_use="Image generation: the convolutional GAN baseline; sharper than MLP GANs")
+register("dcgan_sn", family="gan", model=DCGAN, config=DCGANConfig,
+         defaults=dict(latent_dim=100, image_channels=1, image_size=32, g_channels=32, d_channels=32,
+                       spectral_norm=True),
+         modalities=("image",), tasks=_TASKS,
+         description="DCGAN with a spectrally normalised discriminator (Miyato et al. 2018)",
+         when_to_use="Image generation when plain DCGAN training is unstable; use hinge losses")

@@ -1,0 +1,242 @@
+"""Variational autoencoders (Gaussian latent, Bernoulli / Gaussian decoder).
+
+When to use (seed 001 lists VAEs among generative models): you want a smooth latent space you
+can sample from and interpolate in, a likelihood bound to compare models, or anomaly scores with
+a probabilistic reading. Samples are blurrier than a GAN's or a diffusion model's; training is
+stable (one loss, no adversary). Paper: Kingma & Welling, "Auto-Encoding Variational Bayes",
+ICLR 2014.
+
+The network only encodes, reparameterises and decodes; the ELBO lives in
+:mod:`archlab.tasks.vae` (``elbo_loss``, ``gaussian_kl``).
+
+- ``encode(x) -> (mu, logvar)``: the approximate posterior q(z|x) = N(mu, diag(exp(logvar))).
+- ``reparameterize(mu, logvar)``: z = mu + exp(logvar / 2) * eps, eps ~ N(0, I), so gradients
+  flow through mu and logvar. In ``eval()`` mode ``forward`` uses z = mu (deterministic
+  reconstructions, e.g. for anomaly scores); in ``train()`` mode it samples.
+- ``decode(z) -> x_hat``: with ``output_activation="sigmoid"`` x_hat holds Bernoulli means, for
+  ``elbo_loss(..., recon="bce")``.
+- ``sample(n, generator=None)``: z ~ N(0, I) from the prior, decoded (no gradients).
+
+Presets:
+- ``vae_mlp`` - the classic Kingma / PyTorch-examples VAE: 784 -> 400 -> ReLU -> (mu, logvar)
+  of size 20; 20 -> 400 -> ReLU -> 784 -> Sigmoid. Inputs are flattened 28x28 images in [0, 1].
+- ``vae_digits`` - scikit-learn 8x8 digits (64 values scaled to [0, 1]): 64 -> 128 -> latent 8.
+- ``vae_conv`` - convolutional, 1x28x28 images in [0, 1]: stride-2 convs 32 -> 64 channels
+  (28 -> 14 -> 7), latent 16, mirrored transposed convs.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from pydantic import Field, field_validator, model_validator
+from torch import nn
+
+from archlab.config import Activation, ArchConfig, InitScheme
+from archlab.errors import ConfigError
+from archlab.layers.checks import check_tensor
+from archlab.layers.init import init_weights
+from archlab.layers.mlp import activation, dense_stack
+from archlab.models.autoencoder import ConvCodec, OutputActivation, _positive_list
+from archlab.registry import register
+
+# -- configs ------------------------------------------------------------------------------------
+
+
+class VAEConfig(ArchConfig):
+    """Config of a dense Gaussian VAE; the decoder mirrors the encoder."""
+
+    in_features: int = Field(784, ge=1, description="Size of each (flattened) input vector.")
+    hidden_sizes: list[int] = Field(default_factory=lambda: [400], description="Encoder hidden widths, in order; the decoder uses them reversed.")
+    latent_dim: int = Field(20, ge=1, description="Size of the latent z.")
+    activation: Activation = Field("relu", description="Hidden-layer activation.")
+    output_activation: OutputActivation = Field("sigmoid", description="sigmoid: Bernoulli means for recon='bce'; identity: Gaussian means for recon='mse'.")
+    init: InitScheme = Field("default", description="Weight init (the classic example keeps PyTorch's defaults).")
+
+    @field_validator("hidden_sizes")
+    @classmethod
+    def _positive(cls, v: list[int]) -> list[int]:
+        return _positive_list("hidden_sizes", v)
+
+
+class ConvVAEConfig(ArchConfig):
+    """Config of a convolutional Gaussian VAE for (C, S, S) images."""
+
+    in_channels: int = Field(1, ge=1, description="Image channels.")
+    image_size: int = Field(28, ge=2, description="Height = width of the inputs; divisible by 2**len(channels).")
+    channels: list[int] = Field(default_factory=lambda: [32, 64], description="Channels of each stride-2 conv stage (decoder mirrors them).")
+    latent_dim: int = Field(16, ge=1, description="Size of the latent z.")
+    activation: Activation = Field("relu", description="Activation after each conv / transposed conv.")
+    norm: Literal["none", "batch"] = Field("none", description="BatchNorm2d after each hidden conv, or none.")
+    output_activation: OutputActivation = Field("sigmoid", description="sigmoid for pixels in [0, 1] and recon='bce'.")
+    init: InitScheme = Field("kaiming", description="Weight init scheme.")
+
+    @field_validator("channels")
+    @classmethod
+    def _positive(cls, v: list[int]) -> list[int]:
+        if not v:
+            raise ValueError("channels=[] must list at least one conv stage")
+        return _positive_list("channels", v)
+
+    @model_validator(mode="after")
+    def _divisible(self):
+        factor = 2 ** len(self.channels)
+        if self.image_size % factor:
+            raise ValueError(
+                f"image_size={self.image_size} must be divisible by 2**len(channels)={factor} "
+                f"(channels={self.channels}); pad the images or use fewer stages"
+            )
+        return self
+
+
+# -- shared pieces ------------------------------------------------------------------------------
+
+
+def reparameterize(mu: torch.Tensor, logvar: torch.Tensor,
+                   generator: torch.Generator | None = None) -> torch.Tensor:
+    """z = mu + sigma * eps with eps ~ N(0, I) (Kingma & Welling, sec. 2.4); same shape as mu."""
+    eps = torch.randn(mu.shape, generator=generator, device=generator.device if generator else mu.device,
+                      dtype=mu.dtype).to(mu.device)
+    return mu + torch.exp(0.5 * logvar) * eps
+
+
+def prior_noise(model: nn.Module, n: int, latent_dim: int,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+    """(n, latent_dim) draws from N(0, I) on the model's device; ``n`` must be a positive int.
+
+    Shared by every generative model's ``sample`` (VAE, GAN).
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
+        raise ConfigError(f"sample: n must be a positive int (number of samples); got n={n!r}")
+    param = next(model.parameters())
+    device = generator.device if generator is not None else param.device
+    z = torch.randn(n, latent_dim, generator=generator, device=device, dtype=param.dtype)
+    return z.to(param.device)
+
+
+class _GaussianVAE(nn.Module):
+    """Shared VAE logic; a subclass builds ``_features`` (x -> h), ``to_mu``, ``to_logvar``, ``_decode``."""
+
+    config: VAEConfig | ConvVAEConfig
+
+    def _check_input(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x -> (mu, logvar), each (B, latent_dim)."""
+        h = self._features(self._check_input(x))
+        return self.to_mu(h), self.to_logvar(h)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """z (B, latent_dim) -> x_hat with the input's shape."""
+        check_tensor(self, z, "B Z", name="z", Z=self.config.latent_dim)
+        return self._decode(z)
+
+    def reparameterize(self, mu: torch.Tensor, logvar: torch.Tensor,
+                       generator: torch.Generator | None = None) -> torch.Tensor:
+        """z = mu + exp(logvar / 2) * eps; see :func:`reparameterize`."""
+        return reparameterize(mu, logvar, generator)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Encode, sample z (train mode) or take z = mu (eval mode), decode.
+
+        Args:
+            x: (B, in_features) for the dense VAE, (B, C, S, S) for the conv VAE; float in [0, 1]
+                for the sigmoid (Bernoulli) decoder.
+
+        Returns:
+            (x_hat, mu, logvar): x_hat has x's shape; mu and logvar are (B, latent_dim).
+        """
+        mu, logvar = self.encode(x)
+        z = self.reparameterize(mu, logvar) if self.training else mu
+        return self._decode(z), mu, logvar
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Decode ``n`` draws z ~ N(0, I) from the prior: (n, *input shape), no gradients."""
+        z = prior_noise(self, n, self.config.latent_dim, generator)
+        return self._decode(z)
+
+
+# -- models -------------------------------------------------------------------------------------
+
+
+class VAE(_GaussianVAE):
+    """Dense Gaussian VAE: MLP encoder -> (mu, logvar) heads; MLP decoder."""
+
+    def __init__(self, config: VAEConfig):
+        super().__init__()
+        self.config = config
+        c = config
+        last = c.hidden_sizes[-1] if c.hidden_sizes else c.in_features
+        self.encoder = dense_stack(c.in_features, c.hidden_sizes, activation_name=c.activation)
+        self.to_mu = nn.Linear(last, c.latent_dim)
+        self.to_logvar = nn.Linear(last, c.latent_dim)
+        dec_hidden = list(reversed(c.hidden_sizes))
+        dec_last = dec_hidden[-1] if dec_hidden else c.latent_dim
+        self.decoder = nn.Sequential(
+            dense_stack(c.latent_dim, dec_hidden, activation_name=c.activation),
+            nn.Linear(dec_last, c.in_features), activation(c.output_activation),
+        )
+        init_weights(self, c.init, nonlinearity=c.activation)
+
+    def example_input(self, batch_size: int = 2) -> tuple[torch.Tensor]:
+        return (torch.rand(batch_size, self.config.in_features),)
+
+    def _check_input(self, x: torch.Tensor) -> torch.Tensor:
+        return check_tensor(self, x, "B F", F=self.config.in_features)
+
+    def _features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder(x)
+
+    def _decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z)
+
+
+class ConvVAE(_GaussianVAE):
+    """Convolutional Gaussian VAE: stride-2 convs -> (mu, logvar) heads; transposed convs back."""
+
+    def __init__(self, config: ConvVAEConfig):
+        super().__init__()
+        self.config = config
+        self.codec = ConvCodec(config)
+        self.to_mu = nn.Linear(self.codec.flat, config.latent_dim)
+        self.to_logvar = nn.Linear(self.codec.flat, config.latent_dim)
+        init_weights(self, config.init, nonlinearity=config.activation)
+
+    def example_input(self, batch_size: int = 2) -> tuple[torch.Tensor]:
+        c = self.config
+        return (torch.rand(batch_size, c.in_channels, c.image_size, c.image_size),)
+
+    def _check_input(self, x: torch.Tensor) -> torch.Tensor:
+        c = self.config
+        return check_tensor(self, x, "B C H W", C=c.in_channels, H=c.image_size, W=c.image_size)
+
+    def _features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.codec.features(x)
+
+    def _decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.codec.reconstruct(z)
+
+
+# -- presets ------------------------------------------------------------------------------------
+
+_WHEN = "Generative modelling with a smooth, sampleable latent space; stable training (seed 001: VAE)"
+_TASKS = ("generation", "reconstruction", "anomaly_detection", "embedding")
+register("vae_mlp", family="vae", model=VAE, config=VAEConfig,
+         defaults=dict(in_features=784, hidden_sizes=[400], latent_dim=20),
+         modalities=("image",), tasks=_TASKS,
+         description="Kingma & Welling VAE as in the PyTorch example: 784-400-(20, 20), Bernoulli decoder",
+         when_to_use=_WHEN)
+register("vae_digits", family="vae", model=VAE, config=VAEConfig,
+         defaults=dict(in_features=64, hidden_sizes=[128], latent_dim=8),
+         modalities=("image", "tabular"), tasks=_TASKS,
+         description="Small dense VAE for 8x8 digits (64 values in [0, 1]): 64-128-(8, 8)",
+         when_to_use=_WHEN)
+register("vae_conv", family="vae", model=ConvVAE, config=ConvVAEConfig,
+         defaults=dict(in_channels=1, image_size=28, channels=[32, 64], latent_dim=16),
+         modalities=("image",), tasks=_TASKS,
+         description="Convolutional VAE for 1x28x28 images: convs 32-64 (stride 2), latent 16",
+         when_to_use=_WHEN)
+

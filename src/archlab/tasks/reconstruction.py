@@ -1,0 +1,133 @@
+"""Reconstruction: the autoencoder task, and anomaly detection by reconstruction error.
+
+Seeds 000 and 002 name anomaly detection as the autoencoder's use: train on normal data only;
+a sample the model reconstructs badly is unusual. The recipe::
+
+    model = archlab.create("autoencoder_digits")
+    ...  # train with reconstruction_loss(model(x), x, kind="bce") on normal data
+    threshold = choose_threshold(anomaly_scores(model, x_val_normal), quantile=0.99)
+    is_anomaly = anomaly_scores(model, x_new) > threshold
+
+``anomaly_scores`` works with any model whose forward returns the reconstruction, or a tuple
+whose first item is it (a VAE's ``(x_hat, mu, logvar)``; in eval mode a VAE decodes z = mu).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from archlab.errors import ConfigError, ShapeError
+
+ReconKind = Literal["mse", "bce"]
+
+
+def _check_pair(x_hat: torch.Tensor, x: torch.Tensor, kind: str, where: str) -> None:
+    if kind not in ("mse", "bce"):
+        raise ConfigError(f"{where}: kind must be 'mse' or 'bce'; got kind={kind!r}")
+    if not isinstance(x_hat, torch.Tensor) or not isinstance(x, torch.Tensor):
+        raise ShapeError(f"{where} expects tensors x_hat and x; got {type(x_hat).__name__}, {type(x).__name__}")
+    if x_hat.shape != x.shape:
+        raise ShapeError(
+            f"{where} expects x_hat and x of the same shape; got x_hat {tuple(x_hat.shape)} "
+            f"and x {tuple(x.shape)}"
+        )
+    if x.dim() < 2:
+        raise ShapeError(f"{where} expects x (B, ...) with a batch dimension; got {tuple(x.shape)}")
+    if kind == "bce" and x_hat.device.type != "meta" and x_hat.numel():
+        lo, hi = float(x_hat.detach().min()), float(x_hat.detach().max())
+        if lo < 0.0 or hi > 1.0:
+            raise ShapeError(
+                f"{where} kind='bce' expects x_hat in [0, 1] (a sigmoid output); got values in "
+                f"[{lo:.3g}, {hi:.3g}]"
+            )
+
+
+def per_sample_error(x_hat: torch.Tensor, x: torch.Tensor, kind: ReconKind = "mse") -> torch.Tensor:
+    """Mean reconstruction error of each sample over its features: (B, ...) -> (B,)."""
+    _check_pair(x_hat, x, kind, "per_sample_error")
+    if kind == "mse":
+        err = (x_hat - x).pow(2)
+    else:
+        err = F.binary_cross_entropy(x_hat, x, reduction="none")
+    return err.flatten(1).mean(dim=1)  # (B, ...) -> (B, D) -> (B,)
+
+
+def reconstruction_loss(x_hat: torch.Tensor, x: torch.Tensor, kind: ReconKind = "mse") -> torch.Tensor:
+    """Scalar training loss: mean over samples and features.
+
+    Args:
+        x_hat: (B, ...) reconstruction; in [0, 1] for ``kind="bce"``.
+        x: (B, ...) target, same shape; in [0, 1] for ``kind="bce"``.
+        kind: ``"mse"`` (squared error) or ``"bce"`` (binary cross-entropy, for sigmoid outputs
+            and data in [0, 1], e.g. pixel intensities).
+    """
+    return per_sample_error(x_hat, x, kind).mean()
+
+
+def _reconstruction(out) -> torch.Tensor:
+    if isinstance(out, torch.Tensor):
+        return out
+    if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
+        return out[0]
+    raise ShapeError(
+        f"anomaly_scores expects the model to return x_hat or (x_hat, ...); got {type(out).__name__}"
+    )
+
+
+@torch.no_grad()
+def anomaly_scores(model: nn.Module, x: torch.Tensor, kind: ReconKind = "mse") -> torch.Tensor:
+    """Per-sample reconstruction error, higher = more anomalous.
+
+    The model is run in eval mode (dropout off, BatchNorm running stats, VAE z = mu) and put back
+    in the mode it was in.
+
+    Args:
+        model: an autoencoder (forward returns x_hat) or a VAE (forward returns (x_hat, ...)).
+        x: (B, ...) a batch of the model's inputs.
+        kind: error per feature, ``"mse"`` or ``"bce"``.
+
+    Returns:
+        (B,) float scores on x's device.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        x_hat = _reconstruction(model(x))
+    finally:
+        model.train(was_training)
+    return per_sample_error(x_hat, x, kind)
+
+
+def choose_threshold(scores_val: torch.Tensor, quantile: float = 0.99) -> float:
+    """Threshold = the ``quantile`` of scores on held-out *normal* data.
+
+    With ``quantile=0.99`` about 1% of normal samples are flagged (the false-positive rate you
+    accept); lower it to catch more anomalies at the cost of more false alarms.
+
+    Args:
+        scores_val: (N,) anomaly scores of normal validation samples, N >= 1.
+        quantile: in (0, 1].
+
+    Returns:
+        The threshold as a float; flag ``scores > threshold``.
+    """
+    if not isinstance(quantile, (int, float)) or isinstance(quantile, bool) or not 0.0 < quantile <= 1.0:
+        raise ConfigError(f"choose_threshold: quantile must be in (0, 1]; got quantile={quantile!r}")
+    if not isinstance(scores_val, torch.Tensor):
+        scores_val = torch.as_tensor(scores_val, dtype=torch.float32)
+    if scores_val.dim() != 1 or scores_val.numel() == 0:
+        raise ShapeError(
+            f"choose_threshold expects scores_val (N,) with N >= 1; got {tuple(scores_val.shape)}"
+        )
+    if not torch.isfinite(scores_val).all():
+        raise ShapeError("choose_threshold expects finite scores_val; got NaN or inf values")
+    return float(torch.quantile(scores_val.detach().double().cpu(), quantile))
+
+
+def flag_anomalies(scores: torch.Tensor, threshold: float) -> torch.Tensor:
+    """(N,) bool: ``scores > threshold``."""
+    return scores > threshold
