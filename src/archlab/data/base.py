@@ -83,3 +83,25 @@ class DataBundle:
 
     def splits(self) -> dict[str, Split]:
         return {k: v for k, v in (("train", self.train), ("val", self.val), ("test", self.test)) if v is not None}
+
+    def denormalize_target(self, t: torch.Tensor) -> torch.Tensor:
+        """Map a target or prediction back to the data's units (identity when not normalised).
+
+        Uses ``info["target_normalization"]`` (train statistics), set by forecasting loaders and
+        by regression loaders called with ``normalize_target=True``.
+        """
+        stats = self.info.get("target_normalization")
+        if not stats:
+            return t
+        mean = torch.tensor(stats["mean"], dtype=t.dtype, device=t.device)
+        std = torch.tensor(stats["std"], dtype=t.dtype, device=t.device)
+        if mean.numel() > 1:  # per-column statistics of an (N, k) target
+            return t * std + mean
+        return t * std[0] + mean[0]
+
+    def normalize_inputs(self, x: torch.Tensor) -> torch.Tensor:
+        """Apply the train-split normalisation of ``info["normalization"]`` to new raw inputs
+        (e.g. at prediction time); identity when the data was not normalised."""
+        from archlab.data.splits import apply_normalization
+
+        return apply_normalization(x, self.info.get("normalization"))

@@ -1,0 +1,328 @@
+"""Users' own files through ``archlab.data.load(path, ...)``: format detection, CSV and NumPy arrays.
+
+Detection (override with ``kind=``):
+
+==========================================  ===========  =====================================
+path                                        kind         loader
+==========================================  ===========  =====================================
+``*.csv``                                   ``csv``      :func:`load_csv` (tabular)
+``*.npy`` / ``*.npz``                       ``array``    :func:`load_array`
+``*idx3-ubyte[.gz]`` or a folder of them    ``idx``      ``images.load_idx`` (MNIST)
+``data_batch_*`` / ``test_batch`` / folder  ``cifar``    ``images.load_cifar`` (CIFAR-10)
+``*.ts`` / ``*.tsv``                        ``ucr``      ``ucr.load_ucr_file``
+``*.edges`` / ``*.edgelist``                ``graph``    ``graphs.load_edge_list``
+``*.txt``                                   ``text``     ``text.load_text_file`` (``kind="graph"``
+                                                         reads it as an edge list)
+any other folder                            ``images``   ``images.load_image_folder``
+==========================================  ===========  =====================================
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from archlab.data.base import DataBundle
+from archlab.data.splits import encode_labels, supervised_bundle
+from archlab.errors import DataError, require
+
+KINDS = ("csv", "array", "idx", "cifar", "ucr", "graph", "text", "images")
+
+
+def detect_kind(path: Path) -> str:
+    """The file kind of ``path`` by its name (see the module table)."""
+    name = path.name.lower()
+    if path.is_dir():
+        entries = [p.name.lower() for p in path.iterdir()]
+        if any("idx3-ubyte" in e for e in entries):
+            return "idx"
+        if any(e.startswith("data_batch") for e in entries):
+            return "cifar"
+        return "images"
+    if "idx3-ubyte" in name or "idx3_ubyte" in name:
+        return "idx"
+    if name.startswith(("data_batch", "test_batch")):
+        return "cifar"
+    suffix = path.suffix.lower()
+    table = {".csv": "csv", ".npy": "array", ".npz": "array", ".ts": "ucr", ".tsv": "ucr",
+             ".edges": "graph", ".edgelist": "graph", ".txt": "text"}
+    if suffix in table:
+        return table[suffix]
+    raise DataError(
+        f"{path}: cannot tell the format from the name; pass kind= one of {', '.join(KINDS)} "
+        "(.csv, .npy/.npz, MNIST idx3-ubyte, CIFAR data_batch_*, .ts/.tsv, .edges/.edgelist, .txt, image folder)"
+    )
+
+
+def load_path(path: str | Path, kind: str | None = None, **options: Any) -> DataBundle:
+    """Load a user's file or folder; ``kind`` overrides the detection by name."""
+    from archlab.data import graphs, images, text, ucr
+
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise DataError(f"{path}: no such file or folder")
+    kind = kind or detect_kind(path)
+    aliases = {"tabular": "csv", "npy": "array", "npz": "array", "mnist": "idx", "ts": "ucr", "tsv": "ucr",
+               "edges": "graph", "edgelist": "graph", "image": "images", "folder": "images"}
+    kind = aliases.get(kind, kind)
+    loaders: dict[str, Callable[..., DataBundle]] = {
+        "csv": load_csv, "array": load_array, "idx": images.load_idx, "cifar": images.load_cifar,
+        "ucr": ucr.load_ucr_file, "graph": graphs.load_edge_list, "text": text.load_text_file,
+        "images": images.load_image_folder,
+    }
+    if kind not in loaders:
+        raise DataError(f"kind must be one of {', '.join(KINDS)}; got {kind!r}")
+    if path.is_file() and path.stat().st_size == 0:
+        raise DataError(f"{path}: file is empty")
+    from archlab.data.bundled import call_with_options
+
+    return call_with_options(loaders[kind], f"{path} ({kind})", path, **options)
+
+
+# --------------------------------------------------------------------------------------- CSV
+def _scan_csv(path: Path, sep: str) -> list[int]:
+    """Check every row has the header's field count; return the file line of each data row."""
+    lines: list[int] = []
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.reader(fh, delimiter=sep)
+        header = None
+        for row in reader:
+            if not row or all(not c.strip() for c in row):
+                continue  # blank lines are skipped, as pandas does
+            if header is None:
+                header = row
+                continue
+            if len(row) != len(header):
+                raise DataError(
+                    f"{path}, line {reader.line_num}: {len(row)} fields; the header has {len(header)} (ragged rows)"
+                )
+            lines.append(reader.line_num)
+    if header is None:
+        raise DataError(f"{path}: file is empty")
+    if not lines:
+        raise DataError(f"{path}: a header but no data rows")
+    return lines
+
+
+def _is_categorical(series, max_categories: int) -> bool:
+    import pandas as pd
+
+    if pd.api.types.is_bool_dtype(series) or not pd.api.types.is_numeric_dtype(series):
+        return True
+    return pd.api.types.is_integer_dtype(series) and series.nunique() <= max_categories
+
+
+def load_csv(path: str | Path, *, target: str | None = None, categorical: Sequence[str] | None = None,
+             task: str | None = None, dropna: bool = False, max_categories: int = 10, max_classes: int = 20,
+             one_hot: bool = False, sep: str = ",", seed: int = 0, val_fraction: float = 0.1,
+             test_fraction: float = 0.2, normalize: bool = True, normalize_target: bool = False) -> DataBundle:
+    """A CSV table with a header row; one column is the target.
+
+    Args:
+        target: the target column (default: the last column).
+        categorical: the feature columns to treat as categorical, overriding detection. By
+            default a column is categorical when it is non-numeric (text, bool) or holds
+            integers with at most ``max_categories`` (10) distinct values.
+        task: ``classification`` or ``regression``; by default classification when the target
+            is non-numeric or holds integers with at most ``max_classes`` (20) distinct values.
+        dropna: drop rows holding a missing or infinite value (count in ``info["dropped"]``)
+            instead of raising DataError naming the column and line.
+        one_hot: expand categorical columns into one-hot columns instead of integer ids.
+
+    Returns inputs (N, F) float32: numeric columns standardised with train statistics,
+    categorical columns as integer ids 0..K-1 (not standardised; ``info["categorical"]`` maps
+    each to its categories in id order; ``info["categorical_index"]`` gives their positions).
+    Target (N,) int64 class ids (``class_names``) or (N, 1) float32 for regression.
+    """
+    pd = require("pandas", "data", "reading CSV files")
+    path = Path(path)
+    line_of = _scan_csv(path, sep)
+    try:
+        df = pd.read_csv(path, sep=sep)
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+        raise DataError(f"{path}: cannot parse as CSV ({exc})") from None
+    columns = [str(c) for c in df.columns]
+    df.columns = columns
+    if len(set(columns)) != len(columns):
+        raise DataError(f"{path}: duplicate column names in the header {columns}")
+    target = columns[-1] if target is None else target
+    if target not in columns:
+        raise DataError(f"{path}: target column {target!r} not found; columns are {columns}")
+    info: dict[str, Any] = {"source": "csv", "target": target}
+    # missing or infinite values: name the column and the file line, or drop on request
+    numeric = df.select_dtypes(include=[np.number])
+    bad = df.isna() | pd.DataFrame(np.isinf(numeric.to_numpy(dtype=np.float64)), columns=numeric.columns,
+                                   index=df.index).reindex(columns=df.columns, fill_value=False)
+    if bad.to_numpy().any():
+        if not dropna:
+            rows, cols = np.nonzero(bad.to_numpy())
+            r, c = int(rows[0]), int(cols[0])
+            raise DataError(
+                f"{path}: column {columns[c]!r} has a missing or infinite value at line {line_of[r]} "
+                f"(data row {r}); {int(bad.to_numpy().any(axis=1).sum())} rows are affected; pass dropna=True to drop them"
+            )
+        keep = ~bad.to_numpy().any(axis=1)
+        info["dropped"] = int((~keep).sum())
+        df = df[keep].reset_index(drop=True)
+        if df.empty:
+            raise DataError(f"{path}: every row holds a missing value; nothing left after dropna")
+    else:
+        info["dropped"] = 0
+    features = [c for c in columns if c != target]
+    if not features:
+        raise DataError(f"{path}: no feature columns besides the target {target!r}")
+    if categorical is None:
+        cats = [c for c in features if _is_categorical(df[c], max_categories)]
+    else:
+        unknown = [c for c in categorical if c not in features]
+        if unknown:
+            raise DataError(f"{path}: categorical columns {unknown} are not feature columns {features}")
+        cats = list(categorical)
+        for c in features:
+            if c not in cats and not pd.api.types.is_numeric_dtype(df[c]):
+                raise DataError(f"{path}: column {c!r} is not numeric; list it in categorical=[...]")
+    blocks, names, cat_index, cat_map = [], [], [], {}
+    for c in features:
+        if c in cats:
+            ids, values = encode_labels(df[c].astype(str).to_numpy(), f"{path}: column {c!r}")
+            cat_map[c] = values
+            if one_hot:
+                blocks.append(np.eye(len(values))[ids])
+                cat_index.extend(range(len(names), len(names) + len(values)))
+                names.extend(f"{c}={v}" for v in values)
+            else:
+                blocks.append(ids[:, None].astype(np.float64))
+                cat_index.append(len(names))
+                names.append(c)
+        else:
+            blocks.append(df[c].to_numpy(dtype=np.float64)[:, None])
+            names.append(c)
+    x = np.concatenate(blocks, axis=1)
+    y_col = df[target]
+    if task is None:
+        is_int = pd.api.types.is_integer_dtype(y_col) and y_col.nunique() <= max_classes
+        task = "classification" if (is_int or not pd.api.types.is_numeric_dtype(y_col)
+                                    or pd.api.types.is_bool_dtype(y_col)) else "regression"
+    if task == "classification":
+        y, class_names = encode_labels(y_col.astype(str).to_numpy() if not pd.api.types.is_integer_dtype(y_col)
+                                       else y_col.to_numpy(), f"{path}: target {target!r}")
+        info.update(num_classes=len(class_names), class_names=class_names)
+    elif task == "regression":
+        if not pd.api.types.is_numeric_dtype(y_col):
+            raise DataError(f"{path}: task='regression' needs a numeric target; column {target!r} is {y_col.dtype}")
+        y = y_col.to_numpy(dtype=np.float64).reshape(-1, 1)
+        info["out_features"] = 1
+    else:
+        raise DataError(f"task must be 'classification' or 'regression'; got {task!r}")
+    info.update(in_features=int(x.shape[1]), feature_names=names, categorical=cat_map, categorical_index=cat_index,
+                categorical_encoding="one-hot" if one_hot else "ids")
+    return supervised_bundle(str(path), "tabular", task, x, y, seed=seed, val_fraction=val_fraction,
+                             test_fraction=test_fraction, normalize=normalize, skip_norm=cat_index,
+                             normalize_target=normalize_target, info=info)
+
+
+# ------------------------------------------------------------------------------ NPY / NPZ
+_NORM = {2: ("tabular", (0,), "feature"), 3: ("signal", (0, 2), "channel"), 4: ("image", (0, 2, 3), "channel")}
+
+
+def _np_load(path: Path):
+    try:
+        return np.load(path, allow_pickle=False)
+    except ValueError as exc:  # object arrays need pickle, which is never allowed
+        raise DataError(f"{path}: cannot read without pickle ({exc}); store numeric arrays") from None
+    except (OSError, EOFError) as exc:
+        raise DataError(f"{path}: not a readable .npy/.npz file ({exc})") from None
+
+
+def _check_x(x: np.ndarray, path: Path, key: str) -> np.ndarray:
+    if x.dtype.kind not in "fiub":
+        raise DataError(f"{path}: array {key!r} must be numeric; got dtype {x.dtype}")
+    if x.ndim < 2:
+        raise DataError(f"{path}: array {key!r} must be (N, features...) with at least 2 dims; got shape {x.shape}")
+    x = x.astype(np.float64)
+    bad = ~np.isfinite(x)
+    if bad.any():
+        i = int(np.argwhere(bad)[0][0])
+        raise DataError(f"{path}: array {key!r} holds {int(bad.sum())} NaN/inf values; the first in row {i}")
+    return x
+
+
+def _check_y(y: np.ndarray, n: int, path: Path, key: str, task: str | None) -> tuple[np.ndarray, str]:
+    if len(y) != n:
+        raise DataError(f"{path}: {key!r} has {len(y)} rows but the inputs have {n}")
+    if task == "regression":
+        if y.dtype.kind not in "fiu":
+            raise DataError(f"{path}: {key!r} must be numeric for regression; got dtype {y.dtype}")
+        y = y.astype(np.float64).reshape(n, -1)
+        if not np.isfinite(y).all():
+            raise DataError(f"{path}: {key!r} holds NaN/inf in row {int(np.argwhere(~np.isfinite(y))[0][0])}")
+        return y, "regression"
+    if y.dtype.kind not in "iu" or y.ndim != 1:
+        raise DataError(
+            f"{path}: {key!r} must be a 1-D array of integer class ids 0..K-1; got shape {y.shape} dtype {y.dtype} "
+            "(pass task='regression' for real-valued targets)"
+        )
+    if len(y) and y.min() < 0:
+        i = int(np.flatnonzero(y < 0)[0])
+        raise DataError(f"{path}: {key!r} has label {int(y[i])} at row {i}; class ids must be >= 0")
+    return y.astype(np.int64), "classification"
+
+
+def load_array(path: str | Path, *, labels: str | Path | None = None, x_key: str = "x", y_key: str = "y",
+               task: str | None = None, seed: int = 0, val_fraction: float = 0.1, test_fraction: float = 0.2,
+               normalize: bool = True) -> DataBundle:
+    """NumPy arrays: ``.npz`` with ``x`` (and optionally ``y``, ``x_test``, ``y_test``), or an ``.npy``
+    of inputs with an optional ``labels=`` ``.npy``. Read with ``allow_pickle=False``.
+
+    The layout of ``x`` sets the modality and normalisation: (N, F) tabular per feature, (N, C, L)
+    signal per channel, (N, C, H, W) image per channel (train statistics). ``y`` must hold integer
+    class ids >= 0 (classification, (N,) int64) unless ``task="regression"`` ((N, k) float32).
+    Without ``y`` the bundle has no target (task ``unsupervised``).
+    """
+    path = Path(path)
+    fixed = None
+    if path.suffix.lower() == ".npz":
+        with _np_load(path) as z:
+            keys = list(z.keys())
+            if x_key not in keys:
+                raise DataError(f"{path}: no array {x_key!r}; arrays are {keys} (pass x_key=...)")
+            x = _check_x(z[x_key], path, x_key)
+            y = z[y_key] if y_key in keys else None
+            if f"{x_key}_test" in keys:
+                xt = _check_x(z[f"{x_key}_test"], path, f"{x_key}_test")
+                yt = z[f"{y_key}_test"] if f"{y_key}_test" in keys else None
+                fixed = (xt, yt)
+    else:
+        x = _check_x(_np_load(path), path, "x")
+        y = None if labels is None else _np_load(Path(labels))
+    kind = None
+    if y is not None:
+        y, kind = _check_y(y, len(x), path, y_key, task)
+    if fixed is not None:
+        if fixed[0].shape[1:] != x.shape[1:]:
+            raise DataError(f"{path}: {x_key}_test rows have shape {fixed[0].shape[1:]}; {x_key} rows {x.shape[1:]}")
+        if (fixed[1] is None) != (y is None):
+            raise DataError(f"{path}: give both {y_key!r} and {y_key}_test, or neither")
+        if fixed[1] is not None:
+            fixed = (fixed[0], _check_y(fixed[1], len(fixed[0]), path, f"{y_key}_test", task)[0])
+    modality, axes, over = _NORM.get(x.ndim, ("array", tuple(range(x.ndim)), "all"))
+    info: dict[str, Any] = {"source": "numpy"}
+    if x.ndim == 2:
+        info["in_features"] = int(x.shape[1])
+    elif x.ndim in (3, 4):
+        info["in_channels"] = int(x.shape[1])
+        if x.ndim == 3:
+            info["seq_len"] = int(x.shape[2])
+        else:
+            info["image_size"] = [int(x.shape[2]), int(x.shape[3])]
+    if kind == "classification":
+        k = int(max(y.max(), fixed[1].max() if fixed else 0)) + 1
+        info.update(num_classes=k, class_names=[str(i) for i in range(k)])
+    elif kind == "regression":
+        info["out_features"] = int(y.shape[1])
+    return supervised_bundle(str(path), modality, kind or "unsupervised", x, y, seed=seed,
+                             val_fraction=val_fraction, test_fraction=0.0 if fixed else test_fraction,
+                             normalize=normalize, norm_axes=axes, norm_over=over, fixed_test=fixed, info=info)
