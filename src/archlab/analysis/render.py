@@ -1,0 +1,198 @@
+"""Renders of a :class:`~archlab.analysis.summary.ModelSummary`: rich table, Markdown, HTML, JSON.
+
+JSON schema (``schema_version`` 1; keys are only ever added, never renamed, within a version)::
+
+    {
+      "schema_version": 1,
+      "model": str, "device": "meta"|"cpu", "batch_size": int, "depth": int,
+      "input_shapes": [[int]], "output_shapes": [[int]],
+      "totals": {"params": int, "trainable_params": int, "param_bytes": int,
+                 "flops": int, "macs": int, "backward_flops": int,
+                 "activation_bytes": int},          # saved for backward at batch_size
+      "rows": [{"name": str, "type": str, "depth": int, "calls": int,
+                "input_shapes": [[int]], "output_shapes": [[int]],
+                "params": int, "trainable_params": int, "param_bytes": int,
+                "flops": int, "macs": int, "backward_flops": int,
+                "output_bytes": int, "saved_bytes": int, "uncounted": [str]}],
+      "by_type": {type: {"count": int, "params": int, "flops": int}},
+      "flops_by_op": {op: int},
+      "uncounted": {op: calls},                      # ops that may cost FLOPs but have no formula
+      "not_counted_by_convention": {op: calls},      # elementwise/normalisation/softmax ops
+      "memory": {... MemoryEstimate fields, "param_bytes": {"fp32"|"fp16"|"bf16"|"int8": int},
+                 "gradient_bytes_fp32": int, "optimizer_bytes": {"sgd"|"sgd_momentum"|"adam": int},
+                 "training_peak_fp32_adam": int, "training_peak_bf16_adam": int},
+      "receptive_field": null | {"size": [int], "jump": [float], "source": str},
+      "notes": [str]
+    }
+
+All FLOP figures count a multiply-add as 2 FLOPs; ``macs`` counts it as 1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from archlab.analysis.summary import ModelSummary
+
+COLUMNS = ("Layer", "Type", "Input", "Output", "Params", "FLOPs (fwd)", "MACs (fwd)", "FLOPs (bwd)",
+           "Output mem", "Saved for bwd")
+
+
+def fmt_count(n: float) -> str:
+    """1234567 -> '1.23 M'."""
+    n = float(n)
+    for unit, div in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(n) >= div:
+            return f"{n / div:.2f} {unit}"
+    return f"{int(n)}"
+
+
+def fmt_bytes(n: float) -> str:
+    n = float(n)
+    for unit, div in (("TiB", 1024 ** 4), ("GiB", 1024 ** 3), ("MiB", 1024 ** 2), ("KiB", 1024)):
+        if abs(n) >= div:
+            return f"{n / div:.2f} {unit}"
+    return f"{int(n)} B"
+
+
+def _fmt_shapes(shapes: list[list[int]], limit: int = 2) -> str:
+    parts = ["(" + ", ".join(str(v) for v in s) + ")" for s in shapes[:limit]]
+    if len(shapes) > limit:
+        parts.append(f"+{len(shapes) - limit}")
+    return " ".join(parts)
+
+
+def summary_to_dict(s: "ModelSummary") -> dict[str, Any]:
+    from archlab.analysis.summary import SCHEMA_VERSION
+
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "model": s.model, "device": s.device, "batch_size": s.batch_size, "depth": s.depth,
+        "input_shapes": s.input_shapes, "output_shapes": s.output_shapes,
+        "totals": {
+            "params": s.total_params, "trainable_params": s.trainable_params, "param_bytes": s.param_bytes,
+            "flops": s.flops, "macs": s.macs, "backward_flops": s.backward_flops,
+            "activation_bytes": s.memory.activation_bytes,
+        },
+        "rows": [asdict(r) for r in s.rows],
+        "by_type": {k: asdict(v) for k, v in s.by_type.items()},
+        "flops_by_op": dict(s.flops_by_op),
+        "uncounted": dict(s.uncounted),
+        "not_counted_by_convention": dict(s.not_counted_by_convention),
+        "memory": s.memory.to_dict(),
+        "receptive_field": s.receptive_field.to_dict() if s.receptive_field else None,
+        "notes": list(s.notes),
+    }
+
+
+def _row_cells(s: "ModelSummary") -> list[list[str]]:
+    out = []
+    for r in s.rows:
+        label = ("  " * r.depth) + (r.name.rsplit(".", 1)[-1] if r.depth else r.name)
+        if r.calls > 1:
+            label += f" (x{r.calls})"
+        flops = fmt_count(r.flops) + (" +?" if r.uncounted else "")
+        out.append([label, r.type, _fmt_shapes(r.input_shapes), _fmt_shapes(r.output_shapes),
+                    fmt_count(r.params), flops, fmt_count(r.macs), fmt_count(r.backward_flops),
+                    fmt_bytes(r.output_bytes), fmt_bytes(r.saved_bytes)])
+    return out
+
+
+def _totals(s: "ModelSummary") -> list[tuple[str, str]]:
+    m = s.memory
+    items = [
+        ("Parameters", f"{s.total_params:,} ({s.trainable_params:,} trainable)"),
+        ("Parameter memory", ", ".join(f"{d} {fmt_bytes(m.param_bytes(d))}" for d in ("fp32", "bf16", "int8"))
+         + f" (as stored: {fmt_bytes(s.param_bytes)})"),
+        ("Forward FLOPs", f"{fmt_count(s.flops)}FLOPs = {fmt_count(s.macs)}MACs at batch {s.batch_size}"),
+        ("Backward FLOPs (2x fwd estimate)", fmt_count(s.backward_flops)),
+        ("Activations saved for backward", f"{fmt_bytes(m.activation_bytes)} at batch {s.batch_size}"),
+        ("Gradients + Adam state (fp32)", fmt_bytes(m.gradient_bytes() + m.optimizer_bytes("adam"))),
+        ("Training peak (fp32, Adam)", fmt_bytes(m.training_peak())),
+        ("Training peak (bf16 mixed, Adam)", fmt_bytes(m.training_peak(dtype="bf16"))),
+    ]
+    if s.receptive_field is not None:
+        items.append(("Receptive field", " x ".join(str(v) for v in s.receptive_field.size)
+                      + f" ({s.receptive_field.source})"))
+    if s.uncounted:
+        items.append(("Uncounted ops (not in FLOPs)", ", ".join(f"{k} x{v}" for k, v in s.uncounted.items())))
+    return items
+
+
+def summary_markdown(s: "ModelSummary") -> str:
+    lines = [f"### {s.model}", "",
+             f"Input {_fmt_shapes(s.input_shapes, 4)} -> output {_fmt_shapes(s.output_shapes, 4)}, "
+             f"device `{s.device}`, depth {s.depth}.", "",
+             "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    for cells in _row_cells(s):
+        cells[0] = cells[0].replace("  ", "&nbsp;&nbsp;")
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    lines += ["", "| Total | |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in _totals(s)]
+    top = list(s.by_type.items())[:12]
+    lines += ["", "| Module type | Count | Params | FLOPs (fwd) |", "|---|---|---|---|"]
+    lines += [f"| {k} | {v.count} | {fmt_count(v.params)} | {fmt_count(v.flops)} |" for k, v in top]
+    lines += [""] + [f"- {n}" for n in s.notes]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+_HTML = """<div class="archlab-summary">
+<h3>{{ s.model }}</h3>
+<p>Input {{ inp }} &#8594; output {{ out }}, device <code>{{ s.device }}</code>, depth {{ s.depth }}.</p>
+<table>
+<thead><tr>{% for c in columns %}<th>{{ c }}</th>{% endfor %}</tr></thead>
+<tbody>
+{% for row in rows %}<tr>{% for c in row %}<td>{{ c }}</td>{% endfor %}</tr>
+{% endfor %}</tbody>
+</table>
+<table class="archlab-totals">
+{% for k, v in totals %}<tr><th>{{ k }}</th><td>{{ v }}</td></tr>
+{% endfor %}</table>
+{% if s.notes %}<ul>{% for n in s.notes %}<li>{{ n }}</li>{% endfor %}</ul>{% endif %}
+</div>
+"""
+
+
+def summary_html(s: "ModelSummary") -> str:
+    """An HTML fragment (a ``<div>``), values escaped."""
+    from archlab.errors import require
+
+    jinja2 = require("jinja2", "viz", "HTML summaries")
+    env = jinja2.Environment(autoescape=True)
+    rows = _row_cells(s)
+    for r, cells in zip(s.rows, rows):
+        cells[0] = r.name or s.model
+    tmpl = env.from_string(_HTML)
+    return tmpl.render(s=s, columns=COLUMNS, rows=rows, totals=_totals(s),
+                       inp=_fmt_shapes(s.input_shapes, 4), out=_fmt_shapes(s.output_shapes, 4))
+
+
+def summary_rich(s: "ModelSummary"):
+    """A rich renderable (a Group of the layer table and the totals)."""
+    from rich.console import Group
+    from rich.table import Table
+
+    table = Table(title=f"{s.model}  input {_fmt_shapes(s.input_shapes, 4)}  device {s.device}")
+    for i, c in enumerate(COLUMNS):
+        table.add_column(c, justify="left" if i < 4 else "right", overflow="fold")
+    for cells in _row_cells(s):
+        table.add_row(*cells)
+    totals = Table(show_header=False, box=None)
+    totals.add_column(style="bold")
+    totals.add_column()
+    for k, v in _totals(s):
+        totals.add_row(k, v)
+    parts = [table, totals] + [f"[yellow]note:[/] {n}" for n in s.notes]
+    return Group(*parts)
+
+
+def summary_text(s: "ModelSummary") -> str:
+    rows = [list(COLUMNS)] + _row_cells(s)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(COLUMNS))]
+    lines = ["  ".join(c.ljust(w) if i < 4 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+             for r in rows]
+    lines.insert(1, "-" * len(lines[0]))
+    lines += [""] + [f"{k}: {v}" for k, v in _totals(s)] + [f"note: {n}" for n in s.notes]
+    return "\n".join(lines)

@@ -1,0 +1,98 @@
+"""``archlab summary``, ``archlab diagram`` and ``archlab compare``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from archlab.cli.main import app, console
+from archlab.config import parse_overrides
+from archlab.errors import ConfigError
+
+_FORMATS = ("table", "md", "json", "html")
+
+
+def _shape(text: Optional[str]):
+    if text is None:
+        return None
+    try:
+        return [tuple(int(v) for v in part.split(",") if v.strip()) for part in text.split(";")]
+    except ValueError:
+        raise ConfigError(f"--input-shape must look like 1,3,224,224 (';' between inputs); got {text!r}") from None
+
+
+@app.command("summary")
+def summary_cmd(
+    target: str = typer.Argument(..., help="A registered model name or a run directory (with config.json)."),
+    set_: list[str] = typer.Option([], "--set", "-s", help="Config override key=value (repeatable)."),
+    input_shape: Optional[str] = typer.Option(None, "--input-shape", help="e.g. 1,3,224,224 (float input)."),
+    depth: int = typer.Option(3, "--depth", "-d", help="Deepest module level shown."),
+    device: str = typer.Option("meta", "--device", help="meta (allocates nothing) or cpu."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="Batch size for shapes and memory."),
+    fmt: str = typer.Option("table", "--format", "-f", help="table, md, json or html."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to this file instead of the terminal."),
+) -> None:
+    """Layer-by-layer shapes, parameters, FLOPs/MACs, memory and receptive field."""
+    from archlab.analysis import summary
+
+    if fmt not in _FORMATS:
+        raise ConfigError(f"--format must be one of {', '.join(_FORMATS)}; got {fmt!r}")
+    s = summary(target, input_shape=_shape(input_shape), depth=depth, device=device,
+                batch_size=batch_size, overrides=parse_overrides(set_))
+    if fmt == "table" and output is None:
+        console.print(s.to_rich())
+        return
+    text = {"table": str, "md": lambda x: x.to_markdown(), "json": lambda x: x.to_json(),
+            "html": lambda x: x.to_html()}[fmt](s)
+    if output is not None:
+        from archlab.io import atomic_write_text
+
+        atomic_write_text(output, text)
+        console.print(f"wrote {output}")
+    else:
+        console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+@app.command("diagram")
+def diagram_cmd(
+    target: str = typer.Argument(..., help="A registered model name or a run directory."),
+    output: Path = typer.Option(..., "--output", "-o", help="out.svg, out.mmd (Mermaid) or out.dot (Graphviz)."),
+    depth: int = typer.Option(2, "--depth", "-d", help="Module level drawn as nodes."),
+    set_: list[str] = typer.Option([], "--set", "-s", help="Config override key=value (repeatable)."),
+    input_shape: Optional[str] = typer.Option(None, "--input-shape", help="e.g. 1,3,224,224."),
+    no_collapse: bool = typer.Option(False, "--no-collapse", help="Draw every repeated block."),
+) -> None:
+    """Data-flow diagram (SVG without Graphviz, Mermaid or DOT)."""
+    from archlab.analysis.diagram import diagram, diagram_format
+
+    diagram_format(output)  # fail on an unknown extension before any work
+    g = diagram(target, input_shape=_shape(input_shape), depth=depth, collapse_repeats=not no_collapse,
+                overrides=parse_overrides(set_))
+    g.save(output)
+    console.print(f"wrote {output} ({len(g.nodes)} nodes, {len(g.edges)} edges)")
+    for note in g.notes:
+        console.print(f"[yellow]note:[/] {note}")
+
+
+@app.command("compare")
+def compare_cmd(
+    targets: list[str] = typer.Argument(..., help="Registered model names or run directories."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Chart file: .png or .svg."),
+    fmt: str = typer.Option("table", "--format", "-f", help="table or md."),
+) -> None:
+    """Parameters, FLOPs and memory side by side, with an optional chart."""
+    from archlab.analysis import compare
+    from archlab.analysis.compare import CHART_FORMATS
+
+    if output is not None and output.suffix.lower() not in CHART_FORMATS:
+        raise ConfigError(f"unknown chart format {output.suffix or '(no extension)'!r}; use one of {', '.join(CHART_FORMATS)}")
+    c = compare(targets)
+    if fmt == "md":
+        console.print(c.to_markdown(), markup=False, highlight=False)
+    else:
+        console.print(c.to_rich())
+    if output is not None:
+        c.chart(output)
+        console.print(f"wrote {output}")
