@@ -8,7 +8,7 @@ import copy
 import itertools
 import os
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -111,12 +111,13 @@ def make_inputs(module: nn.Module, input: Any, input_shape: Any, batch_size: int
     if input is not None:
         if isinstance(input, torch.Tensor):
             args, kwargs = (input,), {}
-        elif isinstance(input, dict):
+        elif isinstance(input, Mapping):  # keyword arguments: a dict, a tokenizer's BatchEncoding
             args, kwargs = (), dict(input)
         elif isinstance(input, (tuple, list)):
             args, kwargs = tuple(input), {}
         else:
-            raise ConfigError(f"input must be a tensor, a tuple of forward's arguments or a dict; got {type(input).__name__}")
+            raise ConfigError("input must be a tensor, a tuple of forward's arguments or a mapping of keyword "
+                              f"arguments; got {type(input).__name__}")
     elif input_shape is not None:
         shapes = _parse_shapes(input_shape)
         if batch_size is not None:
@@ -157,6 +158,21 @@ def preserved_state(module: nn.Module, private: bool) -> Iterator[None]:
             for k, v in module.named_buffers():
                 if k in saved:
                     v.copy_(saved[k])
+
+
+def check_cpu_rerun_possible(model: Any, exc: BaseException) -> None:
+    """Before re-running on the CPU after a data-dependent failure on meta tensors: a module
+    whose weights are on the meta device cannot run there, so say what happened instead."""
+    if not isinstance(model, nn.Module):
+        return
+    module = unwrap(model)
+    if any(t.device.type == "meta" for t in itertools.chain(module.parameters(), module.buffers())):
+        raise ConfigError(
+            f"{type(module).__name__} is on the meta device and its forward needs tensor values that meta "
+            f"tensors do not have ({str(exc).splitlines()[0][:160]}); build it with real weights to analyse "
+            "it on the cpu, or leave out the input that needs them (e.g. a Hugging Face attention_mask "
+            "with no padding)"
+        ) from exc
 
 
 def is_data_dependent_error(exc: BaseException) -> bool:

@@ -30,7 +30,9 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
-from archlab.analysis._prepare import is_data_dependent_error, make_inputs, preserved_state, resolve_model
+from archlab.analysis._prepare import (
+    check_cpu_rerun_possible, is_data_dependent_error, make_inputs, preserved_state, resolve_model,
+)
 from archlab.analysis.flops import _SKIP, short_op
 from archlab.errors import ConfigError
 
@@ -357,6 +359,7 @@ def diagram(
     except (NotImplementedError, RuntimeError) as exc:
         if not is_data_dependent_error(exc):
             raise
+        check_cpu_rerun_possible(model, exc)
         graph = _diagram(model, input, input_shape, depth, collapse_repeats, overrides, "cpu")
         graph.notes.append("traced on cpu: the model has data-dependent ops that meta tensors cannot run")
         return graph

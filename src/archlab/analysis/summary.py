@@ -20,7 +20,7 @@ from torch.utils._pytree import tree_leaves
 
 from archlab.analysis import flops as F
 from archlab.analysis._prepare import (
-    batch_of, is_data_dependent_error, make_inputs, preserved_state, resolve_model,
+    batch_of, check_cpu_rerun_possible, is_data_dependent_error, make_inputs, preserved_state, resolve_model,
 )
 from archlab.analysis.memory import MemoryEstimate, SavedTensorMeter, dtype_name
 from archlab.analysis.receptive_field import (
@@ -261,7 +261,8 @@ def summary(
     Args:
         model: an ``nn.Module`` (a ``torch.compile``d one is unwrapped), a registry name, or a
             run directory holding ``config.json``.
-        input: forward's arguments: a tensor, a tuple of them, or a dict of keyword arguments.
+        input: forward's arguments: a tensor, a tuple of them, or a dict (any mapping, e.g. a
+            Hugging Face tokenizer's ``BatchEncoding``) of keyword arguments.
         input_shape: instead of ``input``: one shape ``(1, 3, 224, 224)`` or a list of shapes
             (float inputs of the model's dtype).
         depth: deepest module level given its own row (the model itself is level 0). FLOPs and
@@ -284,6 +285,7 @@ def summary(
     except (NotImplementedError, RuntimeError) as exc:
         if device != "meta" or not is_data_dependent_error(exc):
             raise
+        check_cpu_rerun_possible(model, exc)
         notes.append(f"ran on cpu: the model has data-dependent ops that meta tensors cannot run ({str(exc).splitlines()[0][:120]})")
         log.info("summary: %s", notes[-1])
         return _summary(model, input, input_shape, depth, "cpu", batch_size, overrides, notes)

@@ -17,13 +17,18 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
+# Piped output (files, CI logs) gets wide tables instead of rich's 80-column default.
+console = Console(width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True)
 
 
 def _register_commands() -> None:
     # Each module adds its commands to `app`; one import line per command module.
     from archlab.cli import models  # noqa: F401
+    from archlab.cli import train  # noqa: F401
+    from archlab.cli import analysis  # noqa: F401
+    from archlab.cli import data  # noqa: F401
+    from archlab.cli import generate  # noqa: F401
 
 
 def main(argv: list[str] | None = None) -> int:
