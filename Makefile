@@ -23,8 +23,9 @@ install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
 demo: install
-	$(VENV)/bin/archlab models
-	$(VENV)/bin/archlab show resnet18
+	$(VENV)/bin/archlab train --model cnn1d_mnist1d --data mnist1d --task classification \
+		--set train.lr=1e-2 --set train.batch_size=100 --set train.max_steps=3000 \
+		--out-dir runs
 
 test: install-dev
 	$(PY) -m pytest -n 2 tests

@@ -1,0 +1,163 @@
+"""Classification: binary, multiclass and multilabel.
+
+- multiclass: logits (B, C), targets (B,) integer class ids; cross-entropy with optional class
+  weights and label smoothing, or focal loss (Lin et al. 2017) for imbalance (seed 001).
+- binary: one logit (B,) or (B, 1), targets {0, 1}; BCE-with-logits (positive weight from the
+  class weights) or focal.
+- multilabel: logits (B, L), targets (B, L) in {0, 1}; BCE-with-logits.
+
+Metrics (torchmetrics): accuracy, macro F1, AUROC and expected calibration error (ECE).
+A prediction is the class id (multiclass / binary) or a 0/1 vector (multilabel).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+
+from archlab.data.base import DataBundle, Split
+from archlab.errors import ConfigError, ShapeError
+from archlab.tasks.base import Task, output_tensor, torchmetrics
+
+Kind = Literal["auto", "binary", "multiclass", "multilabel"]
+
+
+def focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Multiclass focal loss: mean of (1 - p_t)^gamma * CE (Lin et al. 2017)."""
+    logp = F.log_softmax(logits.float(), dim=-1)
+    logp_t = logp.gather(-1, target.unsqueeze(-1)).squeeze(-1)
+    loss = -((1 - logp_t.exp()) ** gamma) * logp_t
+    if weight is not None:
+        w = weight[target]
+        return (loss * w).sum() / w.sum()
+    return loss.mean()
+
+
+def binary_focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float, pos_weight: torch.Tensor | None = None) -> torch.Tensor:
+    bce = F.binary_cross_entropy_with_logits(logits.float(), target, reduction="none", pos_weight=pos_weight)
+    p = torch.sigmoid(logits.float())
+    p_t = p * target + (1 - p) * (1 - target)
+    return ((1 - p_t) ** gamma * bce).mean()
+
+
+class ClassificationTask(Task):
+    """Classification (binary / multiclass / multilabel, detected from the data unless given)."""
+
+    name = "classification"
+
+    def __init__(self, kind: Kind = "auto", threshold: float = 0.5, **options: Any):
+        super().__init__(**options)
+        if kind not in ("auto", "binary", "multiclass", "multilabel"):
+            raise ConfigError(f"classification kind={kind!r} must be auto, binary, multiclass or multilabel")
+        self.kind, self.threshold = kind, threshold
+        self.num_classes = 0
+        self.weight: torch.Tensor | None = None
+
+    # -- data --------------------------------------------------------------------------------------
+    def _detect(self, data: DataBundle) -> None:
+        y = data.train.target
+        if self.kind == "auto":
+            if y.ndim == 2 and y.shape[1] > 1:
+                self.kind = "multilabel"
+            else:
+                self.kind = "multiclass"
+        if self.kind == "multilabel":
+            self.num_classes = int(y.shape[1])
+        else:
+            self.num_classes = int(data.info.get("num_classes") or (int(y.max()) + 1))
+            if self.kind == "multiclass" and self.num_classes < 2:
+                self.num_classes = 2
+
+    def model_overrides(self, info: dict[str, Any], data: DataBundle) -> dict[str, Any]:
+        self._detect(data)
+        return {"out": 1 if self.kind == "binary" else self.num_classes}
+
+    def setup(self, data: DataBundle, cfg, device: torch.device) -> None:
+        super().setup(data, cfg, device)
+        if not self.num_classes:
+            self._detect(data)
+        y = data.train.target
+        if self.kind != "multilabel":
+            if y.is_floating_point():
+                raise ShapeError(f"{self.kind} classification expects integer class ids; got {y.dtype} targets")
+            lo, hi = int(y.min()), int(y.max())
+            if lo < 0 or hi >= self.num_classes:
+                raise ShapeError(f"class ids must be in [0, {self.num_classes - 1}]; got [{lo}, {hi}]")
+        if cfg.class_weights is not None:
+            if cfg.class_weights == "balanced":
+                counts = torch.bincount(y.reshape(-1).long().cpu(), minlength=self.num_classes).float() if self.kind != "multilabel" \
+                    else y.float().sum(0).cpu()
+                w = counts.sum() / (self.num_classes * counts.clamp(min=1))
+            else:
+                w = torch.tensor(cfg.class_weights, dtype=torch.float32)
+                if len(w) != self.num_classes:
+                    raise ConfigError(f"class_weights has {len(w)} entries; the data has {self.num_classes} classes")
+            self.weight = w.to(device)
+        if cfg.label_smoothing and self.kind != "multiclass":
+            raise ConfigError(f"label_smoothing={cfg.label_smoothing} applies to multiclass only; this task is {self.kind}")
+
+    def options(self) -> dict[str, Any]:
+        return {"kind": self.kind, "threshold": self.threshold}
+
+    # -- loss --------------------------------------------------------------------------------------
+    def loss(self, output: Any, target: torch.Tensor) -> torch.Tensor:
+        logits = output_tensor(output)
+        cfg = self.cfg
+        if self.kind == "multiclass":
+            if logits.ndim != 2 or logits.shape[1] != self.num_classes:
+                raise ShapeError(f"multiclass loss expects logits (B, {self.num_classes}); got {tuple(logits.shape)}")
+            if cfg.focal_gamma is not None:
+                return focal_loss(logits, target, cfg.focal_gamma, self.weight)
+            return F.cross_entropy(logits.float(), target, weight=self.weight, label_smoothing=cfg.label_smoothing)
+        logits = logits.reshape(target.shape).float()
+        t = target.float()
+        pos_weight = None
+        if self.weight is not None:
+            pos_weight = self.weight[1] / self.weight[0] if self.kind == "binary" else self.weight
+        if cfg.focal_gamma is not None:
+            return binary_focal_loss(logits, t, cfg.focal_gamma, pos_weight)
+        return F.binary_cross_entropy_with_logits(logits, t, pos_weight=pos_weight)
+
+    # -- metrics -----------------------------------------------------------------------------------
+    def make_metrics(self, device: torch.device) -> dict[str, Any]:
+        tm = torchmetrics().classification
+        k = self.num_classes
+        if self.kind == "multiclass":
+            m = {
+                "accuracy": tm.MulticlassAccuracy(num_classes=k, average="micro"),
+                "f1": tm.MulticlassF1Score(num_classes=k, average="macro"),
+                "auroc": tm.MulticlassAUROC(num_classes=k),
+                "ece": tm.MulticlassCalibrationError(num_classes=k),
+            }
+        elif self.kind == "binary":
+            m = {"accuracy": tm.BinaryAccuracy(threshold=self.threshold), "f1": tm.BinaryF1Score(threshold=self.threshold),
+                 "auroc": tm.BinaryAUROC(), "ece": tm.BinaryCalibrationError()}
+        else:
+            m = {"accuracy": tm.MultilabelAccuracy(num_labels=k, threshold=self.threshold),
+                 "f1": tm.MultilabelF1Score(num_labels=k, threshold=self.threshold),
+                 "auroc": tm.MultilabelAUROC(num_labels=k)}
+        return {name: metric.to(device) for name, metric in m.items()}
+
+    def probabilities(self, output: Any) -> torch.Tensor:
+        logits = output_tensor(output).float()
+        if self.kind == "multiclass":
+            return logits.softmax(-1)
+        return torch.sigmoid(logits)
+
+    def update_metrics(self, metrics: dict[str, Any], output: Any, batch: Split) -> None:
+        probs = self.probabilities(output)
+        target = batch.target
+        if self.kind == "binary":
+            probs = probs.reshape(target.shape)
+        target = target.long()
+        for metric in metrics.values():
+            metric.update(probs, target)
+
+    def predict(self, model, inputs):
+        probs = self.probabilities(model(*inputs))
+        if self.kind == "multiclass":
+            return probs.argmax(-1)
+        return (probs >= self.threshold).long().reshape(probs.shape[0], -1).squeeze(-1) if self.kind == "binary" \
+            else (probs >= self.threshold).long()

@@ -1,0 +1,99 @@
+"""Optimizers with decay / no-decay parameter groups, and learning-rate schedules.
+
+Seed 001: "apply weight decay to weights (exclude LayerNorm/bias)". The rule used here is the
+nanoGPT one: parameters with ``ndim >= 2`` (matrices, conv kernels, embeddings) decay; those with
+``ndim < 2`` (biases, norm scales and shifts) do not. Every schedule is a ``LambdaLR`` of plain
+arithmetic, so its state is a few numbers that save as JSON (no pickled closures).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable
+
+import torch
+from torch import nn
+
+from archlab.errors import ConfigError
+from archlab.train.config import TrainConfig
+
+
+def param_groups(params: Iterable[tuple[str, nn.Parameter]] | nn.Module, weight_decay: float) -> list[dict]:
+    """Split trainable parameters into a decayed group (ndim >= 2) and a non-decayed one.
+
+    Args:
+        params: a module, or ``(name, parameter)`` pairs.
+        weight_decay: decay of the first group.
+
+    Returns:
+        Parameter groups for a torch optimizer; empty groups are left out, and a single group is
+        returned when ``weight_decay`` is 0 (nothing to separate).
+    """
+    named = list(params.named_parameters() if isinstance(params, nn.Module) else params)
+    trainable = [(n, p) for n, p in named if p.requires_grad]
+    if weight_decay == 0:
+        return [{"params": [p for _, p in trainable], "weight_decay": 0.0, "names": [n for n, _ in trainable]}]
+    decay = [(n, p) for n, p in trainable if p.ndim >= 2]
+    no_decay = [(n, p) for n, p in trainable if p.ndim < 2]
+    groups = []
+    if decay:
+        groups.append({"params": [p for _, p in decay], "weight_decay": weight_decay, "names": [n for n, _ in decay]})
+    if no_decay:
+        groups.append({"params": [p for _, p in no_decay], "weight_decay": 0.0, "names": [n for n, _ in no_decay]})
+    return groups
+
+
+def build_optimizer(params: nn.Module | Iterable[tuple[str, nn.Parameter]], cfg: TrainConfig) -> torch.optim.Optimizer:
+    """The optimizer ``cfg.optimizer`` over ``params`` with decay / no-decay groups."""
+    groups = param_groups(params, cfg.weight_decay)
+    if not any(g["params"] for g in groups):
+        raise ConfigError("the model has no trainable parameters (all have requires_grad=False)")
+    for g in groups:
+        g.pop("names")
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas)
+    if cfg.optimizer == "adam":
+        # Adam's weight_decay is L2 added to the gradient (not decoupled); kept per group.
+        return torch.optim.Adam(groups, lr=cfg.lr, betas=cfg.betas)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
+    raise ConfigError(f"optimizer={cfg.optimizer!r} must be adamw, adam or sgd")
+
+
+def lr_factor(step: int, cfg: TrainConfig, total_steps: int) -> float:
+    """Multiplier of the peak lr at optimizer step ``step`` (0-based) of ``total_steps``."""
+    total = max(1, total_steps)
+    if cfg.schedule == "constant":
+        warm = cfg.warmup_steps or 0
+        return min(1.0, (step + 1) / warm) if warm and step < warm else 1.0
+    if cfg.schedule == "step":
+        size = cfg.step_size or max(1, total // 3)
+        return cfg.gamma ** (step // size)
+    if cfg.schedule == "warmup_cosine":
+        warm = cfg.warmup_steps if cfg.warmup_steps is not None else int(0.05 * total)
+        if step < warm:
+            return (step + 1) / warm
+        progress = min(1.0, (step - warm) / max(1, total - warm))
+        return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+    if cfg.schedule == "onecycle":
+        # Smith & Topin 2017 as torch's OneCycleLR: lr/25 -> lr over 30% (or warmup_steps), then
+        # cosine down to lr/(25*1e4). Momentum is not cycled.
+        start, end = 1 / 25, 1 / 25 / 1e4
+        warm = cfg.warmup_steps if cfg.warmup_steps is not None else max(1, int(0.3 * total))
+        if step < warm:
+            t = step / max(1, warm)
+            return start + (1 - start) * 0.5 * (1 - math.cos(math.pi * t))
+        t = min(1.0, (step - warm) / max(1, total - warm))
+        return end + (1 - end) * 0.5 * (1 + math.cos(math.pi * t))
+    raise ConfigError(f"schedule={cfg.schedule!r} must be warmup_cosine, onecycle, step or constant")
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int):
+    """A LambdaLR following ``cfg.schedule``, or None for a constant lr without warmup.
+
+    The lambda is a plain closure, so ``state_dict()`` holds only numbers (JSON-safe); the
+    schedule itself is rebuilt from the config on resume.
+    """
+    if cfg.schedule == "constant" and not cfg.warmup_steps:
+        return None
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, cfg, total_steps))
