@@ -100,3 +100,27 @@ def test_common_options_are_accepted_everywhere():
     assert g.info["ignored_options"] == ["normalize"]
     u = D.load("ucr:GunPoint", test_fraction=0.5)  # fixed test split: test_fraction does not apply
     assert len(u.test) == 150 and u.info["ignored_options"] == ["test_fraction"]
+
+
+def test_signal_layouts_reshape_every_split():
+    from archlab.data import load
+
+    base = load("ucr:GunPoint")
+    seq = load("ucr:GunPoint", layout="sequence")
+    flat = load("ucr:GunPoint", layout="flat")
+    for name, split in base.splits().items():
+        x = split.inputs[0]  # (N, 1, 150)
+        assert torch.equal(seq.splits()[name].inputs[0], x.transpose(1, 2))
+        assert torch.equal(flat.splits()[name].inputs[0], x.reshape(x.shape[0], -1))
+    assert seq.info["in_features"] == 1 and flat.info["in_features"] == 150
+    assert flat.info["layout"] == "flat"
+
+
+def test_layout_rejects_non_signal_and_unknown():
+    from archlab.data import load
+    from archlab.errors import DataError
+
+    with pytest.raises(DataError, match="signal datasets"):
+        load("wine", layout="flat")
+    with pytest.raises(DataError, match="layout='rows'"):
+        load("ucr:GunPoint", layout="rows")

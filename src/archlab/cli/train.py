@@ -30,6 +30,7 @@ from rich.table import Table
 from archlab.cli.main import app, console
 from archlab.config import parse_override, set_dotted
 from archlab.errors import ConfigError, DataError
+from archlab.train.state import load_run
 
 
 def _section(value: Any, what: str) -> tuple[str | None, dict[str, Any]]:
@@ -131,23 +132,6 @@ def train_cmd(
     console.print(f"run directory: [bold]{result.run_dir}[/]")
 
 
-def _load_run(run_dir: Path):
-    from archlab.checkpoint import load as load_model
-    from archlab.tasks import get_task
-    from archlab.train.state import RunDir, find_checkpoint
-
-    run = RunDir(run_dir)
-    saved = run.read_config()
-    ckpt = find_checkpoint(run.path, "best") or find_checkpoint(run.path, "last")
-    if ckpt is None:
-        from archlab.errors import CheckpointError
-
-        raise CheckpointError(f"{run_dir} has no complete checkpoint (best/ or last/)")
-    model = load_model(ckpt)
-    task = get_task(saved["task"]["name"], **(saved["task"].get("options") or {}))
-    return saved, model, task, ckpt
-
-
 @app.command("evaluate")
 def evaluate_cmd(
     run_dir: Path = typer.Argument(..., help="A run directory."),
@@ -161,7 +145,7 @@ def evaluate_cmd(
     from archlab.train.config import TrainConfig
     from archlab.train.evaluate import evaluate_split
 
-    saved, model, task, ckpt = _load_run(run_dir)
+    saved, model, task, ckpt = load_run(run_dir)
     spec = saved.get("data") or {}
     bundle = load(data or spec["name"], **({} if data else spec.get("options") or {}))
     cfg = TrainConfig.build({**saved["train"], "quiet": True})
@@ -193,7 +177,7 @@ def predict_cmd(
     from archlab.io import atomic_write_bytes
     from archlab.train.evaluate import predict_split
 
-    saved, model, task, ckpt = _load_run(run_dir)
+    saved, model, task, ckpt = load_run(run_dir)
     if input_.endswith(".npy"):
         path = Path(input_)
         if not path.is_file():

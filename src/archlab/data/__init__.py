@@ -40,10 +40,23 @@ def load(name_or_path: str | os.PathLike, **options: Any) -> DataBundle:
     A bundled name wins over a file of the same name in the working directory; pass a path
     with a directory part (``./digits``) or a ``Path`` to read the file instead.
 
+    Signal datasets (``mnist1d``, ``ucr:*``, UCR files) take ``layout="channels"|"sequence"|"flat"``
+    to give inputs as (N, C, L), (N, L, C) or (N, C*L) (see :func:`archlab.data.splits.apply_layout`).
+
     Raises:
         DataError: unknown name (with the closest matches), missing file, bad data, bad option.
         MissingExtraError: the dataset needs an optional package (``pip install 'archlab[data]'``).
     """
+    layout = options.pop("layout", None)
+    bundle = _load(name_or_path, **options)
+    if layout is not None:
+        from archlab.data.splits import apply_layout
+
+        apply_layout(bundle, layout)
+    return bundle
+
+
+def _load(name_or_path: str | os.PathLike, **options: Any) -> DataBundle:
     from archlab.data.files import load_path
 
     if isinstance(name_or_path, str) and is_bundled_name(name_or_path):

@@ -253,3 +253,39 @@ def encode_labels(y: Sequence[Any], what: str) -> tuple[np.ndarray, list[str]]:
         raise DataError(f"{what} has no labels")
     classes, ids = np.unique(y, return_inverse=True)
     return ids.astype(np.int64), [str(c) for c in classes]
+
+
+SIGNAL_LAYOUTS = ("channels", "sequence", "flat")
+
+
+def apply_layout(bundle: DataBundle, layout: str) -> DataBundle:
+    """Lay out a signal dataset's inputs for the model family that will read them.
+
+    - ``channels`` (default): (N, C, L), for 1-D CNNs, ResNet-1D and FCNs.
+    - ``sequence``: (N, L, C), for RNNs, TCNs, SSMs and transformers on features per step.
+    - ``flat``: (N, C * L), for MLPs.
+
+    ``info["layout"]`` records the choice and ``info["in_features"]`` becomes what a model reads
+    per sample (``flat``) or per step (``sequence``). Normalisation statistics stay per channel.
+    """
+    if layout not in SIGNAL_LAYOUTS:
+        raise DataError(f"{bundle.name}: layout={layout!r} is not one of {', '.join(SIGNAL_LAYOUTS)}")
+    x = bundle.train.inputs[0]
+    if bundle.modality != "signal" or x.ndim != 3:
+        raise DataError(
+            f"{bundle.name}: layout= applies to signal datasets with inputs (N, C, L); "
+            f"this one is {bundle.modality} with inputs {tuple(x.shape)}"
+        )
+    channels, length = int(x.shape[1]), int(x.shape[2])
+    if layout == "sequence":
+        convert, in_features = (lambda t: t.transpose(1, 2).contiguous()), channels  # (N, C, L) -> (N, L, C)
+    elif layout == "flat":
+        convert, in_features = (lambda t: t.reshape(t.shape[0], -1)), channels * length  # (N, C, L) -> (N, C*L)
+    else:
+        convert, in_features = (lambda t: t), None
+    for split in bundle.splits().values():
+        split.inputs = (convert(split.inputs[0]), *split.inputs[1:])
+    bundle.info["layout"] = layout
+    if in_features is not None:
+        bundle.info["in_features"] = in_features
+    return bundle

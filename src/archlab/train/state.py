@@ -320,3 +320,26 @@ class RunDir:
         """Keep only records up to ``step`` (those after the resumed checkpoint are redone)."""
         kept = [r for r in self.read_metrics() if r.get("step", 0) <= step]
         atomic_write_text(self.metrics_file, "".join(json.dumps(r) + "\n" for r in kept))
+
+
+def final_checkpoint(run_dir: Path, saved: dict[str, Any]) -> Path | None:
+    """The checkpoint holding the weights a run ended with: best/ when the run restored its best
+    weights (``train.restore_best``, the default), else last/; the other one when it is missing."""
+    order = ("best", "last") if (saved.get("train") or {}).get("restore_best", True) else ("last", "best")
+    return find_checkpoint(run_dir, order[0]) or find_checkpoint(run_dir, order[1])
+
+
+def load_run(run_dir: str | Path, device: str = "cpu"):
+    """(saved config, model with the run's final weights, task by name, checkpoint path) of a run."""
+    from archlab.checkpoint import load as load_model
+    from archlab.errors import CheckpointError
+    from archlab.tasks import get_task
+
+    run = RunDir(run_dir)
+    saved = run.read_config()
+    ckpt = final_checkpoint(run.path, saved)
+    if ckpt is None:
+        raise CheckpointError(f"{run_dir} has no complete checkpoint (best/ or last/)")
+    model = load_model(ckpt, device=device)
+    task = get_task(saved["task"]["name"], **(saved["task"].get("options") or {}))
+    return saved, model, task, ckpt

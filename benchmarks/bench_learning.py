@@ -1,0 +1,241 @@
+"""Learning-quality benchmarks: does archlab learn what the literature says it should?
+
+Each benchmark trains the worked example of ``examples/<name>.yaml`` exactly as
+``archlab train examples/<name>.yaml`` does, and compares its test figure with a target:
+
+- digits CNN >= 98% test accuracy; GunPoint FCN / ResNet-1D >= 98%;
+- MNIST-1D: beat the Greydanus (2020) table (MLP 68%, CNN 94%, GRU 91%) row by row;
+- sunspots: test MAE below the seasonal-naive MAE on the held-out tail;
+- Shakespeare: validation loss in nats/char and bits/char, with generated text;
+- GAN / VAE / DDPM on digits: a digits CNN trained by archlab labels 500 samples; mean max
+  probability >= 0.9 and the class histogram near uniform (total variation distance to uniform);
+- RealNVP on moons: test NLL below a full-covariance Gaussian fitted to the training split.
+
+Usage::
+
+    python benchmarks/bench_learning.py                 # everything (see the budget in the table)
+    python benchmarks/bench_learning.py digits_cnn moons_realnvp   # a subset
+
+Writes ``benchmarks/results/learning.md`` (a subset run merges into the existing table) and
+``benchmarks/results/learning.json``; sample grids and generated text go to
+``benchmarks/results/learning/``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+ART = RESULTS / "learning"
+RUNS = ROOT / "runs" / "bench_learning"
+
+
+def run_example(name: str, **train_overrides: Any):
+    """Train examples/<name>.yaml like ``archlab train`` (same parsing), into runs/bench_learning."""
+    from archlab.cli.train import _section
+    from archlab.data import load
+    from archlab.train import fit
+
+    doc = yaml.safe_load((ROOT / "examples" / f"{name}.yaml").read_text())
+    model, mopts = _section(doc["model"], "model")
+    data, dopts = _section(doc["data"], "data")
+    task, topts = _section(doc.get("task"), "task")
+    train = {**(doc.get("train") or {}), "quiet": True, "tensorboard": False, "out_dir": str(RUNS), **train_overrides}
+    bundle = load(data, **dopts)
+    return fit(model, bundle, task, task_options=topts, model_overrides=mopts,
+               data_spec={"name": data, "options": dopts}, **train)
+
+
+def _acc(name: str, target: float, label: str) -> Callable[[], dict]:
+    def bench() -> dict:
+        r = run_example(name)
+        acc = r.metrics["test_accuracy"]
+        if name == "digits_cnn":
+            _JUDGE.update(model=r.model.eval(), acc=acc)
+        return {"result": f"test accuracy {acc:.2%}", "target": label, "met": acc >= target, "run": str(r.run_dir)}
+    return bench
+
+
+# -- digits classifier used to judge generated digits -----------------------------------------------
+_JUDGE: dict[str, Any] = {}
+
+
+def judge():
+    if "model" not in _JUDGE:
+        r = run_example("digits_cnn")
+        _JUDGE.update(model=r.model.eval(), acc=r.metrics["test_accuracy"])
+    return _JUDGE["model"]
+
+
+def judge_samples(samples: torch.Tensor) -> tuple[float, float, list[int]]:
+    """(mean max-probability, total variation distance of the class histogram to uniform, histogram)."""
+    from archlab.data import load
+
+    x = load("digits").normalize_inputs(samples.float())  # [0, 1] pixels -> the classifier's input scale
+    classifier = judge()  # trains it on first use (outside no_grad)
+    with torch.no_grad():
+        p = classifier(x).softmax(-1)
+    hist = torch.bincount(p.argmax(-1), minlength=10)
+    tv = 0.5 * float((hist.float() / hist.sum() - 0.1).abs().sum())
+    return float(p.max(-1).values.mean()), tv, hist.tolist()
+
+
+def _generative(name: str, steps: int | None = None, guidance: float | None = None) -> Callable[[], dict]:
+    def bench() -> dict:
+        from archlab.tasks.generate import generate_from_run, write_generated
+
+        r = run_example(name)
+        g = generate_from_run(r.run_dir, 500, steps=steps, guidance=guidance, seed=0)
+        conf, tv, hist = judge_samples(g.samples)
+        g.samples, g.labels = g.samples[:64], (g.labels[:64] if g.labels is not None else None)
+        write_generated(g, ART / f"{name}.png")
+        how = f" (DDIM {steps} steps, guidance {guidance})" if steps else ""
+        return {"result": f"mean max-prob {conf:.3f}; TV to uniform {tv:.3f}; histogram {hist}{how}",
+                "target": "mean max-prob >= 0.9, histogram near uniform",
+                "met": conf >= 0.9 and tv <= 0.15, "run": str(r.run_dir), "grid": f"learning/{name}.png"}
+    return bench
+
+
+def _mnist1d(name: str, paper: float, row: str) -> Callable[[], dict]:
+    def bench() -> dict:
+        r = run_example(name)
+        acc = r.metrics["test_accuracy"]
+        return {"result": f"test accuracy {acc:.2%}", "target": f"beat paper {row} {paper:.0%}",
+                "met": acc > paper, "run": str(r.run_dir)}
+    return bench
+
+
+def _sunspots(name: str) -> Callable[[], dict]:
+    def bench() -> dict:
+        r = run_example(name)
+        m = r.metrics
+        mae, naive = m.get("test_mae"), m.get("test_naive_mae")
+        return {"result": f"test MAE {mae:.4f} vs seasonal-naive {naive:.4f} (normalised units)",
+                "target": "MAE < seasonal-naive MAE", "met": mae is not None and naive is not None and mae < naive,
+                "run": str(r.run_dir)}
+    return bench
+
+
+def _shakespeare(name: str) -> Callable[[], dict]:
+    def bench() -> dict:
+        from archlab.tasks.generate import generate_from_run, write_generated
+
+        r = run_example(name)
+        nats = r.metrics["val_nats_per_token"]
+        g = generate_from_run(r.run_dir, 300, seed=0, temperature=0.8)
+        write_generated(g, ART / f"{name}.txt")
+        return {"result": f"val {nats:.3f} nats/char = {nats / 0.6931471805599453:.3f} bits/char",
+                "target": "report (no fixed target)", "met": None, "run": str(r.run_dir),
+                "text": g.text[:200]}
+    return bench
+
+
+def _flow() -> dict:
+    from archlab.tasks.generate import generate_from_run, write_generated
+
+    r = run_example("moons_realnvp")
+    nll, gauss = r.metrics["test_nll"], r.metrics["test_gaussian_nll"]
+    g = generate_from_run(r.run_dir, 1000, seed=0)
+    write_generated(g, ART / "moons_realnvp.png")
+    return {"result": f"test NLL {nll:.3f} nats vs fitted Gaussian {gauss:.3f}", "target": "NLL < Gaussian NLL",
+            "met": nll < gauss, "run": str(r.run_dir), "grid": "learning/moons_realnvp.png"}
+
+
+def _simple(name: str, keys: list[str], target: str = "report") -> Callable[[], dict]:
+    def bench() -> dict:
+        r = run_example(name)
+        return {"result": ", ".join(f"{k} {r.metrics[k]:.3f}" for k in keys if k in r.metrics), "target": target,
+                "met": None, "run": str(r.run_dir)}
+    return bench
+
+
+BENCHES: dict[str, Callable[[], dict]] = {
+    "digits_cnn": _acc("digits_cnn", 0.98, ">= 98%"),
+    "digits_resnet": _acc("digits_resnet", 0.98, ">= 98%"),
+    "gunpoint_fcn": _acc("gunpoint_fcn", 0.98, ">= 98%"),
+    "gunpoint_resnet1d": _acc("gunpoint_resnet1d", 0.98, ">= 98%"),
+    "mnist1d_mlp": _mnist1d("mnist1d_mlp", 0.68, "MLP"),
+    "mnist1d_cnn": _mnist1d("mnist1d_cnn", 0.94, "CNN"),
+    "mnist1d_gru": _mnist1d("mnist1d_gru", 0.91, "GRU"),
+    "mnist1d_resnet1d": _mnist1d("mnist1d_resnet1d", 0.94, "CNN (best-architecture row)"),
+    "mnist1d_ssm": _mnist1d("mnist1d_ssm", 0.91, "GRU (sequence-model row)"),
+    "sunspots_lstm": _sunspots("sunspots_lstm"),
+    "sunspots_ssm": _sunspots("sunspots_ssm"),
+    "sunspots_tcn": _sunspots("sunspots_tcn"),
+    "shakespeare_gpt": _shakespeare("shakespeare_gpt"),
+    "shakespeare_lstm": _shakespeare("shakespeare_lstm"),
+    "digits_gan": _generative("digits_gan"),
+    "digits_vae": _generative("digits_vae"),
+    "digits_ddpm": _generative("digits_ddpm", steps=50, guidance=2.0),
+    "moons_realnvp": _flow,
+    "digits_anomaly_ae": _simple("digits_anomaly_ae", ["test_auroc", "test_recall", "test_false_alarm_rate"]),
+    "digits_siamese": _simple("digits_siamese", ["test_recall_at_1", "test_recall_at_5"]),
+    "karate_gcn": _simple("karate_gcn", ["test_accuracy"]),
+    "karate_gat": _simple("karate_gat", ["test_accuracy"]),
+    "graph_motifs_gcn": _simple("graph_motifs_gcn", ["test_accuracy"]),
+    "affairs_wide_deep": _simple("affairs_wide_deep", ["test_auroc", "test_log_loss", "test_normalized_entropy"]),
+    "affairs_dlrm": _simple("affairs_dlrm", ["test_auroc", "test_log_loss", "test_normalized_entropy"]),
+}
+
+
+def render(results: dict[str, dict]) -> str:
+    total = sum(r.get("wall_s", 0) for r in results.values())
+    lines = ["# Learning quality", "",
+             "`python benchmarks/bench_learning.py [NAME ...]` - each row trains `examples/NAME.yaml` as "
+             "`archlab train examples/NAME.yaml` does (CPU, `torch.set_num_threads(1)`, a 2-core machine shared "
+             "with other jobs, so wall times are pessimistic).", "",
+             "| benchmark | result | target | met | wall time |", "|---|---|---|---|---|"]
+    for name, r in results.items():
+        met = {True: "yes", False: "**no**", None: "-"}[r.get("met")]
+        if "error" in r:
+            lines.append(f"| {name} | error: {r['error']} | | **no** | {r.get('wall_s', 0):.0f} s |")
+            continue
+        lines.append(f"| {name} | {r['result']} | {r['target']} | {met} | {r['wall_s']:.0f} s |")
+    lines += ["", f"Total wall time of the rows above: {total:.0f} s.", ""]
+    for name, r in results.items():
+        if r.get("grid"):
+            lines.append(f"- {name}: samples in `benchmarks/results/{r['grid']}`")
+        if r.get("text"):
+            lines.append(f"- {name}: generated text (first 200 characters): `{r['text']!r}`")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str]) -> int:
+    from archlab.io import atomic_write_text
+
+    logging.basicConfig(level=logging.WARNING)
+    torch.set_num_threads(1)
+    names = argv or list(BENCHES)
+    unknown = [n for n in names if n not in BENCHES]
+    if unknown:
+        print(f"unknown benchmarks {unknown}; known: {list(BENCHES)}")
+        return 2
+    ART.mkdir(parents=True, exist_ok=True)
+    store = RESULTS / "learning.json"
+    results = json.loads(store.read_text()) if store.is_file() else {}
+    for name in names:
+        t0 = time.perf_counter()
+        torch.manual_seed(0)
+        try:
+            res = BENCHES[name]()
+        except Exception as exc:  # a failing row is reported, not hidden
+            res = {"error": f"{type(exc).__name__}: {exc}"[:300], "met": False}
+        res["wall_s"] = round(time.perf_counter() - t0, 1)
+        results[name] = res
+        print(f"{name}: {res.get('result', res.get('error'))} [{res['wall_s']:.0f} s]", flush=True)
+        atomic_write_text(store, json.dumps(results, indent=1))
+        atomic_write_text(RESULTS / "learning.md", render({k: results[k] for k in BENCHES if k in results}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
