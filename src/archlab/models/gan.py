@@ -34,8 +34,6 @@ Presets:
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 from pydantic import Field, field_validator, model_validator
 from torch import nn

@@ -82,6 +82,16 @@ def _check_sparse(model: nn.Module, sparse: torch.Tensor, field_sizes: list[int]
     return sparse
 
 
+def _check_inputs(model: nn.Module, dense: torch.Tensor, sparse: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Check both inputs of a CTR model against its config and each other's batch size."""
+    c = model.config
+    dense = _check_dense(model, dense, c.dense_features)
+    sparse = _check_sparse(model, sparse, c.field_sizes)
+    if sparse.shape[0] != dense.shape[0]:
+        raise ShapeError(f"{model_name(model)} expects sparse with batch {dense.shape[0]} (as dense); got {sparse.shape[0]}")
+    return dense, sparse
+
+
 def _check_dense(model: nn.Module, dense: torch.Tensor, features: int) -> torch.Tensor:
     return check_tensor(model, dense, "B F", name="dense", F=features)
 
@@ -198,11 +208,7 @@ class WideDeep(nn.Module):
         Returns:
             (B,) CTR logits.
         """
-        c = self.config
-        dense = _check_dense(self, dense, c.dense_features)
-        sparse = _check_sparse(self, sparse, c.field_sizes)
-        if sparse.shape[0] != dense.shape[0]:
-            raise ShapeError(f"{model_name(self)} expects sparse with batch {dense.shape[0]} (as dense); got {sparse.shape[0]}")
+        dense, sparse = _check_inputs(self, dense, sparse)
         emb = self.embed(sparse).flatten(1)  # (B, n_fields, D) -> (B, n_fields*D)
         deep = self.deep_out(self.deep(torch.cat([emb, dense], dim=-1)))  # (B, 1)
         wide = self.wide_dense(dense) + self.wide_ids(sparse).sum(dim=1)  # (B, 1)
@@ -303,11 +309,7 @@ class DLRM(nn.Module):
         Returns:
             (B,) CTR logits.
         """
-        c = self.config
-        dense = _check_dense(self, dense, c.dense_features)
-        sparse = _check_sparse(self, sparse, c.field_sizes)
-        if sparse.shape[0] != dense.shape[0]:
-            raise ShapeError(f"{model_name(self)} expects sparse with batch {dense.shape[0]} (as dense); got {sparse.shape[0]}")
+        dense, sparse = _check_inputs(self, dense, sparse)
         z = self.interact(self.bottom(dense), self.embed(sparse))  # (B, D + P)
         return self.out(self.top(z)).squeeze(-1)  # (B,)
 

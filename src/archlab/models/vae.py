@@ -27,10 +27,8 @@ Presets:
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 from torch import nn
 
 from archlab.config import Activation, ArchConfig, InitScheme
@@ -38,7 +36,7 @@ from archlab.errors import ConfigError
 from archlab.layers.checks import check_tensor
 from archlab.layers.init import init_weights
 from archlab.layers.mlp import activation, dense_stack
-from archlab.models.autoencoder import ConvCodec, OutputActivation, _positive_list
+from archlab.models.autoencoder import ConvAutoencoderConfig, ConvCodec, OutputActivation, _positive_list
 from archlab.registry import register
 
 # -- configs ------------------------------------------------------------------------------------
@@ -60,34 +58,13 @@ class VAEConfig(ArchConfig):
         return _positive_list("hidden_sizes", v)
 
 
-class ConvVAEConfig(ArchConfig):
-    """Config of a convolutional Gaussian VAE for (C, S, S) images."""
+class ConvVAEConfig(ConvAutoencoderConfig):
+    """Config of a convolutional Gaussian VAE for (C, S, S) images: the conv autoencoder's fields
+    and checks, with the VAE's defaults."""
 
-    in_channels: int = Field(1, ge=1, description="Image channels.")
-    image_size: int = Field(28, ge=2, description="Height = width of the inputs; divisible by 2**len(channels).")
     channels: list[int] = Field(default_factory=lambda: [32, 64], description="Channels of each stride-2 conv stage (decoder mirrors them).")
     latent_dim: int = Field(16, ge=1, description="Size of the latent z.")
-    activation: Activation = Field("relu", description="Activation after each conv / transposed conv.")
-    norm: Literal["none", "batch"] = Field("none", description="BatchNorm2d after each hidden conv, or none.")
     output_activation: OutputActivation = Field("sigmoid", description="sigmoid for pixels in [0, 1] and recon='bce'.")
-    init: InitScheme = Field("kaiming", description="Weight init scheme.")
-
-    @field_validator("channels")
-    @classmethod
-    def _positive(cls, v: list[int]) -> list[int]:
-        if not v:
-            raise ValueError("channels=[] must list at least one conv stage")
-        return _positive_list("channels", v)
-
-    @model_validator(mode="after")
-    def _divisible(self):
-        factor = 2 ** len(self.channels)
-        if self.image_size % factor:
-            raise ValueError(
-                f"image_size={self.image_size} must be divisible by 2**len(channels)={factor} "
-                f"(channels={self.channels}); pad the images or use fewer stages"
-            )
-        return self
 
 
 # -- shared pieces ------------------------------------------------------------------------------
