@@ -21,6 +21,16 @@ def test_summary_of_run_directory_and_input_shape(tmp_path, capsys):
     assert "(7, 30)" in capsys.readouterr().out
 
 
+def test_summary_of_training_run_uses_its_final_checkpoint(tmp_path, capsys):
+    # A training run keeps config.yaml at its root and config.json inside best/ and last/.
+    result = archlab.fit("mlp_tabular", "breast_cancer", max_steps=3, quiet=True, out_dir=str(tmp_path),
+                         model_overrides={"hidden_sizes": [5]})
+    assert not (result.run_dir / "config.json").exists()
+    assert main(["summary", str(result.run_dir), "--format", "md", "--depth", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "MLP" in out and "(2, 5)" in out  # the run's own 5-wide hidden layer, not the preset's 256
+
+
 def test_summary_bad_input_shape_is_shape_error(capsys):
     assert main(["summary", "mlp_tabular", "--input-shape", "7,31"]) == 2
     assert "ShapeError" in capsys.readouterr().err

@@ -33,8 +33,22 @@ def unwrap(model: nn.Module) -> nn.Module:
         return model
 
 
-def _is_run_dir(value: Any) -> bool:
-    return isinstance(value, (str, os.PathLike)) and Path(value).is_dir() and (Path(value) / "config.json").is_file()
+def _saved_model_dir(value: Any) -> Path | None:
+    """The directory holding ``config.json`` for a saved model or a training run, else None.
+
+    A training run (``config.yaml`` with ``best/`` / ``last/`` checkpoints) resolves to the
+    checkpoint with its final weights, as ``archlab evaluate`` does.
+    """
+    if not isinstance(value, (str, os.PathLike)) or not Path(value).is_dir():
+        return None
+    path = Path(value)
+    if (path / "config.json").is_file():
+        return path
+    if (path / "config.yaml").is_file():
+        from archlab.train.state import RunDir, final_checkpoint
+
+        return final_checkpoint(path, RunDir(path).read_config())
+    return None
 
 
 def resolve_model(model: nn.Module | str | os.PathLike, device: str, overrides: dict | None = None) -> tuple[nn.Module, str, bool]:
@@ -43,10 +57,11 @@ def resolve_model(model: nn.Module | str | os.PathLike, device: str, overrides: 
         raise ConfigError(f"device must be one of {list(DEVICES)} (or a cuda device); got {device!r}")
     from archlab.registry import create, create_from_config
 
-    if _is_run_dir(model):
+    saved_dir = _saved_model_dir(model)
+    if saved_dir is not None:
         from archlab.checkpoint import read_config
 
-        meta = read_config(model)
+        meta = read_config(saved_dir)
         cfg = {**meta["config"], **(overrides or {})}
         built = create_from_config({"model": meta["model"], "config": cfg}, device=device)
         return built, f"{meta['model']} ({Path(model).name})", True
