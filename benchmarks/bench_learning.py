@@ -9,7 +9,9 @@ Each benchmark trains the worked example of ``examples/<name>.yaml`` exactly as
 - Shakespeare: validation loss in nats/char and bits/char, with generated text;
 - GAN / VAE / DDPM on digits: a digits CNN trained by archlab labels 500 samples; mean max
   probability >= 0.9 and the class histogram near uniform (total variation distance to uniform);
-- RealNVP on moons: test NLL below a full-covariance Gaussian fitted to the training split.
+- RealNVP on moons: test NLL below a full-covariance Gaussian fitted to the training split;
+- U-Net on ``digits_seg``: test mean IoU / mean Dice / pixel accuracy reported (no fixed target),
+  with an input / true mask / predicted mask figure.
 
 Usage::
 
@@ -150,6 +152,58 @@ def _flow() -> dict:
             "met": nll < gauss, "run": str(r.run_dir), "grid": "learning/moons_realnvp.png"}
 
 
+def _segmentation(name: str) -> Callable[[], dict]:
+    def bench() -> dict:
+        from archlab.cli.train import _section
+        from archlab.data import load
+
+        r = run_example(name)
+        m = r.metrics
+        data, dopts = _section(yaml.safe_load((ROOT / "examples" / f"{name}.yaml").read_text())["data"], "data")
+        bundle = load(data, **dopts)  # the same seeded data the run trained on
+        grid = _segmentation_figure(r.model, bundle, ART / f"{name}.png")
+        return {"result": f"test mIoU {m['test_iou']:.3f}, mean Dice {m['test_dice']:.3f}, "
+                          f"pixel accuracy {m['test_pixel_accuracy']:.2%} ({bundle.info['num_classes']} classes)",
+                "target": "report", "met": None, "run": str(r.run_dir), "figure": grid}
+    return bench
+
+
+def _segmentation_figure(model, data, path: Path, n: int = 8) -> str:
+    """Input / true mask / predicted mask of the first ``n`` test images, one column each."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from archlab.io import atomic_write_bytes
+
+    test = data.test
+    device = next(model.parameters()).device
+    idx = torch.linspace(0, len(test) - 1, n).long()  # spread over the test split (ordered by source digit)
+    x, target = test.inputs[0][idx], test.target[idx]
+    with torch.no_grad():
+        pred = model.eval()(x.to(device)).argmax(1).cpu()  # (n, C, H, W) logits -> (n, H, W) classes
+    names = data.info["class_names"]
+    fig, axes = plt.subplots(3, n, figsize=(1.3 * n, 4.2))
+    for j in range(n):
+        rows = [(x[j, 0], "gray", None, None), (target[j], "tab20", 0, 19), (pred[j], "tab20", 0, 19)]
+        for i, (img, cmap, vmin, vmax) in enumerate(rows):
+            ax = axes[i, j]
+            ax.imshow(img.numpy(), cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
+            ax.set_xticks([]), ax.set_yticks([])
+        axes[0, j].set_title(f"digit {names[int(target[j].max())]}" if len(names) > 2 else "", fontsize=8)
+    for i, label in enumerate(("input", "true mask", "predicted")):
+        axes[i, 0].set_ylabel(label, fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+    return f"learning/{path.name}"
+
+
 def _simple(name: str, keys: list[str], target: str = "report") -> Callable[[], dict]:
     def bench() -> dict:
         r = run_example(name)
@@ -173,6 +227,7 @@ BENCHES: dict[str, Callable[[], dict]] = {
     "sunspots_tcn": _sunspots("sunspots_tcn"),
     "shakespeare_gpt": _shakespeare("shakespeare_gpt"),
     "shakespeare_lstm": _shakespeare("shakespeare_lstm"),
+    "digits_unet_seg": _segmentation("digits_unet_seg"),
     "digits_gan": _generative("digits_gan"),
     "digits_vae": _generative("digits_vae"),
     "digits_ddpm": _generative("digits_ddpm", steps=50, guidance=2.0),
@@ -204,6 +259,8 @@ def render(results: dict[str, dict]) -> str:
     for name, r in results.items():
         if r.get("grid"):
             lines.append(f"- {name}: samples in `benchmarks/results/{r['grid']}`")
+        if r.get("figure"):
+            lines.append(f"- {name}: test inputs, true and predicted masks in `benchmarks/results/{r['figure']}`")
         if r.get("text"):
             lines.append(f"- {name}: generated text (first 200 characters): `{r['text']!r}`")
     return "\n".join(lines) + "\n"
