@@ -74,6 +74,9 @@ def test_forecasting_reports_seasonal_naive_beside(tmp_path):
     naive = torch.stack([x[:, 22 - 11 + h] for h in range(3)], 1)
     assert r.metrics["test_naive_mae"] == pytest.approx(float((naive - y).abs().mean()), rel=1e-5)
     assert r.metrics["test_mae"] < r.metrics["test_naive_mae"] * 1.5  # learned something comparable
+    # the prediction-vs-actual plot beside seasonal naive is written with the run
+    png = (r.run_dir / "forecast.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
 
 
 def test_seasonal_naive_without_season_repeats_last_value():

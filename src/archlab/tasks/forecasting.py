@@ -11,6 +11,7 @@ input channel the target is.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -84,3 +85,22 @@ class ForecastingTask(Task):
     def finish_extras(self, sums: dict[str, torch.Tensor]) -> dict[str, float]:
         n = float(sums["n"])
         return {"naive_mae": float(sums["naive_abs"]) / n, "naive_rmse": (float(sums["naive_sq"]) / n) ** 0.5}
+
+    def on_fit_end(self, model, data: DataBundle, run_dir) -> None:
+        """Write ``forecast.png``: the held-out split's actual values, the model's one-step-ahead
+        forecasts and the seasonal-naive ones, in the data's own units."""
+        from archlab.tasks.visualize import plot_forecast
+        from archlab.train.evaluate import predict_split
+
+        split = data.test if data.test is not None else data.val
+        if split is None or split.target is None or len(split) == 0:
+            return
+        device = next(model.parameters()).device
+        pred = predict_split(model, self, split.inputs, batch_size=512, device=device)
+        target = split.target.float().cpu()
+        t2 = target if target.ndim > 1 else target.unsqueeze(1)
+        pred = pred.reshape(t2.shape)
+        naive = seasonal_naive(split.inputs[0].float().cpu(), t2.shape[1], self.season, self.target_index, t2.ndim)
+        first = lambda t: data.denormalize_target(t.reshape(t2.shape))[:, 0].reshape(len(t2), -1)[:, 0]  # noqa: E731
+        plot_forecast(first(target), first(pred), first(naive.reshape(t2.shape)), Path(run_dir) / "forecast.png",
+                      title=f"{data.name}: one-step-ahead forecasts on the held-out split")

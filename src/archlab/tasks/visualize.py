@@ -94,3 +94,24 @@ def points_plot(samples: torch.Tensor, path: str | Path, *, real: torch.Tensor |
     if title:
         fig.suptitle(title, fontsize=9)
     return _save(fig, path)
+
+
+def plot_forecast(actual: torch.Tensor, model: torch.Tensor, naive: torch.Tensor, path: str | Path, *,
+                  title: str = "forecast") -> Path:
+    """Actual values beside the model's and the seasonal-naive forecasts, each (N,), with each
+    forecaster's MAE in the legend."""
+    if not (actual.shape == model.shape == naive.shape and actual.ndim == 1):
+        raise ShapeError(f"plot_forecast expects three (N,) series; got {tuple(actual.shape)}, "
+                         f"{tuple(model.shape)}, {tuple(naive.shape)}")
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(9, 3.5))
+    steps = range(len(actual))
+    mae = lambda f: float((f - actual).abs().mean())  # noqa: E731
+    ax.plot(steps, actual.numpy(), "k-", lw=1.5, label="actual")
+    ax.plot(steps, model.numpy(), "-", lw=1.2, label=f"model (MAE {mae(model):.3g})")
+    ax.plot(steps, naive.numpy(), "--", lw=1, label=f"seasonal naive (MAE {mae(naive):.3g})")
+    ax.set_xlabel("held-out step")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    return _save(fig, path)

@@ -334,8 +334,10 @@ def fit(model: nn.Module | str, data: DataBundle | str, task: Any = None, *, res
         from archlab.train.plots import plot_curves
 
         plot_curves(history, run.path / "curves.png")
+        if hasattr(task, "on_fit_end"):  # e.g. a forecaster's prediction-vs-actual plot
+            task.on_fit_end(model, data, run.path)
     except ImportError as exc:  # matplotlib missing: the run is still complete
-        log.warning("no curves.png: %s", exc)
+        log.warning("no plots: %s", exc)
     return RunResult(run_dir=run.path, model=model, metrics=final, steps=state.step, best_step=state.best_step,
                      best_value=state.best_value, stopped_early=state.stopped_early, history=history)
 
