@@ -388,3 +388,81 @@ def test_gan_step_dcgan_sn_hinge_updates_both_networks():
     assert changed == {"generator", "discriminator"}
     with pytest.raises(ShapeError, match="dcgan_sn"):
         gan_step(m, torch.rand(4, 1, 16, 16), opt_d, opt_g, kind="hinge")
+
+
+# -- class-conditional VAE and GAN -----------------------------------------------------------------
+
+COND = [("cvae_digits", {}), ("cdcgan_digits", {"g_channels": 8, "d_channels": 8, "latent_dim": 16})]
+
+
+@pytest.mark.parametrize("name,opts", COND, ids=[c[0] for c in COND])
+def test_conditional_sample_shapes_label_effect_and_errors(name, opts):
+    m = archlab.create(name, **opts).eval()
+    assert m.config.num_classes == 10
+    y = torch.arange(6) % 10
+    s = m.sample(6, generator=torch.Generator().manual_seed(0), y=y)
+    assert s.shape[0] == 6 and torch.isfinite(s).all()
+    # same z, different labels -> different samples; same z and labels -> the same samples
+    s_same = m.sample(6, generator=torch.Generator().manual_seed(0), y=y)
+    s_other = m.sample(6, generator=torch.Generator().manual_seed(0), y=(y + 1) % 10)
+    assert torch.equal(s, s_same)
+    assert all(not torch.allclose(a, b) for a, b in zip(s, s_other))
+    with pytest.raises(ConfigError, match="y"):
+        m.sample(6)
+    with pytest.raises(ShapeError, match="y"):
+        m.sample(6, y=torch.arange(5))  # wrong length
+    with pytest.raises(ShapeError, match=r"\[0, 10\)"):
+        m.sample(2, y=torch.tensor([0, 10]))  # out of range
+    with pytest.raises(ShapeError, match="y"):
+        m.sample(2, y=torch.zeros(2, 1, dtype=torch.long))  # wrong rank
+
+
+def test_unconditional_models_refuse_labels_and_keep_their_layout():
+    vae = archlab.create("vae_digits")
+    assert vae.config.num_classes is None and len(vae.example_input()) == 1
+    assert vae.encoder[0].in_features == 64  # no label columns
+    with pytest.raises(ConfigError, match="unconditional"):
+        vae.sample(2, y=torch.tensor([0, 1]))
+    gan = archlab.create("dcgan_sn", image_size=8, g_channels=8, d_channels=8, latent_dim=16)
+    assert isinstance(gan.generator, torch.nn.Sequential) and len(gan.example_input()) == 1
+    with pytest.raises(ConfigError, match="unconditional"):
+        gan.generate(torch.randn(2, 16), torch.tensor([0, 1]))
+
+
+def test_cvae_one_hot_enters_encoder_and_decoder():
+    m = archlab.create("cvae_digits", hidden_sizes=[32], latent_dim=4).eval()
+    assert m.encoder[0].in_features == 64 + 10
+    assert m.decoder[0][0].in_features == 4 + 10
+    x = torch.rand(3, 64)
+    mu0, _ = m.encode(x, torch.tensor([0, 0, 0]))
+    mu1, _ = m.encode(x, torch.tensor([1, 1, 1]))
+    assert not torch.allclose(mu0, mu1)  # the encoder sees the label
+    x_hat, mu, logvar = m(x, torch.tensor([2, 3, 4]))
+    assert x_hat.shape == (3, 64) and mu.shape == logvar.shape == (3, 4)
+
+
+def test_projection_discriminator_depends_on_label():
+    m = archlab.create("cdcgan_digits", g_channels=8, d_channels=8, latent_dim=16).eval()
+    x = torch.rand(4, 1, 8, 8) * 2 - 1
+    a = m.discriminate(x, torch.zeros(4, dtype=torch.long))
+    b = m.discriminate(x, torch.full((4,), 7))
+    assert a.shape == (4,) and not torch.allclose(a, b)
+    with pytest.raises(ConfigError, match="y"):
+        m.discriminate(x)
+
+
+def test_gan_step_conditional_updates_both_networks_with_labels():
+    torch.manual_seed(0)
+    m = archlab.create("cdcgan_digits", g_channels=8, d_channels=8, latent_dim=16).train()
+    opt_d = torch.optim.Adam(m.discriminator.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    opt_g = torch.optim.Adam(m.generator.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    real = torch.rand(4, 1, 8, 8) * 2 - 1
+    y = torch.tensor([0, 1, 2, 3])
+    before = {k: v.detach().clone() for k, v in m.state_dict().items()}
+    out = gan_step(m, real, opt_d, opt_g, kind="hinge", generator=torch.Generator().manual_seed(0), y=y)
+    assert all(math.isfinite(v) for v in out.values())
+    changed = {k for k, v in m.state_dict().items() if not torch.equal(v, before[k])}
+    assert any(k.startswith("generator.embed") for k in changed)
+    assert any(k.startswith("discriminator.embed") for k in changed)
+    with pytest.raises(ConfigError, match="y"):
+        gan_step(m, real, opt_d, opt_g, kind="hinge")

@@ -15,8 +15,13 @@ training (alternating D and G steps, non-saturating or hinge losses) lives in
   ``Sigmoid`` + ``BCELoss`` is the same loss as logits + ``BCEWithLogits``, minus its overflow).
 - ``forward(z)`` returns ``(fake, D(fake))`` so that one forward/backward reaches every parameter
   of both networks (the registry's contract test relies on it); training uses ``gan_step``.
-- ``sample(n, generator=None)``: decode ``n`` draws z ~ N(0, I) (no gradients). Call ``eval()``
-  first for a DCGAN so BatchNorm uses its running statistics.
+- ``sample(n, generator=None, y=None)``: decode ``n`` draws z ~ N(0, I) (no gradients). Call
+  ``eval()`` first for a DCGAN so BatchNorm uses its running statistics.
+- Conditional DCGAN (``num_classes=K``; Mirza & Osindero, "Conditional GANs", 2014): G gets a
+  learned label embedding concatenated to z; D is a projection discriminator (Miyato & Koyama,
+  "cGANs with Projection Discriminator", ICLR 2018): ``logit = head(h) + <embed(y), sum_hw h>``
+  with h D's last feature map. ``generate(z, y)``, ``discriminate(x, y)``, ``forward(z, y)`` and
+  ``sample(n, y=...)`` then take class ids y (B,) in [0, K).
 
 Presets:
 - ``gan_mlp`` - seed 000: G = 100 -> 128 -> ReLU -> 784 -> Tanh; D = 784 -> 128 -> LeakyReLU(0.2)
@@ -30,9 +35,13 @@ Presets:
   ``image_size`` may be any power of two >= 8 (8, 16, 32, 64, ...).
 - ``dcgan_sn`` - the same with spectral normalisation on every discriminator conv (and no
   BatchNorm in D, as in SN-GAN); pair it with ``kind="hinge"`` losses.
+- ``cdcgan_digits`` - conditional ``dcgan_sn`` for 1x8x8 digits: 10 classes, latent 64,
+  g_channels 128, d_channels 64, projection discriminator.
 """
 
 from __future__ import annotations
+
+from typing import Optional
 
 import torch
 from pydantic import Field, field_validator, model_validator
@@ -44,7 +53,7 @@ from archlab.layers.checks import check_tensor
 from archlab.layers.init import init_weights
 from archlab.layers.mlp import activation, dense_stack
 from archlab.models.autoencoder import OutputActivation, _positive_list
-from archlab.models.vae import prior_noise
+from archlab.models.vae import check_labels, prior_noise
 from archlab.registry import register
 
 # -- configs ------------------------------------------------------------------------------------
@@ -77,6 +86,7 @@ class DCGANConfig(ArchConfig):
     g_channels: int = Field(32, ge=1, description="Generator width at the last hidden stage (ngf); doubles per stage towards z.")
     d_channels: int = Field(32, ge=1, description="Discriminator width at the first stage (ndf); doubles per stage.")
     spectral_norm: bool = Field(False, description="Spectral-normalise every discriminator conv (Miyato et al. 2018); D then has no BatchNorm.")
+    num_classes: Optional[int] = Field(None, ge=1, description="Classes to condition on: label embedding joined to z in G, projection discriminator (Miyato & Koyama 2018); None = unconditional.")
 
     @model_validator(mode="after")
     def _power_of_two(self):
@@ -110,12 +120,12 @@ def dcgan_init(module: nn.Module) -> nn.Module:
     return module
 
 
-def dcgan_generator(c: DCGANConfig) -> nn.Sequential:
-    """z (B, latent, 1, 1) -> 4x4 -> ... -> (B, C, S, S) in [-1, 1]."""
+def dcgan_generator(c: DCGANConfig, in_dim: int | None = None) -> nn.Sequential:
+    """z (B, in_dim, 1, 1) -> 4x4 -> ... -> (B, C, S, S) in [-1, 1]; in_dim defaults to latent_dim."""
     k = c.n_stages
     width = c.g_channels * 2 ** (k - 1)
     layers: list[nn.Module] = [
-        nn.ConvTranspose2d(c.latent_dim, width, 4, 1, 0, bias=False),  # (B, z, 1, 1) -> (B, w, 4, 4)
+        nn.ConvTranspose2d(in_dim or c.latent_dim, width, 4, 1, 0, bias=False),  # (B, z, 1, 1) -> (B, w, 4, 4)
         nn.BatchNorm2d(width), nn.ReLU(),
     ]
     for _ in range(k - 1):
@@ -141,6 +151,38 @@ def dcgan_discriminator(c: DCGANConfig) -> nn.Sequential:
     return nn.Sequential(*[sn(m) if isinstance(m, nn.Conv2d) else m for m in layers])
 
 
+class ConditionalGenerator(nn.Module):
+    """Label embedding (K, latent_dim) concatenated to z, then a DCGAN generator on (B, 2*latent, 1, 1)."""
+
+    def __init__(self, c: DCGANConfig):
+        super().__init__()
+        self.embed = nn.Embedding(int(c.num_classes), c.latent_dim)
+        self.net = dcgan_init(dcgan_generator(c, in_dim=2 * c.latent_dim))
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        h = torch.cat([z, self.embed(y)], dim=1)  # (B, z) + (B, z) -> (B, 2z)
+        return self.net(h[:, :, None, None])
+
+
+class ProjectionDiscriminator(nn.Module):
+    """DCGAN discriminator with a class projection (Miyato & Koyama 2018):
+    logit = head(h) + <embed(y), sum over H, W of h>, h = the last (B, w, 4, 4) feature map."""
+
+    def __init__(self, c: DCGANConfig):
+        super().__init__()
+        net = dcgan_discriminator(c)
+        self.body, self.head = net[:-1], net[-1]
+        width = c.d_channels * 2 ** (c.n_stages - 1)
+        embed = nn.Embedding(int(c.num_classes), width)
+        nn.init.normal_(embed.weight, 0.0, 0.02)
+        self.embed = _spectral_norm(embed) if c.spectral_norm else embed
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        h = self.body(x)  # (B, w, 4, 4)
+        proj = (self.embed(y) * h.sum(dim=(2, 3))).sum(dim=1)  # (B,)
+        return self.head(h).reshape(-1) + proj
+
+
 class _GAN(nn.Module):
     """Shared GAN interface; a subclass sets ``generator``, ``discriminator`` and the checks."""
 
@@ -149,29 +191,40 @@ class _GAN(nn.Module):
     def _check_z(self, z: torch.Tensor) -> torch.Tensor:
         return check_tensor(self, z, "B Z", name="z", Z=self.config.latent_dim)
 
-    def example_input(self, batch_size: int = 2) -> tuple[torch.Tensor]:
-        return (torch.randn(batch_size, self.config.latent_dim),)
+    def example_input(self, batch_size: int = 2) -> tuple[torch.Tensor, ...]:
+        z = torch.randn(batch_size, self.config.latent_dim)
+        k = getattr(self.config, "num_classes", None)
+        return (z, torch.randint(0, k, (batch_size,))) if k else (z,)
 
-    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Generate from noise and score the result.
 
         Args:
             z: (B, latent_dim) float noise, normally N(0, I).
+            y: (B,) long class ids in [0, num_classes) - required for a conditional GAN,
+                refused by an unconditional one.
 
         Returns:
             (fake, logits): fake samples, (B, out_features) for the MLP GAN or
             (B, C, S, S) for a DCGAN, in [-1, 1]; logits (B,) = D(fake), real-vs-fake.
         """
-        fake = self.generate(z)
-        return fake, self.discriminator_logits(fake)
+        fake = self.generate(z, y)
+        return fake, self.discriminate(fake, y)
 
-    def discriminator_logits(self, x: torch.Tensor) -> torch.Tensor:
+    def discriminator_logits(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        if y is not None:
+            return self.discriminator(x, y)  # projection discriminator, (B,)
         return self.discriminator(x).reshape(-1)  # (B, 1[, 1, 1]) -> (B,)
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """``n`` generated samples from z ~ N(0, I), without gradients."""
-        return self.generate(prior_noise(self, n, self.config.latent_dim, generator))
+    def sample(self, n: int, generator: torch.Generator | None = None,
+               y: torch.Tensor | None = None) -> torch.Tensor:
+        """``n`` generated samples from z ~ N(0, I), without gradients; ``y`` (n,) class ids
+        are required for a conditional GAN (sample i shows class y[i])."""
+        z = prior_noise(self, n, self.config.latent_dim, generator)
+        if isinstance(y, torch.Tensor):
+            y = y.to(z.device)
+        return self.generate(z, y)
 
 
 # -- models -------------------------------------------------------------------------------------
@@ -197,13 +250,16 @@ class GAN(_GAN):
         init_weights(self.generator, c.init, nonlinearity=c.g_activation)
         init_weights(self.discriminator, c.init, nonlinearity=c.d_activation)
 
-    def generate(self, z: torch.Tensor) -> torch.Tensor:
-        """z (B, latent_dim) -> fake (B, out_features)."""
-        return self.generator(self._check_z(z))
+    def generate(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """z (B, latent_dim) -> fake (B, out_features); unconditional (y must be None)."""
+        z = self._check_z(z)
+        check_labels(self, y, z.shape[0])
+        return self.generator(z)
 
-    def discriminate(self, x: torch.Tensor) -> torch.Tensor:
-        """Samples (B, out_features) -> logits (B,)."""
+    def discriminate(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """Samples (B, out_features) -> logits (B,); unconditional (y must be None)."""
         check_tensor(self, x, "B F", F=self.config.out_features)
+        check_labels(self, y, x.shape[0])
         return self.discriminator_logits(x)
 
 
@@ -213,19 +269,26 @@ class DCGAN(_GAN):
     def __init__(self, config: DCGANConfig):
         super().__init__()
         self.config = config
-        self.generator = dcgan_init(dcgan_generator(config))
-        self.discriminator = dcgan_discriminator(config)
+        if config.num_classes:
+            self.generator = ConditionalGenerator(config)
+            self.discriminator = ProjectionDiscriminator(config)
+        else:
+            self.generator = dcgan_init(dcgan_generator(config))
+            self.discriminator = dcgan_discriminator(config)
 
-    def generate(self, z: torch.Tensor) -> torch.Tensor:
-        """z (B, latent_dim) -> fake images (B, C, S, S) in [-1, 1]."""
+    def generate(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """z (B, latent_dim) [+ class ids y (B,) when conditional] -> fake images (B, C, S, S) in [-1, 1]."""
         z = self._check_z(z)
+        y = check_labels(self, y, z.shape[0])
+        if y is not None:
+            return self.generator(z, y)
         return self.generator(z[:, :, None, None])  # (B, z) -> (B, z, 1, 1)
 
-    def discriminate(self, x: torch.Tensor) -> torch.Tensor:
-        """Images (B, C, S, S) -> logits (B,)."""
+    def discriminate(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """Images (B, C, S, S) [+ class ids y (B,) when conditional] -> logits (B,)."""
         c = self.config
         check_tensor(self, x, "B C H W", C=c.image_channels, H=c.image_size, W=c.image_size)
-        return self.discriminator_logits(x)
+        return self.discriminator_logits(x, check_labels(self, y, x.shape[0]))
 
 
 # -- presets ------------------------------------------------------------------------------------
@@ -258,3 +321,9 @@ register("dcgan_sn", family="gan", model=DCGAN, config=DCGANConfig,
          modalities=("image",), tasks=_TASKS,
          description="DCGAN with a spectrally normalised discriminator (Miyato et al. 2018)",
          when_to_use="Image generation when plain DCGAN training is unstable; use hinge losses")
+register("cdcgan_digits", family="gan", model=DCGAN, config=DCGANConfig,
+         defaults=dict(latent_dim=64, image_channels=1, image_size=8, g_channels=128, d_channels=64,
+                       spectral_norm=True, num_classes=10),
+         modalities=("image",), tasks=_TASKS,
+         description="Class-conditional SN-DCGAN for 1x8x8 digits: label embedding + z in G, projection D (Miyato & Koyama 2018)",
+         when_to_use="Generate images of a chosen class (label-controlled generation); use hinge losses")

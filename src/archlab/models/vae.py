@@ -15,7 +15,12 @@ The network only encodes, reparameterises and decodes; the ELBO lives in
   reconstructions, e.g. for anomaly scores); in ``train()`` mode it samples.
 - ``decode(z) -> x_hat``: with ``output_activation="sigmoid"`` x_hat holds Bernoulli means, for
   ``elbo_loss(..., recon="bce")``.
-- ``sample(n, generator=None)``: z ~ N(0, I) from the prior, decoded (no gradients).
+- ``sample(n, generator=None, y=None)``: z ~ N(0, I) from the prior, decoded (no gradients).
+- Conditional VAE (Sohn et al., "Learning Structured Output Representation using Deep
+  Conditional Generative Models", NeurIPS 2015): a dense VAE built with ``num_classes=K``
+  concatenates the one-hot label to the encoder input and to z before decoding, so
+  ``encode(x, y)``, ``decode(z, y)``, ``forward(x, y)`` and ``sample(n, y=...)`` all take class
+  ids y (B,) in [0, K); the prior stays N(0, I) and the label picks the class of a sample.
 
 Presets:
 - ``vae_mlp`` - the classic Kingma / PyTorch-examples VAE: 784 -> 400 -> ReLU -> (mu, logvar)
@@ -23,9 +28,13 @@ Presets:
 - ``vae_digits`` - scikit-learn 8x8 digits (64 values scaled to [0, 1]): 64 -> 128 -> latent 8.
 - ``vae_conv`` - convolutional, 1x28x28 images in [0, 1]: stride-2 convs 32 -> 64 channels
   (28 -> 14 -> 7), latent 16, mirrored transposed convs.
+- ``cvae_digits`` - conditional ``vae_digits`` (Sohn et al. 2015): 10 digit classes, one-hot
+  label into encoder and decoder.
 """
 
 from __future__ import annotations
+
+from typing import Optional
 
 import torch
 from pydantic import Field, field_validator
@@ -33,7 +42,7 @@ from torch import nn
 
 from archlab.config import Activation, ArchConfig, InitScheme
 from archlab.errors import ConfigError
-from archlab.layers.checks import check_tensor
+from archlab.layers.checks import check_index_range, check_tensor, model_name
 from archlab.layers.init import init_weights
 from archlab.layers.mlp import activation, dense_stack
 from archlab.models.autoencoder import ConvAutoencoderConfig, ConvCodec, OutputActivation, _positive_list
@@ -51,6 +60,7 @@ class VAEConfig(ArchConfig):
     activation: Activation = Field("relu", description="Hidden-layer activation.")
     output_activation: OutputActivation = Field("sigmoid", description="sigmoid: Bernoulli means for recon='bce'; identity: Gaussian means for recon='mse'.")
     init: InitScheme = Field("default", description="Weight init (the classic example keeps PyTorch's defaults).")
+    num_classes: Optional[int] = Field(None, ge=1, description="Classes to condition on (conditional VAE, Sohn et al. 2015): the one-hot label joins the encoder input and z; None = unconditional.")
 
     @field_validator("hidden_sizes")
     @classmethod
@@ -92,6 +102,34 @@ def prior_noise(model: nn.Module, n: int, latent_dim: int,
     return z.to(param.device)
 
 
+def check_labels(model: nn.Module, y: torch.Tensor | None, batch: int) -> torch.Tensor | None:
+    """Class ids y (B,) for a class-conditional generative model, checked; None when unconditional.
+
+    Shared by the conditional VAE and GAN. ``model.config.num_classes`` (None or 0 = unconditional)
+    decides: a conditional model needs y (ConfigError naming y when missing), an unconditional one
+    refuses it; y must be a (batch,) integer tensor with ids in [0, num_classes) (ShapeError).
+    """
+    k = int(getattr(model.config, "num_classes", None) or 0)
+    if k == 0:
+        if y is not None:
+            raise ConfigError(f"{model_name(model)} is unconditional (num_classes=None); got class labels y - "
+                              "build it with num_classes=K to condition on classes")
+        return None
+    if y is None:
+        raise ConfigError(f"{model_name(model)} is class-conditional (num_classes={k}); pass class labels "
+                          f"y, a ({batch},) long tensor of ids in [0, {k}); got y=None")
+    y = check_tensor(model, y, "B", name="y", dtype="long", B=batch)
+    check_index_range(model, y, k, name="y")
+    return y
+
+
+def one_hot_cat(h: torch.Tensor, y: torch.Tensor | None, num_classes: int | None) -> torch.Tensor:
+    """(B, F) features with the one-hot label appended: (B, F + K); unchanged when y is None."""
+    if y is None:
+        return h
+    return torch.cat([h, nn.functional.one_hot(y, int(num_classes)).to(h.dtype)], dim=1)
+
+
 class _GaussianVAE(nn.Module):
     """Shared VAE logic; a subclass builds ``_features`` (x -> h), ``to_mu``, ``to_logvar``, ``_decode``."""
 
@@ -100,75 +138,89 @@ class _GaussianVAE(nn.Module):
     def _check_input(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - overridden
         raise NotImplementedError
 
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x -> (mu, logvar), each (B, latent_dim)."""
-        h = self._features(self._check_input(x))
+    def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (and class ids y (B,) for a conditional VAE) -> (mu, logvar), each (B, latent_dim)."""
+        x = self._check_input(x)
+        h = self._features(x, check_labels(self, y, x.shape[0]))
         return self.to_mu(h), self.to_logvar(h)
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """z (B, latent_dim) -> x_hat with the input's shape."""
+    def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """z (B, latent_dim) (and class ids y (B,) when conditional) -> x_hat with the input's shape."""
         check_tensor(self, z, "B Z", name="z", Z=self.config.latent_dim)
-        return self._decode(z)
+        return self._decode(z, check_labels(self, y, z.shape[0]))
 
     def reparameterize(self, mu: torch.Tensor, logvar: torch.Tensor,
                        generator: torch.Generator | None = None) -> torch.Tensor:
         """z = mu + exp(logvar / 2) * eps; see :func:`reparameterize`."""
         return reparameterize(mu, logvar, generator)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Encode, sample z (train mode) or take z = mu (eval mode), decode.
 
         Args:
             x: (B, in_features) for the dense VAE, (B, C, S, S) for the conv VAE; float in [0, 1]
                 for the sigmoid (Bernoulli) decoder.
+            y: (B,) long class ids in [0, num_classes) - required for a conditional VAE
+                (``num_classes`` set), refused otherwise.
 
         Returns:
             (x_hat, mu, logvar): x_hat has x's shape; mu and logvar are (B, latent_dim).
         """
-        mu, logvar = self.encode(x)
+        mu, logvar = self.encode(x, y)
         z = self.reparameterize(mu, logvar) if self.training else mu
-        return self._decode(z), mu, logvar
+        return self._decode(z, y), mu, logvar
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Decode ``n`` draws z ~ N(0, I) from the prior: (n, *input shape), no gradients."""
+    def sample(self, n: int, generator: torch.Generator | None = None,
+               y: torch.Tensor | None = None) -> torch.Tensor:
+        """Decode ``n`` draws z ~ N(0, I) from the prior: (n, *input shape), no gradients.
+
+        ``y``: (n,) class ids, required for a conditional VAE (sample i shows class y[i]).
+        """
         z = prior_noise(self, n, self.config.latent_dim, generator)
-        return self._decode(z)
+        if y is not None and isinstance(y, torch.Tensor):
+            y = y.to(z.device)
+        return self._decode(z, check_labels(self, y, n))
 
 
 # -- models -------------------------------------------------------------------------------------
 
 
 class VAE(_GaussianVAE):
-    """Dense Gaussian VAE: MLP encoder -> (mu, logvar) heads; MLP decoder."""
+    """Dense Gaussian VAE: MLP encoder -> (mu, logvar) heads; MLP decoder; conditional
+    (one-hot label into encoder and decoder) when ``num_classes`` is set."""
 
     def __init__(self, config: VAEConfig):
         super().__init__()
         self.config = config
         c = config
-        last = c.hidden_sizes[-1] if c.hidden_sizes else c.in_features
-        self.encoder = dense_stack(c.in_features, c.hidden_sizes, activation_name=c.activation)
+        k = c.num_classes or 0
+        last = c.hidden_sizes[-1] if c.hidden_sizes else c.in_features + k
+        self.encoder = dense_stack(c.in_features + k, c.hidden_sizes, activation_name=c.activation)
         self.to_mu = nn.Linear(last, c.latent_dim)
         self.to_logvar = nn.Linear(last, c.latent_dim)
         dec_hidden = list(reversed(c.hidden_sizes))
-        dec_last = dec_hidden[-1] if dec_hidden else c.latent_dim
+        dec_last = dec_hidden[-1] if dec_hidden else c.latent_dim + k
         self.decoder = nn.Sequential(
-            dense_stack(c.latent_dim, dec_hidden, activation_name=c.activation),
+            dense_stack(c.latent_dim + k, dec_hidden, activation_name=c.activation),
             nn.Linear(dec_last, c.in_features), activation(c.output_activation),
         )
         init_weights(self, c.init, nonlinearity=c.activation)
 
-    def example_input(self, batch_size: int = 2) -> tuple[torch.Tensor]:
-        return (torch.rand(batch_size, self.config.in_features),)
+    def example_input(self, batch_size: int = 2) -> tuple[torch.Tensor, ...]:
+        x = torch.rand(batch_size, self.config.in_features)
+        if self.config.num_classes:
+            return x, torch.randint(0, self.config.num_classes, (batch_size,))
+        return (x,)
 
     def _check_input(self, x: torch.Tensor) -> torch.Tensor:
         return check_tensor(self, x, "B F", F=self.config.in_features)
 
-    def _features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.encoder(x)
+    def _features(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return self.encoder(one_hot_cat(x, y, self.config.num_classes))
 
-    def _decode(self, z: torch.Tensor) -> torch.Tensor:
-        return self.decoder(z)
+    def _decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return self.decoder(one_hot_cat(z, y, self.config.num_classes))
 
 
 class ConvVAE(_GaussianVAE):
@@ -190,10 +242,10 @@ class ConvVAE(_GaussianVAE):
         c = self.config
         return check_tensor(self, x, "B C H W", C=c.in_channels, H=c.image_size, W=c.image_size)
 
-    def _features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.codec.features(x)
+    def _features(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return self.codec.features(x)  # unconditional: check_labels refused any y
 
-    def _decode(self, z: torch.Tensor) -> torch.Tensor:
+    def _decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         return self.codec.reconstruct(z)
 
 
@@ -217,3 +269,8 @@ register("vae_conv", family="vae", model=ConvVAE, config=ConvVAEConfig,
          description="Convolutional VAE for 1x28x28 images: convs 32-64 (stride 2), latent 16",
          when_to_use=_WHEN)
 
+register("cvae_digits", family="vae", model=VAE, config=VAEConfig,
+         defaults=dict(in_features=64, hidden_sizes=[128], latent_dim=8, num_classes=10),
+         modalities=("image", "tabular"), tasks=("generation", "reconstruction"),
+         description="Conditional VAE (Sohn et al. 2015) for 8x8 digits: one-hot label into encoder and decoder, 64-128-(8, 8)",
+         when_to_use="Generate samples of a chosen class (label-controlled generation) with stable VAE training")

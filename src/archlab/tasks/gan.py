@@ -83,6 +83,7 @@ def gan_step(
     kind: LossKind = "nonsaturating",
     generator: torch.Generator | None = None,
     z: torch.Tensor | None = None,
+    y: torch.Tensor | None = None,
 ) -> dict[str, float]:
     """One alternating update: a discriminator step, then a generator step.
 
@@ -95,6 +96,8 @@ def gan_step(
         kind: loss pair, ``"nonsaturating"`` or ``"hinge"``.
         generator: RNG for the noise z (reproducible steps).
         z: (B, latent_dim) noise to use instead of drawing it (tests, fixed-noise studies).
+        y: (B,) class ids of ``real`` for a class-conditional GAN (``num_classes`` set); the fake
+            batch is generated with the same labels, and D scores both with them.
 
     Returns:
         ``{"d_loss", "g_loss", "d_real", "d_fake"}`` floats: D's loss before its update, G's loss
@@ -105,12 +108,13 @@ def gan_step(
         z = torch.randn(real.shape[0], model.config.latent_dim, generator=generator,
                         device=generator.device if generator is not None else real.device,
                         dtype=next(model.parameters()).dtype).to(real.device)
-    fake = model.generate(z)
+    cond = () if y is None else (y,)  # an unconditional model gets no labels
+    fake = model.generate(z, *cond)
 
     # D step: fake is detached so this update does not reach the generator.
     opt_d.zero_grad(set_to_none=True)
-    real_logits = model.discriminate(real)
-    fake_logits = model.discriminate(fake.detach())
+    real_logits = model.discriminate(real, *cond)
+    fake_logits = model.discriminate(fake.detach(), *cond)
     loss_d = d_loss(real_logits, fake_logits, kind)
     loss_d.backward()
     opt_d.step()
@@ -121,7 +125,7 @@ def gan_step(
     for p in d_params:
         p.requires_grad_(False)
     try:
-        loss_g = g_loss(model.discriminate(fake), kind)
+        loss_g = g_loss(model.discriminate(fake, *cond), kind)
         loss_g.backward()
     finally:
         for p in d_params:

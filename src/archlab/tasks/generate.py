@@ -75,7 +75,8 @@ def generate_from_run(run_dir: str | Path, n: int = 64, *, steps: int | None = N
     torch.manual_seed(seed)
     samples = task.sample(model, n, gen, **kw).cpu()
     labels = None
-    k = int(getattr(model.config, "num_classes", 0) or 0) if task_name == "diffusion" else 0
+    # class-conditional DDPM, GAN and VAE sample cycled labels 0..K-1 (their task's default)
+    k = int(getattr(model.config, "num_classes", 0) or 0) if task_name in ("diffusion", "gan", "vae") else 0
     if k:
         labels = torch.arange(n) % k
     kind = "images" if samples.ndim == 4 else "points" if samples.ndim == 2 and samples.shape[1] == 2 else "vectors"

@@ -57,6 +57,28 @@ def data_shape_of(model: nn.Module) -> tuple[int, ...] | None:
     return None
 
 
+def num_classes_of(model: nn.Module) -> int:
+    """Classes a generative model is conditioned on (``config.num_classes``); 0 = unconditional."""
+    return int(getattr(getattr(model, "config", None), "num_classes", None) or 0)
+
+
+def cycled_labels(model: nn.Module, n: int) -> torch.Tensor | None:
+    """Labels 0, 1, ..., K-1, 0, 1, ... (n,) for sampling a class-conditional model; None if unconditional."""
+    k = num_classes_of(model)
+    return torch.arange(n) % k if k else None
+
+
+def batch_labels(model: nn.Module, batch: Split) -> tuple[torch.Tensor, ...]:
+    """``(y,)`` with the batch's class ids for a class-conditional model, ``()`` for an unconditional one."""
+    k = num_classes_of(model)
+    if k == 0:
+        return ()
+    if batch.target is None:
+        raise ConfigError(f"a class-conditional {model.__class__.__name__} (num_classes={k}) needs labelled data; "
+                          "the batch has no target y")
+    return (batch.target.long(),)
+
+
 def fit_shape(x: torch.Tensor, shape: tuple[int, ...] | None, what: str) -> torch.Tensor:
     """Reshape (B, ...) data to (B, *shape) when only the layout differs (flatten / unflatten)."""
     if shape is None or tuple(x.shape[1:]) == shape:
@@ -275,7 +297,7 @@ class VAETask(GenerativeTask):
 
     def forward(self, model: nn.Module, batch: Split):
         x = self.prepare(model, batch.inputs[0])
-        x_hat, mu, logvar = model(x)
+        x_hat, mu, logvar = model(x, *batch_labels(model, batch))  # a conditional VAE also gets y
         return x_hat, x, mu, logvar
 
     def parts(self, output) -> dict[str, torch.Tensor]:
@@ -307,9 +329,14 @@ class VAETask(GenerativeTask):
         return {"reconstruction": float(sums["reconstruction"]) / n, "kl": float(sums["kl"]) / n}
 
     @torch.no_grad()
-    def sample(self, model: nn.Module, n: int, generator: torch.Generator | None = None, **_: Any) -> torch.Tensor:
-        """``n`` prior samples in the data layout for viewing."""
+    def sample(self, model: nn.Module, n: int, generator: torch.Generator | None = None, *,
+               labels: torch.Tensor | None = None, **_: Any) -> torch.Tensor:
+        """``n`` prior samples in the data layout for viewing; a conditional VAE draws class
+        ``labels`` (n,) (default: cycled 0..K-1)."""
         model.eval()
+        if num_classes_of(model):
+            y = labels if labels is not None else cycled_labels(model, n)
+            return self.to_display(model.sample(n, generator=generator, y=y))
         return self.to_display(model.sample(n, generator=generator))
 
 

@@ -23,7 +23,7 @@ from torch import nn
 
 from archlab.data.base import DataBundle, Split
 from archlab.errors import ConfigError
-from archlab.tasks.generative import DataRange, GenerativeTask
+from archlab.tasks.generative import DataRange, GenerativeTask, batch_labels, cycled_labels, num_classes_of
 
 
 # ------------------------------------------------------------------------------------------------ GAN
@@ -35,6 +35,10 @@ class GANTask(GenerativeTask):
         grid_every: write a fixed-noise sample grid every this many evaluations (default: every
             10th epoch) to ``RUN_DIR/samples/``; 0 turns it off.
         d_lr_ratio: discriminator lr / generator lr (TTUR, Heusel et al. 2017; 1 = same lr).
+
+    A class-conditional GAN (``num_classes`` set, e.g. ``cdcgan_digits``) is trained on the
+    batch's labels: the fake batch uses the real batch's labels and D scores both with them.
+    Samples then cycle the labels 0..K-1.
     """
 
     name = "gan"
@@ -56,9 +60,10 @@ class GANTask(GenerativeTask):
         return {**super().options(), "loss": self.kind, "d_lr_ratio": self.d_lr_ratio, "grid_every": self.grid_every}
 
     def model_overrides(self, info: dict[str, Any], data: DataBundle) -> dict[str, Any]:
-        # An MLP GAN's out_features is the flattened sample size (64 for 8x8 digits).
+        # An MLP GAN's out_features is the flattened sample size (64 for 8x8 digits). Named as a
+        # field (not "out") so a conditional DCGAN's num_classes is never taken for the output size.
         shape = data.train.inputs[0].shape[1:]
-        return {"out": int(torch.tensor(shape).prod())}
+        return {"fields": {"out_features": int(torch.tensor(shape).prod())}}
 
     def configure_optimizers(self, model: nn.Module, cfg, total_steps: int):
         """[discriminator optimizer, generator optimizer], each with its own schedule."""
@@ -79,11 +84,13 @@ class GANTask(GenerativeTask):
 
         opt_d, opt_g = optimizers
         real = self.prepare(model, batch.inputs[0])
+        y = batch_labels(model, batch)  # (labels,) for a conditional GAN, () otherwise
         z = self._z(model, real.shape[0], real.device)
         # Discriminator: real vs detached fake, so this update does not reach G.
         with ctx.autocast():
-            fake = model.generate(z)
-            loss_d = d_loss(model.discriminate(real).float(), model.discriminate(fake.detach()).float(), self.kind)
+            fake = model.generate(z, *y)
+            loss_d = d_loss(model.discriminate(real, *y).float(), model.discriminate(fake.detach(), *y).float(),
+                            self.kind)
         ctx.backward(loss_d)
         if ctx.sync:
             ctx.step(opt_d)
@@ -93,7 +100,7 @@ class GANTask(GenerativeTask):
             p.requires_grad_(False)
         try:
             with ctx.autocast():
-                loss_g = g_loss(model.discriminate(fake).float(), self.kind)
+                loss_g = g_loss(model.discriminate(fake, *y).float(), self.kind)
             ctx.backward(loss_g)
         finally:
             for p in d_params:
@@ -109,9 +116,10 @@ class GANTask(GenerativeTask):
 
     def forward(self, model: nn.Module, batch: Split):
         real = self.prepare(model, batch.inputs[0])
+        y = batch_labels(model, batch)
         z = self._z(model, real.shape[0], real.device, self._eval_gen)
-        fake = model.generate(z)
-        return model.discriminate(real).float().reshape(-1), model.discriminate(fake).float().reshape(-1)
+        fake = model.generate(z, *y)
+        return model.discriminate(real, *y).float().reshape(-1), model.discriminate(fake, *y).float().reshape(-1)
 
     def batch_loss(self, output, batch: Split) -> torch.Tensor:
         from archlab.tasks.gan import d_loss, g_loss
@@ -146,17 +154,22 @@ class GANTask(GenerativeTask):
         model.eval()
         try:
             gen = torch.Generator().manual_seed(0)  # fixed noise, independent of the training RNG
-            images = self.sample(model, 64, gen)
+            images = self.sample(model, 64, gen)  # a conditional GAN cycles the labels 0..K-1
         finally:
             model.train(was_training)
         image_grid(images, Path(run_dir) / "samples" / f"step_{step:07d}.png", title=f"fixed noise, step {step}")
 
     @torch.no_grad()
-    def sample(self, model: nn.Module, n: int, generator: torch.Generator | None = None, **_: Any) -> torch.Tensor:
-        """``n`` generated samples in the data layout, in [0, 1] for images."""
+    def sample(self, model: nn.Module, n: int, generator: torch.Generator | None = None, *,
+               labels: torch.Tensor | None = None, **_: Any) -> torch.Tensor:
+        """``n`` generated samples in the data layout, in [0, 1] for images; a conditional GAN
+        draws class ``labels`` (n,) (default: cycled 0..K-1)."""
         model.eval()
         device = next(model.parameters()).device
         z = torch.randn(n, model.config.latent_dim, generator=generator).to(device)
+        if num_classes_of(model):
+            y = labels if labels is not None else cycled_labels(model, n)
+            return self.to_display(model.generate(z, y.to(device)).float())
         return self.to_display(model.generate(z).float())
 
     def predict(self, model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
