@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 PIPFLAGS := --disable-pip-version-check -q -c constraints.txt
 
-.PHONY: demo test install install-dev bench clean
+.PHONY: demo test lint install install-dev bench clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +27,13 @@ demo: install
 		--set train.lr=1e-2 --set train.batch_size=100 --set train.max_steps=3000 \
 		--out-dir runs
 
-test: install-dev
+# Habits: ruff (lint + format check) and the import-linter layer contracts (pyproject.toml).
+lint: install-dev
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/lint-imports
+
+test: lint
 	$(PY) -m pytest -n 2 tests
 
 clean:

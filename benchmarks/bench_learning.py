@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -44,18 +43,15 @@ RUNS = ROOT / "runs" / "bench_learning"
 
 def run_example(name: str, **train_overrides: Any):
     """Train examples/<name>.yaml like ``archlab train`` (same parsing), into runs/bench_learning."""
-    from archlab.cli.train import _section
     from archlab.data import load
-    from archlab.train import fit
+    from archlab.runs import RunSpec, fit
 
-    doc = yaml.safe_load((ROOT / "examples" / f"{name}.yaml").read_text())
-    model, mopts = _section(doc["model"], "model")
-    data, dopts = _section(doc["data"], "data")
-    task, topts = _section(doc.get("task"), "task")
-    train = {**(doc.get("train") or {}), "quiet": True, "tensorboard": False, "out_dir": str(RUNS), **train_overrides}
-    bundle = load(data, **dopts)
-    return fit(model, bundle, task, task_options=topts, model_overrides=mopts,
-               data_spec={"name": data, "options": dopts}, **train)
+    spec = RunSpec.from_file(ROOT / "examples" / f"{name}.yaml")
+    train = {**spec.train, **train_overrides}
+    bundle = load(spec.data.name, **spec.data.options)
+    return fit(spec.model.name, bundle, spec.task.name, task_options=spec.task.options,
+               model_overrides=spec.model.options, data_spec={"name": spec.data.name, "options": spec.data.options},
+               out_dir=str(RUNS), **train)
 
 
 def _acc(name: str, target: float, label: str) -> Callable[[], dict]:
@@ -104,7 +100,7 @@ def judge_agreement(samples: torch.Tensor, labels: torch.Tensor) -> float:
 
 def _generative(name: str, steps: int | None = None, guidance: float | None = None) -> Callable[[], dict]:
     def bench() -> dict:
-        from archlab.tasks.generate import generate_from_run, write_generated
+        from archlab.runs.generate import generate_from_run, write_generated
 
         r = run_example(name)
         g = generate_from_run(r.run_dir, 500, steps=steps, guidance=guidance, seed=0)
@@ -143,7 +139,7 @@ def _sunspots(name: str) -> Callable[[], dict]:
 
 def _shakespeare(name: str) -> Callable[[], dict]:
     def bench() -> dict:
-        from archlab.tasks.generate import generate_from_run, write_generated
+        from archlab.runs.generate import generate_from_run, write_generated
 
         r = run_example(name)
         nats = r.metrics["val_nats_per_token"]
@@ -156,7 +152,7 @@ def _shakespeare(name: str) -> Callable[[], dict]:
 
 
 def _flow() -> dict:
-    from archlab.tasks.generate import generate_from_run, write_generated
+    from archlab.runs.generate import generate_from_run, write_generated
 
     r = run_example("moons_realnvp")
     nll, gauss = r.metrics["test_nll"], r.metrics["test_gaussian_nll"]
@@ -168,13 +164,13 @@ def _flow() -> dict:
 
 def _segmentation(name: str) -> Callable[[], dict]:
     def bench() -> dict:
-        from archlab.cli.train import _section
         from archlab.data import load
+        from archlab.runs import RunSpec
 
         r = run_example(name)
         m = r.metrics
-        data, dopts = _section(yaml.safe_load((ROOT / "examples" / f"{name}.yaml").read_text())["data"], "data")
-        bundle = load(data, **dopts)  # the same seeded data the run trained on
+        spec = RunSpec.from_file(ROOT / "examples" / f"{name}.yaml")
+        bundle = load(spec.data.name, **spec.data.options)  # the same seeded data the run trained on
         grid = _segmentation_figure(r.model, bundle, ART / f"{name}.png")
         return {"result": f"test mIoU {m['test_iou']:.3f}, mean Dice {m['test_dice']:.3f}, "
                           f"pixel accuracy {m['test_pixel_accuracy']:.2%} ({bundle.info['num_classes']} classes)",

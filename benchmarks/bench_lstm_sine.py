@@ -98,7 +98,7 @@ def run_archlab(X_train, X_test, y_train, y_test, epochs: int, out_dir: str) -> 
     torch.manual_seed(0)
     t0 = time.perf_counter()
     r = archlab.fit("lstm_sine_forecaster", data, epochs=epochs, batch_size=32, lr=1e-2, grad_clip=1.0,
-                    precision="fp32", quiet=True, out_dir=out_dir, run_name="lstm", seed=0)
+                    precision="fp32", out_dir=out_dir, run_name="lstm", seed=0)
     return time.perf_counter() - t0, r.metrics["test_rmse"] ** 2
 
 

@@ -80,8 +80,7 @@ def main() -> None:
             model.load_state_dict(init)
             r = archlab.fit(model, data, "classification", max_steps=args.steps, batch_size=100, lr=1e-2,
                             optimizer="adam", weight_decay=0.0, schedule="constant", shuffle=False,
-                            precision="fp32", checkpoint_every=args.checkpoint_every, log_every=100, seed=rep,
-                            quiet=True, out_dir=tmp, run_name=f"rep{rep}")
+                            precision="fp32", checkpoint_every=args.checkpoint_every, log_every=100, seed=rep, out_dir=tmp, run_name=f"rep{rep}")
             arch_t.append(r.metrics["train_time_s"] / args.steps * 1e3)
             arch_c.append(r.metrics["train_cpu_s"] / args.steps * 1e3)
             arch_acc.append(r.metrics["test_accuracy"])

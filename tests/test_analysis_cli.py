@@ -23,7 +23,7 @@ def test_summary_of_run_directory_and_input_shape(tmp_path, capsys):
 
 def test_summary_of_training_run_uses_its_final_checkpoint(tmp_path, capsys):
     # A training run keeps config.yaml at its root and config.json inside best/ and last/.
-    result = archlab.fit("mlp_tabular", "breast_cancer", max_steps=3, quiet=True, out_dir=str(tmp_path),
+    result = archlab.fit("mlp_tabular", "breast_cancer", max_steps=3, out_dir=str(tmp_path),
                          model_overrides={"hidden_sizes": [5]})
     assert not (result.run_dir / "config.json").exists()
     assert main(["summary", str(result.run_dir), "--format", "md", "--depth", "1"]) == 0
@@ -52,4 +52,4 @@ def test_compare_with_chart(tmp_path):
         assert path.stat().st_size > 1000
     c = archlab.compare(["mlp_784_128_10", "mlp_bn_dropout"])
     rows = c.rows()
-    assert rows[1]["params"] > rows[0]["params"] and "| mlp_bn_dropout |" in c.to_markdown()
+    assert rows[1]["params"] > rows[0]["params"] and "| mlp_bn_dropout |" in archlab.render(c, "md")

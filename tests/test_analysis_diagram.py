@@ -4,6 +4,7 @@ import re
 import xml.etree.ElementTree as ET
 
 import pytest
+import archlab
 import torch
 from torch import nn
 
@@ -53,7 +54,7 @@ def test_repeats_collapse_at_block_level():
     labels = [n.type + (f" x {n.repeat}" if n.repeat > 1 else "") for n in g.nodes]
     assert "Block x 6" in labels
     assert sum(1 for n in g.nodes if n.type == "Block") == 1
-    check_mermaid(g.to_mermaid())
+    check_mermaid(archlab.render(g, "mermaid"))
 
 
 def test_inner_level_shows_skip_connection_and_shapes():
@@ -73,22 +74,22 @@ def test_no_collapse_draws_every_block():
 
 def test_renders_parse():
     g = diagram(Net(), input_shape=(2, 8), depth=2)
-    root = ET.fromstring(g.to_svg())
+    root = ET.fromstring(archlab.render(g, "svg"))
     assert root.tag.endswith("svg")
     assert len(root.findall(".//{http://www.w3.org/2000/svg}rect")) >= len(g.nodes)
-    dot = g.to_dot()
+    dot = archlab.render(g, "dot")
     assert dot.startswith("digraph") and dot.rstrip().endswith("}")
     assert dot.count("->") == len(g.edges)
-    check_mermaid(g.to_mermaid())
+    check_mermaid(archlab.render(g, "mermaid"))
 
 
 def test_save_picks_format_and_rejects_unknown(tmp_path):
     g = diagram(Net(2), input_shape=(2, 8), depth=1)
     for ext in ("svg", "mmd", "dot"):
-        g.save(tmp_path / f"d.{ext}")
+        archlab.render(g, out=tmp_path / f"d.{ext}")
         assert (tmp_path / f"d.{ext}").stat().st_size > 0
     with pytest.raises(ConfigError, match=r"\.svg"):
-        g.save(tmp_path / "d.png")
+        archlab.render(g, out=tmp_path / "d.png")
 
 
 def test_untraceable_control_flow_still_diagrams():

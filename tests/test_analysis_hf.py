@@ -16,7 +16,7 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 from transformers import BatchEncoding, BertConfig, BertModel, GPT2Config, GPT2LMHeadModel  # noqa: E402
 
 import archlab  # noqa: E402
-from archlab.analysis._prepare import meta_copy  # noqa: E402
+from archlab.inputs import meta_copy  # noqa: E402
 from archlab.errors import ConfigError  # noqa: E402
 from test_analysis_diagram import check_mermaid  # noqa: E402
 
@@ -154,14 +154,14 @@ def test_bert_diagram_collapses_layers(bert):
     g = archlab.diagram(bert, {"input_ids": _ids()}, depth=2)
     layers = [n for n in g.nodes if n.type == "BertLayer"]
     assert len(layers) == 1 and layers[0].repeat == 2
-    assert "x 2" in g.to_mermaid()
+    assert "x 2" in archlab.render(g, "mermaid")
     assert any(n.kind == "input" and n.name == "input:input_ids" for n in g.nodes)
     out = next(n for n in g.nodes if n.kind == "output")
     assert f"({B}, {L}, 64)" in out.label and f"({B}, 64)" in out.label
-    check_mermaid(g.to_mermaid())
-    root = ET.fromstring(g.to_svg())
+    check_mermaid(archlab.render(g, "mermaid"))
+    root = ET.fromstring(archlab.render(g, "svg"))
     assert root.tag.endswith("svg")
-    assert g.to_dot().count("->") == len(g.edges)
+    assert archlab.render(g, "dot").count("->") == len(g.edges)
 
 
 def test_bert_diagram_inner_level_shows_residual(bert):
@@ -171,8 +171,8 @@ def test_bert_diagram_inner_level_shows_residual(bert):
     attn, out = by_name["encoder.layer.0.attention"], by_name["encoder.layer.0.output"]
     assert any(e.src == attn and e.dst == out for e in g.edges)  # skip around the FFN
     assert not any(n.name.startswith("encoder.layer.1") for n in g.nodes)
-    check_mermaid(g.to_mermaid())
-    ET.fromstring(g.to_svg())
+    check_mermaid(archlab.render(g, "mermaid"))
+    ET.fromstring(archlab.render(g, "svg"))
 
 
 def test_gpt2_diagram(gpt2):
@@ -182,8 +182,8 @@ def test_gpt2_diagram(gpt2):
     head = next(n for n in g.nodes if n.name == "lm_head")
     out = next(n for n in g.nodes if n.kind == "output")
     assert any(e.src == head.id and e.dst == out.id and e.shape == (B, L, 1000) for e in g.edges)
-    check_mermaid(g.to_mermaid())
-    ET.fromstring(g.to_svg())
+    check_mermaid(archlab.render(g, "mermaid"))
+    ET.fromstring(archlab.render(g, "svg"))
 
 
 # ----------------------------------------------------------------------------- torch.compile
@@ -225,7 +225,7 @@ def test_compiled_module_same_summary_and_diagram_without_compiling(make, shape,
     s_cpu = archlab.summary(compiled, x, device="cpu")
     assert s_cpu.flops == s.flops
     g_c, g = archlab.diagram(compiled, input_shape=shape, depth=2), archlab.diagram(model, input_shape=shape, depth=2)
-    assert g_c.to_mermaid() == g.to_mermaid()
+    assert archlab.render(g_c, "mermaid") == archlab.render(g, "mermaid")
     assert calls == []  # dynamo never ran
     compiled(x)  # the control: running the compiled module itself does compile
     assert len(calls) >= 1
@@ -236,7 +236,7 @@ def test_compiled_hf_model(gpt2, recording_backend):
     inputs = {"input_ids": _ids()}
     compiled = torch.compile(gpt2, backend=backend)
     assert archlab.summary(compiled, inputs).to_dict() == archlab.summary(gpt2, inputs).to_dict()
-    assert archlab.diagram(compiled, inputs).to_mermaid() == archlab.diagram(gpt2, inputs).to_mermaid()
+    assert archlab.render(archlab.diagram(compiled, inputs), "mermaid") == archlab.render(archlab.diagram(gpt2, inputs), "mermaid")
     assert calls == []
 
 
@@ -265,4 +265,4 @@ def test_pretrained_minilm_from_shipped_files():
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     g = archlab.diagram(model, enc, depth=2)
     assert any(n.type == "BertLayer" and n.repeat == cfg.num_hidden_layers for n in g.nodes)
-    check_mermaid(g.to_mermaid())
+    check_mermaid(archlab.render(g, "mermaid"))

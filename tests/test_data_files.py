@@ -111,7 +111,7 @@ def test_image_folder_bad_cases(tmp_path):
 def test_text_file_char_and_byte(tmp_path):
     p = _write(tmp_path / "t.txt", "hello world, héllo\n" * 40)
     b = D.load(p, block_size=16)
-    assert b.info["vocab"] == sorted(set("hello world, héllo\n")) and b.task == "language-modeling"
+    assert b.info["vocab"] == sorted(set("hello world, héllo\n")) and b.task == "language_modeling"
     assert torch.equal(b.train.inputs[0][:, 1:], b.train.target[:, :-1])
     by = D.load(p, level="byte", block_size=16)
     assert by.info["vocab_size"] == 256 and int(by.train.inputs[0].max()) > 127  # é is two bytes
@@ -130,7 +130,7 @@ def test_npz_and_npy_round_trip(tmp_path):
     y = np.arange(40) % 3
     np.savez(tmp_path / "d.npz", x=x, y=y, x_test=x[:10], y_test=y[:10])
     b = D.load(tmp_path / "d.npz", val_fraction=0.25)
-    assert b.modality == "signal" and b.info["num_classes"] == 3
+    assert b.modality == "time_series" and b.info["num_classes"] == 3
     assert len(b.test) == 10 and len(b.train) + len(b.val) == 40
     assert b.train.inputs[0].shape[1:] == (2, 8)
     np.save(tmp_path / "x.npy", rng.normal(size=(30, 5)))
@@ -298,11 +298,11 @@ def test_edge_list_round_trip_and_errors(tmp_path):
     p = _write(tmp_path / "g.edges", edges)
     lab = _write(tmp_path / "labels.txt", "\n".join(f"{n} {0 if n < 20 else 1}" for n in (10, 11, 12, 20, 21, 22)))
     b = D.load(p, labels=lab, val_fraction=0.0, test_fraction=0.34)
-    assert b.task == "node-classification" and b.info["node_ids"] == [10, 11, 12, 20, 21, 22]
+    assert b.task == "node_classification" and b.info["node_ids"] == [10, 11, 12, 20, 21, 22]
     x, ei = b.train.inputs
     assert x.shape == (6, 6) and ei.shape == (2, 14) and b.train.target.tolist() == [0, 0, 0, 1, 1, 1]
     t = D.load(_write(tmp_path / "g.txt", edges), kind="graph")
-    assert t.task == "node-embedding" and t.train.target is None
+    assert t.task == "node_embedding" and t.train.target is None
     with pytest.raises(DataError, match="line 2: expected two integers"):
         D.load(_write(tmp_path / "bad.edgelist", "1 2\n1 2 3\n"))
     with pytest.raises(DataError, match="node 99 is not in the edge list"):

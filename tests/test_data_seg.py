@@ -83,10 +83,10 @@ def test_bad_options_are_named(opts, match):
 
 
 def test_segmentation_task_trains_on_it(tmp_path):
-    from archlab.train import fit
+    from archlab.runs import fit
 
     data = D.load("digits_seg", copies=1)
-    r = fit("unet_small", data, "segmentation", max_steps=3, batch_size=16, quiet=True, tensorboard=False,
+    r = fit("unet_small", data, "segmentation", max_steps=3, batch_size=16,
             out_dir=str(tmp_path))
     assert {"test_iou", "test_dice", "test_pixel_accuracy"} <= set(r.metrics)
     assert r.model.config.out_channels == 11 and np.isfinite(r.metrics["test_loss"])

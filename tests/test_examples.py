@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.yaml"))
 
@@ -18,21 +17,17 @@ def test_there_are_examples():
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
 def test_example_validates(path):
-    from archlab.cli.train import _section
     from archlab.data import load
+    from archlab.runs import RunSpec
+    from archlab.runs.adapt import build_model
     from archlab.tasks import get_task
-    from archlab.train.adapt import build_model
     from archlab.train.config import TrainConfig
 
-    doc = yaml.safe_load(path.read_text())
-    assert set(doc) <= {"model", "data", "task", "train"}
-    model_name, model_over = _section(doc["model"], "model")
-    data_name, data_opts = _section(doc["data"], "data")
-    task_name, task_opts = _section(doc.get("task"), "task")
-    cfg = TrainConfig.build(dict(doc.get("train") or {}))
-    bundle = load(data_name, **data_opts)
-    task = get_task(task_name or bundle.task, **task_opts)
-    model = build_model(model_name, bundle, task, model_over)
+    spec = RunSpec.from_file(path)
+    cfg = TrainConfig.build(spec.train)
+    bundle = load(spec.data.name, **spec.data.options)
+    task = get_task(spec.task.name or bundle.task, **spec.task.options)
+    model = build_model(spec.model.name, bundle, task, spec.model.options)
     assert cfg.lr > 0
     # One forward + loss on two training samples: the data layout fits the model.
     task.setup(bundle, cfg, torch.device("cpu"))
@@ -41,3 +36,18 @@ def test_example_validates(path):
     with torch.no_grad():
         loss = task.batch_loss(task.forward(model, batch), batch)
     assert torch.isfinite(loss)
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+def test_registry_lists_each_examples_model_for_its_data(path):
+    """One vocabulary: filtering the registry by the data's modality and the example's task finds
+    the model the example trains (issue 9)."""
+    import archlab
+    from archlab.data import list_datasets
+    from archlab.runs import RunSpec
+    from archlab.tasks import canonical
+
+    spec = RunSpec.from_file(path)
+    entry = next(d for d in list_datasets() if d["name"] == spec.data.name)
+    task = canonical(spec.task.name) if spec.task.name else entry["tasks"][0]
+    assert spec.model.name in archlab.list_models(modality=entry["modality"], task=task)

@@ -37,10 +37,10 @@ def test_presets_registered_with_families():
 
 def test_seed_autoencoder_layers():
     m = archlab.create("autoencoder_784_128_64")
-    enc = [l for l in m.encoder.modules() if isinstance(l, torch.nn.Linear)]
-    dec = [l for l in m.decoder.modules() if isinstance(l, torch.nn.Linear)]
-    assert [(l.in_features, l.out_features) for l in enc] == [(784, 128), (128, 64)]
-    assert [(l.in_features, l.out_features) for l in dec] == [(64, 128), (128, 784)]
+    enc = [layer for layer in m.encoder.modules() if isinstance(layer, torch.nn.Linear)]
+    dec = [layer for layer in m.decoder.modules() if isinstance(layer, torch.nn.Linear)]
+    assert [(layer.in_features, layer.out_features) for layer in enc] == [(784, 128), (128, 64)]
+    assert [(layer.in_features, layer.out_features) for layer in dec] == [(64, 128), (128, 784)]
     m2 = archlab.create("autoencoder_784_128")
     z = m2.encode(torch.randn(5, 784))
     assert z.shape == (5, 128) and (z >= 0).all()  # seed 002: the code is a ReLU output
@@ -268,11 +268,13 @@ def test_vae_training_lowers_elbo():
 
 def test_seed_gan_layers():
     m = archlab.create("gan_mlp")
-    lin = lambda mod: [(l.in_features, l.out_features) for l in mod.modules() if isinstance(l, torch.nn.Linear)]
+    def lin(mod):
+        return [(layer.in_features, layer.out_features) for layer in mod.modules() if isinstance(layer, torch.nn.Linear)]
+
     assert lin(m.generator) == [(100, 128), (128, 784)]
     assert lin(m.discriminator) == [(784, 128), (128, 1)]
     assert isinstance(m.generator[-1], torch.nn.Tanh)
-    assert any(isinstance(l, torch.nn.LeakyReLU) and l.negative_slope == 0.2 for l in m.discriminator.modules())
+    assert any(isinstance(layer, torch.nn.LeakyReLU) and layer.negative_slope == 0.2 for layer in m.discriminator.modules())
     assert lin(archlab.create("gan_linear").generator) == [(100, 784)]
     big = archlab.create("gan_mlp_mnist")
     assert lin(big.generator) == [(100, 128), (128, 256), (256, 512), (512, 784)]
@@ -302,10 +304,10 @@ def test_gan_sample_and_forward_shapes(name):
 def test_dcgan_sizes_init_and_validation():
     m = archlab.create("dcgan", image_size=64, image_channels=3, g_channels=8, d_channels=8)
     assert m.sample(2).shape == (2, 3, 64, 64)
-    convs = [l.weight for l in m.modules() if isinstance(l, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
+    convs = [layer.weight for layer in m.modules() if isinstance(layer, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
     w = torch.cat([c.flatten() for c in convs])
     assert abs(w.mean().item()) < 0.002 and abs(w.std().item() - 0.02) < 0.001
-    bn = torch.cat([l.weight.flatten() for l in m.modules() if isinstance(l, torch.nn.BatchNorm2d)])
+    bn = torch.cat([layer.weight.flatten() for layer in m.modules() if isinstance(layer, torch.nn.BatchNorm2d)])
     assert abs(bn.mean().item() - 1.0) < 0.01 and 0.01 < bn.std().item() < 0.03
     with pytest.raises(ConfigError, match="image_size=28"):
         archlab.create("dcgan", image_size=28)
@@ -316,19 +318,19 @@ def test_dcgan_sizes_init_and_validation():
 
 def test_dcgan_spectral_norm_bounds_discriminator():
     m = archlab.create("dcgan_sn", image_size=16)
-    assert not any(isinstance(l, torch.nn.BatchNorm2d) for l in m.discriminator.modules())
-    convs = [l for l in m.discriminator.modules() if isinstance(l, torch.nn.Conv2d)]
-    assert convs and all(hasattr(l, "parametrizations") for l in convs)
+    assert not any(isinstance(layer, torch.nn.BatchNorm2d) for layer in m.discriminator.modules())
+    convs = [layer for layer in m.discriminator.modules() if isinstance(layer, torch.nn.Conv2d)]
+    assert convs and all(hasattr(layer, "parametrizations") for layer in convs)
     m.train()
     for _ in range(20):  # power iterations run on each training forward
         m.discriminate(torch.randn(2, 1, 16, 16))
     m.eval()
-    for l in convs:
-        sigma = torch.linalg.matrix_norm(l.weight.detach().flatten(1), ord=2)
+    for layer in convs:
+        sigma = torch.linalg.matrix_norm(layer.weight.detach().flatten(1), ord=2)
         assert abs(sigma.item() - 1.0) < 0.05
     plain = archlab.create("dcgan", image_size=16)
-    sig = [torch.linalg.matrix_norm(l.weight.detach().flatten(1), ord=2).item()
-           for l in plain.discriminator.modules() if isinstance(l, torch.nn.Conv2d)]
+    sig = [torch.linalg.matrix_norm(layer.weight.detach().flatten(1), ord=2).item()
+           for layer in plain.discriminator.modules() if isinstance(layer, torch.nn.Conv2d)]
     assert max(sig) < 0.9  # without SN the N(0, 0.02) weights are not normalised to 1
 
 

@@ -236,6 +236,26 @@ def test_gpt2_small_has_124m_parameters():
     assert model.lm_head.weight is model.embed.tok.weight
 
 
+def test_t5_small_uses_rmsnorm_and_its_count_drops_by_the_norm_shifts():
+    # T5's RMSNorm has a scale and no shift: 32 norms (6 x 2 + 1 encoder, 6 x 3 + 1 decoder) of
+    # width 512 lose their bias, 16,384 parameters fewer than the LayerNorm version.
+    model = archlab.create("t5_small", device="meta")
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.RMSNorm)]
+    assert len(norms) == 32 and not any(isinstance(m, torch.nn.LayerNorm) for m in model.modules())
+    assert model.num_params() == _count(model) == 61_097_984
+    layernorm = archlab.create("t5_small", device="meta", norm="layernorm")
+    assert layernorm.num_params() - model.num_params() == 32 * 512
+
+
+def test_every_model_answers_num_params():
+    for name in archlab.list_models():
+        model = archlab.create(name, device="meta")
+        assert model.num_params() == _count(model), name
+        assert not hasattr(model, "get_num_params"), name
+    vit = archlab.create("vit_tiny", device="meta")
+    assert vit.num_params() - vit.num_params(non_embedding=True) == vit.pos_embed.numel()
+
+
 def test_bert_backbones_match_hugging_face_bertmodel():
     # Hugging Face BertModel (embeddings + encoder + pooler), i.e. without the task head:
     # bert-base-uncased 109,482,240; google/bert_uncased_L-2_H-128_A-2 4,385,920.

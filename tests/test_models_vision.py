@@ -308,6 +308,6 @@ def test_siamese_trains_with_info_nce_on_digits_shaped_data():
 def test_capabilities_for_recommender():
     assert "unet" in archlab.list_models(task="segmentation")
     assert "siamese_cnn_digits" in archlab.list_models(task="embedding")
-    assert {"resnet1d", "cnn1d_mnist1d"} <= set(archlab.list_models(modality="signal"))
+    assert {"resnet1d", "cnn1d_mnist1d"} <= set(archlab.list_models(modality="time_series"))
     for name in archlab.list_models(family="resnet"):
         assert archlab.model_info(name).when_to_use

@@ -20,7 +20,9 @@ def test_duplicate_name_raises():
 def test_list_models_filters_with_globs():
     assert "mlp_tabular" in archlab.list_models("mlp_*")
     assert archlab.list_models(family="mlp", task="regression") == ["mlp_regressor"]
-    assert archlab.list_models(modality="nonexistent-modality") == []
+    assert archlab.list_models(modality="nonexist*") == []
+    with pytest.raises(ConfigError, match="unknown modality"):
+        archlab.list_models(modality="nonexistent-modality")
 
 
 def test_overrides_and_create_from_config_agree():
@@ -28,7 +30,7 @@ def test_overrides_and_create_from_config_agree():
     assert m.config.hidden_sizes == [8]
     cfg = m.config.with_overrides(["hidden_sizes=[4,3]", "dropout=0.25"])
     m2 = archlab.create_from_config(cfg, name="mlp_tabular")
-    assert [l.out_features for l in m2.body if isinstance(l, torch.nn.Linear)] == [4, 3]
+    assert [layer.out_features for layer in m2.body if isinstance(layer, torch.nn.Linear)] == [4, 3]
     m3 = archlab.create_from_config({"model": "mlp_tabular", "config": cfg.to_dict()})
     assert m3.config == cfg
 

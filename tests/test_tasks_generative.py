@@ -11,7 +11,7 @@ import torch
 import archlab
 from archlab.data import load
 
-FAST = dict(max_steps=4, eval_every=2, log_every=2, quiet=True, batch_size=32, tensorboard=False)
+FAST = dict(max_steps=4, eval_every=2, log_every=2, batch_size=32)
 
 CASES = [
     ("autoencoder_digits", "digits", "reconstruction", {"anomaly_class": 0}, {}, "val_auroc"),
@@ -23,8 +23,8 @@ CASES = [
     ("realnvp_2d", "moons", "flow", {}, {}, "val_gaussian_nll"),
     ("realnvp_image", "digits", "flow", {"dequantize": 17}, {}, "val_bits_per_dim"),
     ("siamese_cnn_digits", "digits", "contrastive", {}, {}, "val_recall_at_1"),
-    ("gcn_karate", "karate", "node-classification", {}, {}, "val_accuracy"),
-    ("gcn_graph_classifier", "graph_motifs", "graph-classification", {}, {}, "val_accuracy"),
+    ("gcn_karate", "karate", "node_classification", {}, {}, "val_accuracy"),
+    ("gcn_graph_classifier", "graph_motifs", "graph_classification", {}, {}, "val_accuracy"),
     ("wide_deep", "affairs", "ctr", {}, {}, "val_normalized_entropy"),
     ("dlrm", "affairs", "ctr", {}, {}, "val_auroc"),
 ]
@@ -74,7 +74,7 @@ def test_union_batch_offsets_edges():
 
 
 def test_class_recall_at_k():
-    from archlab.tasks.contrastive_task import class_recall_at_k
+    from archlab.tasks.contrastive import class_recall_at_k
 
     emb = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])
     assert class_recall_at_k(emb, torch.tensor([0, 0, 1, 1]), 1) == 1.0
@@ -89,7 +89,7 @@ def test_class_recall_at_k():
 ])
 def test_samples_and_generate_png(tmp_path, model, data, task, mopts, steps, shape):
     from archlab.cli.main import main
-    from archlab.tasks.generate import generate_from_run
+    from archlab.runs.generate import generate_from_run
 
     r = archlab.fit(model, data, task, model_overrides=mopts, out_dir=str(tmp_path), **FAST)
     g = generate_from_run(r.run_dir, 6, steps=steps, guidance=1.0 if task == "diffusion" else None)
@@ -116,7 +116,7 @@ def test_generated_text_decodes(tmp_path):
 
 def test_generate_refuses_a_classifier(tmp_path):
     from archlab.errors import ConfigError
-    from archlab.tasks.generate import generate_from_run
+    from archlab.runs.generate import generate_from_run
 
     r = archlab.fit("cnn_digits", "digits", out_dir=str(tmp_path), **FAST)
     with pytest.raises(ConfigError, match="generate works for"):
@@ -126,8 +126,9 @@ def test_generate_refuses_a_classifier(tmp_path):
 def test_gan_writes_fixed_noise_grids(tmp_path):
     r = archlab.fit("gan_mlp", "digits", "gan", task_options={"grid_every": 1}, model_overrides={"latent_dim": 8},
                     out_dir=str(tmp_path), **FAST)
-    grids = sorted((r.run_dir / "samples").glob("step_*.png"))
-    assert [g.name for g in grids] == ["step_0000002.png", "step_0000004.png"]
+    grids = sorted(r.run_dir.glob("samples_step*.png"))
+    assert [g.name for g in grids] == ["samples_step000002.png", "samples_step000004.png"]
+    assert all(g.read_bytes()[:4] == b"\x89PNG" for g in grids)
 
 
 @pytest.mark.parametrize("model,mopts", [
@@ -136,7 +137,7 @@ def test_gan_writes_fixed_noise_grids(tmp_path):
 ])
 def test_conditional_gan_vae_train_and_generate_cycled_labels(tmp_path, model, mopts):
     from archlab.cli.main import main
-    from archlab.tasks.generate import generate_from_run
+    from archlab.runs.generate import generate_from_run
 
     task = "vae" if "vae" in model else "gan"
     fast = {**FAST, "max_steps": 2, "eval_every": 1, "log_every": 1}
@@ -155,7 +156,7 @@ def test_conditional_gan_vae_train_and_generate_cycled_labels(tmp_path, model, m
 def test_conditional_model_needs_labelled_data():
     from archlab.data.base import Split
     from archlab.errors import ConfigError
-    from archlab.tasks.generative import batch_labels
+    from archlab.tasks.generative_base import batch_labels
 
     m = archlab.create("cvae_digits")
     with pytest.raises(ConfigError, match="num_classes=10"):

@@ -14,10 +14,10 @@ from archlab.errors import ArchlabError, ConfigError
 from archlab.train.config import TrainConfig
 from archlab.train.optim import build_optimizer, lr_factor, param_groups
 from archlab.train.precision import choose_precision
-from archlab.train.state import find_checkpoint
+from archlab.rundir import find_checkpoint
 from test_train_support import digits_bundle
 
-FAST = dict(precision="fp32", quiet=True)
+FAST = dict(precision="fp32")
 
 
 # -- config ---------------------------------------------------------------------------------------
@@ -168,7 +168,7 @@ def test_run_name_clash_and_resume_config_is_fixed(tmp_path):
     archlab.fit("mlp_tabular", digits_bundle(300), max_steps=2, out_dir=str(tmp_path), run_name="r", **FAST)
     with pytest.raises(ConfigError, match="already holds a run"):
         archlab.fit("mlp_tabular", digits_bundle(300), max_steps=2, out_dir=str(tmp_path), run_name="r", **FAST)
-    from archlab.train import resume
+    from archlab.runs import resume
 
     with pytest.raises(ConfigError, match="cannot change"):
         resume(tmp_path / "r", data=digits_bundle(300), lr=0.5)

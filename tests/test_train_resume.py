@@ -25,7 +25,7 @@ CHILD = textwrap.dedent(r"""
     sys.path.insert(0, sys.argv[5])
     from test_train_support import digits_bundle
     import archlab, archlab.io, archlab.checkpoint, archlab.train.state as st
-    from archlab.train import resume
+    from archlab.runs import resume
 
     run_dir, mode, kind, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
     calls = {"n": 0}
@@ -52,9 +52,9 @@ CHILD = textwrap.dedent(r"""
             model.register_forward_pre_hook(lambda m, a: die_on_nth(lambda: None)())
         archlab.fit(model, data, out_dir=os.path.dirname(run_dir), run_name=os.path.basename(run_dir),
                     max_steps=36, batch_size=32, lr=3e-3, log_every=5, eval_every=8, checkpoint_every=6,
-                    precision="fp32", deterministic=True, quiet=True, seed=3)
+                    precision="fp32", deterministic=True, seed=3)
     else:
-        resume(run_dir, data=data, quiet=True)
+        resume(run_dir, data=data)
 """)
 
 

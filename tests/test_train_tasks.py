@@ -14,7 +14,7 @@ from archlab.tasks import get_task
 from archlab.tasks.forecasting import seasonal_naive
 from test_train_support import diabetes_bundle, digits_bundle, sunspots_bundle
 
-FAST = dict(precision="fp32", quiet=True, log_every=10)
+FAST = dict(precision="fp32", log_every=10)
 
 
 def test_classification_digits_learns_and_writes_run_dir(tmp_path):

@@ -6,9 +6,10 @@ diagram), train it, measure it and ship it.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
+from archlab._version import __version__
+from archlab.analysis import Comparison, ModelGraph, ModelSummary, compare, diagram, summary
 from archlab.checkpoint import load, save
+from archlab.design import autosize, recommend
 from archlab.errors import (
     ArchlabError,
     CheckpointError,
@@ -18,33 +19,31 @@ from archlab.errors import (
     ShapeError,
 )
 from archlab.registry import create, create_from_config, list_models, model_info, register
-from archlab.train import RunResult, TrainConfig, fit
-
-
-def summary(model, input=None, **kwargs):
-    """Layer-by-layer summary; see :func:`archlab.analysis.summary.summary`."""
-    from archlab.analysis.summary import summary as _summary
-
-    return _summary(model, input, **kwargs)
-
-
-def diagram(model, input=None, **kwargs):
-    """Data-flow diagram; see :func:`archlab.analysis.diagram.diagram`."""
-    from archlab.analysis.diagram import diagram as _diagram
-
-    return _diagram(model, input, **kwargs)
-
-
-def compare(models, input=None, **kwargs):
-    """Side-by-side comparison; see :func:`archlab.analysis.compare.compare`."""
-    from archlab.analysis.compare import compare as _compare
-
-    return _compare(models, input, **kwargs)
+from archlab.report import render
+from archlab.runs import RunSpec, evaluate, fit, predict, resume
+from archlab.train import Reporter, RunResult, TrainConfig
 
 __all__ = [
     "__version__",
     "ArchlabError", "CheckpointError", "ConfigError", "DataError", "MissingExtraError", "ShapeError",
     "create", "create_from_config", "list_models", "model_info", "register", "save", "load",
-    "fit", "RunResult", "TrainConfig",
-    "summary", "diagram", "compare",
+    "fit", "resume", "evaluate", "predict", "RunSpec", "RunResult", "TrainConfig", "Reporter",
+    "summary", "diagram", "compare", "ModelSummary", "ModelGraph", "Comparison", "render",
+    "recommend", "autosize",
 ]
+
+from archlab.report import register_notebook_display as _register_notebook_display  # noqa: E402
+
+_register_notebook_display()
+
+_LAZY = {"benchmark": "archlab.bench", "export": "archlab.deploy", "deploy_report": "archlab.deploy"}
+__all__ += list(_LAZY)
+
+
+def __getattr__(name: str):
+    # Measuring and shipping pull in their backends (onnx, onnxruntime) only when first used.
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'archlab' has no attribute {name!r}")

@@ -4,16 +4,35 @@ Every family defines one pydantic config deriving from :class:`ArchConfig`. Unkn
 rejected (``extra="forbid"``) with the allowed keys named; range errors name the field and the
 value. Configs round-trip through YAML and JSON, and take typed dotted overrides from strings
 (``["n_layers=4", "hidden_sizes=[256,128]"]``) as the CLI's ``--set`` does.
+
+Bounds. Every integer field of a model config has an upper bound, so that any config that
+validates builds (on the meta device in well under a few seconds) and runs its own
+``example_input()``; a value past a bound is a :class:`ConfigError` naming the field:
+
+- :data:`Size` - any count or size without a tighter bound (vocabularies, classes, features,
+  timesteps, hash buckets): ``<= MAX_INT`` (2**20).
+- :data:`Width` - channels, hidden units, embedding widths, heads: ``<= MAX_WIDTH`` (2**16), so
+  a weight's element count (``width * width * kernel``) stays far inside int64.
+- :data:`Depth` - layers, blocks or couplings of one stack: ``<= MAX_DEPTH`` (128; GPT-3 has 96).
+- :data:`Extent` - image sizes, sequence lengths and kernels of ``example_input``:
+  ``<= MAX_EXTENT`` (4096).
+- :data:`PositiveInts` / :data:`Widths` - lists of widths (non-empty / possibly empty), at most
+  ``MAX_STAGES`` (32) entries.
+
+Bools are not numbers: ``n_layers: true`` is refused, not read as 1.
 """
 
 from __future__ import annotations
 
 import difflib
 import json
-from typing import Any, Iterable, Literal, TypeVar
+import types
+import typing
+from collections.abc import Iterable
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from archlab.errors import ConfigError
 
@@ -23,11 +42,51 @@ C = TypeVar("C", bound="ArchConfig")
 InitScheme = Literal["default", "kaiming", "xavier", "orthogonal", "normal"]
 Activation = Literal["relu", "gelu", "silu", "tanh", "leaky_relu", "sigmoid", "identity"]
 
+# -- bounded integer types (see the module docstring) ---------------------------------------------
+
+MAX_INT = 2**20
+MAX_WIDTH = 2**16
+MAX_DEPTH = 128
+MAX_EXTENT = 4096
+MAX_STAGES = 32
+
+#: A count or size without a tighter bound: ``<= MAX_INT``.
+Size = Annotated[int, Field(le=MAX_INT)]
+#: Channels, hidden units, embedding widths: ``<= MAX_WIDTH``.
+Width = Annotated[int, Field(le=MAX_WIDTH)]
+#: Layers / blocks / couplings of one stack: ``<= MAX_DEPTH``.
+Depth = Annotated[int, Field(le=MAX_DEPTH)]
+#: Image sizes, sequence lengths, kernel sizes: ``<= MAX_EXTENT``.
+Extent = Annotated[int, Field(le=MAX_EXTENT)]
+
+
+def int_list(high: int, *, low: int = 1, min_length: int = 1, max_length: int = MAX_STAGES) -> Any:
+    """A list type of ints in ``[low, high]`` with ``min_length..max_length`` entries."""
+    return Annotated[list[Annotated[int, Field(ge=low, le=high)]],
+                     Field(min_length=min_length, max_length=max_length)]
+
+
+#: A non-empty list of positive widths (stage channels), at most MAX_STAGES long.
+PositiveInts = int_list(MAX_WIDTH)
+#: A possibly empty list of positive widths (e.g. an MLP head with no hidden layer).
+Widths = int_list(MAX_WIDTH, min_length=0)
+
 
 class ArchConfig(BaseModel):
     """Base of every model config: strict keys, validated on assignment too."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bools_are_not_numbers(cls, data: Any) -> Any:
+        """Refuse ``True``/``False`` for a numeric field (pydantic would read True as 1)."""
+        if isinstance(data, dict):
+            for name, value in data.items():
+                field = cls.model_fields.get(name) if isinstance(name, str) else None
+                if field is not None and _holds_bool(value) and not _allows_bool(field.annotation):
+                    raise ValueError(f"{name}={value!r}: expected a number, not a bool")
+        return data
 
     # -- construction -------------------------------------------------------------------------
     @classmethod
@@ -78,6 +137,28 @@ class ArchConfig(BaseModel):
         if not isinstance(data, dict):
             raise ConfigError(f"{cls.__name__}: expected a mapping; got {type(data).__name__}")
         return cls.build(data)
+
+
+def _holds_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return True
+    if isinstance(value, (list, tuple)):
+        return any(_holds_bool(v) for v in value)
+    return False
+
+
+def _allows_bool(annotation: Any) -> bool:
+    """Whether a field's type admits a bool anywhere (``bool``, ``bool | None``, ``Any``)."""
+    if annotation is bool or annotation is Any:
+        return True
+    if typing.get_origin(annotation) is Literal:
+        return any(isinstance(a, bool) for a in typing.get_args(annotation))
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) is Annotated:
+        return _allows_bool(args[0])
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType, list, tuple, dict):
+        return any(_allows_bool(a) for a in args)
+    return False
 
 
 # -- overrides ----------------------------------------------------------------------------------

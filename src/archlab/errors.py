@@ -27,6 +27,11 @@ class CheckpointError(ArchlabError):
     """A saved model or run state is missing, incomplete, corrupt, or does not fit the model."""
 
 
+class ExportError(ArchlabError):
+    """A model could not be exported (ONNX, torch.export) or its export does not match eager;
+    the message names the module, the op and the exporter's reason."""
+
+
 class MissingExtraError(ArchlabError, ImportError):
     """An optional dependency is not installed; the message names the pip extra to install."""
 

@@ -6,6 +6,7 @@ write, even if the process is killed with SIGKILL in the middle.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -51,3 +52,47 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
     """Write ``obj`` as indented JSON to ``path`` atomically."""
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+# -- integrity ------------------------------------------------------------------------------------
+# A checkpoint records the SHA-256 of every file it holds (archlab.checkpoint's manifest.json,
+# the COMPLETE marker of a training checkpoint); a reader recomputes them before trusting the
+# files, so a bit flip or a truncated copy is an error naming the file, never silently altered
+# weights. These helpers only compute and compare; the callers raise their typed errors.
+
+
+def sha256_bytes(data: bytes) -> str:
+    """Hex SHA-256 of ``data``."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of the file at ``path``, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def digest_problems(directory: str | os.PathLike, digests: Any) -> list[str]:
+    """What does not match in ``directory`` against ``digests`` (file name -> hex SHA-256).
+
+    Returns one line per problem (``"model.safetensors: SHA-256 mismatch ..."``, ``"...:
+    missing"``); empty when every listed file is there with its recorded digest.
+    """
+    if not isinstance(digests, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in digests.items()):
+        return [f"the recorded digests are malformed (expected a mapping of file name to hex SHA-256; got {digests!r:.80})"]
+    directory = Path(directory)
+    problems = []
+    for name, expected in digests.items():
+        path = directory / name
+        if Path(name).name != name:
+            problems.append(f"{name}: not a plain file name")
+        elif not path.is_file():
+            problems.append(f"{path}: missing")
+        else:
+            actual = sha256_file(path)
+            if actual != expected:
+                problems.append(f"{path}: SHA-256 mismatch (recorded {expected[:12]}..., file has {actual[:12]}...)")
+    return problems

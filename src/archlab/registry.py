@@ -26,6 +26,7 @@ from typing import Any, Iterable
 import torch
 from torch import nn
 
+from archlab import capabilities
 from archlab.config import ArchConfig
 from archlab.errors import ConfigError
 
@@ -49,6 +50,8 @@ class ModelEntry:
     tasks: tuple[str, ...] = ()
     description: str = ""
     when_to_use: str = ""
+    #: scaling knobs for auto-sizing: config field -> role ("width", "depth", "resolution", ...)
+    knobs: dict[str, str] = field(default_factory=dict)
 
     def make_config(self, overrides: dict[str, Any] | None = None) -> ArchConfig:
         return self.config.build({**self.defaults, **(overrides or {})})
@@ -62,6 +65,7 @@ class ModelEntry:
             "config": self.config.__name__,
             "description": self.description,
             "when_to_use": self.when_to_use,
+            "knobs": dict(self.knobs),
         }
 
 
@@ -80,14 +84,30 @@ def register(
     tasks: Iterable[str] = (),
     description: str = "",
     when_to_use: str = "",
+    knobs: dict[str, str] | None = None,
 ) -> ModelEntry:
-    """Register a named preset. Raises ConfigError if ``name`` is taken."""
+    """Register a named preset.
+
+    ``modalities`` and ``tasks`` are words of :mod:`archlab.capabilities` (an unknown word raises);
+    ``knobs`` names the config fields that scale the model (see :mod:`archlab.design`). Your own
+    architecture registers the same way and then works everywhere a preset does::
+
+        class MyConfig(archlab.config.ArchConfig):
+            width: int = 64
+        archlab.register("my_net", family="mine", model=MyNet, config=MyConfig,
+                         modalities=("tabular",), tasks=("classification",))
+
+    Raises:
+        ConfigError: ``name`` is taken, or a modality / task is not in the vocabulary.
+    """
     if name in _REGISTRY:
         raise ConfigError(f"model name {name!r} is already registered (family {_REGISTRY[name].family!r})")
+    mods = tuple(dict.fromkeys(capabilities.modality(m) for m in modalities))
+    tks = tuple(dict.fromkeys(capabilities.task(t) for t in tasks))
     entry = ModelEntry(
         name=name, family=family, model=model, config=config, defaults=dict(defaults or {}),
-        modalities=tuple(modalities), tasks=tuple(tasks), description=description,
-        when_to_use=when_to_use,
+        modalities=mods, tasks=tks, description=description, when_to_use=when_to_use,
+        knobs=dict(knobs or {}),
     )
     _REGISTRY[name] = entry
     return entry
@@ -99,12 +119,7 @@ def _ensure_loaded() -> None:
         return
     _loaded = True
     for mod in FAMILY_MODULES:
-        try:
-            importlib.import_module(f"archlab.models.{mod}")
-        except ModuleNotFoundError as exc:
-            # A family not written yet is simply absent; a broken import inside one is not hidden.
-            if exc.name != f"archlab.models.{mod}":
-                raise
+        importlib.import_module(f"archlab.models.{mod}")
 
 
 def get_entry(name: str) -> ModelEntry:
@@ -131,8 +146,16 @@ def list_models(
     modality: str | None = None,
     task: str | None = None,
 ) -> list[str]:
-    """Names of registered models, sorted; each filter is a glob pattern (``"*resnet*"``)."""
+    """Names of registered models, sorted; each filter is a glob pattern (``"*resnet*"``).
+
+    A ``modality`` or ``task`` without glob characters is a vocabulary word (synonyms such as
+    ``"signal"`` or ``"language-modeling"`` are accepted; an unknown word raises ConfigError).
+    """
     _ensure_loaded()
+    if modality is not None and not _is_glob(modality):
+        modality = capabilities.modality(modality)
+    if task is not None and not _is_glob(task):
+        task = capabilities.task(task)
 
     def match(value: str | Iterable[str], pat: str | None) -> bool:
         if pat is None:
@@ -145,6 +168,10 @@ def list_models(
         if match(e.name, pattern) and match(e.family, family)
         and match(e.modalities, modality) and match(e.tasks, task)
     )
+
+
+def _is_glob(pattern: str) -> bool:
+    return any(c in pattern for c in "*?[")
 
 
 def families() -> list[str]:

@@ -22,7 +22,7 @@ import inspect
 import os
 import weakref
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
@@ -33,11 +33,8 @@ from torch.utils._pytree import tree_leaves
 from archlab.analysis._prepare import (
     check_cpu_rerun_possible, is_data_dependent_error, make_inputs, preserved_state, resolve_model,
 )
-from archlab.analysis.flops import _SKIP, short_op
+from archlab.analysis.flops import SKIP_OPS, short_op
 from archlab.errors import ConfigError
-
-FORMATS = {".svg": "svg", ".mmd": "mermaid", ".mermaid": "mermaid", ".dot": "dot", ".gv": "dot"}
-
 
 @dataclass
 class Node:
@@ -64,8 +61,8 @@ class Edge:
 
 @dataclass
 class ModelGraph:
-    """A model's data-flow graph. Render with ``to_mermaid()``, ``to_dot()``, ``to_svg()``;
-    ``save(path)`` picks the format from the extension (.svg, .mmd, .dot)."""
+    """A model's data-flow graph: plain data. Render it with ``archlab.render(g, "mermaid"|"dot"|"svg")``,
+    or write it with ``archlab.render(g, out="model.svg")`` (the format follows the extension)."""
 
     model: str
     depth: int
@@ -78,39 +75,14 @@ class ModelGraph:
     def node(self, node_id: str) -> Node:
         return next(n for n in self.nodes if n.id == node_id)
 
-    def to_mermaid(self) -> str:
-        from archlab.analysis.diagram_render import to_mermaid
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able data."""
+        return {"schema_version": 1, "model": self.model, "depth": self.depth, "method": self.method,
+                "nodes": [asdict(n) for n in self.nodes], "edges": [asdict(e) for e in self.edges],
+                "groups": dict(self.groups), "notes": list(self.notes)}
 
-        return to_mermaid(self)
-
-    def to_dot(self) -> str:
-        from archlab.analysis.diagram_render import to_dot
-
-        return to_dot(self)
-
-    def to_svg(self) -> str:
-        from archlab.analysis.diagram_render import to_svg
-
-        return to_svg(self)
-
-    def save(self, path: str | os.PathLike) -> str:
-        """Write the diagram; the format follows the extension."""
-        from archlab.io import atomic_write_text
-
-        fmt = diagram_format(path)
-        text = {"svg": self.to_svg, "mermaid": self.to_mermaid, "dot": self.to_dot}[fmt]()
-        atomic_write_text(path, text)
-        return str(path)
-
-
-def diagram_format(path: str | os.PathLike) -> str:
-    ext = os.path.splitext(str(path))[1].lower()
-    if ext not in FORMATS:
-        raise ConfigError(
-            f"unknown diagram format {ext or '(no extension)'!r} for {str(path)!r}; "
-            f"use one of {', '.join(sorted(FORMATS))}"
-        )
-    return FORMATS[ext]
+    def __repr__(self) -> str:
+        return f"ModelGraph({self.model!r}, nodes={len(self.nodes)}, edges={len(self.edges)}, depth={self.depth})"
 
 
 # ----------------------------------------------------------------------------- building
@@ -209,7 +181,7 @@ class _Builder(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
-        if self.inside_leaf or func in _SKIP:
+        if self.inside_leaf or func in SKIP_OPS:
             return out
         edges = self._in_edges((args, kwargs))
         if len(edges) == 1:

@@ -33,7 +33,7 @@ from torch.utils.flop_counter import flop_registry, sdpa_flop_count
 aten = torch.ops.aten
 
 # Ops that only ask about metadata: FlopCounterMode lets them fall through the same way.
-_SKIP = {
+SKIP_OPS = {
     aten.sym_is_contiguous.default if hasattr(aten, "sym_is_contiguous") else None,
     aten.is_contiguous.default, aten.is_contiguous.memory_format,
     aten.is_strides_like_format.default, aten.is_non_overlapping_and_dense.default,
@@ -41,7 +41,7 @@ _SKIP = {
     aten.storage_offset.default, aten.sym_storage_offset.default, aten.numel.default,
     aten.sym_numel.default, aten.dim.default, torch.ops.prim.layout.default,
 }
-_SKIP.discard(None)
+SKIP_OPS.discard(None)
 
 
 def _shape(x: Any):
@@ -181,7 +181,7 @@ class CountingMode(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        if func in _SKIP:
+        if func in SKIP_OPS:
             return NotImplemented
         if isinstance(func, torch._ops.HigherOrderOperator):
             return NotImplemented
@@ -205,15 +205,6 @@ class CountingMode(TorchDispatchMode):
         else:
             self.sink.add_ignored(name)
         return out
-
-
-def total_flops_flopcounter(model: nn.Module, args: tuple, kwargs: dict | None = None) -> int:
-    """FlopCounterMode's own total for ``model(*args, **kwargs)`` (for cross-checks)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    with FlopCounterMode(display=False) as fc:
-        model(*args, **(kwargs or {}))
-    return int(fc.get_total_flops())
 
 
 _PRETTY = re.compile(r"^aten\.")

@@ -4,6 +4,33 @@ One forward pass runs under three instruments at once: module hooks (the module 
 call counts), a dispatcher-level FLOP counter (:mod:`archlab.analysis.flops`) and saved-tensor
 hooks (:mod:`archlab.analysis.memory`). On the default ``device="meta"`` no weight or
 activation is allocated, so a 65 B-parameter decoder is analysed in seconds on a laptop.
+
+JSON schema (``schema_version`` 1; keys are only ever added, never renamed, within a version)::
+
+    {
+      "schema_version": 1,
+      "model": str, "device": "meta"|"cpu", "batch_size": int, "depth": int,
+      "input_shapes": [[int]], "output_shapes": [[int]],
+      "totals": {"params": int, "trainable_params": int, "param_bytes": int,
+                 "flops": int, "macs": int, "backward_flops": int,
+                 "activation_bytes": int},          # saved for backward at batch_size
+      "rows": [{"name": str, "type": str, "depth": int, "calls": int,
+                "input_shapes": [[int]], "output_shapes": [[int]],
+                "params": int, "trainable_params": int, "param_bytes": int,
+                "flops": int, "macs": int, "backward_flops": int,
+                "output_bytes": int, "saved_bytes": int, "uncounted": [str]}],
+      "by_type": {type: {"count": int, "params": int, "flops": int}},
+      "flops_by_op": {op: int},
+      "uncounted": {op: calls},                      # ops that may cost FLOPs but have no formula
+      "not_counted_by_convention": {op: calls},      # elementwise/normalisation/softmax ops
+      "memory": {... MemoryEstimate fields, "param_bytes": {"fp32"|"fp16"|"bf16"|"int8": int},
+                 "gradient_bytes_fp32": int, "optimizer_bytes": {"sgd"|"sgd_momentum"|"adam": int},
+                 "training_peak_fp32_adam": int, "training_peak_bf16_adam": int},
+      "receptive_field": null | {"size": [int], "jump": [float], "source": str},
+      "notes": [str]
+    }
+
+All FLOP figures count a multiply-add as 2 FLOPs; ``macs`` counts it as 1.
 """
 
 from __future__ import annotations
@@ -11,7 +38,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
@@ -63,8 +90,7 @@ class TypeTotals:
 
 @dataclass
 class ModelSummary:
-    """Result of :func:`summary`. Render with ``to_markdown()``, ``to_html()``, ``to_json()``,
-    ``to_rich()``; ``str()`` gives a plain-text table.
+    """Result of :func:`summary`: plain data. Render it with ``archlab.render(s, "rich"|"md"|"html"|"json"|"text")``.
 
     FLOPs count a multiply-add as 2 (``flops``) and separately as 1 MAC (``macs``).
     """
@@ -100,34 +126,29 @@ class ModelSummary:
         return self.memory.max_batch_size(budget_gb, **kwargs)
 
     def to_dict(self) -> dict[str, Any]:
-        from archlab.analysis.render import summary_to_dict
+        """Plain JSON-able data (schema in this module's docstring)."""
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "model": self.model, "device": self.device, "batch_size": self.batch_size, "depth": self.depth,
+            "input_shapes": self.input_shapes, "output_shapes": self.output_shapes,
+            "totals": {
+                "params": self.total_params, "trainable_params": self.trainable_params,
+                "param_bytes": self.param_bytes, "flops": self.flops, "macs": self.macs,
+                "backward_flops": self.backward_flops, "activation_bytes": self.memory.activation_bytes,
+            },
+            "rows": [asdict(r) for r in self.rows],
+            "by_type": {k: asdict(v) for k, v in self.by_type.items()},
+            "flops_by_op": dict(self.flops_by_op),
+            "uncounted": dict(self.uncounted),
+            "not_counted_by_convention": dict(self.not_counted_by_convention),
+            "memory": self.memory.to_dict(),
+            "receptive_field": self.receptive_field.to_dict() if self.receptive_field else None,
+            "notes": list(self.notes),
+        }
 
-        return summary_to_dict(self)
-
-    def to_json(self, indent: int = 2) -> str:
-        import json
-
-        return json.dumps(self.to_dict(), indent=indent)
-
-    def to_markdown(self) -> str:
-        from archlab.analysis.render import summary_markdown
-
-        return summary_markdown(self)
-
-    def to_html(self) -> str:
-        from archlab.analysis.render import summary_html
-
-        return summary_html(self)
-
-    def to_rich(self):
-        from archlab.analysis.render import summary_rich
-
-        return summary_rich(self)
-
-    def __str__(self) -> str:
-        from archlab.analysis.render import summary_text
-
-        return summary_text(self)
+    def __repr__(self) -> str:
+        return (f"ModelSummary({self.model!r}, params={self.total_params:,}, flops={self.flops:,}, "
+                f"batch_size={self.batch_size}, rows={len(self.rows)})")
 
 
 class _Record:

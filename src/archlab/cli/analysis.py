@@ -7,11 +7,14 @@ from typing import Optional
 
 import typer
 
-from archlab.cli.main import app, console
+from archlab.cli.app import app, console
 from archlab.config import parse_overrides
 from archlab.errors import ConfigError
+from archlab.report import render
 
 _FORMATS = ("table", "md", "json", "html")
+_DIAGRAM_EXTENSIONS = (".svg", ".mmd", ".mermaid", ".dot", ".gv")
+_CHART_EXTENSIONS = (".png", ".svg")
 
 
 def _shape(text: Optional[str]):
@@ -42,10 +45,9 @@ def summary_cmd(
     s = summary(target, input_shape=_shape(input_shape), depth=depth, device=device,
                 batch_size=batch_size, overrides=parse_overrides(set_))
     if fmt == "table" and output is None:
-        console.print(s.to_rich())
+        console.print(render(s, "rich"))
         return
-    text = {"table": str, "md": lambda x: x.to_markdown(), "json": lambda x: x.to_json(),
-            "html": lambda x: x.to_html()}[fmt](s)
+    text = render(s, {"table": "text"}.get(fmt, fmt))
     if output is not None:
         from archlab.io import atomic_write_text
 
@@ -65,12 +67,14 @@ def diagram_cmd(
     no_collapse: bool = typer.Option(False, "--no-collapse", help="Draw every repeated block."),
 ) -> None:
     """Data-flow diagram (SVG without Graphviz, Mermaid or DOT)."""
-    from archlab.analysis.diagram import diagram, diagram_format
+    from archlab.analysis.diagram import diagram
 
-    diagram_format(output)  # fail on an unknown extension before any work
+    if output.suffix.lower() not in _DIAGRAM_EXTENSIONS:  # fail on an unknown extension before any work
+        raise ConfigError(f"unknown diagram format {output.suffix or '(no extension)'!r} for {str(output)!r}; "
+                          f"use one of {', '.join(_DIAGRAM_EXTENSIONS)}")
     g = diagram(target, input_shape=_shape(input_shape), depth=depth, collapse_repeats=not no_collapse,
                 overrides=parse_overrides(set_))
-    g.save(output)
+    render(g, out=output)
     console.print(f"wrote {output} ({len(g.nodes)} nodes, {len(g.edges)} edges)")
     for note in g.notes:
         console.print(f"[yellow]note:[/] {note}")
@@ -81,18 +85,18 @@ def compare_cmd(
     targets: list[str] = typer.Argument(..., help="Registered model names or run directories."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Chart file: .png or .svg."),
     fmt: str = typer.Option("table", "--format", "-f", help="table or md."),
+    input_shape: Optional[str] = typer.Option(None, "--input-shape", help="One input for every model, e.g. 1,3,32,32."),
 ) -> None:
-    """Parameters, FLOPs and memory side by side, with an optional chart."""
+    """Parameters, FLOPs and memory side by side (each at the input shown), with an optional chart."""
     from archlab.analysis import compare
-    from archlab.analysis.compare import CHART_FORMATS
 
-    if output is not None and output.suffix.lower() not in CHART_FORMATS:
-        raise ConfigError(f"unknown chart format {output.suffix or '(no extension)'!r}; use one of {', '.join(CHART_FORMATS)}")
-    c = compare(targets)
+    if output is not None and output.suffix.lower() not in _CHART_EXTENSIONS:
+        raise ConfigError(f"unknown chart format {output.suffix or '(no extension)'!r}; use one of {', '.join(_CHART_EXTENSIONS)}")
+    c = compare(targets, input_shape=_shape(input_shape))
     if fmt == "md":
-        console.print(c.to_markdown(), markup=False, highlight=False)
+        console.print(render(c, "md"), markup=False, highlight=False)
     else:
-        console.print(c.to_rich())
+        console.print(render(c, "rich"))
     if output is not None:
-        c.chart(output)
+        render(c, out=output)
         console.print(f"wrote {output}")

@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from archlab.cli.main import app, console
+from archlab.cli.app import app, console
 from archlab.data import list_datasets
 
 

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from archlab.cli.main import app, console
+from archlab.cli.app import app, console
 
 
 @app.command("generate")
@@ -23,7 +23,7 @@ def generate_cmd(
     top_k: Optional[int] = typer.Option(None, "--top-k", help="Language models: sample among the k likeliest tokens."),
 ) -> None:
     """Generate text or samples from a trained run."""
-    from archlab.tasks.generate import generate_from_run, write_generated
+    from archlab.runs.generate import generate_from_run, write_generated
 
     g = generate_from_run(run_dir, n, steps=steps, guidance=guidance, seed=seed, prompt=prompt,
                           temperature=temperature, top_k=top_k)

@@ -1,56 +1,65 @@
-"""Entry point of the ``archlab`` command. Each command lives in its own module under cli/."""
+"""Entry point of the ``archlab`` command: register the command modules, run, print errors in one line."""
 
 from __future__ import annotations
 
 import logging
 import sys
 
-import typer
-from rich.console import Console
-
+from archlab.cli.app import app, err_console
 from archlab.errors import ArchlabError
-
-app = typer.Typer(
-    name="archlab",
-    help="A PyTorch workbench for designing neural networks.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-# Piped output (files, CI logs) gets wide tables instead of rich's 80-column default.
-console = Console(width=None if sys.stdout.isatty() else 160)
-err_console = Console(stderr=True)
 
 
 def _register_commands() -> None:
-    # Each module adds its commands to `app`; one import line per command module.
-    from archlab.cli import models  # noqa: F401
-    from archlab.cli import train  # noqa: F401
-    from archlab.cli import analysis  # noqa: F401
-    from archlab.cli import data  # noqa: F401
-    from archlab.cli import generate  # noqa: F401
+    # Each module adds its commands to `app` when imported; one line per command module.
+    from archlab.cli import analysis, data, generate, models, train  # noqa: F401
+    from archlab.cli import recommend as recommend_cli
+
+    recommend_cli.register(app)
+    try:
+        from archlab.cli import bench
+    except ImportError:  # pragma: no cover - the bench layer is optional until it lands
+        return
+    bench.register(app)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; archlab's own errors print one clear line and exit with status 2."""
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    """Run the CLI. Every failure prints one line on stderr and exits non-zero (``--debug`` re-raises)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    if debug:
+        argv.remove("--debug")
+    logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, format="%(message)s")
     _register_commands()
+    import typer
+    from typer.exceptions import TyperException  # base of typer's (vendored click's) usage errors
+
     try:
         app(args=argv, standalone_mode=False)
     except ArchlabError as exc:
-        err_console.print(f"[bold red]{type(exc).__name__}:[/] {exc}", highlight=False)
+        if debug:
+            raise
+        err_console.print(f"[bold red]{type(exc).__name__}:[/] {_one_line(exc)}", highlight=False, markup=True)
         return 2
+    except typer.Abort:
+        err_console.print("aborted", highlight=False)
+        return 130
     except typer.Exit as exc:
         return exc.exit_code
-    except SystemExit as exc:  # click usage errors
+    except TyperException as exc:
+        if debug:
+            raise
+        hint = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        err_console.print(f"[bold red]UsageError:[/] {_one_line(hint)} (see archlab --help)", highlight=False)
+        return getattr(exc, "exit_code", 2) or 2
+    except SystemExit as exc:
         return int(exc.code or 0)
-    except Exception as exc:  # click's own usage errors
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            return exc.exit_code
-        raise
+    except KeyboardInterrupt:
+        err_console.print("interrupted", highlight=False)
+        return 130
     return 0
 
 

@@ -8,7 +8,7 @@ import typer
 from rich.syntax import Syntax
 from rich.table import Table
 
-from archlab.cli.main import app, console
+from archlab.cli.app import app, console
 from archlab.config import parse_overrides
 from archlab.registry import create, get_entry, list_models
 
@@ -17,7 +17,7 @@ from archlab.registry import create, get_entry, list_models
 def models_cmd(
     pattern: Optional[str] = typer.Argument(None, help="Glob on the name, e.g. '*resnet*'."),
     family: Optional[str] = typer.Option(None, "--family", "-f", help="Glob on the family."),
-    modality: Optional[str] = typer.Option(None, "--modality", "-m", help="image, signal, sequence, text, tabular, graph, ..."),
+    modality: Optional[str] = typer.Option(None, "--modality", "-m", help="image, time_series, text, tabular, graph, points."),
     task: Optional[str] = typer.Option(None, "--task", "-t", help="classification, regression, forecasting, ..."),
 ) -> None:
     """List registered models with their family, modalities, tasks and when to use them."""

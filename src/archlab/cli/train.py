@@ -1,22 +1,6 @@
 """``archlab train``, ``archlab evaluate RUN_DIR`` and ``archlab predict RUN_DIR INPUT``.
 
-``--set`` scheme (repeatable; values parse as YAML)::
-
-    --set model.hidden_sizes=[64,64]   model config field
-    --set train.lr=0.01                TrainConfig field (see archlab.train.config)
-    --set data.seed=1                  option of archlab.data.load
-    --set task.kind=binary             option of the task
-    --set lr=0.01                      bare key: a TrainConfig field if one has that name, else a model field
-
-A run file (``archlab train run.yaml``) has the same four sections; ``model``, ``data`` and
-``task`` may also be plain names::
-
-    model: cnn1d_mnist1d        # or {name: cnn1d_mnist1d, channels: 32, ...}
-    data: mnist1d               # or {name: mnist1d, seed: 1}
-    task: classification        # optional (default: the dataset's task)
-    train: {lr: 0.01, batch_size: 100, max_steps: 6000, shuffle: false}
-
-A run directory's own config.yaml is a valid run file too.
+The run file and ``--set`` scheme are :class:`archlab.runs.RunSpec`'s (see :mod:`archlab.runs.spec`).
 """
 
 from __future__ import annotations
@@ -27,40 +11,8 @@ from typing import Any, Optional
 import typer
 from rich.table import Table
 
-from archlab.cli.main import app, console
-from archlab.config import parse_override, set_dotted
-from archlab.errors import ConfigError, DataError
-from archlab.train.state import load_run
-
-
-def _section(value: Any, what: str) -> tuple[str | None, dict[str, Any]]:
-    """A run-file section as (name, options): ``"x"`` or ``{name: x, ...}`` or ``{name, config|options}``."""
-    if value is None:
-        return None, {}
-    if isinstance(value, str):
-        return value, {}
-    if isinstance(value, dict):
-        value = dict(value)
-        name = value.pop("name", None)
-        for nested in ("config", "options"):
-            if isinstance(value.get(nested), dict) and len(value) == 1:
-                value = value[nested]
-        return name, value
-    raise ConfigError(f"run file section {what!r} must be a name or a mapping; got {type(value).__name__}")
-
-
-def _apply_sets(sets: list[str], spec: dict[str, dict[str, Any]]) -> None:
-    from archlab.train.config import TrainConfig
-
-    for item in sets:
-        key, value = parse_override(item)
-        head, _, rest = key.partition(".")
-        if head in ("model", "train", "data", "task") and rest:
-            set_dotted(spec[head], rest, value)
-        elif key in TrainConfig.model_fields:
-            spec["train"][key] = value
-        else:
-            set_dotted(spec["model"], key, value)
+from archlab.cli.app import app, console
+from archlab.errors import ConfigError
 
 
 def _print_metrics(metrics: dict[str, Any], title: str) -> None:
@@ -83,48 +35,30 @@ def train_cmd(
     out_dir: Optional[str] = typer.Option(None, "--out-dir", help="Parent of run directories (default runs/)."),
     name: Optional[str] = typer.Option(None, "--name", help="Run directory name."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    tensorboard: bool = typer.Option(False, "--tensorboard", help="Also write TensorBoard logs (needs tensorboard)."),
 ) -> None:
     """Train a registry model on a dataset and write a run directory."""
-    from archlab.train import fit, resume as resume_run
+    from archlab.cli.progress import ProgressBar
+    from archlab.runs import RunSpec, fit, resume as resume_run
 
+    reporter = None if quiet else ProgressBar()
     if resume is not None:
         if run_file or model or data or set_:
             raise ConfigError("--resume continues a run with its saved config; give no run file, --model, --data or --set")
-        result = resume_run(resume, quiet=quiet)
+        result = resume_run(resume, reporter=reporter, tensorboard=tensorboard)
     else:
-        spec: dict[str, dict[str, Any]] = {"model": {}, "train": {}, "data": {}, "task": {}}
-        names: dict[str, str | None] = {"model": None, "data": None, "task": None}
-        if run_file is not None:
-            import yaml
-
-            if not run_file.is_file():
-                raise ConfigError(f"run file {run_file} does not exist")
-            doc = yaml.safe_load(run_file.read_text(encoding="utf-8")) or {}
-            if not isinstance(doc, dict):
-                raise ConfigError(f"{run_file}: expected a mapping with model/data/task/train; got {type(doc).__name__}")
-            unknown = sorted(set(doc) - {"model", "data", "task", "train"})
-            if unknown:
-                raise ConfigError(f"{run_file}: unknown sections {unknown}; allowed: model, data, task, train")
-            for sec in ("model", "data", "task"):
-                names[sec], spec[sec] = _section(doc.get(sec), sec)
-            spec["train"] = dict(doc.get("train") or {})
-        names["model"] = model or names["model"]
-        names["data"] = data or names["data"]
-        names["task"] = task or names["task"]
-        _apply_sets(set_, spec)
-        if not names["model"] or not names["data"]:
+        spec = RunSpec.from_file(run_file) if run_file is not None else RunSpec()
+        spec.model.name = model or spec.model.name
+        spec.data.name = data or spec.data.name
+        spec.task.name = task or spec.task.name
+        spec = spec.with_sets(set_)
+        if not spec.model.name or not spec.data.name:
             raise ConfigError("train needs a model and a dataset: --model NAME --data NAME, or a run file")
-        if quiet:
-            spec["train"]["quiet"] = True
-        if out_dir:
-            spec["train"]["out_dir"] = out_dir
-        if name:
-            spec["train"]["run_name"] = name
-        from archlab.data import load
-
-        bundle = load(names["data"], **spec["data"])
-        result = fit(names["model"], bundle, names["task"], task_options=spec["task"], model_overrides=spec["model"],
-                     data_spec={"name": names["data"], "options": spec["data"]}, **spec["train"])
+        result = fit(spec.model.name, spec.data.name, spec.task.name, task_options=spec.task.options,
+                     model_overrides=spec.model.options,
+                     data_spec={"name": spec.data.name, "options": spec.data.options},
+                     out_dir=out_dir or spec.run.out_dir, run_name=name or spec.run.name,
+                     tensorboard=tensorboard or spec.run.tensorboard, reporter=reporter, **spec.train)
     shown = {k: v for k, v in result.metrics.items() if k.startswith(("val_", "test_"))}
     _print_metrics(shown, f"{getattr(result.model, 'registry_name', 'model')}: final metrics ({result.metrics['weights']} weights)")
     console.print(f"steps: {result.steps}  precision: {result.metrics['precision']}  "
@@ -138,64 +72,36 @@ def evaluate_cmd(
     data: Optional[str] = typer.Option(None, "--data", "-d", help="Dataset name or path (default: the run's)."),
     split: list[str] = typer.Option([], "--split", help="Splits to evaluate (default: val and test)."),
 ) -> None:
-    """Evaluate a run's best (else last) checkpoint on a dataset's splits."""
-    import torch
+    """Evaluate a run's final weights on a dataset's splits."""
+    from archlab.runs import evaluate
 
-    from archlab.data import load
-    from archlab.train.config import TrainConfig
-    from archlab.train.evaluate import evaluate_split
-
-    saved, model, task, ckpt = load_run(run_dir)
-    spec = saved.get("data") or {}
-    bundle = load(data or spec["name"], **({} if data else spec.get("options") or {}))
-    cfg = TrainConfig.build({**saved["train"], "quiet": True})
-    device = torch.device("cpu")
-    task.setup(bundle, cfg, device)
-    splits = bundle.splits()
-    wanted = split or [s for s in ("val", "test") if s in splits] or ["train"]
-    missing = [s for s in wanted if s not in splits]
-    if missing:
-        raise DataError(f"dataset {bundle.name!r} has no split(s) {missing}; it has {sorted(splits)}")
-    metrics: dict[str, Any] = {}
-    for s in wanted:
-        metrics.update(evaluate_split(model, task, splits[s], batch_size=cfg.eval_batch_size or 512, device=device, prefix=s))
-    _print_metrics(metrics, f"{saved['model']['name']} ({ckpt.name}) on {bundle.name}")
+    _print_metrics(evaluate(run_dir, data, split or None), f"{run_dir} on {data or 'its dataset'}")
 
 
 @app.command("predict")
 def predict_cmd(
-    run_dir: Path = typer.Argument(..., help="A run directory."),
+    run_dir: Path = typer.Argument(..., help="A run directory, or an export folder (archlab export)."),
     input_: str = typer.Argument(..., metavar="INPUT", help="An .npy file of model inputs, or a split name of the run's dataset (train/val/test)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write predictions to this .npy file."),
 ) -> None:
-    """Predict with a run's best (else last) checkpoint. An .npy input must already be in the
-    model's input format (normalised like the training data, see the run's data_info.json)."""
-    import numpy as np
-    import torch
+    """Predict with a run's final weights, or with an exported model (ONNX Runtime, no torch).
+    An .npy input must already be in the model's input format (normalised like the training
+    data, see the run's data_info.json)."""
+    if (run_dir / "preprocessing.json").is_file():  # an export folder
+        from archlab.deploy.serve import predict_file
 
-    from archlab.data import load
-    from archlab.io import atomic_write_bytes
-    from archlab.train.evaluate import predict_split
+        out = predict_file(run_dir, input_, output)
+        console.print(f"{tuple(out.shape)} outputs" + (f"; wrote {output}" if output is not None else ""))
+        return
+    from archlab.runs import predict
 
-    saved, model, task, ckpt = load_run(run_dir)
-    if input_.endswith(".npy"):
-        path = Path(input_)
-        if not path.is_file():
-            raise DataError(f"input file {path} does not exist")
-        arr = np.load(path, allow_pickle=False)
-        x = torch.from_numpy(arr)
-        x = x.float() if x.is_floating_point() else x.long()
-        inputs = (x,)
-    else:
-        spec = saved.get("data") or {}
-        bundle = load(spec["name"], **(spec.get("options") or {}))
-        splits = bundle.splits()
-        if input_ not in splits:
-            raise DataError(f"INPUT {input_!r} is neither an .npy file nor a split of {bundle.name!r} ({sorted(splits)})")
-        inputs = splits[input_].inputs
-    preds = predict_split(model, task, inputs, batch_size=512, device=torch.device("cpu"))
+    preds = predict(run_dir, input_)
     if output is not None:
         import io
+
+        import numpy as np
+
+        from archlab.io import atomic_write_bytes
 
         buf = io.BytesIO()
         np.save(buf, preds.numpy(), allow_pickle=False)

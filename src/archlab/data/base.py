@@ -13,6 +13,8 @@ from typing import Any
 
 import torch
 
+from archlab import capabilities
+
 
 @dataclass
 class Split:
@@ -40,7 +42,7 @@ class Split:
         """False for whole-graph splits, which are used as one batch."""
         return self.mask is None
 
-    def take(self, idx: torch.Tensor) -> "Split":
+    def take(self, idx: torch.Tensor) -> Split:
         """The rows ``idx`` of every tensor (a batch)."""
         if not self.indexable:
             raise TypeError("a whole-graph split cannot be indexed into batches")
@@ -49,7 +51,7 @@ class Split:
             target=None if self.target is None else self.target[idx],
         )
 
-    def to(self, device: torch.device | str) -> "Split":
+    def to(self, device: torch.device | str) -> Split:
         return Split(
             inputs=tuple(t.to(device) for t in self.inputs),
             target=None if self.target is None else self.target.to(device),
@@ -63,9 +65,10 @@ class DataBundle:
 
     Attributes:
         name: ``"digits"``, ``"ucr:GunPoint"``, a file path, ...
-        modality: ``image``, ``signal``, ``sequence``, ``text``, ``tabular``, ``graph``, ``points``.
-        task: the task it suits by default (``classification``, ``regression``,
-            ``forecasting``, ``language-modeling``, ``node-classification``, ...).
+        modality: a word of :mod:`archlab.capabilities` (``image``, ``time_series``, ``text``,
+            ``tabular``, ``graph``, ``points``); synonyms are turned into it.
+        task: the task it suits by default, a word of :mod:`archlab.capabilities`
+            (``classification``, ``forecasting``, ``language_modeling``, ...).
         train, val, test: the splits (val / test may be None).
         info: facts for models and tasks, e.g. ``num_classes``, ``in_channels``,
             ``in_features``, ``seq_len``, ``vocab`` (list of str), ``horizon``, ``season``,
@@ -80,6 +83,14 @@ class DataBundle:
     val: Split | None = None
     test: Split | None = None
     info: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.modality = capabilities.modality(self.modality)
+        self.task = capabilities.task(self.task)
+
+    def __repr__(self) -> str:
+        sizes = ", ".join(f"{k}={len(v)}" for k, v in self.splits().items())
+        return f"DataBundle({self.name!r}, modality={self.modality!r}, task={self.task!r}, {sizes})"
 
     def splits(self) -> dict[str, Split]:
         return {k: v for k, v in (("train", self.train), ("val", self.val), ("test", self.test)) if v is not None}
@@ -102,6 +113,22 @@ class DataBundle:
     def normalize_inputs(self, x: torch.Tensor) -> torch.Tensor:
         """Apply the train-split normalisation of ``info["normalization"]`` to new raw inputs
         (e.g. at prediction time); identity when the data was not normalised."""
-        from archlab.data.splits import apply_normalization
-
         return apply_normalization(x, self.info.get("normalization"))
+
+
+def apply_normalization(x: torch.Tensor, stats: dict[str, Any] | None) -> torch.Tensor:
+    """Standardise new raw inputs with saved ``info["normalization"]`` statistics.
+
+    ``over`` says how the lists broadcast: ``feature`` along the last dim of (N, F);
+    ``channel`` along dim 1 of (N, C, ...); ``series`` / ``target`` one scalar.
+    """
+    if not stats:
+        return x
+    mean = torch.tensor(stats["mean"], dtype=x.dtype, device=x.device)
+    std = torch.tensor(stats["std"], dtype=x.dtype, device=x.device)
+    if stats.get("over") == "channel":
+        shape = (1, -1) + (1,) * (x.ndim - 2)
+        mean, std = mean.reshape(shape), std.reshape(shape)
+    elif stats.get("over") in ("series", "target", "all") and mean.numel() == 1:
+        mean, std = mean[0], std[0]
+    return (x - mean) / std

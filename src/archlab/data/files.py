@@ -20,8 +20,9 @@ any other folder                            ``images``   ``images.load_image_fol
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -86,25 +87,41 @@ def load_path(path: str | Path, kind: str | None = None, **options: Any) -> Data
 def _scan_csv(path: Path, sep: str) -> list[int]:
     """Check every row has the header's field count; return the file line of each data row."""
     lines: list[int] = []
+    header = None
     with open(path, newline="", encoding="utf-8") as fh:
         reader = csv.reader(fh, delimiter=sep)
-        header = None
-        for row in reader:
-            if not row or all(not c.strip() for c in row):
-                continue  # blank lines are skipped, as pandas does
-            if header is None:
-                header = row
-                continue
-            if len(row) != len(header):
-                raise DataError(
-                    f"{path}, line {reader.line_num}: {len(row)} fields; the header has {len(header)} (ragged rows)"
-                )
-            lines.append(reader.line_num)
+        try:
+            for row in reader:
+                if not row or all(not c.strip() for c in row):
+                    continue  # blank lines are skipped, as pandas does
+                if header is None:
+                    header = row
+                    _check_header(path, header)
+                    continue
+                if len(row) != len(header):
+                    raise DataError(
+                        f"{path}, line {reader.line_num}: {len(row)} fields; the header has {len(header)} (ragged rows)"
+                    )
+                lines.append(reader.line_num)
+        except UnicodeDecodeError as exc:
+            raise DataError(
+                f"{path}, line {reader.line_num + 1}: not UTF-8 text ({exc.reason}); is it a CSV file?"
+            ) from None
+        except csv.Error as exc:  # NUL bytes, a quote left open, a field past the size limit
+            raise DataError(f"{path}, line {reader.line_num}: not parseable as CSV ({exc})") from None
     if header is None:
         raise DataError(f"{path}: file is empty")
     if not lines:
         raise DataError(f"{path}: a header but no data rows")
     return lines
+
+
+def _check_header(path: Path, header: list[str]) -> None:
+    """Column names must be unique: pandas would silently rename a duplicate (``a``, ``a.1``)."""
+    names = [c for c in header if c.strip()]  # pandas names blank ones Unnamed: i
+    dupes = sorted({c for c in names if names.count(c) > 1})
+    if dupes:
+        raise DataError(f"{path}, line 1: duplicate column names {dupes} in the header; rename them")
 
 
 def _is_categorical(series, max_categories: int) -> bool:
@@ -225,7 +242,7 @@ def load_csv(path: str | Path, *, target: str | None = None, categorical: Sequen
 
 
 # ------------------------------------------------------------------------------ NPY / NPZ
-_NORM = {2: ("tabular", (0,), "feature"), 3: ("signal", (0, 2), "channel"), 4: ("image", (0, 2, 3), "channel")}
+_NORM = {2: ("tabular", (0,), "feature"), 3: ("time_series", (0, 2), "channel"), 4: ("image", (0, 2, 3), "channel")}
 
 
 def _np_load(path: Path):
@@ -242,6 +259,8 @@ def _check_x(x: np.ndarray, path: Path, key: str) -> np.ndarray:
         raise DataError(f"{path}: array {key!r} must be numeric; got dtype {x.dtype}")
     if x.ndim < 2:
         raise DataError(f"{path}: array {key!r} must be (N, features...) with at least 2 dims; got shape {x.shape}")
+    if x.size == 0:
+        raise DataError(f"{path}: array {key!r} is empty (shape {x.shape}); it needs at least one sample and one feature")
     x = x.astype(np.float64)
     bad = ~np.isfinite(x)
     if bad.any():
@@ -280,7 +299,7 @@ def load_array(path: str | Path, *, labels: str | Path | None = None, x_key: str
     The layout of ``x`` sets the modality and normalisation: (N, F) tabular per feature, (N, C, L)
     signal per channel, (N, C, H, W) image per channel (train statistics). ``y`` must hold integer
     class ids >= 0 (classification, (N,) int64) unless ``task="regression"`` ((N, k) float32).
-    Without ``y`` the bundle has no target (task ``unsupervised``).
+    Without ``y`` the bundle has no target; its default task is ``reconstruction`` (an autoencoder).
     """
     path = Path(path)
     fixed = None
@@ -323,6 +342,6 @@ def load_array(path: str | Path, *, labels: str | Path | None = None, x_key: str
         info.update(num_classes=k, class_names=[str(i) for i in range(k)])
     elif kind == "regression":
         info["out_features"] = int(y.shape[1])
-    return supervised_bundle(str(path), modality, kind or "unsupervised", x, y, seed=seed,
+    return supervised_bundle(str(path), modality, kind or "reconstruction", x, y, seed=seed,
                              val_fraction=val_fraction, test_fraction=0.0 if fixed else test_fraction,
                              normalize=normalize, norm_axes=axes, norm_over=over, fixed_test=fixed, info=info)

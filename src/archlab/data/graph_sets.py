@@ -16,7 +16,7 @@ node features are the one-hot degree (capped at 7), the usual choice for feature
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -96,5 +96,5 @@ def load_graph_motifs(*, n_graphs: int = 600, seed: int = 0, val_fraction: float
     info = {"num_classes": 3, "class_names": ["cycle", "tree", "dense"], "in_features": MAX_DEGREE + 1,
             "layout": "padded graphs (x, edges, num_nodes)", "seed": seed,
             "split_sizes": {"train": len(tr), "val": len(va), "test": len(te)}}
-    return DataBundle(name="graph_motifs", modality="graph", task="graph-classification", train=split(tr),
+    return DataBundle(name="graph_motifs", modality="graph", task="graph_classification", train=split(tr),
                       val=split(va), test=split(te), info=info)

@@ -15,8 +15,9 @@ on karate with a handful of labels) and the rest are split between val and test.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -92,7 +93,7 @@ def graph_bundle(name: str, num_nodes: int, pairs, labels: np.ndarray | None, *,
     if labels is None:
         split = Split(inputs=(x, edge_index), target=None, mask=torch.ones(num_nodes, dtype=torch.bool))
         info["split_sizes"] = {"train": num_nodes, "val": 0, "test": 0}
-        return DataBundle(name=name, modality="graph", task="node-embedding", train=split, info=info)
+        return DataBundle(name=name, modality="graph", task="node_embedding", train=split, info=info)
     labels = np.asarray(labels, dtype=np.int64)
     masks = graph_masks(labels, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction,
                         train_per_class=train_per_class)
@@ -103,7 +104,7 @@ def graph_bundle(name: str, num_nodes: int, pairs, labels: np.ndarray | None, *,
                 split_sizes={s: int(m.sum()) for s, m in masks.items()})
     splits = {s: (Split(inputs=(x, edge_index), target=target, mask=torch.from_numpy(m)) if m.any() else None)
               for s, m in masks.items()}
-    return DataBundle(name=name, modality="graph", task="node-classification", train=splits["train"],
+    return DataBundle(name=name, modality="graph", task="node_classification", train=splits["train"],
                       val=splits["val"], test=splits["test"], info=info)
 
 
@@ -209,7 +210,7 @@ def load_edge_list(path: str | Path, *, labels: str | Path | None = None, seed: 
     Args:
         labels: optional file of ``node label`` lines (integer labels 0..K-1) for node
             classification; nodes it does not list get target -1 and sit in no mask
-            (``info["unlabelled"]``). Without it the bundle has no target (task ``node-embedding``).
+            (``info["unlabelled"]``). Without it the bundle has no target (task ``node_embedding``).
 
     Node ids are mapped to 0..N-1 in sorted order (``info["node_ids"]`` holds the originals).
 

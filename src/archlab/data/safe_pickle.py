@@ -11,6 +11,11 @@ resolves only the handful of numpy globals an array needs and refuses every othe
 
 Plain containers (dict, list, tuple, bytes, str, int, float) need no globals. Object arrays are
 refused too: their items would come back as arbitrary Python objects.
+
+A pickle can also attack the reader's time and memory: a list that contains itself, or a nest
+of lists sharing their children (2**60 paths through 60 objects). So the file size is bounded
+(:data:`MAX_BYTES`), and the check that walks the loaded structure visits each object once,
+refusing more than :data:`MAX_OBJECTS` containers or nesting deeper than :data:`MAX_DEPTH`.
 """
 
 from __future__ import annotations
@@ -21,6 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from archlab.errors import DataError
+
+MAX_BYTES = 1 << 30  # 1 GiB; a CIFAR-10 batch is 31 MB
+MAX_OBJECTS = 1_000_000  # containers and arrays walked; a CIFAR batch has a handful
+MAX_DEPTH = 64  # nesting of containers; a CIFAR batch is a dict of arrays and lists (depth 2)
 
 _ALLOWED = {
     ("numpy.core.multiarray", "_reconstruct"),
@@ -73,6 +82,9 @@ def safe_load_pickle(path: str | Path) -> Any:
     import numpy as np
 
     path = Path(path)
+    size = path.stat().st_size
+    if size > MAX_BYTES:
+        raise DataError(f"{path}: {size} bytes is more than a CIFAR-style batch may hold ({MAX_BYTES})")
     data = path.read_bytes()
     if not data:
         raise DataError(f"{path}: file is empty")
@@ -89,14 +101,23 @@ def safe_load_pickle(path: str | Path) -> Any:
 
 
 def _reject_object_arrays(obj: Any, path: Path, np) -> None:
-    stack = [obj]
+    """Walk the loaded structure once per object (cycles and shared children are visited once),
+    refusing object arrays, more than MAX_OBJECTS containers and nesting deeper than MAX_DEPTH."""
+    seen: set[int] = set()
+    stack: list[tuple[Any, int]] = [(obj, 0)]
     while stack:
-        item = stack.pop()
+        item, depth = stack.pop()
+        if not isinstance(item, (np.ndarray, dict, list, tuple)) or id(item) in seen:
+            continue
+        seen.add(id(item))
+        if len(seen) > MAX_OBJECTS:
+            raise DataError(f"{path}: holds more than {MAX_OBJECTS} containers; not a CIFAR-style batch")
+        if depth > MAX_DEPTH:
+            raise DataError(f"{path}: containers nested deeper than {MAX_DEPTH}; not a CIFAR-style batch")
         if isinstance(item, np.ndarray):
             if item.dtype.hasobject:
                 raise DataError(f"{path}: holds an object array, which is not read (numeric arrays only)")
         elif isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, (list, tuple)):
-            stack.extend(item)
+            stack.extend((child, depth + 1) for child in (*item.keys(), *item.values()))
+        else:
+            stack.extend((child, depth + 1) for child in item)

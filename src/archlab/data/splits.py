@@ -12,7 +12,8 @@ Every loader ends here, so the rules hold for every dataset:
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -106,24 +107,6 @@ def fit_standardizer(x: np.ndarray, axes: tuple[int, ...]) -> tuple[np.ndarray, 
 def stats_dict(mean: np.ndarray, std: np.ndarray, over: str) -> dict[str, Any]:
     """``info["normalization"]``: plain lists, JSON-ready, with where they apply."""
     return {"mean": [float(v) for v in np.ravel(mean)], "std": [float(v) for v in np.ravel(std)], "over": over}
-
-
-def apply_normalization(x: torch.Tensor, stats: dict[str, Any] | None) -> torch.Tensor:
-    """Standardise new raw inputs with saved ``info["normalization"]`` statistics.
-
-    ``over`` says how the lists broadcast: ``feature`` along the last dim of (N, F);
-    ``channel`` along dim 1 of (N, C, ...); ``series`` / ``target`` one scalar.
-    """
-    if not stats:
-        return x
-    mean = torch.tensor(stats["mean"], dtype=x.dtype, device=x.device)
-    std = torch.tensor(stats["std"], dtype=x.dtype, device=x.device)
-    if stats.get("over") == "channel":
-        shape = (1, -1) + (1,) * (x.ndim - 2)
-        mean, std = mean.reshape(shape), std.reshape(shape)
-    elif stats.get("over") in ("series", "target", "all") and mean.numel() == 1:
-        mean, std = mean[0], std[0]
-    return (x - mean) / std
 
 
 # -------------------------------------------------------------------------------- windows
@@ -271,7 +254,7 @@ def apply_layout(bundle: DataBundle, layout: str) -> DataBundle:
     if layout not in SIGNAL_LAYOUTS:
         raise DataError(f"{bundle.name}: layout={layout!r} is not one of {', '.join(SIGNAL_LAYOUTS)}")
     x = bundle.train.inputs[0]
-    if bundle.modality != "signal" or x.ndim != 3:
+    if bundle.modality != "time_series" or x.ndim != 3:
         raise DataError(
             f"{bundle.name}: layout= applies to signal datasets with inputs (N, C, L); "
             f"this one is {bundle.modality} with inputs {tuple(x.shape)}"

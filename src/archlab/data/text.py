@@ -62,7 +62,7 @@ def lm_bundle(name: str, ids: np.ndarray, vocab: list[str], *, block_size: int =
     info.update(vocab=list(vocab), vocab_size=len(vocab), block_size=block_size, stride=stride, level=level,
                 num_tokens=int(n), seq_len=block_size, input_shape=[block_size],
                 split_sizes={k: (0 if v is None else len(v)) for k, v in splits.items()})
-    return DataBundle(name=name, modality="text", task="language-modeling", train=splits["train"],
+    return DataBundle(name=name, modality="text", task="language_modeling", train=splits["train"],
                       val=splits["val"], test=splits["test"], info=info)
 
 

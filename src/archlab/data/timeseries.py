@@ -52,7 +52,7 @@ def load_mnist1d(*, seed: int = 0, val_fraction: float = 0.1, normalize: bool = 
     x, y, xt, yt = _mnist1d_arrays()
     info = {"in_channels": 1, "seq_len": int(x.shape[1]), "num_classes": 10,
             "class_names": [str(i) for i in range(10)], "source": "mnist1d.data.make_dataset"}
-    return supervised_bundle("mnist1d", "signal", "classification", x[:, None, :].astype(np.float64),
+    return supervised_bundle("mnist1d", "time_series", "classification", x[:, None, :].astype(np.float64),
                              y.astype(np.int64), seed=seed, val_fraction=val_fraction, test_fraction=0.0,
                              normalize=normalize, norm_axes=(0, 2), norm_over="channel",
                              fixed_test=(xt[:, None, :].astype(np.float64), yt.astype(np.int64)), info=info)
@@ -103,7 +103,7 @@ def forecast_bundle(name: str, series: np.ndarray, *, window: int, horizon: int,
                 input_shape=[window, 1])
     if time is not None:
         info["time"] = [str(t) for t in time]
-    return DataBundle(name=name, modality="sequence", task="forecasting", train=splits["train"],
+    return DataBundle(name=name, modality="time_series", task="forecasting", train=splits["train"],
                       val=splits["val"], test=splits["test"], info=info)
 
 

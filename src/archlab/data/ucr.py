@@ -203,7 +203,7 @@ def load_ucr_file(path: str | Path, *, name: str | None = None, seed: int = 0, v
         yt = None if fixed is None else _label_ids(fixed[1], order, test_path)
         task = "classification"
         info.update(num_classes=len(order), class_names=order)
-    return supervised_bundle(name or str(path), "signal", task, x, y, seed=seed, val_fraction=val_fraction,
+    return supervised_bundle(name or str(path), "time_series", task, x, y, seed=seed, val_fraction=val_fraction,
                              test_fraction=0.0 if fixed else test_fraction, normalize=normalize,
                              norm_axes=(0, 2), norm_over="channel",
                              fixed_test=None if fixed is None else (fixed[0], yt), info=info)

@@ -19,8 +19,7 @@ from torch import nn
 
 from archlab.errors import ShapeError
 from archlab.layers.embeddings import apply_rotary
-from archlab.layers.mlp import activation
-
+from archlab.layers.registry import ActLayer, NormLayer
 
 # -- KV cache -----------------------------------------------------------------------------------
 
@@ -190,11 +189,11 @@ class MultiHeadAttention(nn.Module):
 class FeedForward(nn.Module):
     """Position-wise MLP: Linear -> activation -> Linear -> dropout (GPT-2 / BERT layout)."""
 
-    def __init__(self, d_model: int, d_ff: int, *, activation_name: str = "gelu",
+    def __init__(self, d_model: int, d_ff: int, *, act_layer: ActLayer = nn.GELU,
                  dropout: float = 0.0, bias: bool = True):
         super().__init__()
         self.fc1 = nn.Linear(d_model, d_ff, bias=bias)
-        self.act = activation(activation_name)
+        self.act = act_layer()
         self.fc2 = nn.Linear(d_ff, d_model, bias=bias)  # a residual branch's last projection
         self.dropout = nn.Dropout(dropout)
 
@@ -203,10 +202,12 @@ class FeedForward(nn.Module):
 
 
 class TransformerBlock(nn.Module):
-    """Self-attention [+ cross-attention] + MLP, each a residual branch with LayerNorm.
+    """Self-attention [+ cross-attention] + MLP, each a residual branch with a norm.
 
     ``norm_first=True`` is pre-norm (GPT-2, ViT: ``x + f(LN(x))``, stable for deep stacks);
-    ``False`` is post-norm (original Transformer, BERT: ``LN(x + f(x))``).
+    ``False`` is post-norm (original Transformer, BERT: ``LN(x + f(x))``). ``norm_layer(width)``
+    builds each norm (``nn.LayerNorm``, ``nn.RMSNorm`` for T5/LLaMA, or a partial with ``eps``);
+    ``act_layer()`` the MLP's activation.
     """
 
     def __init__(
@@ -217,21 +218,21 @@ class TransformerBlock(nn.Module):
         *,
         dropout: float = 0.0,
         norm_first: bool = True,
-        activation_name: str = "gelu",
+        act_layer: ActLayer = nn.GELU,
+        norm_layer: NormLayer = nn.LayerNorm,
         bias: bool = True,
-        norm_eps: float = 1e-5,
         cross_attention: bool = False,
     ):
         super().__init__()
         self.norm_first = norm_first
         self.attn = MultiHeadAttention(d_model, n_heads, dropout=dropout, bias=bias)
-        self.norm1 = nn.LayerNorm(d_model, eps=norm_eps, bias=bias)
+        self.norm1 = norm_layer(d_model)
         self.cross_attn = None
         if cross_attention:
             self.cross_attn = MultiHeadAttention(d_model, n_heads, dropout=dropout, bias=bias, cross=True)
-            self.norm_cross = nn.LayerNorm(d_model, eps=norm_eps, bias=bias)
-        self.mlp = FeedForward(d_model, d_ff, activation_name=activation_name, dropout=dropout, bias=bias)
-        self.norm2 = nn.LayerNorm(d_model, eps=norm_eps, bias=bias)
+            self.norm_cross = norm_layer(d_model)
+        self.mlp = FeedForward(d_model, d_ff, act_layer=act_layer, dropout=dropout, bias=bias)
+        self.norm2 = norm_layer(d_model)
 
     def _residual(self, x: torch.Tensor, norm: nn.Module, fn) -> torch.Tensor:
         if self.norm_first:

@@ -3,6 +3,14 @@
 Each raises :class:`ShapeError` naming the model, what it expects and what it got::
 
     ShapeError: resnet18 expects x (B, 3, H, W) float; got (8, 1, 28, 28) float32
+
+The same rules hold in every family, because every forward checks its inputs here:
+
+- **dtype**: a float input must have the model's floating dtype when that is float32 or wider
+  (a float64 tensor given to a float32 model is refused, naming float32; call ``x.float()``);
+  lower precisions (float16 / bfloat16, as autocast and half-precision models use) pass.
+- **emptiness**: the batch dimension (``B``, or ``N`` nodes) must be at least 1; an empty batch
+  is refused with "at least one sample" rather than failing inside a reshape or an FFT.
 """
 
 from __future__ import annotations
@@ -63,6 +71,14 @@ def check_tensor(
     got = f"{_fmt_shape(tuple(x.shape))} {str(x.dtype).removeprefix('torch.')}"
     if x.dim() != len(dims) or not _DTYPE_KINDS[dtype](x):
         raise ShapeError(f"{want}; got {got}")
+    if dtype == "float" and x.dtype == torch.float64:
+        param = _float_dtype(model)
+        if param is not None and param != torch.float64:
+            name_ = str(param).removeprefix("torch.")
+            raise ShapeError(f"{model_name(model)} expects {name} {expected} {name_} (the model's dtype); "
+                             f"got {got}: convert it with .to(torch.{name_})")
+    if dims and dims[0] in ("B", "N") and x.shape[0] == 0:
+        raise ShapeError(f"{want} with {dims[0]} >= 1 (at least one sample); got {got}")
     for i, d in enumerate(dims):
         size = sizes.get(d)
         if size is not None and x.shape[i] != size:
@@ -70,18 +86,42 @@ def check_tensor(
     return x
 
 
-def check_index_range(model: nn.Module | str, x: torch.Tensor, high: int, *, name: str = "tokens") -> None:
-    """Check integer ids lie in ``[0, high)`` (a vocabulary or table size).
+def _float_dtype(model: nn.Module | str) -> torch.dtype | None:
+    """The dtype of the model's first floating parameter or buffer; None if it has none."""
+    if not isinstance(model, nn.Module):
+        return None
+    for t in (*model.parameters(), *model.buffers()):
+        if t.is_floating_point():
+            return t.dtype
+    return None
 
-    Skipped on the meta device, where values do not exist.
+
+def check_range(model: nn.Module | str, x: torch.Tensor, low: int, high: int, *, name: str,
+                inclusive: bool = True, note: str = "") -> torch.Tensor:
+    """Check every value of ``x`` lies in ``[low, high]`` (``[low, high)`` if not ``inclusive``).
+
+    Skipped on the meta device, where values do not exist, and for empty tensors.
+
+    Args:
+        note: appended to the expected range, e.g. ``" (num_classes = null class)"``.
+
+    Returns:
+        ``x`` unchanged.
     """
     if x.device.type == "meta" or x.numel() == 0:
-        return
+        return x
     lo, hi = int(x.min()), int(x.max())
-    if lo < 0 or hi >= high:
+    if lo < low or hi > high or (not inclusive and hi == high):
+        span = f"[{low}, {high}]" if inclusive else f"[{low}, {high})"
         raise ShapeError(
-            f"{model_name(model)} expects {name} ids in [0, {high}); got values in [{lo}, {hi}]"
+            f"{model_name(model)} expects {name} in {span}{note}; got values in [{lo}, {hi}]"
         )
+    return x
+
+
+def check_index_range(model: nn.Module | str, x: torch.Tensor, high: int, *, name: str = "tokens") -> torch.Tensor:
+    """Check integer ids lie in ``[0, high)`` (a vocabulary or table size)."""
+    return check_range(model, x, 0, high, name=f"{name} ids", inclusive=False)
 
 
 def check_max(model: nn.Module | str, value: int, limit: int, what: str) -> None:

@@ -120,11 +120,6 @@ def conv_norm_act(
     )
 
 
-def conv_out_size(size: int, kernel_size: int, *, stride: int = 1, padding: int = 0) -> int:
-    """Output length of a conv or pool along one axis (floor mode, dilation 1)."""
-    return (size + 2 * padding - kernel_size) // stride + 1
-
-
 def init_conv_fan_out(model: nn.Module, *, zero_init_last_bn: bool = False) -> nn.Module:
     """He init as in ResNet (He et al. 2015): conv weights ~ N(0, 2 / fan_out), norms 1 / 0.
 

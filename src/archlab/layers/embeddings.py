@@ -37,14 +37,55 @@ class LearnedPositionalEmbedding(nn.Module):
         return self.table(pos)  # (T, C)
 
 
+def sinusoidal_embedding(positions: torch.Tensor, dim: int, *, max_period: float = 10000.0,
+                         interleave: bool = False) -> torch.Tensor:
+    """sin/cos of ``positions`` at geometrically spaced frequencies (Vaswani et al. 2017).
+
+    With w_i = max_period^(-2i/dim): ``interleave=True`` gives PE[..., 2i] = sin(p w_i),
+    PE[..., 2i+1] = cos(p w_i) (the Transformer's table; an odd ``dim`` has one fewer cos column);
+    ``interleave=False`` gives [sin(p w_0..), cos(p w_0..)] halves (the DDPM time embedding,
+    ``dim`` even).
+
+    Args:
+        positions: (...,) positions or diffusion timesteps (any numeric dtype).
+        dim: size of each embedding.
+
+    Returns:
+        (..., dim) float32.
+    """
+    inv_freq = torch.exp(
+        torch.arange(0, dim, 2, dtype=torch.float32, device=positions.device) * (-math.log(max_period) / dim)
+    )  # (ceil(dim/2),)
+    args = positions.float()[..., None] * inv_freq  # (..., 1) * (F,) -> (..., F)
+    if not interleave:
+        if dim % 2:
+            raise ValueError(f"a sin/cos embedding in halves needs an even dim; got dim={dim}")
+        return torch.cat([torch.sin(args), torch.cos(args)], dim=-1)  # (..., dim)
+    out = torch.zeros(*args.shape[:-1], dim, device=positions.device)
+    out[..., 0::2] = torch.sin(args)
+    out[..., 1::2] = torch.cos(args[..., : dim // 2])  # odd dim: one fewer cos column
+    return out
+
+
 def sinusoidal_table(max_len: int, dim: int) -> torch.Tensor:
     """The (max_len, dim) table PE[p, 2i] = sin(p / 10000^(2i/dim)), PE[p, 2i+1] = cos(...)."""
-    pos = torch.arange(max_len, dtype=torch.float32)[:, None]  # (L, 1)
-    inv_freq = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
-    table = torch.zeros(max_len, dim)
-    table[:, 0::2] = torch.sin(pos * inv_freq)
-    table[:, 1::2] = torch.cos(pos * inv_freq[: dim // 2])  # odd dim: one fewer cos column
-    return table
+    return sinusoidal_embedding(torch.arange(max_len), dim, interleave=True)
+
+
+class SinusoidalTimeEmbedding(nn.Module):
+    """Diffusion step ``t`` (B,) -> (B, dim): :func:`sinusoidal_embedding` in sin/cos halves, as
+    in Ho et al. 2020 "Denoising Diffusion Probabilistic Models". No parameters: the learnt part
+    is the MLP that follows it."""
+
+    def __init__(self, dim: int, max_period: float = 10000.0):
+        super().__init__()
+        if dim % 2:
+            raise ValueError(f"time embedding dim={dim} must be even (half sin, half cos)")
+        self.dim = dim
+        self.max_period = max_period
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        return sinusoidal_embedding(t, self.dim, max_period=self.max_period)  # (B,) -> (B, dim)
 
 
 class SinusoidalPositionalEncoding(nn.Module):

@@ -14,7 +14,7 @@ from __future__ import annotations
 from torch import nn
 
 _NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.LayerNorm, nn.GroupNorm,
-          nn.InstanceNorm1d, nn.InstanceNorm2d)
+          nn.InstanceNorm1d, nn.InstanceNorm2d, nn.RMSNorm)
 _WEIGHTED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d,
              nn.Bilinear)
 
@@ -39,7 +39,7 @@ def init_weights(model: nn.Module, scheme: str = "default", *, nonlinearity: str
                 nn.init.zeros_(module.bias)
         elif isinstance(module, _NORMS) and getattr(module, "weight", None) is not None:
             nn.init.ones_(module.weight)
-            if module.bias is not None:
+            if getattr(module, "bias", None) is not None:
                 nn.init.zeros_(module.bias)
         elif isinstance(module, nn.Embedding) and scheme == "normal":
             nn.init.normal_(module.weight, 0.0, 0.02)

@@ -27,22 +27,27 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 from torch import nn
 
-from archlab.config import Activation, ArchConfig, InitScheme
+from archlab.config import (
+    Activation,
+    ArchConfig,
+    Extent,
+    InitScheme,
+    PositiveInts,
+    Size,
+    Width,
+    Widths,
+)
 from archlab.layers.checks import check_tensor
 from archlab.layers.init import init_weights
 from archlab.layers.mlp import activation, dense_stack
+from archlab.layers.params import ParamCount
+from archlab.layers.registry import act_layer
 from archlab.registry import register
 
 OutputActivation = Literal["sigmoid", "tanh", "identity"]
-
-
-def _positive_list(name: str, v: list[int]) -> list[int]:
-    if any(h < 1 for h in v):
-        raise ValueError(f"{name}={v} must all be >= 1")
-    return v
 
 
 # -- configs ------------------------------------------------------------------------------------
@@ -51,38 +56,26 @@ def _positive_list(name: str, v: list[int]) -> list[int]:
 class AutoencoderConfig(ArchConfig):
     """Config of a dense (fully connected) autoencoder; the decoder mirrors the encoder."""
 
-    in_features: int = Field(784, ge=1, description="Size of each (flattened) input vector.")
-    hidden_sizes: list[int] = Field(default_factory=lambda: [128], description="Encoder hidden widths, in order; the decoder uses them reversed.")
-    latent_dim: int = Field(64, ge=1, description="Size of the code z.")
+    in_features: Size = Field(784, ge=1, description="Size of each (flattened) input vector.")
+    hidden_sizes: Widths = Field(default_factory=lambda: [128], description="Encoder hidden widths, in order; the decoder uses them reversed.")
+    latent_dim: Width = Field(64, ge=1, description="Size of the code z.")
     activation: Activation = Field("relu", description="Hidden-layer activation (encoder and decoder).")
     latent_activation: Activation = Field("identity", description="Activation on the code (seed 002 uses relu; seed 000 none).")
     output_activation: OutputActivation = Field("sigmoid", description="Output activation: sigmoid for inputs in [0, 1], tanh for [-1, 1], identity for standardised data.")
     init: InitScheme = Field("kaiming", description="Weight init: kaiming for ReLU nets, xavier for tanh.")
 
-    @field_validator("hidden_sizes")
-    @classmethod
-    def _positive(cls, v: list[int]) -> list[int]:
-        return _positive_list("hidden_sizes", v)
-
 
 class ConvAutoencoderConfig(ArchConfig):
     """Config of a convolutional autoencoder for (C, S, S) images."""
 
-    in_channels: int = Field(1, ge=1, description="Image channels.")
-    image_size: int = Field(28, ge=2, description="Height = width of the square input images; divisible by 2**len(channels).")
-    channels: list[int] = Field(default_factory=lambda: [16, 32], description="Channels of each stride-2 conv stage of the encoder (the decoder mirrors them).")
-    latent_dim: int = Field(32, ge=1, description="Size of the code z.")
+    in_channels: Width = Field(1, ge=1, description="Image channels.")
+    image_size: Extent = Field(28, ge=2, description="Height = width of the square input images; divisible by 2**len(channels).")
+    channels: PositiveInts = Field(default_factory=lambda: [16, 32], description="Channels of each stride-2 conv stage of the encoder (the decoder mirrors them).")
+    latent_dim: Width = Field(32, ge=1, description="Size of the code z.")
     activation: Activation = Field("relu", description="Activation after each conv / transposed conv.")
     norm: Literal["none", "batch"] = Field("none", description="BatchNorm2d after each hidden conv, or none.")
     output_activation: OutputActivation = Field("sigmoid", description="Output activation: sigmoid for pixels in [0, 1], tanh for [-1, 1].")
     init: InitScheme = Field("kaiming", description="Weight init scheme.")
-
-    @field_validator("channels")
-    @classmethod
-    def _positive(cls, v: list[int]) -> list[int]:
-        if not v:
-            raise ValueError("channels=[] must list at least one conv stage")
-        return _positive_list("channels", v)
 
     @model_validator(mode="after")
     def _divisible(self):
@@ -157,7 +150,7 @@ class ConvCodec(nn.Module):
 # -- models -------------------------------------------------------------------------------------
 
 
-class Autoencoder(nn.Module):
+class Autoencoder(ParamCount, nn.Module):
     """Dense autoencoder: encoder MLP to a code, mirrored decoder MLP back to the input."""
 
     def __init__(self, config: AutoencoderConfig):
@@ -166,13 +159,13 @@ class Autoencoder(nn.Module):
         c = config
         enc_last = c.hidden_sizes[-1] if c.hidden_sizes else c.in_features
         self.encoder = nn.Sequential(
-            dense_stack(c.in_features, c.hidden_sizes, activation_name=c.activation),
+            dense_stack(c.in_features, c.hidden_sizes, act_layer=act_layer(c.activation)),
             nn.Linear(enc_last, c.latent_dim), activation(c.latent_activation),
         )
         dec_hidden = list(reversed(c.hidden_sizes))
         dec_last = dec_hidden[-1] if dec_hidden else c.latent_dim
         self.decoder = nn.Sequential(
-            dense_stack(c.latent_dim, dec_hidden, activation_name=c.activation),
+            dense_stack(c.latent_dim, dec_hidden, act_layer=act_layer(c.activation)),
             nn.Linear(dec_last, c.in_features), activation(c.output_activation),
         )
         init_weights(self, c.init, nonlinearity=c.activation)
@@ -202,7 +195,7 @@ class Autoencoder(nn.Module):
         return self.decoder(self.encode(x))
 
 
-class ConvAutoencoder(nn.Module):
+class ConvAutoencoder(ParamCount, nn.Module):
     """Convolutional autoencoder: stride-2 conv stages -> Linear code -> transposed-conv stages."""
 
     def __init__(self, config: ConvAutoencoderConfig):
@@ -244,7 +237,7 @@ class ConvAutoencoder(nn.Module):
 # -- presets ------------------------------------------------------------------------------------
 
 _WHEN = "Anomaly detection, compression, representation learning on unlabelled data (seeds 000, 002)"
-_TASKS = ("reconstruction", "anomaly_detection", "embedding")
+_TASKS = ("reconstruction",)
 register("autoencoder_784_128_64", family="autoencoder", model=Autoencoder, config=AutoencoderConfig,
          defaults=dict(in_features=784, hidden_sizes=[128], latent_dim=64),
          modalities=("image", "tabular"), tasks=_TASKS,

@@ -28,14 +28,28 @@ import math
 from typing import Literal
 
 import torch
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 from torch import nn
 
-from archlab.config import Activation, ArchConfig, InitScheme
+from archlab.config import (
+    MAX_EXTENT,
+    Activation,
+    ArchConfig,
+    Depth,
+    Extent,
+    InitScheme,
+    PositiveInts,
+    Size,
+    Width,
+    Widths,
+    int_list,
+)
 from archlab.layers.checks import check_tensor
 from archlab.layers.conv import ConvNorm, PoolKind, conv, conv_norm, global_pool, pool, same_padding
 from archlab.layers.init import init_weights
 from archlab.layers.mlp import activation, dense_stack
+from archlab.layers.params import ParamCount
+from archlab.layers.registry import act_layer
 from archlab.registry import register
 
 
@@ -43,49 +57,26 @@ class CNNConfig(ArchConfig):
     """Config of a plain convolutional classifier (1-D or 2-D)."""
 
     dims: Literal[1, 2] = Field(2, description="1 for signals (B, C, L), 2 for images (B, C, H, W).")
-    in_channels: int = Field(1, ge=1, description="Channels of the input (1 grey, 3 RGB, sensors).")
-    channels: list[int] = Field(default_factory=lambda: [32, 64], description="Output channels of each stage, in order.")
-    kernel_sizes: list[int] = Field(default_factory=lambda: [3], description="Kernel size per stage; one value applies to every stage.")
+    in_channels: Width = Field(1, ge=1, description="Channels of the input (1 grey, 3 RGB, sensors).")
+    channels: PositiveInts = Field(default_factory=lambda: [32, 64], description="Output channels of each stage, in order.")
+    kernel_sizes: int_list(MAX_EXTENT) = Field(default_factory=lambda: [3], description="Kernel size per stage; one value applies to every stage.")
     padding: Literal["same", "valid"] = Field("same", description="'same' keeps the size at each conv; 'valid' pads nothing (LeNet).")
-    convs_per_stage: int = Field(1, ge=1, description="Convolutions per stage before its pooling (2 gives VGG-style stages).")
+    convs_per_stage: Depth = Field(1, ge=1, description="Convolutions per stage before its pooling (2 gives VGG-style stages).")
     pool: PoolKind = Field("max", description="Pooling after each stage: max, avg or none.")
-    pool_size: int = Field(2, ge=1, description="Pooling window and stride.")
+    pool_size: Extent = Field(2, ge=1, description="Pooling window and stride.")
     norm: ConvNorm = Field("none", description="Norm after each conv: batch (BatchNorm), group (small batches) or none.")
     conv_bias: bool | None = Field(None, description="Bias in the convs; null: only when norm is none (a norm's shift replaces it).")
     activation: Activation = Field("relu", description="Activation after each conv and hidden Linear.")
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout after each stage.")
     head: Literal["global_avg", "global_max", "flatten"] = Field("global_avg", description="Global pooling (any input size) or flatten (needs input_size).")
-    input_size: list[int] | None = Field(None, description="Spatial size, [L] or [H, W]; required by head 'flatten', also sets example_input.")
-    hidden_sizes: list[int] = Field(default_factory=list, description="Hidden Linear widths of the head, before the classifier.")
+    input_size: int_list(MAX_EXTENT, max_length=2) | None = Field(None, description="Spatial size, [L] or [H, W]; required by head 'flatten', also sets example_input.")
+    hidden_sizes: Widths = Field(default_factory=list, description="Hidden Linear widths of the head, before the classifier.")
     head_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout after each hidden Linear of the head.")
-    num_classes: int = Field(10, ge=1, description="Outputs of the classifier (logits).")
+    num_classes: Size = Field(10, ge=1, description="Outputs of the classifier (logits).")
     init: InitScheme = Field("kaiming", description="Weight init: kaiming for ReLU nets.")
 
-    @field_validator("channels")
-    @classmethod
-    def _channels(cls, v: list[int]) -> list[int]:
-        if not v:
-            raise ValueError("channels must list at least one stage width; got []")
-        if any(c < 1 for c in v):
-            raise ValueError(f"channels={v} must all be >= 1")
-        return v
-
-    @field_validator("kernel_sizes")
-    @classmethod
-    def _kernels(cls, v: list[int]) -> list[int]:
-        if not v or any(k < 1 for k in v):
-            raise ValueError(f"kernel_sizes={v} must be a non-empty list of sizes >= 1")
-        return v
-
-    @field_validator("hidden_sizes")
-    @classmethod
-    def _hidden(cls, v: list[int]) -> list[int]:
-        if any(h < 1 for h in v):
-            raise ValueError(f"hidden_sizes={v} must all be >= 1")
-        return v
-
     @model_validator(mode="after")
-    def _consistent(self) -> "CNNConfig":
+    def _consistent(self) -> CNNConfig:
         if len(self.kernel_sizes) not in (1, len(self.channels)):
             raise ValueError(
                 f"kernel_sizes={self.kernel_sizes} must have 1 entry or one per stage "
@@ -127,7 +118,7 @@ class CNNConfig(ArchConfig):
         return sizes
 
 
-class CNN(nn.Module):
+class CNN(ParamCount, nn.Module):
     """Conv stages -> global pool or flatten -> MLP head -> logits."""
 
     def __init__(self, config: CNNConfig):
@@ -155,7 +146,7 @@ class CNN(nn.Module):
         else:
             flat = width
             self.reduce = nn.Sequential(global_pool(c.head.removeprefix("global_"), c.dims), nn.Flatten())
-        self.mlp = dense_stack(flat, c.hidden_sizes, activation_name=c.activation, dropout=c.head_dropout)
+        self.mlp = dense_stack(flat, c.hidden_sizes, act_layer=act_layer(c.activation), dropout=c.head_dropout)
         self.classifier = nn.Linear(c.hidden_sizes[-1] if c.hidden_sizes else flat, c.num_classes)
         init_weights(self, c.init, nonlinearity=c.activation)
 
@@ -210,7 +201,7 @@ register("cnn_bn_cifar", family="cnn", model=CNN, config=CNNConfig,
 register("cnn1d_mnist1d", family="cnn", model=CNN, config=CNNConfig,
          defaults=dict(dims=1, in_channels=1, channels=[32, 64, 64], kernel_sizes=[5, 5, 3], norm="batch",
                        head="global_avg", input_size=[40], num_classes=10),
-         modalities=("signal",), tasks=("classification",),
+         modalities=("time_series",), tasks=("classification",),
          description="1-D Conv-BN-ReLU-MaxPool stack (32/64/64) with global average pool for MNIST-1D (B, 1, 40)",
          when_to_use=_WHEN_1D)
 register("cnn_digits", family="cnn", model=CNN, config=CNNConfig,

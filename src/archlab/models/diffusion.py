@@ -29,47 +29,48 @@ import torch.nn.functional as F
 from pydantic import Field, field_validator, model_validator
 from torch import nn
 
-from archlab.config import ArchConfig
-from archlab.errors import ConfigError, ShapeError
-from archlab.layers.checks import check_tensor, model_name
+from archlab.config import (
+    MAX_EXTENT,
+    ArchConfig,
+    Depth,
+    Extent,
+    Size,
+    Width,
+    int_list,
+)
+from archlab.errors import ConfigError
+from archlab.layers.checks import check_range, check_tensor, model_name
+from archlab.layers.embeddings import SinusoidalTimeEmbedding
+from archlab.layers.params import ParamCount
 from archlab.models.diffusion_unet import (
     Downsample,
     SelfAttention2d,
-    SinusoidalTimeEmbedding,
     TimeResBlock,
     UNetLevel,
     Upsample,
 )
 from archlab.registry import register
 
-
 # -- configs ------------------------------------------------------------------------------------
 
 
 class _DenoiserFields(ArchConfig):
-    num_timesteps: int = Field(1000, ge=1, description="T: timesteps t lie in [0, T).")
-    num_classes: int = Field(0, ge=0, description="Classes for conditioning; 0 = unconditional. Index num_classes is the null class of classifier-free guidance.")
+    num_timesteps: Size = Field(1000, ge=1, description="T: timesteps t lie in [0, T).")
+    num_classes: Size = Field(0, ge=0, description="Classes for conditioning; 0 = unconditional. Index num_classes is the null class of classifier-free guidance.")
 
 
 class DiffusionUNetConfig(_DenoiserFields):
     """Config of the image U-Net denoiser."""
 
-    in_channels: int = Field(1, ge=1, description="Image channels (also the output channels: eps has x's shape).")
-    image_size: int = Field(8, ge=4, description="Height = width of the images.")
-    base_channels: int = Field(32, ge=4, description="Channels at full resolution; level i has base * channel_mults[i].")
-    channel_mults: list[int] = Field(default_factory=lambda: [1, 2], description="Channel multiplier per resolution level; each extra level halves H and W.")
-    num_res_blocks: int = Field(1, ge=1, description="Residual blocks per level on the way down (one more on the way up).")
-    attention_resolutions: list[int] = Field(default_factory=lambda: [4], description="Feature-map sizes that get self-attention after their residual blocks (low resolution only: cost is (H*W)^2).")
-    attention_heads: int = Field(1, ge=1, description="Heads of each self-attention block.")
-    groups: int = Field(8, ge=1, description="GroupNorm groups; must divide every level's channels.")
+    in_channels: Width = Field(1, ge=1, description="Image channels (also the output channels: eps has x's shape).")
+    image_size: Extent = Field(8, ge=4, description="Height = width of the images.")
+    base_channels: Width = Field(32, ge=4, description="Channels at full resolution; level i has base * channel_mults[i].")
+    channel_mults: int_list(64, max_length=8) = Field(default_factory=lambda: [1, 2], description="Channel multiplier per resolution level; each extra level halves H and W.")
+    num_res_blocks: Depth = Field(1, ge=1, description="Residual blocks per level on the way down (one more on the way up).")
+    attention_resolutions: int_list(MAX_EXTENT, min_length=0) = Field(default_factory=lambda: [4], description="Feature-map sizes that get self-attention after their residual blocks (low resolution only: cost is (H*W)^2).")
+    attention_heads: Width = Field(1, ge=1, description="Heads of each self-attention block.")
+    groups: Width = Field(8, ge=1, description="GroupNorm groups; must divide every level's channels.")
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout inside residual blocks.")
-
-    @field_validator("channel_mults")
-    @classmethod
-    def _mults(cls, v: list[int]) -> list[int]:
-        if not v or any(m < 1 for m in v):
-            raise ValueError(f"channel_mults={v} must be a non-empty list of integers >= 1")
-        return v
 
     @model_validator(mode="after")
     def _fits(self):
@@ -79,7 +80,7 @@ class DiffusionUNetConfig(_DenoiserFields):
                 f"image_size={self.image_size} must divide by 2**(len(channel_mults)-1)={factor} "
                 f"(channel_mults={self.channel_mults})"
             )
-        for m in self.channel_mults:
+        for m in (1, *self.channel_mults):  # conv_in's output (the base width) is normed too
             ch = self.base_channels * m
             if ch % self.groups:
                 raise ValueError(f"groups={self.groups} must divide every level's channels; {ch} (base_channels={self.base_channels} x {m}) does not")
@@ -93,10 +94,10 @@ class DiffusionUNetConfig(_DenoiserFields):
 class PointDenoiserConfig(_DenoiserFields):
     """Config of the MLP denoiser on (B, D) points."""
 
-    dim: int = Field(2, ge=1, description="D: size of each point.")
-    hidden: int = Field(128, ge=1, description="Width of the hidden layers.")
-    n_layers: int = Field(3, ge=1, description="Hidden layers, each with its own time-embedding projection.")
-    time_dim: int = Field(64, ge=2, description="Size of the sinusoidal time embedding (even).")
+    dim: Size = Field(2, ge=1, description="D: size of each point.")
+    hidden: Width = Field(128, ge=1, description="Width of the hidden layers.")
+    n_layers: Depth = Field(3, ge=1, description="Hidden layers, each with its own time-embedding projection.")
+    time_dim: Width = Field(64, ge=2, description="Size of the sinusoidal time embedding (even).")
 
     @field_validator("time_dim")
     @classmethod
@@ -111,14 +112,7 @@ class PointDenoiserConfig(_DenoiserFields):
 
 def _check_t(model: nn.Module, t, batch: int, num_timesteps: int) -> torch.Tensor:
     t = check_tensor(model, t, "B", name="t", dtype="long", B=batch)
-    if t.device.type != "meta" and t.numel():
-        lo, hi = int(t.min()), int(t.max())
-        if lo < 0 or hi >= num_timesteps:
-            raise ShapeError(
-                f"{model_name(model)} expects timesteps t in [0, {num_timesteps}); "
-                f"got values in [{lo}, {hi}]"
-            )
-    return t
+    return check_range(model, t, 0, num_timesteps, name="timesteps t", inclusive=False)
 
 
 def _class_index(model: nn.Module, y, batch: int, num_classes: int, device) -> torch.Tensor | None:
@@ -133,20 +127,13 @@ def _class_index(model: nn.Module, y, batch: int, num_classes: int, device) -> t
     if y is None:
         return torch.full((batch,), num_classes, dtype=torch.long, device=device)
     y = check_tensor(model, y, "B", name="y", dtype="long", B=batch)
-    if y.device.type != "meta" and y.numel():
-        lo, hi = int(y.min()), int(y.max())
-        if lo < 0 or hi > num_classes:
-            raise ShapeError(
-                f"{model_name(model)} expects y in [0, {num_classes}] ({num_classes} = null class); "
-                f"got values in [{lo}, {hi}]"
-            )
-    return y
+    return check_range(model, y, 0, num_classes, name="y", note=f" ({num_classes} = null class)")
 
 
 # -- models -------------------------------------------------------------------------------------
 
 
-class DiffusionUNet(nn.Module):
+class DiffusionUNet(ParamCount, nn.Module):
     """U-Net eps-predictor for images (Ho et al. 2020), time- and optionally class-conditioned.
 
     Down path: conv_in, then per level ``num_res_blocks`` residual blocks (+ attention at the
@@ -255,7 +242,7 @@ class DiffusionUNet(nn.Module):
         return self.conv_out(F.silu(self.norm_out(h)))
 
 
-class PointDenoiser(nn.Module):
+class PointDenoiser(ParamCount, nn.Module):
     """MLP eps-predictor for (B, D) points: h = SiLU(W_k h + U_k emb(t)) per layer, then Linear."""
 
     def __init__(self, config: PointDenoiserConfig):
@@ -310,17 +297,17 @@ class PointDenoiser(nn.Module):
 _WHEN = "Generative (images): diffusion for fidelity + stability (seed 001's first pick); GANs are faster to sample"
 register("ddpm_unet_digits", family="diffusion", model=DiffusionUNet, config=DiffusionUNetConfig,
          defaults=dict(in_channels=1, image_size=8, base_channels=32, channel_mults=[1, 2], attention_resolutions=[4]),
-         modalities=("image",), tasks=("generation",),
+         modalities=("image",), tasks=("diffusion",),
          description="DDPM U-Net (Ho et al. 2020) for 1x8x8 digits: 32/64 channels, GroupNorm res blocks, attention at 4x4",
          when_to_use=_WHEN)
 register("ddpm_unet_cond", family="diffusion", model=DiffusionUNet, config=DiffusionUNetConfig,
          defaults=dict(in_channels=1, image_size=8, base_channels=32, channel_mults=[1, 2], attention_resolutions=[4],
                        num_classes=10),
-         modalities=("image",), tasks=("generation", "conditional_generation"),
+         modalities=("image",), tasks=("diffusion",),
          description="Class-conditional DDPM U-Net with a null class for classifier-free guidance (Ho & Salimans 2022)",
          when_to_use="Generative (images) with labels: classifier-free guidance trades diversity for fidelity (seed 001)")
 register("ddpm_points", family="diffusion", model=PointDenoiser, config=PointDenoiserConfig,
          defaults=dict(dim=2, hidden=128, n_layers=3, time_dim=64),
-         modalities=("tabular", "points"), tasks=("generation", "density_estimation"),
+         modalities=("tabular", "points"), tasks=("diffusion",),
          description="MLP denoiser on 2-D points with a sinusoidal time embedding (seed 001's toy DDPM sketch)",
          when_to_use="Learning and teaching diffusion on 2-D toy densities; low-dimensional tabular generation")

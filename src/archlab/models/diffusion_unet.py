@@ -1,8 +1,8 @@
 """Building blocks of the diffusion denoisers (see :mod:`archlab.models.diffusion`).
 
-- :class:`SinusoidalTimeEmbedding` - the Transformer's position encoding applied to the diffusion
-  step ``t`` (Vaswani et al. 2017, used by Ho et al. 2020 "Denoising Diffusion Probabilistic
-  Models").
+The time embedding is :class:`archlab.layers.embeddings.SinusoidalTimeEmbedding` (the
+Transformer's position encoding applied to the diffusion step ``t``).
+
 - :class:`TimeResBlock` - GroupNorm -> SiLU -> conv, with the time (+ class) embedding added
   between the two convolutions, plus a residual path (Ho et al. 2020, Appendix B; labml's
   ``ResidualBlock``).
@@ -12,34 +12,9 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-
-class SinusoidalTimeEmbedding(nn.Module):
-    """``t`` (B,) -> (B, dim): sin/cos of ``t`` at geometrically spaced frequencies.
-
-    emb[:, i] = sin(t / 10000^(i / (dim/2))), emb[:, dim/2 + i] = cos(same) (Vaswani et al. 2017).
-    No parameters: the learnt part is the MLP that follows it.
-    """
-
-    def __init__(self, dim: int, max_period: float = 10000.0):
-        super().__init__()
-        if dim % 2:
-            raise ValueError(f"time embedding dim={dim} must be even (half sin, half cos)")
-        self.dim = dim
-        self.max_period = max_period
-
-    def forward(self, t: torch.Tensor) -> torch.Tensor:
-        half = self.dim // 2
-        freqs = torch.exp(
-            -math.log(self.max_period) * torch.arange(half, device=t.device, dtype=torch.float32) / half
-        )
-        args = t.float()[:, None] * freqs[None, :]  # (B, 1) * (1, half) -> (B, half)
-        return torch.cat([torch.sin(args), torch.cos(args)], dim=-1)  # (B, dim)
 
 
 class TimeResBlock(nn.Module):

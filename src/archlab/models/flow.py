@@ -36,8 +36,15 @@ import torch
 from pydantic import Field, model_validator
 from torch import nn
 
-from archlab.config import ArchConfig
+from archlab.config import (
+    ArchConfig,
+    Depth,
+    Extent,
+    Size,
+    Width,
+)
 from archlab.layers.checks import check_tensor
+from archlab.layers.params import ParamCount
 from archlab.registry import register
 
 _LOG_2PI = math.log(2 * math.pi)
@@ -49,10 +56,10 @@ _LOG_2PI = math.log(2 * math.pi)
 class RealNVPConfig(ArchConfig):
     """Config of a RealNVP flow on (B, D) vectors."""
 
-    dim: int = Field(2, ge=1, description="D: size of each data vector (>= 2: a coupling needs two parts).")
-    n_couplings: int = Field(8, ge=1, description="Affine coupling layers; masks alternate between even and odd features.")
-    hidden: int = Field(64, ge=1, description="Width of each coupling's scale/translation MLP.")
-    n_hidden_layers: int = Field(2, ge=1, description="Hidden layers of each coupling MLP.")
+    dim: Size = Field(2, ge=1, description="D: size of each data vector (>= 2: a coupling needs two parts).")
+    n_couplings: Depth = Field(8, ge=1, description="Affine coupling layers; masks alternate between even and odd features.")
+    hidden: Width = Field(64, ge=1, description="Width of each coupling's scale/translation MLP.")
+    n_hidden_layers: Depth = Field(2, ge=1, description="Hidden layers of each coupling MLP.")
     actnorm: bool = Field(True, description="ActNorm (Glow) before each coupling, data-initialised on the first training batch.")
 
     @model_validator(mode="after")
@@ -65,11 +72,11 @@ class RealNVPConfig(ArchConfig):
 class RealNVPImageConfig(ArchConfig):
     """Config of a multi-scale RealNVP flow on (B, C, H, W) images."""
 
-    in_channels: int = Field(1, ge=1, description="Image channels.")
-    image_size: int = Field(8, ge=2, description="Height = width; must divide by 2**n_scales (each scale squeezes by 2).")
-    n_scales: int = Field(1, ge=1, description="Scales; each is checkerboard couplings, a 2x2 squeeze, channel couplings.")
-    n_couplings: int = Field(3, ge=1, description="Couplings of each mask type per scale (masks alternate).")
-    hidden_channels: int = Field(32, ge=1, description="Channels of each coupling's conv net.")
+    in_channels: Width = Field(1, ge=1, description="Image channels.")
+    image_size: Extent = Field(8, ge=2, description="Height = width; must divide by 2**n_scales (each scale squeezes by 2).")
+    n_scales: Depth = Field(1, ge=1, description="Scales; each is checkerboard couplings, a 2x2 squeeze, channel couplings.")
+    n_couplings: Depth = Field(3, ge=1, description="Couplings of each mask type per scale (masks alternate).")
+    hidden_channels: Width = Field(32, ge=1, description="Channels of each coupling's conv net.")
     actnorm: bool = Field(True, description="ActNorm (Glow) before each coupling, data-initialised on the first training batch.")
 
     @model_validator(mode="after")
@@ -250,7 +257,7 @@ class _Stack(nn.Module):
 # -- models -------------------------------------------------------------------------------------
 
 
-class RealNVP(_FlowMixin, nn.Module):
+class RealNVP(_FlowMixin, ParamCount, nn.Module):
     """RealNVP on vectors: [ActNorm ->] coupling, masks alternating even / odd features.
 
     Odd D works: the masks split ceil(D/2) / floor(D/2) features, and alternate so every feature
@@ -295,7 +302,7 @@ class RealNVP(_FlowMixin, nn.Module):
         return self.flow.inverse(z)
 
 
-class RealNVPImage(_FlowMixin, nn.Module):
+class RealNVPImage(_FlowMixin, ParamCount, nn.Module):
     """Multi-scale RealNVP on images (Dinh et al. 2017, section 3.6), without factoring out.
 
     Per scale: ``n_couplings`` checkerboard couplings (alternating parity), a 2x2 squeeze, then
@@ -363,16 +370,16 @@ class RealNVPImage(_FlowMixin, nn.Module):
 _WHEN = "Exact likelihood + sampling (seed 001): density estimation, anomaly scores, learnt priors"
 register("realnvp_2d", family="flow", model=RealNVP, config=RealNVPConfig,
          defaults=dict(dim=2, n_couplings=8, hidden=64, n_hidden_layers=2),
-         modalities=("points", "tabular"), tasks=("density_estimation", "generation"),
+         modalities=("points", "tabular"), tasks=("flow",),
          description="RealNVP (Dinh et al. 2017) on 2-D points: 8 affine couplings with alternating masks + ActNorm",
          when_to_use=_WHEN)
 register("realnvp_tabular", family="flow", model=RealNVP, config=RealNVPConfig,
          defaults=dict(dim=8, n_couplings=6, hidden=128, n_hidden_layers=2),
-         modalities=("tabular",), tasks=("density_estimation", "anomaly_detection", "generation"),
+         modalities=("tabular",), tasks=("flow",),
          description="RealNVP on 8 continuous tabular features: 6 affine couplings + ActNorm",
          when_to_use=_WHEN)
 register("realnvp_image", family="flow", model=RealNVPImage, config=RealNVPImageConfig,
          defaults=dict(in_channels=1, image_size=8, n_scales=1, n_couplings=3, hidden_channels=32),
-         modalities=("image",), tasks=("density_estimation", "generation"),
+         modalities=("image",), tasks=("flow",),
          description="Multi-scale RealNVP on 1x8x8 digits: checkerboard couplings, squeeze, channel couplings (dequantize pixels first)",
          when_to_use=_WHEN + "; report bits/dim on dequantized pixels")

@@ -44,15 +44,25 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
-from archlab.config import Activation, ArchConfig, InitScheme
+from archlab.config import (
+    Activation,
+    ArchConfig,
+    Extent,
+    InitScheme,
+    Size,
+    Width,
+    Widths,
+)
 from archlab.layers.checks import check_tensor
 from archlab.layers.init import init_weights
 from archlab.layers.mlp import activation, dense_stack
-from archlab.models.autoencoder import OutputActivation, _positive_list
+from archlab.layers.params import ParamCount
+from archlab.layers.registry import act_layer
+from archlab.models.autoencoder import OutputActivation
 from archlab.models.vae import check_labels, prior_noise
 from archlab.registry import register
 
@@ -62,31 +72,26 @@ from archlab.registry import register
 class GANConfig(ArchConfig):
     """Config of an MLP GAN on flat vectors (e.g. flattened 28x28 images in [-1, 1])."""
 
-    latent_dim: int = Field(100, ge=1, description="Size of the noise vector z.")
-    out_features: int = Field(784, ge=1, description="Size of each generated (and real) sample.")
-    g_hidden: list[int] = Field(default_factory=lambda: [128], description="Generator hidden widths.")
-    d_hidden: list[int] = Field(default_factory=lambda: [128], description="Discriminator hidden widths.")
+    latent_dim: Width = Field(100, ge=1, description="Size of the noise vector z.")
+    out_features: Size = Field(784, ge=1, description="Size of each generated (and real) sample.")
+    g_hidden: Widths = Field(default_factory=lambda: [128], description="Generator hidden widths.")
+    d_hidden: Widths = Field(default_factory=lambda: [128], description="Discriminator hidden widths.")
     g_activation: Activation = Field("relu", description="Generator hidden activation.")
     d_activation: Activation = Field("leaky_relu", description="Discriminator hidden activation (leaky_relu is LeakyReLU(0.2)).")
     output_activation: OutputActivation = Field("tanh", description="Generator output: tanh for data scaled to [-1, 1].")
     init: InitScheme = Field("default", description="Weight init (the seeds keep PyTorch's defaults).")
 
-    @field_validator("g_hidden", "d_hidden")
-    @classmethod
-    def _positive(cls, v: list[int], info) -> list[int]:
-        return _positive_list(info.field_name, v)
-
 
 class DCGANConfig(ArchConfig):
     """Config of a DCGAN on square (C, S, S) images with S a power of two >= 8."""
 
-    latent_dim: int = Field(100, ge=1, description="Size of the noise vector z.")
-    image_channels: int = Field(1, ge=1, description="Channels of generated images.")
-    image_size: int = Field(32, ge=8, description="Height = width of images; a power of two >= 8.")
-    g_channels: int = Field(32, ge=1, description="Generator width at the last hidden stage (ngf); doubles per stage towards z.")
-    d_channels: int = Field(32, ge=1, description="Discriminator width at the first stage (ndf); doubles per stage.")
+    latent_dim: Width = Field(100, ge=1, description="Size of the noise vector z.")
+    image_channels: Width = Field(1, ge=1, description="Channels of generated images.")
+    image_size: Extent = Field(32, ge=8, description="Height = width of images; a power of two >= 8.")
+    g_channels: Width = Field(32, ge=1, description="Generator width at the last hidden stage (ngf); doubles per stage towards z.")
+    d_channels: Width = Field(32, ge=1, description="Discriminator width at the first stage (ndf); doubles per stage.")
     spectral_norm: bool = Field(False, description="Spectral-normalise every discriminator conv (Miyato et al. 2018); D then has no BatchNorm.")
-    num_classes: Optional[int] = Field(None, ge=1, description="Classes to condition on: label embedding joined to z in G, projection discriminator (Miyato & Koyama 2018); None = unconditional.")
+    num_classes: Optional[Size] = Field(None, ge=1, description="Classes to condition on: label embedding joined to z in G, projection discriminator (Miyato & Koyama 2018); None = unconditional.")
 
     @model_validator(mode="after")
     def _power_of_two(self):
@@ -183,7 +188,7 @@ class ProjectionDiscriminator(nn.Module):
         return self.head(h).reshape(-1) + proj
 
 
-class _GAN(nn.Module):
+class _GAN(ParamCount, nn.Module):
     """Shared GAN interface; a subclass sets ``generator``, ``discriminator`` and the checks."""
 
     config: GANConfig | DCGANConfig
@@ -240,11 +245,11 @@ class GAN(_GAN):
         g_last = c.g_hidden[-1] if c.g_hidden else c.latent_dim
         d_last = c.d_hidden[-1] if c.d_hidden else c.out_features
         self.generator = nn.Sequential(
-            dense_stack(c.latent_dim, c.g_hidden, activation_name=c.g_activation),
+            dense_stack(c.latent_dim, c.g_hidden, act_layer=act_layer(c.g_activation)),
             nn.Linear(g_last, c.out_features), activation(c.output_activation),
         )
         self.discriminator = nn.Sequential(
-            dense_stack(c.out_features, c.d_hidden, activation_name=c.d_activation),
+            dense_stack(c.out_features, c.d_hidden, act_layer=act_layer(c.d_activation)),
             nn.Linear(d_last, 1),
         )
         init_weights(self.generator, c.init, nonlinearity=c.g_activation)
@@ -294,7 +299,7 @@ class DCGAN(_GAN):
 # -- presets ------------------------------------------------------------------------------------
 
 _WHEN = "Image synthesis / data generation with fast one-pass sampling (seeds 000, 002, 003)"
-_TASKS = ("generation",)
+_TASKS = ("gan",)
 register("gan_mlp", family="gan", model=GAN, config=GANConfig,
          defaults=dict(latent_dim=100, out_features=784, g_hidden=[128], d_hidden=[128]),
          modalities=("image",), tasks=_TASKS,

@@ -27,15 +27,24 @@ from __future__ import annotations
 from typing import Literal, Optional
 
 import torch
-from pydantic import Field, field_validator
+from pydantic import Field
 from torch import nn
 
-from archlab.config import Activation, ArchConfig, InitScheme
+from archlab.config import (
+    Activation,
+    ArchConfig,
+    Extent,
+    InitScheme,
+    Size,
+    Width,
+    Widths,
+)
 from archlab.errors import ShapeError
 from archlab.layers.checks import check_index_range, check_tensor, model_name
 from archlab.layers.graph import GATConv, GCNConv, SAGEConv, global_pool
 from archlab.layers.init import init_weights
 from archlab.layers.mlp import activation
+from archlab.layers.params import ParamCount
 from archlab.registry import register
 
 
@@ -44,24 +53,17 @@ class GNNConfig(ArchConfig):
 
     conv: Literal["gcn", "gat", "sage"] = Field("gcn", description="Message-passing layer type.")
     task: Literal["node", "graph"] = Field("node", description="Node-level outputs, or one output per graph via readout.")
-    in_features: int = Field(16, ge=1, description="Node feature size.")
-    hidden_sizes: list[int] = Field(default_factory=lambda: [16], description="Width of each hidden conv layer (per head for GAT).")
-    out_features: int = Field(2, ge=1, description="Classes or targets per node (node) or per graph (graph).")
-    heads: int = Field(1, ge=1, description="GAT: attention heads of the hidden layers (concatenated).")
-    out_heads: int = Field(1, ge=1, description="GAT: heads of the output layer (averaged), node task only.")
+    in_features: Size = Field(16, ge=1, description="Node feature size.")
+    hidden_sizes: Widths = Field(default_factory=lambda: [16], description="Width of each hidden conv layer (per head for GAT).")
+    out_features: Size = Field(2, ge=1, description="Classes or targets per node (node) or per graph (graph).")
+    heads: Width = Field(1, ge=1, description="GAT: attention heads of the hidden layers (concatenated).")
+    out_heads: Width = Field(1, ge=1, description="GAT: heads of the output layer (averaged), node task only.")
     readout: Literal["mean", "sum", "max"] = Field("mean", description="Graph task: how node rows become one row per graph.")
     activation: Activation = Field("relu", description="Activation between conv layers (GAT paper: ELU-like; relu here).")
     dropout: float = Field(0.5, ge=0.0, lt=1.0, description="Dropout on features before each conv (and on GAT attention).")
     sage_normalize: bool = Field(False, description="SAGE: L2-normalise each layer's output rows.")
-    example_nodes: int = Field(8, ge=1, description="Nodes per graph in example_input (analysis only; any graph is accepted).")
+    example_nodes: Extent = Field(8, ge=1, description="Nodes per graph in example_input (analysis only; any graph is accepted).")
     init: InitScheme = Field("xavier", description="Weight init of the linear maps (Glorot, as in the GCN/GAT papers).")
-
-    @field_validator("hidden_sizes")
-    @classmethod
-    def _positive(cls, v: list[int]) -> list[int]:
-        if any(h < 1 for h in v):
-            raise ValueError(f"hidden_sizes={v} must all be >= 1")
-        return v
 
 
 def _make_conv(kind: str, c_in: int, c_out: int, config: GNNConfig, *, last: bool) -> nn.Module:
@@ -73,7 +75,7 @@ def _make_conv(kind: str, c_in: int, c_out: int, config: GNNConfig, *, last: boo
     return GATConv(c_in, c_out, heads=heads, concat=not last, attn_dropout=config.dropout)
 
 
-class GNN(nn.Module):
+class GNN(ParamCount, nn.Module):
     """Stack of message-passing layers with a node-level or graph-level head."""
 
     def __init__(self, config: GNNConfig):
@@ -156,8 +158,6 @@ class GNN(nn.Module):
         pooled = global_pool(h, batch, num_graphs, self.config.readout)  # (G, hidden)
         return self.head(self.drop(pooled))  # (G, out)
 
-    def get_num_params(self) -> int:
-        return sum(p.numel() for p in self.parameters())
 
 
 _FAMILY = dict(family="gnn", model=GNN, config=GNNConfig)

@@ -15,44 +15,39 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from pydantic import Field, field_validator
+from pydantic import Field
 from torch import nn
 
-from archlab.config import Activation, ArchConfig, InitScheme
+from archlab.config import Activation, ArchConfig, InitScheme, Size, Widths
 from archlab.layers.checks import check_tensor
 from archlab.layers.init import init_weights
 from archlab.layers.mlp import dense_stack
+from archlab.layers.params import ParamCount
+from archlab.layers.registry import act_layer, norm_layer
 from archlab.registry import register
 
 
 class MLPConfig(ArchConfig):
     """Config of a multi-layer perceptron."""
 
-    in_features: int = Field(784, ge=1, description="Size of each input vector.")
-    hidden_sizes: list[int] = Field(default_factory=lambda: [128], description="Width of each hidden layer, in order.")
-    out_features: int = Field(10, ge=1, description="Outputs (classes, or regression targets).")
+    in_features: Size = Field(784, ge=1, description="Size of each input vector.")
+    hidden_sizes: Widths = Field(default_factory=lambda: [128], description="Width of each hidden layer, in order.")
+    out_features: Size = Field(10, ge=1, description="Outputs (classes, or regression targets).")
     activation: Activation = Field("relu", description="Hidden-layer activation.")
     norm: Literal["none", "batch", "layer"] = Field("none", description="Normalisation after each hidden Linear.")
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout probability after each hidden layer.")
     init: InitScheme = Field("kaiming", description="Weight init: kaiming for ReLU nets, xavier for tanh.")
 
-    @field_validator("hidden_sizes")
-    @classmethod
-    def _positive(cls, v: list[int]) -> list[int]:
-        if any(h < 1 for h in v):
-            raise ValueError(f"hidden_sizes={v} must all be >= 1")
-        return v
 
-
-class MLP(nn.Module):
+class MLP(ParamCount, nn.Module):
     """Linear -> [norm] -> activation -> [dropout] per hidden layer, then a Linear output."""
 
     def __init__(self, config: MLPConfig):
         super().__init__()
         self.config = config
         self.body = dense_stack(
-            config.in_features, config.hidden_sizes, activation_name=config.activation,
-            norm=config.norm, dropout=config.dropout,
+            config.in_features, config.hidden_sizes, act_layer=act_layer(config.activation),
+            norm_layer=norm_layer(config.norm), dropout=config.dropout,
         )
         last = config.hidden_sizes[-1] if config.hidden_sizes else config.in_features
         self.head = nn.Linear(last, config.out_features)
@@ -85,7 +80,7 @@ register("mlp_bn_dropout", family="mlp", model=MLP, config=MLPConfig,
          description="Seed 004 MLP: [512, 256, 128] hidden with BatchNorm, ReLU and Dropout(0.3)", when_to_use=_WHEN)
 register("mlp_tabular", family="mlp", model=MLP, config=MLPConfig,
          defaults=dict(in_features=30, hidden_sizes=[256, 256], out_features=2, dropout=0.1),
-         modalities=("tabular",), tasks=("classification",),
+         modalities=("tabular", "time_series"), tasks=("classification",),
          description="Seed 001 tabular MLP: two 256-wide ReLU layers with dropout 0.1", when_to_use=_WHEN)
 register("mlp_regressor", family="mlp", model=MLP, config=MLPConfig,
          defaults=dict(in_features=10, hidden_sizes=[256, 256], out_features=1, dropout=0.1),

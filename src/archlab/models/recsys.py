@@ -21,26 +21,30 @@ Criteo layout scaled down).
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 from torch import nn
 
-from archlab.config import ArchConfig, InitScheme
+from archlab.config import (
+    MAX_INT,
+    MAX_STAGES,
+    ArchConfig,
+    InitScheme,
+    Size,
+    Width,
+    Widths,
+    int_list,
+)
 from archlab.errors import ShapeError
-from archlab.layers.checks import check_index_range, check_tensor, model_name
+from archlab.layers.checks import check_range, check_tensor, model_name
 from archlab.layers.init import init_weights
 from archlab.layers.mlp import dense_stack
+from archlab.layers.params import ParamCount
 from archlab.registry import register
 
 _HASH_PRIME = 1_000_003
-
-
-def _positive_list(name: str, v: list[int]) -> list[int]:
-    if any(s < 1 for s in v):
-        raise ValueError(f"{name}={v} must all be >= 1")
-    return v
 
 
 class FieldEmbeddings(nn.Module):
@@ -72,13 +76,8 @@ def _check_sparse(model: nn.Module, sparse: torch.Tensor, field_sizes: list[int]
     check_tensor(model, sparse, "B fields bag", name="sparse", dtype="long", fields=len(field_sizes))
     if sparse.device.type == "meta":
         return sparse
-    if sparse.numel() and int(sparse.min()) < -1:
-        raise ShapeError(
-            f"{model_name(model)} expects sparse ids >= 0, or -1 for padding; got min {int(sparse.min())}"
-        )
     for f, size in enumerate(field_sizes):
-        ids = sparse[:, f]
-        check_index_range(model, ids[ids >= 0], size, name=f"sparse field {f}")
+        check_range(model, sparse[:, f], -1, size, name=f"sparse field {f} ids", inclusive=False, note=" (-1 for padding)")
     return sparse
 
 
@@ -110,31 +109,19 @@ def _example_sparse(field_sizes: list[int], batch: int, bag: int) -> torch.Tenso
 class WideDeepConfig(ArchConfig):
     """Config of a Wide & Deep CTR model."""
 
-    dense_features: int = Field(13, ge=1, description="Dense numerical features per sample.")
-    field_sizes: list[int] = Field(default_factory=lambda: [100, 50, 20], description="Vocabulary size of each categorical field.")
-    embed_dim: int = Field(16, ge=1, description="Embedding width of every field (deep part).")
-    hidden_sizes: list[int] = Field(default_factory=lambda: [256, 256], description="Deep MLP widths (seed 001: 256, 256).")
-    cross_fields: list[list[int]] = Field(default_factory=lambda: [[0, 1]],
+    dense_features: Size = Field(13, ge=1, description="Dense numerical features per sample.")
+    field_sizes: int_list(MAX_INT) = Field(default_factory=lambda: [100, 50, 20], description="Vocabulary size of each categorical field.")
+    embed_dim: Width = Field(16, ge=1, description="Embedding width of every field (deep part).")
+    hidden_sizes: Widths = Field(default_factory=lambda: [256, 256], description="Deep MLP widths (seed 001: 256, 256).")
+    cross_fields: Annotated[list[int_list(MAX_STAGES, low=0, min_length=2, max_length=4)], Field(max_length=MAX_STAGES)] = Field(default_factory=lambda: [[0, 1]],
                                           description="Field groups crossed for the wide part, e.g. [[0, 1]].")
-    cross_buckets: int = Field(1000, ge=1, description="Hash buckets of the crossed ids (wide weights).")
+    cross_buckets: Size = Field(1000, ge=1, description="Hash buckets of the crossed ids (wide weights).")
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout in the deep MLP.")
-    example_bag: int = Field(2, ge=1, description="Ids per field in example_input (any bag length is accepted).")
+    example_bag: int = Field(2, ge=1, le=16, description="Ids per field in example_input (any bag length is accepted).")
     init: InitScheme = Field("kaiming", description="Weight init of the deep MLP.")
 
-    @field_validator("field_sizes")
-    @classmethod
-    def _fields(cls, v: list[int]) -> list[int]:
-        if not v:
-            raise ValueError("field_sizes=[] needs at least one categorical field")
-        return _positive_list("field_sizes", v)
-
-    @field_validator("hidden_sizes")
-    @classmethod
-    def _hidden(cls, v: list[int]) -> list[int]:
-        return _positive_list("hidden_sizes", v)
-
     @model_validator(mode="after")
-    def _crosses(self) -> "WideDeepConfig":
+    def _crosses(self) -> WideDeepConfig:
         n = len(self.field_sizes)
         for group in self.cross_fields:
             if len(group) < 2 or len(set(group)) != len(group) or any(not 0 <= f < n for f in group):
@@ -145,7 +132,7 @@ class WideDeepConfig(ArchConfig):
         return self
 
 
-class WideDeep(nn.Module):
+class WideDeep(ParamCount, nn.Module):
     """logit = wide(dense, ids, hashed crosses) + deep(MLP over [bag embeddings, dense])."""
 
     def __init__(self, config: WideDeepConfig):
@@ -224,29 +211,17 @@ class WideDeep(nn.Module):
 class DLRMConfig(ArchConfig):
     """Config of a DLRM (deep learning recommendation model)."""
 
-    dense_features: int = Field(13, ge=1, description="Dense numerical features per sample.")
-    field_sizes: list[int] = Field(default_factory=lambda: [100, 50, 20], description="Vocabulary size of each categorical field (one table each).")
-    embed_dim: int = Field(16, ge=1, description="Embedding width; the bottom MLP's last width must equal it.")
-    bottom_mlp: list[int] = Field(default_factory=lambda: [64, 16], description="Bottom MLP widths over dense features; last = embed_dim.")
-    top_mlp: list[int] = Field(default_factory=lambda: [64, 32], description="Top MLP widths over [dense vector, interactions], before the logit.")
+    dense_features: Size = Field(13, ge=1, description="Dense numerical features per sample.")
+    field_sizes: int_list(MAX_INT) = Field(default_factory=lambda: [100, 50, 20], description="Vocabulary size of each categorical field (one table each).")
+    embed_dim: Width = Field(16, ge=1, description="Embedding width; the bottom MLP's last width must equal it.")
+    bottom_mlp: Widths = Field(default_factory=lambda: [64, 16], description="Bottom MLP widths over dense features; last = embed_dim.")
+    top_mlp: Widths = Field(default_factory=lambda: [64, 32], description="Top MLP widths over [dense vector, interactions], before the logit.")
     self_interaction: bool = Field(False, description="Include each vector's dot with itself in the interactions.")
-    example_bag: int = Field(1, ge=1, description="Ids per field in example_input (any bag length is accepted).")
+    example_bag: int = Field(1, ge=1, le=16, description="Ids per field in example_input (any bag length is accepted).")
     init: InitScheme = Field("kaiming", description="Weight init of the MLPs.")
 
-    @field_validator("field_sizes")
-    @classmethod
-    def _fields(cls, v: list[int]) -> list[int]:
-        if not v:
-            raise ValueError("field_sizes=[] needs at least one categorical field")
-        return _positive_list("field_sizes", v)
-
-    @field_validator("bottom_mlp", "top_mlp")
-    @classmethod
-    def _mlps(cls, v: list[int]) -> list[int]:
-        return _positive_list("mlp widths", v)
-
     @model_validator(mode="after")
-    def _bottom_matches(self) -> "DLRMConfig":
+    def _bottom_matches(self) -> DLRMConfig:
         last = self.bottom_mlp[-1] if self.bottom_mlp else self.dense_features
         if last != self.embed_dim:
             raise ValueError(
@@ -256,7 +231,7 @@ class DLRMConfig(ArchConfig):
         return self
 
 
-class DLRM(nn.Module):
+class DLRM(ParamCount, nn.Module):
     """bottom MLP(dense) + per-field embeddings -> pairwise dot interactions -> top MLP -> logit."""
 
     def __init__(self, config: DLRMConfig):
@@ -319,12 +294,12 @@ _SIZES = [1000, 500, 200, 100, 50, 20, 10, 5]  # Criteo-like field layout, scale
 register("wide_deep", family="recsys", model=WideDeep, config=WideDeepConfig,
          defaults=dict(dense_features=13, field_sizes=_SIZES, embed_dim=16, hidden_sizes=[256, 256],
                        cross_fields=[[0, 1], [2, 3]], cross_buckets=10_000, example_bag=3),
-         modalities=("tabular",), tasks=("ctr", "ranking", "classification"),
+         modalities=("tabular",), tasks=("ctr",),
          description="Wide & Deep (Cheng et al. 2016): bagged ids (8 fields) + 13 dense -> MLP 256-256, wide over ids and hashed crosses",
          when_to_use=_WHEN)
 register("dlrm", family="recsys", model=DLRM, config=DLRMConfig,
          defaults=dict(dense_features=13, field_sizes=_SIZES, embed_dim=16, bottom_mlp=[64, 32, 16],
                        top_mlp=[128, 64]),
-         modalities=("tabular",), tasks=("ctr", "ranking", "classification"),
+         modalities=("tabular",), tasks=("ctr",),
          description="DLRM (Naumov et al. 2019): bottom MLP 64-32-16, 8 tables of 16-d, dot interactions, top MLP 128-64",
          when_to_use=_WHEN)

@@ -34,12 +34,13 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 from torch import nn
 
-from archlab.config import ArchConfig
+from archlab.config import MAX_DEPTH, MAX_EXTENT, ArchConfig, Extent, PositiveInts, Size, Width, int_list
 from archlab.layers.checks import check_tensor
 from archlab.layers.conv import conv, conv_norm, global_pool, init_conv_fan_out
+from archlab.layers.params import ParamCount
 from archlab.registry import register
 
 # -- config ------------------------------------------------------------------------------------
@@ -49,26 +50,21 @@ class ResNetConfig(ArchConfig):
     """Config of a 2-D ResNet (He et al. 2015)."""
 
     block: Literal["basic", "bottleneck"] = Field("basic", description="BasicBlock (two 3x3) or Bottleneck (1x1-3x3-1x1, 4x wider out).")
-    layers: list[int] = Field(default_factory=lambda: [2, 2, 2, 2], description="Blocks per stage ([2,2,2,2] ResNet-18, [3,4,6,3] ResNet-34/50).")
-    widths: list[int] = Field(default_factory=lambda: [64, 128, 256, 512], description="Base width of each stage (Bottleneck outputs 4x this).")
+    layers: int_list(MAX_DEPTH) = Field(default_factory=lambda: [2, 2, 2, 2], description="Blocks per stage ([2,2,2,2] ResNet-18, [3,4,6,3] ResNet-34/50).")
+    widths: PositiveInts = Field(default_factory=lambda: [64, 128, 256, 512], description="Base width of each stage (Bottleneck outputs 4x this).")
     stem: Literal["imagenet", "cifar"] = Field("imagenet", description="imagenet: conv7x7/2 + maxpool (1/4 size); cifar: conv3x3/1 for small images.")
-    stem_width: int | None = Field(None, ge=1, description="Stem output channels; null: widths[0].")
-    in_channels: int = Field(3, ge=1, description="Input channels (3 RGB, 1 grey).")
-    num_classes: int = Field(1000, ge=1, description="Outputs of the classifier (logits).")
+    stem_width: Width | None = Field(None, ge=1, description="Stem output channels; null: widths[0].")
+    in_channels: Width = Field(3, ge=1, description="Input channels (3 RGB, 1 grey).")
+    num_classes: Size = Field(1000, ge=1, description="Outputs of the classifier (logits).")
     norm: Literal["batch", "group"] = Field("batch", description="Norm layer: batch, or group for tiny batches (seed 001's gotcha).")
     conv_bias: bool = Field(False, description="Bias in the convs (He et al. have none; seed 004's net has them).")
     zero_init_residual: bool = Field(False, description="Start each block's last norm gamma at 0 so blocks begin as identity.")
-    example_size: int = Field(64, ge=1, description="H = W of example_input; the net takes any size.")
-
-    @field_validator("layers", "widths")
-    @classmethod
-    def _positive_list(cls, v: list[int], info) -> list[int]:
-        if not v or any(n < 1 for n in v):
-            raise ValueError(f"{info.field_name}={v} must be a non-empty list of values >= 1")
-        return v
+    example_size: Extent = Field(64, ge=1, description="H = W of example_input; the net takes any size.")
 
     @model_validator(mode="after")
-    def _same_length(self) -> "ResNetConfig":
+    def _same_length(self) -> ResNetConfig:
+        if sum(self.layers) > 4 * MAX_DEPTH:
+            raise ValueError(f"layers={self.layers} has {sum(self.layers)} blocks; at most {4 * MAX_DEPTH} are allowed")
         if len(self.layers) != len(self.widths):
             raise ValueError(
                 f"layers={self.layers} and widths={self.widths} must have one entry per stage (same length)"
@@ -138,7 +134,7 @@ class Bottleneck(nn.Module):
 # -- model -------------------------------------------------------------------------------------
 
 
-class ResNet(nn.Module):
+class ResNet(ParamCount, nn.Module):
     """Stem -> residual stages -> global average pool -> Linear."""
 
     def __init__(self, config: ResNetConfig):
@@ -202,19 +198,12 @@ class ResNet(nn.Module):
 class ResNet1DConfig(ArchConfig):
     """Config of the Fawaz et al. 2019 1-D ResNet for time-series classification."""
 
-    in_channels: int = Field(1, ge=1, description="Channels (variables) of the series.")
-    widths: list[int] = Field(default_factory=lambda: [64, 128, 128], description="Channels of each residual block.")
-    kernel_sizes: list[int] = Field(default_factory=lambda: [8, 5, 3], description="Kernel of each of the three convs inside a block ('same' padding).")
-    num_classes: int = Field(2, ge=1, description="Outputs of the classifier (logits).")
+    in_channels: Width = Field(1, ge=1, description="Channels (variables) of the series.")
+    widths: PositiveInts = Field(default_factory=lambda: [64, 128, 128], description="Channels of each residual block.")
+    kernel_sizes: int_list(MAX_EXTENT) = Field(default_factory=lambda: [8, 5, 3], description="Kernel of each of the three convs inside a block ('same' padding).")
+    num_classes: Size = Field(2, ge=1, description="Outputs of the classifier (logits).")
     norm: Literal["batch", "group"] = Field("batch", description="Norm after each conv.")
-    length: int = Field(150, ge=1, description="Series length of example_input; the net takes any length.")
-
-    @field_validator("widths", "kernel_sizes")
-    @classmethod
-    def _positive_list(cls, v: list[int], info) -> list[int]:
-        if not v or any(n < 1 for n in v):
-            raise ValueError(f"{info.field_name}={v} must be a non-empty list of values >= 1")
-        return v
+    length: Extent = Field(150, ge=1, description="Series length of example_input; the net takes any length.")
 
 
 class ResidualBlock1D(nn.Module):
@@ -244,7 +233,7 @@ class ResidualBlock1D(nn.Module):
         return self.relu(self.body(x) + self.shortcut(x))
 
 
-class ResNet1D(nn.Module):
+class ResNet1D(ParamCount, nn.Module):
     """Residual blocks (no downsampling) -> global average pool over time -> Linear."""
 
     def __init__(self, config: ResNet1DConfig):
@@ -309,11 +298,11 @@ _resnet("resnet18_cifar", "ResNet-18 with the CIFAR stem (3x3 conv, no maxpool) 
         example_size=32)
 register("resnet1d", family="resnet", model=ResNet1D, config=ResNet1DConfig,
          defaults=dict(in_channels=1, num_classes=2, length=150),
-         modalities=("signal", "time_series"), tasks=("classification",),
+         modalities=("time_series",), tasks=("classification",),
          description="Fawaz et al. 2019 TSC ResNet: 3 blocks 64/128/128, kernels 8/5/3, GAP (GunPoint: L=150, 2 classes)",
          when_to_use=_WHEN_1D)
 register("resnet1d_mnist1d", family="resnet", model=ResNet1D, config=ResNet1DConfig,
          defaults=dict(in_channels=1, num_classes=10, length=40),
-         modalities=("signal",), tasks=("classification",),
+         modalities=("time_series",), tasks=("classification",),
          description="Fawaz et al. 2019 TSC ResNet sized for MNIST-1D: (B, 1, 40), 10 classes",
          when_to_use=_WHEN_1D)

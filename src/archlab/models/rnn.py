@@ -41,10 +41,19 @@ from pydantic import Field, model_validator
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from archlab.config import ArchConfig, InitScheme
+from archlab.config import (
+    ArchConfig,
+    Depth,
+    Extent,
+    InitScheme,
+    Size,
+    Width,
+)
 from archlab.errors import ConfigError, ShapeError
-from archlab.layers.checks import check_index_range, check_tensor, model_name
+from archlab.layers.checks import check_index_range, check_range, check_tensor, model_name
 from archlab.layers.init import init_weights
+from archlab.layers.params import ParamCount
+from archlab.layers.sampling import check_sampling, sample_next
 from archlab.registry import register
 
 State = Union[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]
@@ -57,21 +66,21 @@ class RNNConfig(ArchConfig):
     head: Literal["classifier", "tagger", "lm", "forecaster"] = Field(
         "classifier", description="Output head: sequence classifier, per-step tagger, language model, forecaster.")
     cell: Literal["rnn", "lstm", "gru"] = Field("lstm", description="Recurrent cell type.")
-    input_size: int = Field(1, ge=1, description="Features per step of float input (unused when vocab_size is set).")
-    vocab_size: Optional[int] = Field(None, ge=2, description="Token vocabulary; set it to feed (B, T) long ids (required for head=lm).")
-    embed_dim: int = Field(64, ge=1, description="Token embedding width (only with vocab_size).")
-    hidden_size: int = Field(64, ge=1, description="Hidden units per direction per layer.")
-    n_layers: int = Field(1, ge=1, description="Stacked recurrent layers.")
+    input_size: Size = Field(1, ge=1, description="Features per step of float input (unused when vocab_size is set).")
+    vocab_size: Optional[Size] = Field(None, ge=2, description="Token vocabulary; set it to feed (B, T) long ids (required for head=lm).")
+    embed_dim: Width = Field(64, ge=1, description="Token embedding width (only with vocab_size).")
+    hidden_size: Width = Field(64, ge=1, description="Hidden units per direction per layer.")
+    n_layers: Depth = Field(1, ge=1, description="Stacked recurrent layers.")
     bidirectional: bool = Field(False, description="Run a second, backward recurrence and concatenate.")
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout between recurrent layers and before the head.")
     pooling: Literal["last", "mean"] = Field("last", description="classifier/forecaster: final hidden state or mean over valid steps.")
-    out_features: int = Field(2, ge=1, description="Classes (classifier) or tags (tagger).")
-    horizon: int = Field(1, ge=1, description="Future steps predicted by the forecaster head.")
-    seq_len: int = Field(32, ge=1, description="Typical sequence length, for example_input and analysis; any length is accepted.")
+    out_features: Size = Field(2, ge=1, description="Classes (classifier) or tags (tagger).")
+    horizon: Size = Field(1, ge=1, description="Future steps predicted by the forecaster head.")
+    seq_len: Extent = Field(32, ge=1, description="Typical sequence length, for example_input and analysis; any length is accepted.")
     init: InitScheme = Field("orthogonal", description="Weight init; orthogonal = orthogonal recurrent, Xavier input weights.")
 
     @model_validator(mode="after")
-    def _consistent(self) -> "RNNConfig":
+    def _consistent(self) -> RNNConfig:
         if self.head == "lm" and self.vocab_size is None:
             raise ValueError("head='lm' needs vocab_size (got vocab_size=None)")
         if self.head == "lm" and self.bidirectional:
@@ -79,7 +88,7 @@ class RNNConfig(ArchConfig):
         return self
 
 
-class RNNNet(nn.Module):
+class RNNNet(ParamCount, nn.Module):
     """[Embedding] -> stacked RNN/LSTM/GRU -> dropout -> head."""
 
     def __init__(self, config: RNNConfig):
@@ -120,14 +129,7 @@ class RNNNet(nn.Module):
 
     def _check_lengths(self, lengths: torch.Tensor, batch: int, steps: int) -> torch.Tensor:
         check_tensor(self, lengths, "B", name="lengths", dtype="long", B=batch)
-        if lengths.device.type != "meta" and lengths.numel():
-            lo, hi = int(lengths.min()), int(lengths.max())
-            if lo < 1 or hi > steps:
-                raise ShapeError(
-                    f"{model_name(self)} expects lengths in [1, {steps}] (the padded length T); "
-                    f"got values in [{lo}, {hi}]"
-                )
-        return lengths
+        return check_range(self, lengths, 1, steps, name="lengths", note=" (the padded length T)")
 
     def _check_state(self, state: State, batch: int) -> State:
         want = (self.config.n_layers * self.directions, batch, self.config.hidden_size)
@@ -234,32 +236,17 @@ class RNNNet(nn.Module):
         """
         if self.config.head != "lm":
             raise ConfigError(f"{model_name(self)}: generate needs head='lm'; got head={self.config.head!r}")
-        if max_new_tokens < 0 or temperature < 0 or (top_k is not None and top_k < 1):
-            raise ConfigError(
-                f"generate expects max_new_tokens >= 0, temperature >= 0, top_k >= 1 or None; "
-                f"got {max_new_tokens}, {temperature}, {top_k}"
-            )
+        check_sampling(self, max_new_tokens, temperature, top_k)
         check_tensor(self, prompt_ids, "B T", name="prompt_ids", dtype="long")
         if prompt_ids.shape[1] < 1:
             raise ShapeError(f"{model_name(self)} expects prompt_ids with at least one token; got (B, 0)")
         tokens = [prompt_ids]
         logits, state = self.forward_with_state(prompt_ids)  # the prompt once; then step by step
         for _ in range(max_new_tokens):
-            last = logits[:, -1].float()  # (B, V)
-            if temperature == 0:
-                nxt = last.argmax(dim=-1, keepdim=True)
-            else:
-                last = last / temperature
-                if top_k is not None and top_k < last.shape[-1]:
-                    kth = torch.topk(last, top_k, dim=-1).values[:, -1:]
-                    last = last.masked_fill(last < kth, float("-inf"))
-                nxt = torch.multinomial(torch.softmax(last, dim=-1), 1, generator=generator)  # (B, 1)
+            nxt = sample_next(logits[:, -1].float(), temperature, top_k, generator)  # (B, V) -> (B, 1)
             tokens.append(nxt)
             logits, state = self.forward_with_state(nxt, state)
         return torch.cat(tokens, dim=1)
-
-    def get_num_params(self) -> int:
-        return sum(p.numel() for p in self.parameters())
 
 
 # -- presets ------------------------------------------------------------------------------------
@@ -272,13 +259,13 @@ _WHEN_TS = "Time series forecasting with a recurrent state (seed 003's LSTM exam
 register("lstm_net", **_FAMILY,
          defaults=dict(head="classifier", cell="lstm", input_size=50, hidden_size=128, n_layers=2,
                        out_features=2, seq_len=20),
-         modalities=("sequence", "time_series", "text"), tasks=("classification",),
+         modalities=("time_series", "text"), tasks=("classification",),
          description="Seed 000 LSTMNet: LSTM(50 -> 128, 2 layers), Linear on the last step -> 2",
          when_to_use=_WHEN_SEQ)
 register("lstm_classifier", **_FAMILY,
          defaults=dict(head="classifier", cell="lstm", input_size=100, hidden_size=128, n_layers=2,
                        dropout=0.3, out_features=10, seq_len=20),
-         modalities=("sequence", "time_series", "text"), tasks=("classification",),
+         modalities=("time_series", "text"), tasks=("classification",),
          description="Seed 004 LSTM: LSTM(100 -> 128, 2 layers, dropout 0.3), final hidden -> 10",
          when_to_use=_WHEN_SEQ)
 register("lstm_sine_forecaster", **_FAMILY,
@@ -288,23 +275,23 @@ register("lstm_sine_forecaster", **_FAMILY,
          when_to_use=_WHEN_TS)
 register("gru_mnist1d", **_FAMILY,
          defaults=dict(head="classifier", cell="gru", input_size=1, hidden_size=64, out_features=10, seq_len=40),
-         modalities=("time_series", "sequence"), tasks=("classification",),
+         modalities=("time_series",), tasks=("classification",),
          description="GRU(1 -> 64) classifier for MNIST-1D signals laid out (B, 40, 1), 10 classes",
          when_to_use=_WHEN_SEQ)
 register("bilstm_tagger", **_FAMILY,
          defaults=dict(head="tagger", cell="lstm", vocab_size=1000, embed_dim=64, hidden_size=64,
                        bidirectional=True, out_features=9, dropout=0.1, seq_len=24),
-         modalities=("text", "sequence"), tasks=("tagging",),
+         modalities=("text", "time_series"), tasks=("tagging",),
          description="BiLSTM tagger: token ids (B, T) -> embedding 64 -> BiLSTM(64) -> 9 tags per step",
          when_to_use="Text understanding on small budgets (seed 001 table: BiLSTM+CRF as the small alternative to BERT)")
 register("lstm_char_lm", **_FAMILY,
          defaults=dict(head="lm", cell="lstm", vocab_size=65, embed_dim=64, hidden_size=128, n_layers=2,
                        dropout=0.1, seq_len=64),
-         modalities=("text",), tasks=("language_modeling", "generation"),
+         modalities=("text",), tasks=("language_modeling",),
          description="Character-level LSTM LM: vocab 65 -> embedding 64 -> LSTM(128, 2 layers) -> 65 logits",
          when_to_use=_WHEN_LM)
 register("rnn_char_lm", **_FAMILY,
          defaults=dict(head="lm", cell="rnn", vocab_size=65, embed_dim=128, hidden_size=128, seq_len=30),
-         modalities=("text",), tasks=("language_modeling", "generation"),
+         modalities=("text",), tasks=("language_modeling",),
          description="Seed 003 character RNN: embedding 128 -> vanilla RNN(128) -> vocab logits, windows of 30",
          when_to_use=_WHEN_LM)

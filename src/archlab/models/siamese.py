@@ -25,13 +25,24 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 from torch import nn
 
-from archlab.config import Activation, ArchConfig, InitScheme
+from archlab.config import (
+    MAX_INT,
+    Activation,
+    ArchConfig,
+    Extent,
+    InitScheme,
+    Width,
+    Widths,
+    int_list,
+)
 from archlab.layers.checks import check_tensor
 from archlab.layers.init import init_weights
 from archlab.layers.mlp import dense_stack
+from archlab.layers.params import ParamCount
+from archlab.layers.registry import act_layer, norm_layer
 from archlab.models.cnn import CNN, CNNConfig
 from archlab.registry import register
 
@@ -40,28 +51,19 @@ class SiameseConfig(ArchConfig):
     """Config of a shared encoder producing (optionally L2-normalised) embeddings."""
 
     encoder: Literal["mlp", "cnn"] = Field("mlp", description="Encoder kind: mlp for vectors, cnn for images / signals.")
-    input_shape: list[int] = Field(default_factory=lambda: [64], description="Shape of one input without the batch: [F] (mlp), [C, L] or [C, H, W] (cnn).")
-    hidden_sizes: list[int] = Field(default_factory=lambda: [256], description="Hidden widths of the mlp encoder.")
-    channels: list[int] = Field(default_factory=lambda: [32, 64], description="Stage widths of the cnn encoder (conv -> norm -> act -> maxpool 2).")
-    kernel_size: int = Field(3, ge=1, description="Kernel size of the cnn encoder's convs ('same' padding).")
+    input_shape: int_list(MAX_INT, max_length=3) = Field(default_factory=lambda: [64], description="Shape of one input without the batch: [F] (mlp), [C, L] or [C, H, W] (cnn).")
+    hidden_sizes: Widths = Field(default_factory=lambda: [256], description="Hidden widths of the mlp encoder.")
+    channels: Widths = Field(default_factory=lambda: [32, 64], description="Stage widths of the cnn encoder (conv -> norm -> act -> maxpool 2).")
+    kernel_size: Extent = Field(3, ge=1, description="Kernel size of the cnn encoder's convs ('same' padding).")
     norm: Literal["batch", "none"] = Field("none", description="BatchNorm after each hidden Linear / conv, or none.")
     activation: Activation = Field("relu", description="Hidden activation.")
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout after each hidden layer / stage.")
-    embed_dim: int = Field(128, ge=1, description="Size of the embedding.")
+    embed_dim: Width = Field(128, ge=1, description="Size of the embedding.")
     normalize: bool = Field(True, description="L2-normalise embeddings (cosine geometry, as InfoNCE expects).")
     init: InitScheme = Field("kaiming", description="Weight init.")
 
-    @field_validator("hidden_sizes", "channels")
-    @classmethod
-    def _positive(cls, v: list[int], info) -> list[int]:
-        if any(h < 1 for h in v):
-            raise ValueError(f"{info.field_name}={v} must all be >= 1")
-        return v
-
     @model_validator(mode="after")
-    def _consistent(self) -> "SiameseConfig":
-        if any(s < 1 for s in self.input_shape):
-            raise ValueError(f"input_shape={self.input_shape} must hold positive sizes")
+    def _consistent(self) -> SiameseConfig:
         if self.encoder == "mlp" and len(self.input_shape) != 1:
             raise ValueError(f"input_shape={self.input_shape} must be [F] for encoder='mlp'")
         if self.encoder == "cnn":
@@ -74,7 +76,7 @@ class SiameseConfig(ArchConfig):
         return self
 
 
-class SiameseNet(nn.Module):
+class SiameseNet(ParamCount, nn.Module):
     """Shared encoder -> Linear to embed_dim -> L2 normalisation."""
 
     def __init__(self, config: SiameseConfig):
@@ -83,8 +85,8 @@ class SiameseNet(nn.Module):
         c = config
         if c.encoder == "mlp":
             self.encoder = nn.Sequential(
-                dense_stack(c.input_shape[0], c.hidden_sizes, activation_name=c.activation,
-                            norm=c.norm, dropout=c.dropout),
+                dense_stack(c.input_shape[0], c.hidden_sizes, act_layer=act_layer(c.activation),
+                            norm_layer=norm_layer(c.norm), dropout=c.dropout),
                 nn.Linear(c.hidden_sizes[-1] if c.hidden_sizes else c.input_shape[0], c.embed_dim),
             )
         else:
@@ -144,11 +146,11 @@ class SiameseNet(nn.Module):
 _WHEN = "Retrieval / verification / deduplication: Siamese/contrastive, metric space (seed 001); alt. triplet, ArcFace"
 register("siamese_mlp_digits", family="siamese", model=SiameseNet, config=SiameseConfig,
          defaults=dict(encoder="mlp", input_shape=[64], hidden_sizes=[256], embed_dim=128),
-         modalities=("tabular", "image"), tasks=("embedding", "retrieval"),
+         modalities=("tabular", "image"), tasks=("contrastive",),
          description="Seed 001 Siamese encoder: Linear(64, 256)-ReLU-Linear(256, 128), L2-normalised (flattened 8x8 digits)",
          when_to_use=_WHEN)
 register("siamese_cnn_digits", family="siamese", model=SiameseNet, config=SiameseConfig,
          defaults=dict(encoder="cnn", input_shape=[1, 8, 8], channels=[16, 32], norm="batch", embed_dim=64),
-         modalities=("image",), tasks=("embedding", "retrieval"),
+         modalities=("image",), tasks=("contrastive",),
          description="Conv-BN Siamese encoder (16/32 channels, GAP, Linear to 64), L2-normalised, for (B, 1, 8, 8) digits",
          when_to_use=_WHEN)

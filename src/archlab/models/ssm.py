@@ -32,8 +32,15 @@ import torch
 from pydantic import Field, model_validator
 from torch import nn
 
-from archlab.config import ArchConfig
+from archlab.config import (
+    ArchConfig,
+    Depth,
+    Extent,
+    Size,
+    Width,
+)
 from archlab.layers.checks import check_index_range, check_tensor
+from archlab.layers.params import ParamCount
 from archlab.models.ssm_layers import LongConv, S4DLayer, SelectiveSSM
 from archlab.registry import register
 
@@ -44,16 +51,16 @@ class SSMConfig(ArchConfig):
     """Backbone fields shared by every SSM model."""
 
     mixer: Literal["s4d", "mamba", "longconv"] = Field("s4d", description="Sequence mixer of each block: S4D (LTI, FFT conv), Mamba (selective scan) or long depthwise conv.")
-    d_model: int = Field(64, ge=1, description="Channels H carried through the blocks.")
-    n_layers: int = Field(2, ge=1, description="Residual blocks.")
-    d_state: int = Field(64, ge=1, description="State size N per channel (S4D: even, N/2 complex conjugate pairs; Mamba: typically 16).")
+    d_model: Width = Field(64, ge=1, description="Channels H carried through the blocks.")
+    n_layers: Depth = Field(2, ge=1, description="Residual blocks.")
+    d_state: Width = Field(64, ge=1, description="State size N per channel (S4D: even, N/2 complex conjugate pairs; Mamba: typically 16).")
     dt_min: float = Field(1e-3, gt=0, description="Smallest initial step size dt (S4D, Mamba).")
     dt_max: float = Field(1e-1, gt=0, description="Largest initial step size dt; larger dt = shorter memory.")
-    expand: int = Field(2, ge=1, description="Mamba: inner width = expand * d_model.")
-    d_conv: int = Field(4, ge=1, description="Mamba: width of the causal depthwise conv before the scan.")
-    kernel_size: int = Field(64, ge=1, description="Long conv: kernel length = receptive field per block.")
+    expand: Width = Field(2, ge=1, description="Mamba: inner width = expand * d_model.")
+    d_conv: Extent = Field(4, ge=1, description="Mamba: width of the causal depthwise conv before the scan.")
+    kernel_size: Extent = Field(64, ge=1, description="Long conv: kernel length = receptive field per block.")
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout on each block's output.")
-    seq_len: int = Field(40, ge=1, description="Sequence length of example_input (any length is accepted).")
+    seq_len: Extent = Field(40, ge=1, description="Sequence length of example_input (any length is accepted).")
 
     @model_validator(mode="after")
     def _check(self):
@@ -67,23 +74,23 @@ class SSMConfig(ArchConfig):
 class SSMClassifierConfig(SSMConfig):
     """Config of a sequence classifier."""
 
-    in_features: int = Field(1, ge=1, description="Features per time step F.")
-    num_classes: int = Field(10, ge=1, description="Classes.")
+    in_features: Size = Field(1, ge=1, description="Features per time step F.")
+    num_classes: Size = Field(10, ge=1, description="Classes.")
     pool: Literal["mean", "last"] = Field("mean", description="Sequence pooling before the head: mean over time or the last (causal) step.")
 
 
 class SSMForecasterConfig(SSMConfig):
     """Config of a multi-step forecaster."""
 
-    in_features: int = Field(1, ge=1, description="Features per time step F of the history.")
-    out_features: int = Field(1, ge=1, description="Forecast targets per step.")
-    horizon: int = Field(12, ge=1, description="Steps forecast after the end of the history.")
+    in_features: Size = Field(1, ge=1, description="Features per time step F of the history.")
+    out_features: Size = Field(1, ge=1, description="Forecast targets per step.")
+    horizon: Size = Field(12, ge=1, description="Steps forecast after the end of the history.")
 
 
 class SSMLMConfig(SSMConfig):
     """Config of a language model."""
 
-    vocab_size: int = Field(65, ge=2, description="Token vocabulary (65 = tiny-shakespeare characters).")
+    vocab_size: Size = Field(65, ge=2, description="Token vocabulary (65 = tiny-shakespeare characters).")
 
 
 # -- backbone -----------------------------------------------------------------------------------
@@ -140,7 +147,7 @@ class SSMBackbone(nn.Module):
 # -- models -------------------------------------------------------------------------------------
 
 
-class SSMClassifier(nn.Module):
+class SSMClassifier(ParamCount, nn.Module):
     """Linear encoder -> SSM backbone -> mean / last pooling -> Linear head."""
 
     def __init__(self, config: SSMClassifierConfig):
@@ -168,7 +175,7 @@ class SSMClassifier(nn.Module):
         return self.head(h)
 
 
-class SSMForecaster(nn.Module):
+class SSMForecaster(ParamCount, nn.Module):
     """Linear encoder -> causal SSM backbone -> last state -> Linear to horizon * out_features."""
 
     def __init__(self, config: SSMForecasterConfig):
@@ -196,7 +203,7 @@ class SSMForecaster(nn.Module):
         return self.head(h).view(-1, c.horizon, c.out_features)  # (B, horizon*F_out) -> (B, horizon, F_out)
 
 
-class SSMLanguageModel(nn.Module):
+class SSMLanguageModel(ParamCount, nn.Module):
     """Token embedding -> causal SSM backbone -> Linear to vocabulary logits.
 
     ``step(token, states)`` runs one token at a time with constant memory - the recurrent view
@@ -240,31 +247,31 @@ _WHEN_SEQ = "Long sequences at sub-quadratic cost (seed 001: S4/SSM, the time-se
 _CLS = dict(in_features=1, num_classes=10, seq_len=40, d_model=64, n_layers=2)
 register("ssm_s4d_classifier", family="ssm", model=SSMClassifier, config=SSMClassifierConfig,
          defaults=dict(_CLS, mixer="s4d", d_state=64),
-         modalities=("sequence", "timeseries"), tasks=("classification",),
+         modalities=("time_series",), tasks=("classification",),
          description="S4D (Gu et al. 2022) sequence classifier: 2 diagonal-SSM blocks, FFT convolution, mean pooling",
          when_to_use=_WHEN_SEQ)
 register("longconv_classifier", family="ssm", model=SSMClassifier, config=SSMClassifierConfig,
          defaults=dict(_CLS, mixer="longconv", kernel_size=64),
-         modalities=("sequence", "timeseries"), tasks=("classification",),
+         modalities=("time_series",), tasks=("classification",),
          description="Seed 001's long-convolution SSM proxy: causal depthwise conv (k=64) blocks, mean pooling",
          when_to_use=_WHEN_SEQ + "; the simplest long-range baseline")
 register("mamba_classifier", family="ssm", model=SSMClassifier, config=SSMClassifierConfig,
          defaults=dict(_CLS, mixer="mamba", d_state=16),
-         modalities=("sequence", "timeseries"), tasks=("classification",),
+         modalities=("time_series",), tasks=("classification",),
          description="Mamba (Gu & Dao 2023) sequence classifier: selective-scan blocks, mean pooling",
          when_to_use=_WHEN_SEQ + "; input-dependent (selective) memory")
 register("ssm_forecaster", family="ssm", model=SSMForecaster, config=SSMForecasterConfig,
          defaults=dict(in_features=1, out_features=1, horizon=12, seq_len=48, mixer="s4d", d_model=64, n_layers=2),
-         modalities=("timeseries",), tasks=("forecasting", "regression"),
+         modalities=("time_series",), tasks=("forecasting", "regression"),
          description="S4D forecaster: causal diagonal-SSM blocks, last state -> horizon x targets",
          when_to_use="Time series with a long horizon (seed 001's table: S4/SSM alternative to TCN / Transformer)")
 register("mamba_lm", family="ssm", model=SSMLanguageModel, config=SSMLMConfig,
          defaults=dict(vocab_size=65, seq_len=32, mixer="mamba", d_model=64, n_layers=2, d_state=16),
-         modalities=("text", "sequence"), tasks=("language_modeling", "generation"),
+         modalities=("text", "time_series"), tasks=("language_modeling",),
          description="Character-level Mamba language model (Gu & Dao 2023), streaming step() for generation",
          when_to_use="Text/code generation with long context and constant-memory decoding (seed 001: SSMs for long sequences)")
 register("s4d_lm", family="ssm", model=SSMLanguageModel, config=SSMLMConfig,
          defaults=dict(vocab_size=65, seq_len=32, mixer="s4d", d_model=64, n_layers=2, d_state=64),
-         modalities=("text", "sequence"), tasks=("language_modeling", "generation"),
+         modalities=("text", "time_series"), tasks=("language_modeling",),
          description="Character-level S4D language model: FFT convolution to train, recurrent step() to generate",
          when_to_use="Text generation with long context (seed 001: S4 for 10k+ contexts)")

@@ -33,13 +33,21 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from pydantic import Field, field_validator
+from pydantic import Field
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm as _weight_norm
 
-from archlab.config import ArchConfig, InitScheme
+from archlab.config import (
+    MAX_WIDTH,
+    ArchConfig,
+    Extent,
+    InitScheme,
+    Size,
+    int_list,
+)
 from archlab.layers.checks import check_tensor
 from archlab.layers.init import init_weights
+from archlab.layers.params import ParamCount
 from archlab.registry import register
 
 
@@ -48,25 +56,18 @@ class TCNConfig(ArchConfig):
 
     head: Literal["forecaster", "classifier", "sequence"] = Field(
         "forecaster", description="Output head: multi-step forecast, sequence classifier, or per-step outputs.")
-    in_features: int = Field(1, ge=1, description="Features per time step.")
-    channels: list[int] = Field(default_factory=lambda: [32, 32, 32, 32],
+    in_features: Size = Field(1, ge=1, description="Features per time step.")
+    channels: int_list(MAX_WIDTH, max_length=24) = Field(default_factory=lambda: [32, 32, 32, 32],
                                 description="Width of each residual level; level i has dilation 2**i.")
-    kernel_size: int = Field(3, ge=2, description="Convolution kernel size.")
+    kernel_size: Extent = Field(3, ge=2, description="Convolution kernel size.")
     dropout: float = Field(0.1, ge=0.0, lt=1.0, description="Dropout after each convolution.")
     weight_norm: bool = Field(True, description="Weight-normalise the dilated convolutions (as in Bai et al.).")
     causal: bool = Field(True, description="Left padding only (output at t sees steps <= t); False pads both sides.")
     pooling: Literal["last", "mean"] = Field("last", description="classifier: last step's features or mean over steps.")
-    out_features: int = Field(2, ge=1, description="Classes (classifier) or outputs per step (sequence).")
-    horizon: int = Field(1, ge=1, description="Future steps predicted by the forecaster head.")
-    seq_len: int = Field(64, ge=1, description="Typical input length, for example_input and analysis; any length is accepted.")
+    out_features: Size = Field(2, ge=1, description="Classes (classifier) or outputs per step (sequence).")
+    horizon: Size = Field(1, ge=1, description="Future steps predicted by the forecaster head.")
+    seq_len: Extent = Field(64, ge=1, description="Typical input length, for example_input and analysis; any length is accepted.")
     init: InitScheme = Field("kaiming", description="Weight init of the convolutions and head.")
-
-    @field_validator("channels")
-    @classmethod
-    def _channels(cls, v: list[int]) -> list[int]:
-        if not v or any(c < 1 for c in v):
-            raise ValueError(f"channels={v} must be a non-empty list of widths >= 1")
-        return v
 
 
 class TemporalBlock(nn.Module):
@@ -90,7 +91,7 @@ class TemporalBlock(nn.Module):
         return self.act(h + self.skip(x))
 
 
-class TCN(nn.Module):
+class TCN(ParamCount, nn.Module):
     """Stack of TemporalBlocks with exponential dilations and a forecast/class/per-step head."""
 
     def __init__(self, config: TCNConfig):
@@ -144,8 +145,6 @@ class TCN(nn.Module):
         pooled = h.mean(dim=1) if (c.head == "classifier" and c.pooling == "mean") else h[:, -1]
         return self.head(pooled)  # (B, out)
 
-    def get_num_params(self) -> int:
-        return sum(p.numel() for p in self.parameters())
 
 
 _FAMILY = dict(family="tcn", model=TCN, config=TCNConfig)
@@ -160,12 +159,12 @@ register("tcn_forecaster", **_FAMILY,
 register("tcn_classifier", **_FAMILY,
          defaults=dict(head="classifier", in_features=1, channels=[32, 32, 32, 32], kernel_size=3,
                        out_features=10, seq_len=40),
-         modalities=("time_series", "sequence"), tasks=("classification",),
+         modalities=("time_series",), tasks=("classification",),
          description="Causal TCN classifier for (B, 40, 1) signals (e.g. MNIST-1D): 4 levels, receptive field 61 covers all 40 steps",
          when_to_use=_WHEN)
 register("tcn_tiny", **_FAMILY,
          defaults=dict(head="sequence", in_features=8, channels=[64, 64, 64], kernel_size=3, weight_norm=False,
                        out_features=1, seq_len=64),
-         modalities=("time_series", "sequence"), tasks=("forecasting", "regression"),
+         modalities=("time_series",), tasks=("forecasting", "regression"),
          description="Seed 001 TinyTCN shape: dilations 1, 2, 4, 64 channels, one output per step",
          when_to_use=_WHEN)

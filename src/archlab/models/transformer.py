@@ -31,8 +31,9 @@ Presets:
 - ``gpt2_small`` - GPT-2 124M: 12 layers, 768 wide, vocab 50257, block 1024, tied embeddings
   (124,439,808 parameters).
 - ``t5_small`` - an encoder-decoder with T5-small's sizes (6 + 6 layers, 512 wide, 8 heads,
-  d_ff 2048, vocab 32128, shared tied embeddings); unlike T5 it uses learned absolute positions
-  and LayerNorm with biases instead of relative position buckets and RMSNorm.
+  d_ff 2048, vocab 32128, shared tied embeddings) and T5's RMSNorm (eps 1e-6; a scale, no
+  shift); unlike T5 it uses learned absolute positions instead of relative position buckets
+  and keeps biases in its Linear layers.
 """
 
 from __future__ import annotations
@@ -40,13 +41,15 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from archlab.errors import ConfigError, ShapeError
+from archlab.config import Depth, Size
+from archlab.errors import ShapeError
 from archlab.layers.attention import KVCache, attention_mask
 from archlab.layers.checks import check_index_range, check_max, check_tensor, model_name
+from archlab.layers.params import ParamCount
+from archlab.layers.sampling import check_sampling, sample_next
 from archlab.models.transformer_blocks import (
     SequenceConfig,
     TokenEmbedding,
@@ -88,13 +91,13 @@ class EncoderConfig(SequenceConfig):
     pool: Literal["cls", "mean", "none"] = Field(
         "cls", description="Sequence output from the first ([CLS]) token, the mean over unpadded tokens, "
         "or 'none' for one output per token (tagging).")
-    num_classes: int = Field(2, ge=1, description="Classes of the head (per sequence, or per token if pool='none').")
-    type_vocab_size: int = Field(0, ge=0, description="Segment (token type) ids; BERT uses 2, 0 turns them off.")
+    num_classes: Size = Field(2, ge=1, description="Classes of the head (per sequence, or per token if pool='none').")
+    type_vocab_size: Size = Field(0, ge=0, description="Segment (token type) ids; BERT uses 2, 0 turns them off.")
     embed_norm: bool = Field(False, description="LayerNorm on the embeddings (BERT, a post-norm model).")
     pooler: bool = Field(False, description="BERT's pooler: Linear + tanh on the pooled vector before the head.")
 
 
-class TransformerEncoder(nn.Module):
+class TransformerEncoder(ParamCount, nn.Module):
     """Token ids -> bidirectional transformer -> pooled (or per-token) class logits."""
 
     def __init__(self, config: EncoderConfig):
@@ -170,29 +173,7 @@ class DecoderConfig(SequenceConfig):
     tie_embeddings: bool = Field(True, description="Share the token embedding with the output layer (GPT-2); saves vocab_size * d_model parameters.")
 
 
-def _sample(logits: torch.Tensor, temperature: float, top_k: int | None,
-            generator: torch.Generator | None) -> torch.Tensor:
-    """Next ids (B, 1) from last-position logits (B, V): argmax at temperature 0, else sampled."""
-    if temperature == 0.0:
-        return logits.argmax(dim=-1, keepdim=True)
-    logits = logits / temperature
-    if top_k is not None:
-        kth = torch.topk(logits, min(top_k, logits.shape[-1])).values[:, [-1]]  # (B, 1)
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    probs = F.softmax(logits, dim=-1)
-    return torch.multinomial(probs, num_samples=1, generator=generator)
-
-
-def _check_sampling(model, max_new_tokens: int, temperature: float, top_k: int | None) -> None:
-    if max_new_tokens < 0:
-        raise ConfigError(f"{model_name(model)}: max_new_tokens={max_new_tokens} must be >= 0")
-    if temperature < 0:
-        raise ConfigError(f"{model_name(model)}: temperature={temperature} must be >= 0 (0 = greedy)")
-    if top_k is not None and top_k < 1:
-        raise ConfigError(f"{model_name(model)}: top_k={top_k} must be >= 1 or None")
-
-
-class TransformerDecoder(nn.Module):
+class TransformerDecoder(ParamCount, nn.Module):
     """GPT: token ids -> causal transformer -> next-token logits at every position."""
 
     def __init__(self, config: DecoderConfig):
@@ -208,13 +189,6 @@ class TransformerDecoder(nn.Module):
     def example_input(self, batch_size: int = 2) -> tuple[torch.Tensor]:
         T = min(16, self.config.max_seq_len)
         return (torch.randint(0, self.config.vocab_size, (batch_size, T)),)
-
-    def num_params(self, non_embedding: bool = False) -> int:
-        """Parameters (tied tensors counted once); ``non_embedding`` leaves out position tables."""
-        n = sum(p.numel() for p in self.parameters())
-        if non_embedding and self.embed.pos is not None:
-            n -= sum(p.numel() for p in self.embed.pos.parameters())
-        return n
 
     def new_cache(self) -> KVCache:
         """An empty KV cache for :meth:`forward` / :meth:`generate`."""
@@ -261,7 +235,7 @@ class TransformerDecoder(nn.Module):
             (B, T + max_new_tokens) ids, and the logits if ``return_logits``.
         """
         c = self.config
-        _check_sampling(self, max_new_tokens, temperature, top_k)
+        check_sampling(self, max_new_tokens, temperature, top_k)
         check_tensor(self, idx, "B T", name="idx", dtype="long")
         cache, steps = None, []
         for _ in range(max_new_tokens):
@@ -274,7 +248,7 @@ class TransformerDecoder(nn.Module):
                 logits = self(idx[:, -1:], cache)  # only the newest token
             last = logits[:, -1, :]  # (B, T, V) -> (B, V)
             steps.append(last)
-            idx = torch.cat([idx, _sample(last, temperature, top_k, generator)], dim=1)
+            idx = torch.cat([idx, sample_next(last, temperature, top_k, generator)], dim=1)
         if return_logits:
             empty = idx.new_zeros(idx.shape[0], 0, c.vocab_size, dtype=torch.float32)
             return idx, torch.stack(steps, dim=1) if steps else empty
@@ -289,12 +263,12 @@ class TransformerDecoder(nn.Module):
 class Seq2SeqConfig(SequenceConfig):
     """Config of an encoder-decoder transformer with one shared vocabulary."""
 
-    n_layers: int = Field(6, ge=1, description="Encoder blocks.")
-    n_decoder_layers: int = Field(6, ge=1, description="Decoder blocks (causal self-attention + cross-attention).")
+    n_layers: Depth = Field(6, ge=1, description="Encoder blocks.")
+    n_decoder_layers: Depth = Field(6, ge=1, description="Decoder blocks (causal self-attention + cross-attention).")
     tie_embeddings: bool = Field(True, description="Share the token table of encoder, decoder and output layer (T5, BART).")
 
 
-class TransformerSeq2Seq(nn.Module):
+class TransformerSeq2Seq(ParamCount, nn.Module):
     """Source ids -> encoder; target ids -> causal decoder attending to the encoder -> logits."""
 
     def __init__(self, config: Seq2SeqConfig):
@@ -372,7 +346,7 @@ class TransformerSeq2Seq(nn.Module):
         logits (B, max_new_tokens, V) if ``return_logits``). The target may not pass max_seq_len.
         """
         c = self.config
-        _check_sampling(self, max_new_tokens, temperature, top_k)
+        check_sampling(self, max_new_tokens, temperature, top_k)
         check_max(self, 1 + max_new_tokens, c.max_seq_len, "1 + max_new_tokens (max_seq_len)")
         memory = self.encode(src_tokens, src_padding_mask)
         idx = src_tokens.new_full((src_tokens.shape[0], 1), start_id)
@@ -383,7 +357,7 @@ class TransformerSeq2Seq(nn.Module):
             logits = self.decode(new, memory, src_padding_mask, cache=cache)
             last = logits[:, -1, :]
             steps.append(last)
-            idx = torch.cat([idx, _sample(last, temperature, top_k, generator)], dim=1)
+            idx = torch.cat([idx, sample_next(last, temperature, top_k, generator)], dim=1)
         if return_logits:
             empty = memory.new_zeros(idx.shape[0], 0, c.vocab_size)
             return idx, torch.stack(steps, dim=1) if steps else empty
@@ -415,7 +389,7 @@ register("transformer_encoder_512", family="transformer", model=TransformerEncod
 register("transformer_tagger", family="transformer", model=TransformerEncoder, config=EncoderConfig,
          defaults=dict(vocab_size=1000, max_seq_len=256, d_model=128, n_heads=4, n_layers=2, pool="none",
                        num_classes=9, norm_first=True),
-         modalities=("text",), tasks=("token_classification",),
+         modalities=("text",), tasks=("tagging",),
          description="Small pre-norm encoder with one prediction per token (tagging, NER with 9 BIO tags)",
          when_to_use="Sequence labelling / NER (seed 001: encoder transformer; alt. BiLSTM+CRF when small)")
 _BERT = dict(vocab_size=30522, max_seq_len=512, type_vocab_size=2, embed_norm=True, pooler=True,
@@ -434,18 +408,18 @@ register("bert_base", family="transformer", model=TransformerEncoder, config=Enc
 register("gpt_nano", family="transformer", model=TransformerDecoder, config=DecoderConfig,
          defaults=dict(vocab_size=65, max_seq_len=256, d_model=384, n_heads=6, n_layers=6, dropout=0.2,
                        pos="learned", bias=False),
-         modalities=("text",), tasks=("language_modeling", "generation"),
+         modalities=("text",), tasks=("language_modeling",),
          description="nanoGPT shakespeare-char baby GPT: 6 layers, 6 heads, 384 wide, block 256, 65 characters",
          when_to_use="Character-level text generation on a small corpus (seed 001: decoder transformer)")
 register("gpt2_small", family="transformer", model=TransformerDecoder, config=DecoderConfig,
          defaults=dict(vocab_size=50257, max_seq_len=1024, d_model=768, n_heads=12, n_layers=12, dropout=0.0,
                        pos="learned"),
-         modalities=("text",), tasks=("language_modeling", "generation"),
+         modalities=("text",), tasks=("language_modeling",),
          description="GPT-2 small (Radford et al. 2019): 12 layers, 768 wide, vocab 50257, block 1024; 124.4M parameters",
          when_to_use=_GENERATION)
 register("t5_small", family="transformer", model=TransformerSeq2Seq, config=Seq2SeqConfig,
          defaults=dict(vocab_size=32128, max_seq_len=512, d_model=512, n_heads=8, n_layers=6, n_decoder_layers=6,
-                       d_ff=2048, activation="relu", dropout=0.1, pos="learned"),
-         modalities=("text",), tasks=("seq2seq", "generation"),
-         description="T5-small-sized encoder-decoder: 6 + 6 pre-norm layers, 512 wide, 8 heads, shared tied embeddings",
+                       d_ff=2048, activation="relu", dropout=0.1, pos="learned", norm="rmsnorm", norm_eps=1e-6),
+         modalities=("text",), tasks=("seq2seq",),
+         description="T5-small-sized encoder-decoder: 6 + 6 pre-norm RMSNorm layers, 512 wide, 8 heads, shared tied embeddings",
          when_to_use=_SEQ2SEQ)

@@ -16,10 +16,17 @@ import torch
 from pydantic import Field, model_validator
 from torch import nn
 
-from archlab.config import ArchConfig, InitScheme
+from archlab.config import (
+    ArchConfig,
+    Depth,
+    InitScheme,
+    Size,
+    Width,
+)
 from archlab.layers.attention import KVCache, TransformerBlock
 from archlab.layers.embeddings import PositionKind, RotaryEmbedding, additive_positions
 from archlab.layers.init import init_weights
+from archlab.layers.registry import ActLayer, NormLayer, act_layer, norm_layer
 
 TransformerActivation = Literal["gelu", "relu", "silu"]
 
@@ -27,15 +34,16 @@ TransformerActivation = Literal["gelu", "relu", "silu"]
 class TransformerBaseConfig(ArchConfig):
     """Fields shared by every transformer stack."""
 
-    d_model: int = Field(256, ge=1, description="Width of every token vector (embedding size).")
-    n_heads: int = Field(8, ge=1, description="Attention heads; d_model must be divisible by it.")
-    n_layers: int = Field(4, ge=1, description="Transformer blocks in the stack.")
-    d_ff: int | None = Field(None, ge=1, description="Hidden width of each block's MLP; None means 4 * d_model.")
+    d_model: Width = Field(256, ge=1, description="Width of every token vector (embedding size).")
+    n_heads: Width = Field(8, ge=1, description="Attention heads; d_model must be divisible by it.")
+    n_layers: Depth = Field(4, ge=1, description="Transformer blocks in the stack.")
+    d_ff: Width | None = Field(None, ge=1, description="Hidden width of each block's MLP; None means 4 * d_model.")
     dropout: float = Field(0.1, ge=0.0, lt=1.0, description="Dropout on attention weights, residual branches and embeddings.")
     norm_first: bool = Field(True, description="Pre-norm (x + f(LN(x)); GPT-2, ViT) if true, post-norm (LN(x + f(x)); BERT, original Transformer) if false.")
     activation: TransformerActivation = Field("gelu", description="MLP activation.")
     bias: bool = Field(True, description="Biases in Linear and LayerNorm layers.")
-    norm_eps: float = Field(1e-5, gt=0.0, description="LayerNorm epsilon (BERT uses 1e-12).")
+    norm: Literal["layernorm", "rmsnorm"] = Field("layernorm", description="Norm layer: LayerNorm (GPT-2, BERT, ViT) or RMSNorm (T5, LLaMA; a scale, no shift).")
+    norm_eps: float = Field(1e-5, gt=0.0, description="Norm epsilon (BERT uses 1e-12).")
     init: InitScheme = Field("normal", description="Weight init; 'normal' is N(0, 0.02) as in GPT-2 and BERT.")
 
     @model_validator(mode="after")
@@ -43,6 +51,11 @@ class TransformerBaseConfig(ArchConfig):
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
         return self
+
+    def layer_classes(self) -> tuple[NormLayer, ActLayer]:
+        """The norm and activation classes the blocks take, resolved once from ``norm`` and
+        ``activation`` (see :mod:`archlab.layers.registry`)."""
+        return norm_layer(self.norm, eps=self.norm_eps, bias=self.bias), act_layer(self.activation)
 
     @property
     def ff_dim(self) -> int:
@@ -56,8 +69,8 @@ class TransformerBaseConfig(ArchConfig):
 class SequenceConfig(TransformerBaseConfig):
     """A transformer over token ids."""
 
-    vocab_size: int = Field(1000, ge=1, description="Number of token ids; ids must lie in [0, vocab_size).")
-    max_seq_len: int = Field(512, ge=1, description="Longest sequence (context length / block size).")
+    vocab_size: Size = Field(1000, ge=1, description="Number of token ids; ids must lie in [0, vocab_size).")
+    max_seq_len: Size = Field(512, ge=1, description="Longest sequence (context length / block size).")
     pos: PositionKind = Field("learned", description="Positions: learned table, fixed sinusoidal, rotary (RoPE, inside attention) or none.")
 
     @model_validator(mode="after")
@@ -82,7 +95,7 @@ class TokenEmbedding(nn.Module):
         self.pos = additive_positions(c.pos, c.max_seq_len, c.d_model)
         self.rotary = RotaryEmbedding(c.head_dim, c.max_seq_len) if c.pos == "rotary" else None
         self.types = nn.Embedding(type_vocab_size, c.d_model) if type_vocab_size else None
-        self.norm = nn.LayerNorm(c.d_model, eps=c.norm_eps, bias=c.bias) if norm else None
+        self.norm = c.layer_classes()[0](c.d_model) if norm else None
         self.dropout = nn.Dropout(c.dropout)
 
     def forward(self, tokens: torch.Tensor, offset: int = 0, token_types: torch.Tensor | None = None):
@@ -102,21 +115,21 @@ class TokenEmbedding(nn.Module):
 
 
 class TransformerStack(nn.Module):
-    """``n_layers`` blocks, then a final LayerNorm for pre-norm stacks (post-norm blocks already
+    """``n_layers`` blocks, then a final norm for pre-norm stacks (post-norm blocks already
     end in one)."""
 
     def __init__(self, config: TransformerBaseConfig, n_layers: int, *, cross_attention: bool = False):
         super().__init__()
         c = config
+        norm, act = c.layer_classes()
         self.blocks = nn.ModuleList(
             TransformerBlock(
                 c.d_model, c.n_heads, c.ff_dim, dropout=c.dropout, norm_first=c.norm_first,
-                activation_name=c.activation, bias=c.bias, norm_eps=c.norm_eps,
-                cross_attention=cross_attention,
+                act_layer=act, norm_layer=norm, bias=c.bias, cross_attention=cross_attention,
             )
             for _ in range(n_layers)
         )
-        self.norm = nn.LayerNorm(c.d_model, eps=c.norm_eps, bias=c.bias) if c.norm_first else nn.Identity()
+        self.norm = norm(c.d_model) if c.norm_first else nn.Identity()
 
     def forward(self, x: torch.Tensor, *, attn_mask=None, is_causal=False, rope=None,
                 cache: KVCache | None = None, memory=None, memory_mask=None) -> torch.Tensor:

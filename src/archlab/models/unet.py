@@ -34,27 +34,40 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import nn
 
-from archlab.config import ArchConfig
+from archlab.config import ArchConfig, Extent, Width
 from archlab.errors import ShapeError
 from archlab.layers.checks import check_tensor, model_name
 from archlab.layers.conv import ConvNorm, conv, conv_norm_act, conv_transpose, init_conv_fan_out
+from archlab.layers.params import ParamCount
 from archlab.registry import register
 
 
 class UNetConfig(ArchConfig):
     """Config of a 2-D U-Net."""
 
-    in_channels: int = Field(1, ge=1, description="Input channels (1 grey, 3 RGB).")
-    out_channels: int = Field(2, ge=1, description="Segmentation classes (logits per pixel), or output channels.")
+    in_channels: Width = Field(1, ge=1, description="Input channels (1 grey, 3 RGB).")
+    out_channels: Width = Field(2, ge=1, description="Segmentation classes (logits per pixel), or output channels.")
     depth: int = Field(4, ge=1, le=8, description="Number of 2x downsamplings (the paper uses 4).")
-    base_width: int = Field(64, ge=1, description="Channels of the first level; level i has base_width * 2**i.")
+    base_width: Width = Field(64, ge=1, description="Channels of the first level; level i has base_width * 2**i.")
     upsample: Literal["transpose", "bilinear"] = Field("transpose", description="Decoder upsampling: transposed conv 2x2/2, or bilinear x2 then 1x1 conv.")
     norm: ConvNorm = Field("batch", description="Norm after each 3x3 conv: batch, group or none (the paper has none).")
     pad_mode: Literal["reflect", "zero"] = Field("reflect", description="How inputs not divisible by 2**depth are padded (then the output is cropped back).")
-    example_size: int = Field(32, ge=1, description="H = W of example_input; the net takes any size.")
+    example_size: Extent = Field(32, ge=1, description="H = W of example_input; the net takes any size.")
+
+    @model_validator(mode="after")
+    def _example_fits(self) -> UNetConfig:
+        m = 2**self.depth
+        pad = (-self.example_size) % m
+        if self.pad_mode == "reflect" and pad >= self.example_size:
+            raise ValueError(
+                f"example_size={self.example_size} is too small to reflect-pad up to a multiple of "
+                f"2**depth={m} (the pad, {pad}, must be smaller than the size); use pad_mode='zero' "
+                f"or example_size >= {m // 2 + 1}"
+            )
+        return self
 
 
 class DoubleConv(nn.Sequential):
@@ -81,7 +94,7 @@ class Up(nn.Module):
         return self.conv(torch.cat([x, skip], dim=1))  # (B, 2 c_out, 2h, 2w) -> (B, c_out, 2h, 2w)
 
 
-class UNet(nn.Module):
+class UNet(ParamCount, nn.Module):
     """Encoder -> bottleneck -> decoder with skips -> 1x1 conv to per-pixel logits."""
 
     def __init__(self, config: UNetConfig):

@@ -37,15 +37,25 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
-from pydantic import Field, field_validator
+from pydantic import Field
 from torch import nn
 
-from archlab.config import Activation, ArchConfig, InitScheme
+from archlab.config import (
+    Activation,
+    ArchConfig,
+    InitScheme,
+    PositiveInts,
+    Size,
+    Width,
+    Widths,
+)
 from archlab.errors import ConfigError
 from archlab.layers.checks import check_index_range, check_tensor, model_name
 from archlab.layers.init import init_weights
 from archlab.layers.mlp import activation, dense_stack
-from archlab.models.autoencoder import ConvAutoencoderConfig, ConvCodec, OutputActivation, _positive_list
+from archlab.layers.params import ParamCount
+from archlab.layers.registry import act_layer
+from archlab.models.autoencoder import ConvAutoencoderConfig, ConvCodec, OutputActivation
 from archlab.registry import register
 
 # -- configs ------------------------------------------------------------------------------------
@@ -54,26 +64,21 @@ from archlab.registry import register
 class VAEConfig(ArchConfig):
     """Config of a dense Gaussian VAE; the decoder mirrors the encoder."""
 
-    in_features: int = Field(784, ge=1, description="Size of each (flattened) input vector.")
-    hidden_sizes: list[int] = Field(default_factory=lambda: [400], description="Encoder hidden widths, in order; the decoder uses them reversed.")
-    latent_dim: int = Field(20, ge=1, description="Size of the latent z.")
+    in_features: Size = Field(784, ge=1, description="Size of each (flattened) input vector.")
+    hidden_sizes: Widths = Field(default_factory=lambda: [400], description="Encoder hidden widths, in order; the decoder uses them reversed.")
+    latent_dim: Width = Field(20, ge=1, description="Size of the latent z.")
     activation: Activation = Field("relu", description="Hidden-layer activation.")
     output_activation: OutputActivation = Field("sigmoid", description="sigmoid: Bernoulli means for recon='bce'; identity: Gaussian means for recon='mse'.")
     init: InitScheme = Field("default", description="Weight init (the classic example keeps PyTorch's defaults).")
-    num_classes: Optional[int] = Field(None, ge=1, description="Classes to condition on (conditional VAE, Sohn et al. 2015): the one-hot label joins the encoder input and z; None = unconditional.")
-
-    @field_validator("hidden_sizes")
-    @classmethod
-    def _positive(cls, v: list[int]) -> list[int]:
-        return _positive_list("hidden_sizes", v)
+    num_classes: Optional[Size] = Field(None, ge=1, description="Classes to condition on (conditional VAE, Sohn et al. 2015): the one-hot label joins the encoder input and z; None = unconditional.")
 
 
 class ConvVAEConfig(ConvAutoencoderConfig):
     """Config of a convolutional Gaussian VAE for (C, S, S) images: the conv autoencoder's fields
     and checks, with the VAE's defaults."""
 
-    channels: list[int] = Field(default_factory=lambda: [32, 64], description="Channels of each stride-2 conv stage (decoder mirrors them).")
-    latent_dim: int = Field(16, ge=1, description="Size of the latent z.")
+    channels: PositiveInts = Field(default_factory=lambda: [32, 64], description="Channels of each stride-2 conv stage (decoder mirrors them).")
+    latent_dim: Width = Field(16, ge=1, description="Size of the latent z.")
     output_activation: OutputActivation = Field("sigmoid", description="sigmoid for pixels in [0, 1] and recon='bce'.")
 
 
@@ -130,7 +135,7 @@ def one_hot_cat(h: torch.Tensor, y: torch.Tensor | None, num_classes: int | None
     return torch.cat([h, nn.functional.one_hot(y, int(num_classes)).to(h.dtype)], dim=1)
 
 
-class _GaussianVAE(nn.Module):
+class _GaussianVAE(ParamCount, nn.Module):
     """Shared VAE logic; a subclass builds ``_features`` (x -> h), ``to_mu``, ``to_logvar``, ``_decode``."""
 
     config: VAEConfig | ConvVAEConfig
@@ -196,13 +201,13 @@ class VAE(_GaussianVAE):
         c = config
         k = c.num_classes or 0
         last = c.hidden_sizes[-1] if c.hidden_sizes else c.in_features + k
-        self.encoder = dense_stack(c.in_features + k, c.hidden_sizes, activation_name=c.activation)
+        self.encoder = dense_stack(c.in_features + k, c.hidden_sizes, act_layer=act_layer(c.activation))
         self.to_mu = nn.Linear(last, c.latent_dim)
         self.to_logvar = nn.Linear(last, c.latent_dim)
         dec_hidden = list(reversed(c.hidden_sizes))
         dec_last = dec_hidden[-1] if dec_hidden else c.latent_dim + k
         self.decoder = nn.Sequential(
-            dense_stack(c.latent_dim + k, dec_hidden, activation_name=c.activation),
+            dense_stack(c.latent_dim + k, dec_hidden, act_layer=act_layer(c.activation)),
             nn.Linear(dec_last, c.in_features), activation(c.output_activation),
         )
         init_weights(self, c.init, nonlinearity=c.activation)
@@ -252,7 +257,7 @@ class ConvVAE(_GaussianVAE):
 # -- presets ------------------------------------------------------------------------------------
 
 _WHEN = "Generative modelling with a smooth, sampleable latent space; stable training (seed 001: VAE)"
-_TASKS = ("generation", "reconstruction", "anomaly_detection", "embedding")
+_TASKS = ("vae",)
 register("vae_mlp", family="vae", model=VAE, config=VAEConfig,
          defaults=dict(in_features=784, hidden_sizes=[400], latent_dim=20),
          modalities=("image",), tasks=_TASKS,
@@ -271,6 +276,6 @@ register("vae_conv", family="vae", model=ConvVAE, config=ConvVAEConfig,
 
 register("cvae_digits", family="vae", model=VAE, config=VAEConfig,
          defaults=dict(in_features=64, hidden_sizes=[128], latent_dim=8, num_classes=10),
-         modalities=("image", "tabular"), tasks=("generation", "reconstruction"),
+         modalities=("image", "tabular"), tasks=("vae",),
          description="Conditional VAE (Sohn et al. 2015) for 8x8 digits: one-hot label into encoder and decoder, 64-128-(8, 8)",
          when_to_use="Generate samples of a chosen class (label-controlled generation) with stable VAE training")

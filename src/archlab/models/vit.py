@@ -24,7 +24,9 @@ import torch
 from pydantic import Field, model_validator
 from torch import nn
 
+from archlab.config import Extent, Size, Width
 from archlab.layers.checks import check_tensor
+from archlab.layers.params import ParamCount
 from archlab.models.transformer_blocks import TransformerBaseConfig, TransformerStack, init_transformer
 from archlab.registry import register
 
@@ -32,10 +34,10 @@ from archlab.registry import register
 class ViTConfig(TransformerBaseConfig):
     """Config of a Vision Transformer classifier."""
 
-    image_size: int = Field(224, ge=1, description="Height and width of the (square) input images.")
-    patch_size: int = Field(16, ge=1, description="Side of each square patch; image_size must be divisible by it.")
-    in_channels: int = Field(3, ge=1, description="Image channels.")
-    num_classes: int = Field(1000, ge=1, description="Classes of the head.")
+    image_size: Extent = Field(224, ge=1, description="Height and width of the (square) input images.")
+    patch_size: Extent = Field(16, ge=1, description="Side of each square patch; image_size must be divisible by it.")
+    in_channels: Width = Field(3, ge=1, description="Image channels.")
+    num_classes: Size = Field(1000, ge=1, description="Classes of the head.")
     pool: Literal["cls", "mean"] = Field("cls", description="Classify from the [CLS] token or the mean of the patch tokens.")
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout on attention weights, residual branches and embeddings.")
 
@@ -52,7 +54,7 @@ class ViTConfig(TransformerBaseConfig):
         return (self.image_size // self.patch_size) ** 2
 
 
-class ViT(nn.Module):
+class ViT(ParamCount, nn.Module):
     """Patches -> [CLS] + positions -> transformer encoder -> class logits."""
 
     def __init__(self, config: ViTConfig):

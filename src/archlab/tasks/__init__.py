@@ -1,16 +1,18 @@
 """Tasks: what a model is trained to do (loss, metrics, what a prediction is).
 
 ``get_task(name, **options)`` builds a task by name; modules are imported on first use so this
-package stays light. Names accept ``-`` or ``_`` (``language_modeling``). Other task modules add
-themselves to ``TASKS`` with one line.
+package stays light. Names are words of :mod:`archlab.capabilities` (hyphens and synonyms accepted).
+Every task is one file holding its math and its :class:`~archlab.tasks.base.Task`; the contract
+the engine relies on is in :mod:`archlab.tasks.base`, the pictures tasks make in
+:mod:`archlab.tasks.pictures`.
 """
 
 from __future__ import annotations
 
-import difflib
 import importlib
 from typing import Any
 
+from archlab import capabilities
 from archlab.errors import ConfigError
 
 # name -> "module:Class" (relative to archlab.tasks)
@@ -19,19 +21,18 @@ TASKS: dict[str, str] = {
     "regression": "regression:RegressionTask",
     "forecasting": "forecasting:ForecastingTask",
     "tagging": "tagging:TaggingTask",
-    "language-modeling": "language_model:LanguageModelTask",
+    "language_modeling": "language_model:LanguageModelTask",
     "segmentation": "segmentation:SegmentationTask",
-    "reconstruction": "generative:ReconstructionTask",
-    "vae": "generative:VAETask",
-    "flow": "generative:FlowTask",
-    "gan": "generative_adv:GANTask",
-    "diffusion": "generative_adv:DiffusionTask",
-    "contrastive": "contrastive_task:ContrastiveTask",
-    "node-classification": "graph:NodeClassificationTask",
-    "graph-classification": "graph:GraphClassificationTask",
+    "reconstruction": "reconstruction:ReconstructionTask",
+    "vae": "vae:VAETask",
+    "flow": "flow:FlowTask",
+    "gan": "gan:GANTask",
+    "diffusion": "diffusion:DiffusionTask",
+    "contrastive": "contrastive:ContrastiveTask",
+    "node_classification": "graph:NodeClassificationTask",
+    "graph_classification": "graph:GraphClassificationTask",
     "ctr": "recommendation:CTRTask",
 }
-ALIASES = {"lm": "language-modeling", "language-model": "language-modeling", "sequence-tagging": "tagging"}
 
 
 def list_tasks() -> list[str]:
@@ -39,16 +40,14 @@ def list_tasks() -> list[str]:
 
 
 def canonical(name: str) -> str:
-    key = name.strip().lower().replace("_", "-")
-    return ALIASES.get(key, key)
+    """The vocabulary word for a task name (``"language-modeling"`` -> ``"language_modeling"``)."""
+    return capabilities.task(name)
 
 
 def get_task(name: str, **options: Any):
     """A new task object by name (see :data:`TASKS`)."""
     key = canonical(name)
     if key not in TASKS:
-        close = difflib.get_close_matches(key, list(TASKS), n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ConfigError(f"unknown task {name!r}{hint} (known: {', '.join(sorted(TASKS))})")
+        raise ConfigError(f"archlab has no trainer for task {key!r} yet (trainers: {', '.join(sorted(TASKS))})")
     module, cls = TASKS[key].split(":")
     return getattr(importlib.import_module(f"archlab.tasks.{module}"), cls)(**options)

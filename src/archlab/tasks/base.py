@@ -1,108 +1,106 @@
-"""What a task is to the trainer: loss, metrics, prediction and how one training step is taken.
+"""What a task is to the trainer: the contract of hooks the engine calls, and task options.
 
-The trainer loop (``archlab.train.loop.fit``) knows nothing about any task. Per micro-batch it
-calls ``task.training_step(model, batch, optimizers, ctx)``, which returns a dict of detached
-loss tensors. The default step does one forward, one loss and one optimizer; a task with several
-optimizers (a GAN's discriminator and generator) overrides ``configure_optimizers`` and
-``training_step`` and uses the same :class:`StepContext` helpers for each of them, so precision,
-gradient accumulation and clipping stay the trainer's business.
+The engine (:mod:`archlab.train.loop`, :mod:`archlab.train.evaluate`) knows nothing about any
+task; it calls exactly the hooks :class:`Task` declares here, each with a default, and never
+probes with ``hasattr``. In the order a run meets them::
+
+    setup(data, cfg, device)                        once, before training
+    model_overrides(info, data)                     model sizes read from the data (runs/adapt)
+    configure_optimizers(model, cfg, total_steps)   -> (optimizers, schedulers)
+    training_step(model, batch, optimizers, ctx)    per micro-batch -> {name: detached loss}
+    make_metrics(device)                            per evaluation pass
+      forward(model, batch) -> output               per evaluation batch, then
+      batch_loss(output, batch), update_metrics(metrics, output, batch), eval_extras(output, batch)
+    finish_extras(sums)                             end of the pass -> {name: float}
+    on_evaluate(model, step)                        after each evaluation -> {name: Picture}
+    on_fit_end(model, data)                         after the final evaluation -> {name: Picture}
+    predict(model, inputs)                          what a prediction is (runs/predict)
+    options()                                       what rebuilds the task (saved in config.yaml)
+
+The default step does one forward, one loss and one optimizer; a task with several optimizers
+(a GAN's discriminator and generator) overrides ``configure_optimizers`` and ``training_step``
+and uses the same :class:`~archlab.train.step.StepContext` helpers for each of them, so
+precision, gradient accumulation and clipping stay the engine's business. Picture hooks return
+data (:mod:`archlab.tasks.pictures`); the runs layer draws them with :mod:`archlab.report.plots`.
+
+Each task's options are a pydantic model (:class:`TaskOptions`, ``extra="forbid"``) named by its
+``Options`` attribute; ``Task(**options)`` validates them into ``self.opts``, so a misspelt
+option is a :class:`~archlab.errors.ConfigError` naming the closest one.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
+from archlab.config import ArchConfig
 from archlab.data.base import DataBundle, Split
-from archlab.errors import ShapeError, require
+from archlab.errors import ConfigError, ShapeError, require
+from archlab.tasks.pictures import Picture
 from archlab.train.config import TrainConfig
-from archlab.train.precision import autocast
+from archlab.train.optim import build_optimizer, build_scheduler
+from archlab.train.step import StepContext
 
 
-class StepContext:
-    """Precision, accumulation and clipping for a task's training step.
-
-    Attributes:
-        device: where the batch and model live.
-        precision: ``fp32`` / ``bf16`` / ``fp16``.
-        accum: micro-batches per optimizer step.
-        sync: True on the micro-batch that ends an accumulation window (step the optimizers).
-    """
-
-    def __init__(self, device: torch.device, precision: str, grad_clip: float | None, accum: int):
-        self.device, self.precision, self.grad_clip, self.accum = device, precision, grad_clip, accum
-        self.scaler = torch.amp.GradScaler(device.type, enabled=(precision == "fp16"))
-        self.sync = True
-
-    def autocast(self):
-        """Autocast for the forward pass (no-op in fp32)."""
-        return autocast(self.device, self.precision)
-
-    def backward(self, loss: torch.Tensor) -> None:
-        """Backward of ``loss`` averaged over the accumulation window (scaled in fp16)."""
-        if self.accum > 1:
-            loss = loss / self.accum
-        self.scaler.scale(loss).backward()
-
-    def step(self, optimizer: torch.optim.Optimizer) -> None:
-        """Unscale, clip, step and zero one optimizer (call only when ``self.sync``)."""
-        if self.grad_clip is not None:
-            self.scaler.unscale_(optimizer)
-            params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
-            torch.nn.utils.clip_grad_norm_(params, self.grad_clip)
-        self.scaler.step(optimizer)
-        optimizer.zero_grad(set_to_none=True)
-
-    def end_step(self) -> None:
-        """After every optimizer of this step has stepped (updates the fp16 loss scale)."""
-        if self.scaler.is_enabled():
-            self.scaler.update()
+class TaskOptions(ArchConfig):
+    """Options of a task that takes none; each task's ``Options`` derives from this."""
 
 
 class Task:
     """Base task: supervised ``model(*inputs) -> output`` with ``loss(output, target)``.
 
-    Subclasses set ``name`` and implement :meth:`loss`, :meth:`make_metrics` and
+    Subclasses set ``name`` (a task word of :mod:`archlab.capabilities`) and ``Options``, and
+    implement :meth:`loss` (or :meth:`batch_loss`), :meth:`make_metrics` and
     :meth:`update_metrics`; most keep the default step and optimizer logic.
     """
 
-    name = "task"
-    #: model config fields filled from DataBundle.info when the user did not set them
-    #: (see archlab.train.adapt).
-    needs_target = True
+    name: ClassVar[str] = "task"
+    Options: ClassVar[type[TaskOptions]] = TaskOptions
+    #: whether the train split must carry targets (False for the generative tasks)
+    needs_target: ClassVar[bool] = True
 
     def __init__(self, **options: Any):
-        if options:
-            raise_unknown(self, options)
+        if options and not self.Options.model_fields:
+            raise ConfigError(f"task {self.name!r} takes no options; got {sorted(options)}")
+        try:
+            self.opts = self.Options.build(options)
+        except ConfigError as exc:  # "unknown key 'los'; did you mean 'loss'? ..." under the task's name
+            raise ConfigError(f"task {self.name!r}: {str(exc).removeprefix(self.Options.__name__ + ': ')}") from None
         self.cfg: TrainConfig | None = None
         self.info: dict[str, Any] = {}
 
+    def options(self) -> dict[str, Any]:
+        """Options that rebuild this task as set up (``type(task)(**task.options())``); saved in
+        config.yaml. Values a task resolved from the data in :meth:`setup` (a detected
+        classification kind, a season) are included, so a rebuilt task needs no re-detection."""
+        return self.opts.to_dict()
+
     # -- setup -----------------------------------------------------------------------------------
     def setup(self, data: DataBundle, cfg: TrainConfig, device: torch.device) -> None:
-        """Look at the data once before training (class counts, seasons, ...)."""
+        """Look at the data once before training (class counts, seasons, value ranges, ...)."""
         self.cfg, self.info = cfg, dict(data.info)
         if self.needs_target and data.train.target is None:
             raise ShapeError(f"task {self.name!r} needs targets; dataset {data.name!r} has none in its train split")
 
     def model_overrides(self, info: dict[str, Any], data: DataBundle) -> dict[str, Any]:
-        """Model config values this task derives from the data (output sizes)."""
+        """Model config values this task derives from the data (output sizes); see runs/adapt."""
         return {}
 
     # -- optimisation ----------------------------------------------------------------------------
-    def configure_optimizers(self, model: nn.Module, cfg: TrainConfig, total_steps: int):
+    def configure_optimizers(self, model: nn.Module, cfg: TrainConfig, total_steps: int) -> tuple[list, list]:
         """Optimizers and their schedulers (lists of equal length; a scheduler may be None)."""
-        from archlab.train.optim import build_optimizer, build_scheduler
-
         opt = build_optimizer(model, cfg)
         return [opt], [build_scheduler(opt, cfg, total_steps)]
 
-    def forward(self, model: nn.Module, batch: Split) -> Any:
-        return model(*batch.inputs)
+    def training_step(self, model: nn.Module, batch: Split, optimizers: list,
+                      ctx: StepContext) -> dict[str, torch.Tensor]:
+        """One micro-batch: forward, loss, backward; step the optimizer when ``ctx.sync``.
 
-    def training_step(self, model: nn.Module, batch: Split, optimizers: list, ctx: StepContext) -> dict[str, torch.Tensor]:
-        """One micro-batch: forward, loss, backward; step the optimizer when ``ctx.sync``."""
+        Returns:
+            Detached scalar tensors by name (``loss`` first); the engine averages and logs them.
+        """
         with ctx.autocast():
             out = self.forward(model, batch)
             loss = self.batch_loss(out, batch)
@@ -112,40 +110,50 @@ class Task:
         return {"loss": loss.detach()}
 
     # -- loss, metrics, prediction ---------------------------------------------------------------
+    def forward(self, model: nn.Module, batch: Split) -> Any:
+        """The model's output for a batch, in whatever form :meth:`batch_loss` reads."""
+        return model(*batch.inputs)
+
     def loss(self, output: Any, target: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """The scalar loss of an output against its target (supervised tasks)."""
+        raise NotImplementedError(f"task {self.name!r} defines no loss(output, target)")
 
     def batch_loss(self, output: Any, batch: Split) -> torch.Tensor:
         """The loss of a batch (default: ``loss(output, batch.target)``); used in training and eval."""
         return self.loss(output, batch.target)
 
-    def options(self) -> dict[str, Any]:
-        """Constructor options that rebuild this task as set up (saved in config.yaml)."""
-        return {}
-
     def make_metrics(self, device: torch.device) -> dict[str, Any]:
-        """torchmetrics objects by name (on ``device``)."""
+        """Fresh torchmetrics objects by name (on ``device``), one set per evaluation pass."""
         return {}
 
     def update_metrics(self, metrics: dict[str, Any], output: Any, batch: Split) -> None:
-        raise NotImplementedError
+        """Feed one evaluation batch to the objects of :meth:`make_metrics`."""
+        return
 
     def eval_extras(self, output: Any, batch: Split) -> dict[str, torch.Tensor]:
-        """Extra summed quantities (e.g. a baseline's error) as ``{name: (sum, count)}`` tensors."""
+        """Extra quantities summed over an evaluation pass (e.g. a baseline's error sum and count),
+        as device tensors by name; :meth:`finish_extras` turns the sums into metrics."""
         return {}
 
     def finish_extras(self, sums: dict[str, torch.Tensor]) -> dict[str, float]:
+        """Metrics from the summed :meth:`eval_extras` of a pass (called only when there are some)."""
         return {}
 
     def predict(self, model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        """What a prediction is for this task (class ids, values, ...)."""
+        """What a prediction is for this task (class ids, values, scores, ...)."""
         return model(*inputs)
 
+    # -- pictures ----------------------------------------------------------------------------------
+    def on_evaluate(self, model: nn.Module, step: int) -> dict[str, Picture]:
+        """Pictures after the evaluation at ``step`` (e.g. a GAN's fixed-noise grid), by file stem.
 
-def raise_unknown(task: Task, options: dict[str, Any]) -> None:
-    from archlab.errors import ConfigError
+        Must not draw from the global RNG (an interrupted and resumed run stays bitwise equal).
+        """
+        return {}
 
-    raise ConfigError(f"task {task.name!r} takes no options {sorted(options)}")
+    def on_fit_end(self, model: nn.Module, data: DataBundle) -> dict[str, Picture]:
+        """Pictures of the finished model (e.g. forecasts against the held-out data), by file stem."""
+        return {}
 
 
 def torchmetrics():

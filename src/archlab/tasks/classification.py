@@ -16,10 +16,11 @@ from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 
 from archlab.data.base import DataBundle, Split
 from archlab.errors import ConfigError, ShapeError
-from archlab.tasks.base import Task, output_tensor, torchmetrics
+from archlab.tasks.base import Task, TaskOptions, output_tensor, torchmetrics
 
 Kind = Literal["auto", "binary", "multiclass", "multilabel"]
 
@@ -42,27 +43,35 @@ def binary_focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float, 
     return ((1 - p_t) ** gamma * bce).mean()
 
 
+class ClassificationOptions(TaskOptions):
+    """Options of :class:`ClassificationTask`."""
+
+    kind: Kind = Field("auto", description="auto detects it from the targets in setup (and saves what it found)")
+    threshold: float = Field(0.5, gt=0, lt=1, description="probability above which binary / multilabel "
+                                                          "predictions are positive")
+
+
 class ClassificationTask(Task):
     """Classification (binary / multiclass / multilabel, detected from the data unless given)."""
 
     name = "classification"
+    Options = ClassificationOptions
 
-    def __init__(self, kind: Kind = "auto", threshold: float = 0.5, **options: Any):
+    def __init__(self, **options: Any):
         super().__init__(**options)
-        if kind not in ("auto", "binary", "multiclass", "multilabel"):
-            raise ConfigError(f"classification kind={kind!r} must be auto, binary, multiclass or multilabel")
-        self.kind, self.threshold = kind, threshold
         self.num_classes = 0
         self.weight: torch.Tensor | None = None
+
+    @property
+    def kind(self) -> str:
+        """binary, multiclass or multilabel once set up (``auto`` before)."""
+        return self.opts.kind
 
     # -- data --------------------------------------------------------------------------------------
     def _detect(self, data: DataBundle) -> None:
         y = data.train.target
-        if self.kind == "auto":
-            if y.ndim == 2 and y.shape[1] > 1:
-                self.kind = "multilabel"
-            else:
-                self.kind = "multiclass"
+        if self.opts.kind == "auto":
+            self.opts.kind = "multilabel" if y.ndim == 2 and y.shape[1] > 1 else "multiclass"
         if self.kind == "multilabel":
             self.num_classes = int(y.shape[1])
         else:
@@ -98,9 +107,6 @@ class ClassificationTask(Task):
         if cfg.label_smoothing and self.kind != "multiclass":
             raise ConfigError(f"label_smoothing={cfg.label_smoothing} applies to multiclass only; this task is {self.kind}")
 
-    def options(self) -> dict[str, Any]:
-        return {"kind": self.kind, "threshold": self.threshold}
-
     # -- loss --------------------------------------------------------------------------------------
     def loss(self, output: Any, target: torch.Tensor) -> torch.Tensor:
         logits = output_tensor(output)
@@ -132,11 +138,11 @@ class ClassificationTask(Task):
                 "ece": tm.MulticlassCalibrationError(num_classes=k),
             }
         elif self.kind == "binary":
-            m = {"accuracy": tm.BinaryAccuracy(threshold=self.threshold), "f1": tm.BinaryF1Score(threshold=self.threshold),
+            m = {"accuracy": tm.BinaryAccuracy(threshold=self.opts.threshold), "f1": tm.BinaryF1Score(threshold=self.opts.threshold),
                  "auroc": tm.BinaryAUROC(), "ece": tm.BinaryCalibrationError()}
         else:
-            m = {"accuracy": tm.MultilabelAccuracy(num_labels=k, threshold=self.threshold),
-                 "f1": tm.MultilabelF1Score(num_labels=k, threshold=self.threshold),
+            m = {"accuracy": tm.MultilabelAccuracy(num_labels=k, threshold=self.opts.threshold),
+                 "f1": tm.MultilabelF1Score(num_labels=k, threshold=self.opts.threshold),
                  "auroc": tm.MultilabelAUROC(num_labels=k)}
         return {name: metric.to(device) for name, metric in m.items()}
 
@@ -159,5 +165,5 @@ class ClassificationTask(Task):
         probs = self.probabilities(model(*inputs))
         if self.kind == "multiclass":
             return probs.argmax(-1)
-        return (probs >= self.threshold).long().reshape(probs.shape[0], -1).squeeze(-1) if self.kind == "binary" \
-            else (probs >= self.threshold).long()
+        return (probs >= self.opts.threshold).long().reshape(probs.shape[0], -1).squeeze(-1) if self.kind == "binary" \
+            else (probs >= self.opts.threshold).long()

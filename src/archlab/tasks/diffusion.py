@@ -11,6 +11,10 @@ Papers, with the math next to the code below:
   deterministic at eta = 0.
 - Ho & Salimans 2022, "Classifier-Free Diffusion Guidance": eps = (1 + w) eps_c - w eps_u.
 
+:class:`DiffusionTask` trains an eps-network with the DDPM objective in ``archlab.fit``;
+class-conditional models (``num_classes > 0``) see the labels, dropped to the null class with
+``p_uncond`` for classifier-free guidance.
+
 Example::
 
     sched = make_schedule(1000, "cosine")
@@ -21,15 +25,25 @@ Example::
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import nn
 
+from archlab.data.base import DataBundle, Split
 from archlab.errors import ConfigError, ShapeError
 from archlab.layers.checks import model_name
+from archlab.tasks.generative_base import (
+    GenerativeOptions,
+    GenerativeTask,
+    batch_labels,
+    cycled_labels,
+    num_classes_of,
+)
 
 
 @dataclass(frozen=True)
@@ -109,12 +123,8 @@ def _gather(values: torch.Tensor, t: torch.Tensor, ndim: int, like: torch.Tensor
     return out.reshape(-1, *([1] * (ndim - 1)))
 
 
-def _num_classes(model: nn.Module) -> int:
-    return int(getattr(getattr(model, "config", None), "num_classes", 0) or 0)
-
-
 def _check_conditioning(model: nn.Module, y, guidance, batch: int) -> None:
-    k = _num_classes(model)
+    k = num_classes_of(model)
     if guidance is not None:
         if k == 0:
             raise ConfigError(
@@ -159,7 +169,7 @@ def guided_eps(model: nn.Module, x: torch.Tensor, t: torch.Tensor, y: torch.Tens
     eps_c = model(x, t, y)
     if guidance is None:
         return eps_c
-    null = torch.full_like(y, _num_classes(model))
+    null = torch.full_like(y, num_classes_of(model))
     eps_u = model(x, t, null)
     return (1 + guidance) * eps_c - guidance * eps_u
 
@@ -211,7 +221,7 @@ def diffusion_loss(
     x_t = q_sample(x0, t, noise, schedule)
     if y is not None and p_uncond > 0:
         drop = torch.rand(b, device=dev, generator=generator) < p_uncond
-        y = torch.where(drop, torch.full_like(y, _num_classes(model)), y)
+        y = torch.where(drop, torch.full_like(y, num_classes_of(model)), y)
     eps = model(x_t, t, y) if y is not None else model(x_t, t)
     return F.mse_loss(eps, noise)
 
@@ -346,3 +356,88 @@ def ddim_sample(
         if sigma > 0:
             x = x + sigma * torch.randn(shape, device=dev, generator=generator)
     return x
+
+
+# -- the task -----------------------------------------------------------------------------------
+
+
+class DiffusionOptions(GenerativeOptions):
+    """Options of :class:`DiffusionTask`."""
+
+    schedule: Literal["linear", "cosine"] = Field("linear", description="noise schedule over the model's "
+                                                                         "num_timesteps (see make_schedule)")
+    p_uncond: float = Field(0.1, ge=0, le=1, description="label-drop probability for classifier-free guidance "
+                                                          "(class-conditional models)")
+
+
+class DiffusionTask(GenerativeTask):
+    """DDPM training (eps-MSE, Ho et al. 2020) with DDPM / DDIM sampling and classifier-free guidance.
+
+    Evaluation draws t and the noise from a generator seeded alike on every pass, so successive
+    validation losses are comparable.
+    """
+
+    name = "diffusion"
+    Options = DiffusionOptions
+    image_range = "symmetric"
+
+    def __init__(self, **options: Any):
+        super().__init__(**options)
+        self._schedule: Schedule | None = None
+        self._eval_gen: torch.Generator | None = None
+        self.num_classes = 0
+
+    def setup(self, data: DataBundle, cfg, device: torch.device) -> None:
+        super().setup(data, cfg, device)
+        self.num_classes = int(data.info.get("num_classes") or 0)
+
+    def schedule(self, model: nn.Module) -> Schedule:
+        """The noise schedule for the model's ``num_timesteps`` (built once)."""
+        T = int(model.config.num_timesteps)
+        if self._schedule is None or self._schedule.T != T:
+            self._schedule = make_schedule(T, self.opts.schedule)
+        return self._schedule
+
+    def forward(self, model: nn.Module, batch: Split) -> torch.Tensor:
+        x0 = self.prepare(model, batch.inputs[0])
+        y = batch_labels(model, batch)  # (labels,) for a class-conditional model, () otherwise
+        gen = None if model.training else self._eval_gen
+        p = self.opts.p_uncond if model.training else 0.0
+        return diffusion_loss(model, x0, self.schedule(model), y=y[0] if y else None, p_uncond=p, generator=gen)
+
+    def batch_loss(self, output, batch: Split) -> torch.Tensor:
+        return output.float()
+
+    def make_metrics(self, device: torch.device) -> dict[str, Any]:
+        self._eval_gen = torch.Generator(device=device).manual_seed(1234)  # same t and noise every evaluation
+        return {}
+
+    @torch.no_grad()
+    def sample(self, model: nn.Module, n: int, generator: torch.Generator | None = None, *, steps: int | None = None,
+               guidance: float | None = None, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """``n`` samples in the data layout (images in [0, 1]).
+
+        Args:
+            generator: source of all the noise; a CPU generator for a model on another device is
+                replaced by one on that device seeded alike.
+            steps: DDIM steps (deterministic, eta = 0); None runs the full DDPM chain.
+            guidance: classifier-free guidance weight (class-conditional models).
+            labels: (n,) class ids; default cycles 0..K-1 for a conditional model.
+        """
+        model.eval()
+        device = next(model.parameters()).device
+        y = None
+        if num_classes_of(model):
+            y = (labels if labels is not None else cycled_labels(model, n)).to(device)
+        elif guidance is not None:
+            raise ConfigError(f"guidance={guidance} needs a class-conditional model; this one has num_classes=0")
+        shape = (n, *model.data_shape)
+        clip = 1.0 if self.range == "symmetric" else None
+        if generator is not None and generator.device != device:
+            generator = torch.Generator(device=device).manual_seed(int(generator.initial_seed()))
+        sched = self.schedule(model)
+        if steps is None:
+            x = ddpm_sample(model, shape, sched, y=y, guidance=guidance, generator=generator, clip_x0=clip)
+        else:
+            x = ddim_sample(model, shape, sched, steps=steps, y=y, guidance=guidance, generator=generator, clip_x0=clip)
+        return self.to_display(x.float())

@@ -11,16 +11,19 @@ input channel the target is.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
+from torch import nn
 
 from archlab.data.base import DataBundle, Split
 from archlab.errors import ShapeError
-from archlab.tasks.base import Task, torchmetrics
+from archlab.tasks.base import Task, TaskOptions, torchmetrics
+from archlab.tasks.pictures import ForecastPlot, Picture
 from archlab.tasks.regression import match_target
+from archlab.train.evaluate import predict_split
 
 
 def seasonal_naive(window: torch.Tensor, horizon: int, season: int | None, target_index: int = 0,
@@ -41,14 +44,26 @@ def seasonal_naive(window: torch.Tensor, horizon: int, season: int | None, targe
     return x.index_select(1, idx)           # (B, H) or (B, H, C)
 
 
+class ForecastingOptions(TaskOptions):
+    """Options of :class:`ForecastingTask`."""
+
+    season: int | None = Field(None, ge=1, description="period of the seasonal-naive baseline (default: the "
+                                                        "data's info['season']; None repeats the last value)")
+
+
 class ForecastingTask(Task):
     """Multi-step forecasting with a seasonal-naive baseline reported beside the model."""
 
     name = "forecasting"
+    Options = ForecastingOptions
 
-    def __init__(self, season: int | None = None, **options: Any):
+    def __init__(self, **options: Any):
         super().__init__(**options)
-        self.season = season
+        self.target_index = 0
+
+    @property
+    def season(self) -> int | None:
+        return self.opts.season
 
     def model_overrides(self, info, data: DataBundle) -> dict[str, Any]:
         y = data.train.target
@@ -56,12 +71,9 @@ class ForecastingTask(Task):
 
     def setup(self, data: DataBundle, cfg, device) -> None:
         super().setup(data, cfg, device)
-        if self.season is None:
-            self.season = data.info.get("season")
+        if self.opts.season is None and data.info.get("season"):
+            self.opts.season = int(data.info["season"])  # saved with the run's options
         self.target_index = int(data.info.get("target_index", 0))
-
-    def options(self):
-        return {"season": self.season}
 
     def loss(self, output, target):
         return F.mse_loss(match_target(output, target, self.name).float(), target.float())
@@ -86,21 +98,21 @@ class ForecastingTask(Task):
         n = float(sums["n"])
         return {"naive_mae": float(sums["naive_abs"]) / n, "naive_rmse": (float(sums["naive_sq"]) / n) ** 0.5}
 
-    def on_fit_end(self, model, data: DataBundle, run_dir) -> None:
-        """Write ``forecast.png``: the held-out split's actual values, the model's one-step-ahead
-        forecasts and the seasonal-naive ones, in the data's own units."""
-        from archlab.tasks.visualize import plot_forecast
-        from archlab.train.evaluate import predict_split
-
+    def on_fit_end(self, model: nn.Module, data: DataBundle) -> dict[str, Picture]:
+        """``forecast``: the held-out split's actual values, the model's one-step-ahead forecasts
+        and the seasonal-naive ones, in the data's own units (the test split, else validation)."""
         split = data.test if data.test is not None else data.val
         if split is None or split.target is None or len(split) == 0:
-            return
+            return {}
         device = next(model.parameters()).device
         pred = predict_split(model, self, split.inputs, batch_size=512, device=device)
         target = split.target.float().cpu()
         t2 = target if target.ndim > 1 else target.unsqueeze(1)
         pred = pred.reshape(t2.shape)
         naive = seasonal_naive(split.inputs[0].float().cpu(), t2.shape[1], self.season, self.target_index, t2.ndim)
-        first = lambda t: data.denormalize_target(t.reshape(t2.shape))[:, 0].reshape(len(t2), -1)[:, 0]  # noqa: E731
-        plot_forecast(first(target), first(pred), first(naive.reshape(t2.shape)), Path(run_dir) / "forecast.png",
-                      title=f"{data.name}: one-step-ahead forecasts on the held-out split")
+
+        def first_step(t: torch.Tensor) -> torch.Tensor:  # (N, H[, C]) -> (N,): step 1 of the horizon, channel 0
+            return data.denormalize_target(t.reshape(t2.shape))[:, 0].reshape(len(t2), -1)[:, 0]
+
+        return {"forecast": ForecastPlot(first_step(target), first_step(pred), first_step(naive),
+                                         title=f"{data.name}: one-step-ahead forecasts on the held-out split")}

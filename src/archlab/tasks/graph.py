@@ -37,7 +37,7 @@ def _masked_bundle(data: DataBundle) -> DataBundle:
 class NodeClassificationTask(ClassificationTask):
     """Classify the nodes of one graph; loss and metrics on the split's masked nodes."""
 
-    name = "node-classification"
+    name = "node_classification"
 
     def model_overrides(self, info: dict[str, Any], data: DataBundle) -> dict[str, Any]:
         return super().model_overrides(info, _masked_bundle(data))
@@ -45,7 +45,7 @@ class NodeClassificationTask(ClassificationTask):
     def setup(self, data: DataBundle, cfg, device: torch.device) -> None:
         if data.train.mask is None:
             raise ShapeError(f"node classification expects a whole-graph split with a node mask; dataset "
-                             f"{data.name!r} has an indexable train split (use graph-classification or classification)")
+                             f"{data.name!r} has an indexable train split (use graph_classification or classification)")
         super().setup(_masked_bundle(data), cfg, device)
 
     def _select(self, output: Any, batch: Split) -> tuple[torch.Tensor, torch.Tensor]:
@@ -90,7 +90,7 @@ def union_batch(x: torch.Tensor, edges: torch.Tensor, num_nodes: torch.Tensor) -
 class GraphClassificationTask(ClassificationTask):
     """One label per graph, over mini-batches of padded graphs (see module docs)."""
 
-    name = "graph-classification"
+    name = "graph_classification"
 
     def forward(self, model: nn.Module, batch: Split) -> Any:
         return model(*union_batch(*batch.inputs))

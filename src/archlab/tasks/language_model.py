@@ -10,18 +10,20 @@ model's own ``generate`` if it has one, else with a generic autoregressive sampl
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from archlab.data.base import DataBundle, Split
 from archlab.errors import ConfigError, ShapeError
+from archlab.layers.sampling import sample_next
 from archlab.tasks.base import Task, output_tensor
 
 
 class LanguageModelTask(Task):
-    name = "language-modeling"
+    name = "language_modeling"
 
     def model_overrides(self, info, data: DataBundle) -> dict[str, Any]:
         vocab = info.get("vocab_size") or (len(info["vocab"]) if info.get("vocab") else None)
@@ -67,14 +69,21 @@ def sample_text(
     *,
     temperature: float = 1.0,
     top_k: int | None = None,
-    seed: int = 0,
+    generator: torch.Generator | None = None,
+    seed: int | None = None,
     block_size: int | None = None,
 ) -> str:
     """Generate ``n`` tokens after ``prompt`` and decode them with ``vocab`` (index -> string).
 
-    Uses ``model.generate(idx, max_new_tokens, temperature=..., top_k=...)`` when the model has
-    one; otherwise samples autoregressively from the logits of the last position, feeding at
-    most ``block_size`` tokens (default: the model config's ``block_size`` / ``max_seq_len``).
+    Uses ``model.generate(idx, n, temperature=..., top_k=..., generator=...)`` when the model
+    has one; otherwise samples autoregressively from the logits of the last position with
+    :func:`archlab.layers.sampling.sample_next`, feeding at most ``block_size`` tokens (default:
+    the model config's ``block_size`` / ``max_seq_len``).
+
+    Args:
+        generator: the random generator to sample from (on the model's device).
+        seed: convenience for ``generator``: a fresh local generator seeded with it. Neither
+            touches torch's global RNG. With both None, sampling uses a generator seeded 0.
     """
     if temperature <= 0:
         raise ConfigError(f"temperature={temperature} must be > 0")
@@ -84,24 +93,20 @@ def sample_text(
         raise ConfigError(f"prompt characters {unknown} are not in the vocabulary")
     device = next(model.parameters()).device
     idx = torch.tensor([[stoi[c] for c in prompt]], dtype=torch.long, device=device)
-    gen = torch.Generator(device=device).manual_seed(seed)
+    if generator is None:
+        generator = torch.Generator(device=device).manual_seed(0 if seed is None else int(seed))
     was_training = model.training
     model.eval()
     try:
         if hasattr(model, "generate"):
-            torch.manual_seed(seed)
-            out = model.generate(idx, n, temperature=temperature, top_k=top_k)
+            out = model.generate(idx, n, temperature=temperature, top_k=top_k, generator=generator)
         else:
             cfg = getattr(model, "config", None)
             block = block_size or getattr(cfg, "block_size", None) or getattr(cfg, "max_seq_len", None) or 256
             out = idx
             for _ in range(n):
-                logits = output_tensor(model(out[:, -block:]))[:, -1, :].float() / temperature
-                if top_k is not None:
-                    kth = torch.topk(logits, min(top_k, logits.shape[-1])).values[:, -1:]
-                    logits = logits.masked_fill(logits < kth, float("-inf"))
-                nxt = torch.multinomial(logits.softmax(-1), 1, generator=gen)
-                out = torch.cat([out, nxt], dim=1)
+                logits = output_tensor(model(out[:, -block:]))[:, -1, :]  # (1, T, V) -> (1, V)
+                out = torch.cat([out, sample_next(logits, temperature, top_k, generator)], dim=1)
     finally:
         model.train(was_training)
     return "".join(vocab[i] for i in out[0, idx.shape[1]:].tolist())

@@ -33,7 +33,7 @@ class CTRTask(Task):
 
     def __init__(self, **options: Any):
         super().__init__(**options)
-        self.base_rate = 0.5
+        self.base_rate = 0.5  # training positive rate, set in setup
 
     def model_overrides(self, info: dict[str, Any], data: DataBundle) -> dict[str, Any]:
         fields = {k: info[k] for k in ("dense_features", "field_sizes") if info.get(k)}

@@ -10,22 +10,29 @@ a sample the model reconstructs badly is unusual. The recipe::
 
 ``anomaly_scores`` works with any model whose forward returns the reconstruction, or a tuple
 whose first item is it (a VAE's ``(x_hat, mu, logvar)``; in eval mode a VAE decodes z = mu).
+:class:`ReconstructionTask` trains by the same loss in ``archlab.fit`` and, given an
+``anomaly_class``, reports the detector's AUROC, threshold, recall and false-alarm rate.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import nn
 
+from archlab.data.base import DataBundle, Split
 from archlab.errors import ConfigError, ShapeError
+from archlab.tasks.base import torchmetrics
+from archlab.tasks.generative_base import GenerativeOptions, GenerativeTask
 
 ReconKind = Literal["mse", "bce"]
 
 
-def _check_pair(x_hat: torch.Tensor, x: torch.Tensor, kind: str, where: str) -> None:
+def check_pair(x_hat: torch.Tensor, x: torch.Tensor, kind: str, where: str) -> None:
+    """x_hat and x: same-shape (B, ...) tensors; x_hat in [0, 1] for ``kind="bce"`` (else ShapeError)."""
     if kind not in ("mse", "bce"):
         raise ConfigError(f"{where}: kind must be 'mse' or 'bce'; got kind={kind!r}")
     if not isinstance(x_hat, torch.Tensor) or not isinstance(x, torch.Tensor):
@@ -48,7 +55,7 @@ def _check_pair(x_hat: torch.Tensor, x: torch.Tensor, kind: str, where: str) -> 
 
 def per_sample_error(x_hat: torch.Tensor, x: torch.Tensor, kind: ReconKind = "mse") -> torch.Tensor:
     """Mean reconstruction error of each sample over its features: (B, ...) -> (B,)."""
-    _check_pair(x_hat, x, kind, "per_sample_error")
+    check_pair(x_hat, x, kind, "per_sample_error")
     if kind == "mse":
         err = (x_hat - x).pow(2)
     else:
@@ -128,6 +135,104 @@ def choose_threshold(scores_val: torch.Tensor, quantile: float = 0.99) -> float:
     return float(torch.quantile(scores_val.detach().double().cpu(), quantile))
 
 
-def flag_anomalies(scores: torch.Tensor, threshold: float) -> torch.Tensor:
-    """(N,) bool: ``scores > threshold``."""
-    return scores > threshold
+# ------------------------------------------------------------------------------------ the task
+class ReconstructionOptions(GenerativeOptions):
+    """Options of :class:`ReconstructionTask`."""
+
+    loss: ReconKind = Field("mse", description="bce for sigmoid outputs and data in [0, 1]")
+    anomaly_class: int | None = Field(None, ge=0, description="class id held out of training as the anomaly")
+    quantile: float = Field(0.99, gt=0, le=1, description="normal-score quantile used as the threshold")
+
+
+class ReconstructionTask(GenerativeTask):
+    """Autoencoder training by reconstruction error, with anomaly scores.
+
+    Options:
+        loss: ``mse`` or ``bce`` (for sigmoid outputs and data in [0, 1]).
+        anomaly_class: a class id of a labelled dataset held out as the anomaly: it is removed
+            from the training split (on the bundle passed to ``fit``), and every evaluation
+            reports ``auroc`` (anomaly score vs "is that class"), the mean scores of normal and
+            anomalous samples, and ``threshold``: the ``quantile`` of the normal samples' scores.
+            The threshold of the latest validation pass is kept in ``self.threshold``; a test
+            pass after it reports ``recall`` / ``false_alarm_rate`` at that threshold.
+        quantile: the normal-score quantile used as threshold (0.99 flags ~1% of normal data).
+    """
+
+    name = "reconstruction"
+    Options = ReconstructionOptions
+    image_range = "unit"
+
+    def __init__(self, **options: Any):
+        super().__init__(**options)
+        self.threshold: float | None = None
+        self._scores: list[torch.Tensor] = []
+        self._labels: list[torch.Tensor] = []
+
+    def setup(self, data: DataBundle, cfg, device: torch.device) -> None:
+        super().setup(data, cfg, device)
+        k = self.opts.anomaly_class
+        if k is None:
+            return
+        if data.train.target is None:
+            raise ConfigError(f"anomaly_class={k} needs class labels; dataset {data.name!r} has none")
+        y = data.train.target
+        if not bool((y == k).any()):
+            raise ConfigError(f"anomaly_class={k} does not occur in {data.name!r}'s labels")
+        keep = y != k
+        data.train = Split(inputs=tuple(t[keep] for t in data.train.inputs), target=y[keep])  # normal data only
+
+    def forward(self, model: nn.Module, batch: Split) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.prepare(model, batch.inputs[0])
+        out = model(x)
+        return (out[0] if isinstance(out, (tuple, list)) else out), x
+
+    def batch_loss(self, output, batch: Split) -> torch.Tensor:
+        x_hat, x = output
+        return reconstruction_loss(x_hat.float(), x.float(), self.opts.loss)
+
+    def scores(self, output) -> torch.Tensor:
+        x_hat, x = output
+        return per_sample_error(x_hat.float(), x.float(), self.opts.loss)
+
+    def make_metrics(self, device: torch.device) -> dict[str, Any]:
+        self._scores, self._labels = [], []
+        if self.opts.anomaly_class is None:
+            return {}
+        return {"auroc": torchmetrics().classification.BinaryAUROC().to(device)}
+
+    def update_metrics(self, metrics, output, batch: Split) -> None:
+        if self.opts.anomaly_class is None or batch.target is None:
+            return
+        s = self.scores(output)
+        is_anomaly = (batch.target == self.opts.anomaly_class).long()
+        metrics["auroc"].update(s, is_anomaly)
+        self._scores.append(s.detach())
+        self._labels.append(is_anomaly)
+
+    def eval_extras(self, output, batch: Split) -> dict[str, torch.Tensor]:
+        s = self.scores(output)
+        return {"score_sum": s.sum(), "n": torch.tensor(float(s.numel()), device=s.device)}
+
+    def finish_extras(self, sums) -> dict[str, float]:
+        out = {"mean_score": float(sums["score_sum"]) / max(1.0, float(sums["n"]))}
+        if self.opts.anomaly_class is None or not self._scores:
+            return out
+        s, lab = torch.cat(self._scores).float().cpu(), torch.cat(self._labels).cpu()
+        normal, anomalous = s[lab == 0], s[lab == 1]
+        if len(normal):
+            out["mean_score_normal"] = float(normal.mean())
+            if self.threshold is not None:  # the threshold of the previous (validation) pass
+                out["false_alarm_rate"] = float((normal > self.threshold).float().mean())
+            thr = float(torch.quantile(normal.double(), self.opts.quantile))
+        if len(anomalous):
+            out["mean_score_anomaly"] = float(anomalous.mean())
+            if self.threshold is not None:
+                out["recall"] = float((anomalous > self.threshold).float().mean())
+        if len(normal):
+            out["threshold"] = thr
+            self.threshold = thr
+        return out
+
+    def predict(self, model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """Per-sample anomaly scores (B,) - higher is more unusual."""
+        return self.scores(self.forward(model, Split(inputs=inputs)))

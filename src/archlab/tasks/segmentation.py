@@ -12,10 +12,11 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 
 from archlab.data.base import DataBundle, Split
 from archlab.errors import ShapeError
-from archlab.tasks.base import Task, output_tensor, torchmetrics
+from archlab.tasks.base import Task, TaskOptions, output_tensor, torchmetrics
 
 
 def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
@@ -28,16 +29,21 @@ def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0)
     return 1 - ((2 * inter + eps) / (denom + eps)).mean()
 
 
+class SegmentationOptions(TaskOptions):
+    """Options of :class:`SegmentationTask`."""
+
+    dice_weight: float = Field(1.0, ge=0, description="weight of the soft Dice term beside cross-entropy")
+
+
 class SegmentationTask(Task):
+    """Per-pixel cross-entropy plus soft Dice; pixel accuracy, Dice and IoU."""
+
     name = "segmentation"
+    Options = SegmentationOptions
 
-    def __init__(self, dice_weight: float = 1.0, **options: Any):
+    def __init__(self, **options: Any):
         super().__init__(**options)
-        self.dice_weight = dice_weight
         self.num_classes = 0
-
-    def options(self):
-        return {"dice_weight": self.dice_weight}
 
     def model_overrides(self, info, data: DataBundle) -> dict[str, Any]:
         self.num_classes = int(info.get("num_classes") or int(data.train.target.max()) + 1)
@@ -55,7 +61,7 @@ class SegmentationTask(Task):
             raise ShapeError(f"segmentation expects logits (B, C, *spatial) matching target {tuple(target.shape)}; "
                              f"got {tuple(logits.shape)}")
         ce = F.cross_entropy(logits.float(), target, label_smoothing=self.cfg.label_smoothing if self.cfg else 0.0)
-        return ce + self.dice_weight * soft_dice_loss(logits, target)
+        return ce + self.opts.dice_weight * soft_dice_loss(logits, target)
 
     def make_metrics(self, device):
         tm = torchmetrics().classification

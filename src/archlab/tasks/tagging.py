@@ -12,18 +12,29 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 
 from archlab.data.base import DataBundle, Split
 from archlab.errors import ShapeError
-from archlab.tasks.base import Task, output_tensor, torchmetrics
+from archlab.tasks.base import Task, TaskOptions, output_tensor, torchmetrics
+
+
+class TaggingOptions(TaskOptions):
+    """Options of :class:`TaggingTask`."""
+
+    ignore_index: int = Field(-100, description="target value of padded positions")
+    mask_input: bool = Field(False, description="the split's last input is a (B, T) bool mask, True = real token")
 
 
 class TaggingTask(Task):
-    name = "tagging"
+    """Per-position cross-entropy that ignores padding; token accuracy and macro F1."""
 
-    def __init__(self, ignore_index: int = -100, mask_input: bool = False, **options: Any):
+    name = "tagging"
+    Options = TaggingOptions
+
+    def __init__(self, **options: Any):
         super().__init__(**options)
-        self.ignore_index, self.mask_input = ignore_index, mask_input
+        self.ignore_index, self.mask_input = self.opts.ignore_index, self.opts.mask_input
         self.num_classes = 0
 
     def model_overrides(self, info, data: DataBundle) -> dict[str, Any]:
@@ -59,9 +70,6 @@ class TaggingTask(Task):
 
     def loss(self, output, target):
         return self.batch_loss(output, Split(inputs=(), target=target))
-
-    def options(self):
-        return {"ignore_index": self.ignore_index, "mask_input": self.mask_input}
 
     def make_metrics(self, device):
         tm = torchmetrics().classification

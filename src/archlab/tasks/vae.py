@@ -17,17 +17,29 @@ Usage::
     x_hat, mu, logvar = model(x)
     parts = elbo_loss(x_hat, x, mu, logvar, beta=1.0, recon="bce")
     parts["total"].backward()
+
+:class:`VAETask` trains on the same objective in ``archlab.fit`` and logs both parts.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
+from torch import nn
 
+from archlab.data.base import Split
 from archlab.errors import ConfigError, ShapeError
-from archlab.tasks.reconstruction import _check_pair
+from archlab.tasks.generative_base import (
+    GenerativeOptions,
+    GenerativeTask,
+    batch_labels,
+    cycled_labels,
+    num_classes_of,
+)
+from archlab.tasks.reconstruction import check_pair
 
 
 def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -73,7 +85,7 @@ def elbo_loss(
     """
     if isinstance(beta, bool) or not isinstance(beta, (int, float)) or beta < 0:
         raise ConfigError(f"elbo_loss: beta must be a number >= 0; got beta={beta!r}")
-    _check_pair(x_hat, x, recon, "elbo_loss")
+    check_pair(x_hat, x, recon, "elbo_loss")
     kl = gaussian_kl(mu, logvar)
     if kl.shape[0] != x.shape[0]:
         raise ShapeError(
@@ -86,3 +98,63 @@ def elbo_loss(
     reconstruction = per_feature.flatten(1).sum(dim=1).mean()  # sum over features, mean over batch
     kl = kl.mean()
     return {"reconstruction": reconstruction, "kl": kl, "total": reconstruction + beta * kl}
+
+
+# ------------------------------------------------------------------------------------ the task
+class VAEOptions(GenerativeOptions):
+    """Options of :class:`VAETask`."""
+
+    beta: float = Field(1.0, ge=0, description="KL weight; 1 is the ELBO, > 1 a beta-VAE")
+    recon: Literal["bce", "mse"] = Field("bce", description="bce for sigmoid decoders on [0, 1] data, else mse")
+
+
+class VAETask(GenerativeTask):
+    """VAE training on the negative ELBO (:func:`elbo_loss`); reconstruction and KL are logged
+    separately. A class-conditional VAE (``num_classes`` set) is given the batch's labels."""
+
+    name = "vae"
+    Options = VAEOptions
+    image_range = "unit"
+
+    def forward(self, model: nn.Module, batch: Split):
+        x = self.prepare(model, batch.inputs[0])
+        x_hat, mu, logvar = model(x, *batch_labels(model, batch))  # a conditional VAE also gets y
+        return x_hat, x, mu, logvar
+
+    def parts(self, output) -> dict[str, torch.Tensor]:
+        x_hat, x, mu, logvar = output
+        return elbo_loss(x_hat.float(), x.float(), mu.float(), logvar.float(), beta=self.opts.beta,
+                         recon=self.opts.recon)
+
+    def batch_loss(self, output, batch: Split) -> torch.Tensor:
+        return self.parts(output)["total"]
+
+    def training_step(self, model, batch, optimizers, ctx):
+        with ctx.autocast():
+            parts = self.parts(self.forward(model, batch))
+        ctx.backward(parts["total"])
+        if ctx.sync:
+            ctx.step(optimizers[0])
+        return {"loss": parts["total"].detach(), "reconstruction": parts["reconstruction"].detach(),
+                "kl": parts["kl"].detach()}
+
+    def eval_extras(self, output, batch: Split) -> dict[str, torch.Tensor]:
+        p = self.parts(output)
+        n = float(output[1].shape[0])
+        return {"reconstruction": p["reconstruction"] * n, "kl": p["kl"] * n,
+                "n": torch.tensor(n, device=p["kl"].device)}
+
+    def finish_extras(self, sums) -> dict[str, float]:
+        n = max(1.0, float(sums["n"]))
+        return {"reconstruction": float(sums["reconstruction"]) / n, "kl": float(sums["kl"]) / n}
+
+    @torch.no_grad()
+    def sample(self, model: nn.Module, n: int, generator: torch.Generator | None = None, *,
+               labels: torch.Tensor | None = None, **_: Any) -> torch.Tensor:
+        """``n`` prior samples in the data layout for viewing; a conditional VAE draws class
+        ``labels`` (n,) (default: cycled 0..K-1)."""
+        model.eval()
+        if num_classes_of(model):
+            y = labels if labels is not None else cycled_labels(model, n)
+            return self.to_display(model.sample(n, generator=generator, y=y))
+        return self.to_display(model.sample(n, generator=generator))

@@ -1,10 +1,11 @@
-"""Training: the loop (:func:`fit`), its config, optimizers and schedules, precision, run state.
+"""The training engine: its config, optimizers and schedules, precision, one step, state, the loop.
 
->>> result = archlab.fit("mlp_tabular", "breast_cancer", max_steps=200, lr=1e-3)
->>> result.metrics["test_accuracy"], result.run_dir
+It takes objects (a module, a DataBundle, a task, a TrainConfig) and never names: resolving
+names, adapting a model to the data and laying out runs is :mod:`archlab.runs`' job.
 """
 
 from archlab.train.config import TrainConfig
-from archlab.train.loop import NonFiniteLossError, RunResult, fit, resume
+from archlab.train.loop import NonFiniteLossError, RunResult, fit
+from archlab.train.progress import Reporter
 
-__all__ = ["TrainConfig", "RunResult", "NonFiniteLossError", "fit", "resume"]
+__all__ = ["TrainConfig", "RunResult", "NonFiniteLossError", "Reporter", "fit"]

@@ -8,7 +8,7 @@ named; bad values raise :class:`archlab.ConfigError` naming the field and the va
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field, model_validator
 
@@ -16,7 +16,11 @@ from archlab.config import ArchConfig
 
 
 class TrainConfig(ArchConfig):
-    """How to train: length, optimizer, schedule, precision, stopping, logging and the run dir."""
+    """How to train: length, optimizer, schedule, precision, stopping, logging intervals.
+
+    Where the run is written and how progress is shown are not training settings: see
+    :class:`archlab.runs.spec.RunOptions`.
+    """
 
     # -- length ---------------------------------------------------------------------------------
     epochs: int | None = Field(None, ge=1, description="Passes over the training split (default 10 when max_steps is unset).")
@@ -71,10 +75,6 @@ class TrainConfig(ArchConfig):
     eval_every: int | None = Field(None, ge=1, description="Evaluate every this many optimizer steps (default once per epoch).")
     log_every: int = Field(50, ge=1, description="Log training loss every this many optimizer steps.")
     checkpoint_every: int | None = Field(None, ge=1, description="Write last/ every this many steps (default at each evaluation).")
-    out_dir: str = Field("runs", description="Parent directory of run directories.")
-    run_name: str | None = Field(None, description="Run directory name (default MODEL-DATA-TIMESTAMP).")
-    quiet: bool = Field(False, description="No progress bar.")
-    tensorboard: bool = Field(True, description="Also write TensorBoard logs when tensorboard is installed.")
 
     @model_validator(mode="after")
     def _check(self) -> "TrainConfig":
@@ -94,11 +94,3 @@ class TrainConfig(ArchConfig):
             return self.max_steps
         epochs = self.epochs or 10
         return max(1, (epochs * batches_per_epoch) // self.grad_accum)
-
-
-def split_overrides(overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Split flat keyword arguments into (train-config keys, everything else)."""
-    fields = set(TrainConfig.model_fields)
-    train = {k: v for k, v in overrides.items() if k in fields}
-    rest = {k: v for k, v in overrides.items() if k not in fields}
-    return train, rest

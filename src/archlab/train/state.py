@@ -1,20 +1,23 @@
-"""Run directories, crash-safe checkpoints and the state that makes a resume exact.
+"""Crash-safe checkpoints and the state that makes a resume exact.
 
-A run directory holds::
+The run-directory layout is :mod:`archlab.rundir`. A checkpoint directory holds the model
+(``config.json`` + ``model.safetensors`` + ``manifest.json`` via :mod:`archlab.checkpoint`),
+``state.safetensors`` (optimizer tensors, RNG states, the data order) and ``state.json``
+(optimizer hyper-parameters, scheduler, scaler, step, epoch, early stopping, python RNG), then
+``COMPLETE``, written last, holding the step and the SHA-256 of every other file.
 
-    config.yaml          model + data + task + train config
-    data_info.json       the DataBundle's facts (classes, vocabulary, normalisation stats)
-    metrics.jsonl        one JSON line per logged step and per evaluation
-    last/  best/         checkpoints (below)
-    curves.png           loss and metric curves
-    final_metrics.json   metrics of the finished run
+The protocol, in the order it is done (:func:`write_checkpoint`, :func:`_swap_in`):
 
-A checkpoint directory holds the model (``config.json`` + ``model.safetensors`` via
-:mod:`archlab.checkpoint`), ``state.safetensors`` (optimizer tensors, RNG states, the data
-order) and ``state.json`` (optimizer hyper-parameters, scheduler, scaler, step, epoch, early
-stopping, python RNG), then ``COMPLETE``, written last. It is written into a temp directory and
-swapped in with renames; a directory without ``COMPLETE`` is ignored, so a SIGKILL at any moment
-leaves the previous complete checkpoint usable. Nothing is pickled.
+1. write everything into ``.NAME.tmp/``, each file atomically, hashing the bytes as they go;
+2. write ``COMPLETE`` with the digests: a directory without it is ignored;
+3. rename ``NAME/`` -> ``NAME.old/``, ``.NAME.tmp/`` -> ``NAME/``, then ``NAME.old/`` ->
+   ``NAME.prev/`` (the previous checkpoint is kept as a fallback).
+
+A SIGKILL at any moment leaves at least one complete checkpoint; a reader
+(:func:`archlab.rundir.find_checkpoint`) takes the newest of ``NAME``, ``NAME.old`` and
+``NAME.prev`` whose files match their digests, so a corrupted checkpoint falls back to the one
+before it. Reading parses ``state.json`` against the fields this module wrote, so a malformed
+or tampered file is a :class:`CheckpointError` naming the file and the field. Nothing is pickled.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import json
 import os
 import random
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +34,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from archlab.checkpoint import load_state_into, save, tensors_from_bytes, tensors_to_bytes
+from archlab.checkpoint import (
+    WEIGHTS_FILE,
+    check_finite,
+    load_state_into,
+    tensors_from_bytes,
+    tensors_to_bytes,
+    write_model,
+)
 from archlab.errors import CheckpointError
-from archlab.io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from archlab.io import atomic_write_bytes, atomic_write_json, atomic_write_text, sha256_bytes
+from archlab.rundir import COMPLETE, verify_checkpoint
 
-COMPLETE = "COMPLETE"
 STATE_TENSORS = "state.safetensors"
 STATE_JSON = "state.json"
 
@@ -126,25 +136,34 @@ def _join_tensors(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
 # -- checkpoints ----------------------------------------------------------------------------------
 
 
-def is_complete(directory: Path) -> bool:
-    return (directory / COMPLETE).is_file()
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _swap_in(tmp: Path, final: Path) -> None:
-    """Replace ``final`` with ``tmp``: final -> final.old, tmp -> final, drop final.old."""
+    """Replace ``final`` with ``tmp``: final -> final.old, tmp -> final, final.old -> final.prev."""
     old = final.with_name(final.name + ".old")
+    prev = final.with_name(final.name + ".prev")
+    junk = final.with_name(f".{final.name}.prev.tmp")  # a replaced .prev, deleted last
+    if junk.exists():
+        shutil.rmtree(junk)
     if old.exists() and final.exists():
         shutil.rmtree(old)
     if final.exists():
         os.replace(final, old)
     os.replace(tmp, final)
-    fd = os.open(final.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    _fsync_dir(final.parent)
     if old.exists():
-        shutil.rmtree(old)
+        if prev.exists():
+            os.replace(prev, junk)
+        os.replace(old, prev)
+        _fsync_dir(final.parent)
+        if junk.exists():
+            shutil.rmtree(junk)
 
 
 def write_checkpoint(
@@ -166,7 +185,7 @@ def write_checkpoint(
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
-    save(model, tmp)
+    digests = write_model(model, tmp)
     meta: dict[str, Any] = {"extra": extra or {}}
     if state is not None:
         tensors: dict[str, torch.Tensor] = {}
@@ -181,39 +200,79 @@ def write_checkpoint(
         if data_gen is not None:
             rng_t, meta["rng"] = rng_state(data_gen)
             tensors.update(rng_t)
-        atomic_write_bytes(tmp / STATE_TENSORS, tensors_to_bytes({k: v.detach().cpu() for k, v in tensors.items()}))
-    atomic_write_json(tmp / STATE_JSON, meta)
-    atomic_write_json(tmp / COMPLETE, {"step": state.step if state is not None else None})
+        data = tensors_to_bytes({k: v.detach().cpu() for k, v in tensors.items()})
+        atomic_write_bytes(tmp / STATE_TENSORS, data)
+        digests[STATE_TENSORS] = sha256_bytes(data)
+    text = json.dumps(meta, indent=2) + "\n"
+    atomic_write_text(tmp / STATE_JSON, text)
+    digests[STATE_JSON] = sha256_bytes(text.encode("utf-8"))
+    atomic_write_json(tmp / COMPLETE, {"step": state.step if state is not None else None, "sha256": digests})
     _swap_in(tmp, directory)
     return directory
 
 
-def find_checkpoint(run_dir: Path, name: str = "last") -> Path | None:
-    """The complete checkpoint ``name`` (or its ``.old`` twin left by a kill mid-swap), if any."""
-    best: tuple[int, Path] | None = None
-    for cand in (run_dir / name, run_dir / f"{name}.old"):
-        if cand.is_dir() and is_complete(cand):
-            try:
-                step = json.loads((cand / COMPLETE).read_text())["step"] or 0
-            except (json.JSONDecodeError, KeyError, TypeError):
-                continue
-            if best is None or step > best[0]:
-                best = (step, cand)
-    return None if best is None else best[1]
+# -- reading --------------------------------------------------------------------------------------
+
+_SCALAR_KINDS = {  # TrainState annotation -> (check, what the message says is expected)
+    "int": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "an integer >= 0"),
+    "int | None": (lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool)), "an integer or null"),
+    "float | None": (lambda v: v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)), "a number or null"),
+    "bool": (lambda v: isinstance(v, bool), "true or false"),
+}
+
+
+def _expect(ok: bool, path: Path, field_name: str, expected: str, value: Any) -> None:
+    if not ok:
+        raise CheckpointError(f"{path}: field {field_name!r} must be {expected}; got {value!r:.60}")
 
 
 def read_checkpoint_meta(directory: Path) -> dict[str, Any]:
+    """Parse ``state.json`` and check the types of what a resume reads from it.
+
+    Raises:
+        CheckpointError: the file is missing, not UTF-8 JSON, or a field has the wrong type
+            (naming the file and the field, e.g. ``'train.step' must be an integer >= 0``).
+    """
+    path = directory / STATE_JSON
     try:
-        return json.loads((directory / STATE_JSON).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{directory / STATE_JSON} is unreadable ({exc})") from None
+        meta = json.loads(path.read_bytes().decode("utf-8"))
+    except OSError as exc:
+        raise CheckpointError(f"{path} could not be read ({exc.strerror or exc})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path} is not UTF-8 JSON ({exc})") from None
+    _expect(isinstance(meta, dict), path, "<top level>", "a mapping", meta)
+    _expect(isinstance(meta.get("extra", {}), dict), path, "extra", "a mapping", meta.get("extra"))
+    if "train" not in meta:
+        return meta  # a weights-only checkpoint (best/)
+    train = meta["train"]
+    _expect(isinstance(train, dict), path, "train", "a mapping", train)
+    for f in fields(TrainState):
+        if f.name in ("perm", "loss_sums"):
+            continue
+        _expect(f.name in train, path, f"train.{f.name}", "present", None)
+        check, expected = _SCALAR_KINDS[str(f.type)]
+        _expect(check(train[f.name]), path, f"train.{f.name}", expected, train[f.name])
+    for key in ("optimizers", "schedulers"):
+        _expect(isinstance(meta.get(key), list), path, key, "a list", meta.get(key))
+    for i, o in enumerate(meta["optimizers"]):
+        _expect(isinstance(o, dict) and "__dict__" in o, path, f"optimizers.{i}", "an optimizer state", o)
+    _expect(meta.get("scaler") is None or isinstance(meta["scaler"], dict), path, "scaler", "a mapping or null", meta.get("scaler"))
+    rng = meta.get("rng")
+    _expect(isinstance(rng, dict) and isinstance(rng.get("numpy"), list) and len(rng["numpy"]) == 4
+            and isinstance(rng.get("python"), list) and len(rng["python"]) == 3
+            and isinstance(rng["python"][1], list), path, "rng", "the numpy and python RNG states", rng)
+    return meta
 
 
-def load_model_weights(directory: Path, model: nn.Module) -> None:
-    from archlab.checkpoint import WEIGHTS_FILE
-
+def load_model_weights(directory: Path, model: nn.Module, *, allow_nonfinite: bool = False) -> None:
+    """Fill ``model`` with a checkpoint's weights (the caller verified the checkpoint)."""
     path = directory / WEIGHTS_FILE
-    load_state_into(model, tensors_from_bytes(path.read_bytes(), str(path)), str(path))
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {directory} has no {WEIGHTS_FILE}")
+    state = tensors_from_bytes(path.read_bytes(), str(path))
+    if not allow_nonfinite:
+        check_finite(state, str(path))
+    load_state_into(model, state, str(path))
 
 
 def restore_checkpoint(
@@ -226,120 +285,44 @@ def restore_checkpoint(
     data_gen: torch.Generator,
     device: torch.device,
 ) -> dict[str, Any]:
-    """Load everything :func:`write_checkpoint` wrote back into live objects."""
-    load_model_weights(directory, model)
+    """Load everything :func:`write_checkpoint` wrote back into live objects.
+
+    Raises:
+        CheckpointError: the checkpoint does not verify, lacks training state, or holds state
+            that does not fit these objects; the message names the file.
+    """
+    verify_checkpoint(directory)
     meta = read_checkpoint_meta(directory)
-    tensors = tensors_from_bytes((directory / STATE_TENSORS).read_bytes(), str(directory / STATE_TENSORS))
+    if "train" not in meta:
+        raise CheckpointError(f"{directory / STATE_JSON} holds no training state (a weights-only checkpoint)")
+    load_model_weights(directory, model)
+    source = directory / STATE_TENSORS
+    if not source.is_file():
+        raise CheckpointError(f"checkpoint {directory} has no {STATE_TENSORS}")
+    tensors = tensors_from_bytes(source.read_bytes(), str(source))
+    missing = [k for k in ("rng.torch", "rng.data", "rng.numpy") if k not in tensors]
+    if missing:
+        raise CheckpointError(f"{source} lacks the RNG tensors {missing}")
+    if len(meta["optimizers"]) != len(optimizers):
+        raise CheckpointError(
+            f"{directory} holds {len(meta['optimizers'])} optimizer states; the task has {len(optimizers)}")
     for key, value in meta["train"].items():
         setattr(state, key, value)
     state.perm = tensors["data.perm"].to(device) if "data.perm" in tensors else None
     state.loss_sums = {k[len("loss_sum."):]: v.to(device) for k, v in tensors.items() if k.startswith("loss_sum.")}
-    if len(meta["optimizers"]) != len(optimizers):
+    try:
+        for opt, ostate in zip(optimizers, meta["optimizers"]):
+            sd = _join_tensors(ostate, tensors)
+            sd["state"] = {int(k): v for k, v in sd["state"].items()}
+            opt.load_state_dict(sd)
+        for sched, sstate in zip(schedulers, meta["schedulers"]):
+            if sched is not None and sstate is not None:
+                sched.load_state_dict(sstate)
+        if scaler is not None and meta.get("scaler"):
+            scaler.load_state_dict(meta["scaler"])
+        set_rng_state(tensors, meta["rng"], data_gen)
+    except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as exc:
         raise CheckpointError(
-            f"{directory} holds {len(meta['optimizers'])} optimizer states; the task has {len(optimizers)}")
-    for opt, ostate in zip(optimizers, meta["optimizers"]):
-        sd = _join_tensors(ostate, tensors)
-        sd["state"] = {int(k): v for k, v in sd["state"].items()}
-        opt.load_state_dict(sd)
-    for sched, sstate in zip(schedulers, meta["schedulers"]):
-        if sched is not None and sstate is not None:
-            sched.load_state_dict(sstate)
-    if scaler is not None and meta.get("scaler"):
-        scaler.load_state_dict(meta["scaler"])
-    set_rng_state(tensors, meta["rng"], data_gen)
+            f"{directory}: the optimizer, scheduler or RNG state does not fit this run ({type(exc).__name__}: {exc})"
+        ) from None
     return meta
-
-
-# -- run directory ---------------------------------------------------------------------------------
-
-
-class RunDir:
-    """Paths and writers of one run directory."""
-
-    def __init__(self, path: str | os.PathLike):
-        self.path = Path(path)
-
-    @property
-    def last(self) -> Path:
-        return self.path / "last"
-
-    @property
-    def best(self) -> Path:
-        return self.path / "best"
-
-    @property
-    def metrics_file(self) -> Path:
-        return self.path / "metrics.jsonl"
-
-    def write_config(self, config: dict[str, Any]) -> None:
-        import yaml
-
-        self.path.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(self.path / "config.yaml", yaml.safe_dump(config, sort_keys=False))
-
-    def read_config(self) -> dict[str, Any]:
-        import yaml
-
-        path = self.path / "config.yaml"
-        if not path.is_file():
-            raise CheckpointError(f"no config.yaml in {self.path} (is it an archlab run directory?)")
-        return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-
-    def append_metrics(self, record: dict[str, Any]) -> None:
-        with open(self.metrics_file, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(record) + "\n")
-
-    def read_metrics(self) -> list[dict[str, Any]]:
-        """Complete JSON lines of metrics.jsonl (a line torn by a kill is skipped)."""
-        if not self.metrics_file.is_file():
-            return []
-        out = []
-        for line in self.metrics_file.read_text(encoding="utf-8").splitlines():
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-        return out
-
-    def clean_partial(self) -> None:
-        """Remove what a kill left behind: temp checkpoint dirs, and ``.old`` twins no longer needed."""
-        for name in ("last", "best"):
-            tmp = self.path / f".{name}.tmp"
-            if tmp.exists():
-                shutil.rmtree(tmp)
-            old, cur = self.path / f"{name}.old", self.path / name
-            if old.exists():
-                if is_complete(cur):
-                    shutil.rmtree(old)
-                else:  # killed mid-swap: the old one is the checkpoint
-                    if cur.exists():
-                        shutil.rmtree(cur)
-                    os.replace(old, cur)
-
-    def truncate_metrics(self, step: int) -> None:
-        """Keep only records up to ``step`` (those after the resumed checkpoint are redone)."""
-        kept = [r for r in self.read_metrics() if r.get("step", 0) <= step]
-        atomic_write_text(self.metrics_file, "".join(json.dumps(r) + "\n" for r in kept))
-
-
-def final_checkpoint(run_dir: Path, saved: dict[str, Any]) -> Path | None:
-    """The checkpoint holding the weights a run ended with: best/ when the run restored its best
-    weights (``train.restore_best``, the default), else last/; the other one when it is missing."""
-    order = ("best", "last") if (saved.get("train") or {}).get("restore_best", True) else ("last", "best")
-    return find_checkpoint(run_dir, order[0]) or find_checkpoint(run_dir, order[1])
-
-
-def load_run(run_dir: str | Path, device: str = "cpu"):
-    """(saved config, model with the run's final weights, task by name, checkpoint path) of a run."""
-    from archlab.checkpoint import load as load_model
-    from archlab.errors import CheckpointError
-    from archlab.tasks import get_task
-
-    run = RunDir(run_dir)
-    saved = run.read_config()
-    ckpt = final_checkpoint(run.path, saved)
-    if ckpt is None:
-        raise CheckpointError(f"{run_dir} has no complete checkpoint (best/ or last/)")
-    model = load_model(ckpt, device=device)
-    task = get_task(saved["task"]["name"], **(saved["task"].get("options") or {}))
-    return saved, model, task, ckpt

@@ -1,90 +1,20 @@
-"""Renders of a :class:`~archlab.analysis.summary.ModelSummary`: rich table, Markdown, HTML, JSON.
+"""Renders of a :class:`~archlab.analysis.summary.ModelSummary`: rich table, Markdown, HTML, plain text.
 
-JSON schema (``schema_version`` 1; keys are only ever added, never renamed, within a version)::
-
-    {
-      "schema_version": 1,
-      "model": str, "device": "meta"|"cpu", "batch_size": int, "depth": int,
-      "input_shapes": [[int]], "output_shapes": [[int]],
-      "totals": {"params": int, "trainable_params": int, "param_bytes": int,
-                 "flops": int, "macs": int, "backward_flops": int,
-                 "activation_bytes": int},          # saved for backward at batch_size
-      "rows": [{"name": str, "type": str, "depth": int, "calls": int,
-                "input_shapes": [[int]], "output_shapes": [[int]],
-                "params": int, "trainable_params": int, "param_bytes": int,
-                "flops": int, "macs": int, "backward_flops": int,
-                "output_bytes": int, "saved_bytes": int, "uncounted": [str]}],
-      "by_type": {type: {"count": int, "params": int, "flops": int}},
-      "flops_by_op": {op: int},
-      "uncounted": {op: calls},                      # ops that may cost FLOPs but have no formula
-      "not_counted_by_convention": {op: calls},      # elementwise/normalisation/softmax ops
-      "memory": {... MemoryEstimate fields, "param_bytes": {"fp32"|"fp16"|"bf16"|"int8": int},
-                 "gradient_bytes_fp32": int, "optimizer_bytes": {"sgd"|"sgd_momentum"|"adam": int},
-                 "training_peak_fp32_adam": int, "training_peak_bf16_adam": int},
-      "receptive_field": null | {"size": [int], "jump": [float], "source": str},
-      "notes": [str]
-    }
-
-All FLOP figures count a multiply-add as 2 FLOPs; ``macs`` counts it as 1.
+Its JSON is the result's own ``to_dict()`` (schema in :mod:`archlab.analysis.summary`).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from archlab.errors import require
+from archlab.report.format import fmt_bytes, fmt_count, fmt_shapes
 
 if TYPE_CHECKING:  # pragma: no cover
     from archlab.analysis.summary import ModelSummary
 
 COLUMNS = ("Layer", "Type", "Input", "Output", "Params", "FLOPs (fwd)", "MACs (fwd)", "FLOPs (bwd)",
            "Output mem", "Saved for bwd")
-
-
-def fmt_count(n: float) -> str:
-    """1234567 -> '1.23 M'."""
-    n = float(n)
-    for unit, div in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if abs(n) >= div:
-            return f"{n / div:.2f} {unit}"
-    return f"{int(n)}"
-
-
-def fmt_bytes(n: float) -> str:
-    n = float(n)
-    for unit, div in (("TiB", 1024 ** 4), ("GiB", 1024 ** 3), ("MiB", 1024 ** 2), ("KiB", 1024)):
-        if abs(n) >= div:
-            return f"{n / div:.2f} {unit}"
-    return f"{int(n)} B"
-
-
-def _fmt_shapes(shapes: list[list[int]], limit: int = 2) -> str:
-    parts = ["(" + ", ".join(str(v) for v in s) + ")" for s in shapes[:limit]]
-    if len(shapes) > limit:
-        parts.append(f"+{len(shapes) - limit}")
-    return " ".join(parts)
-
-
-def summary_to_dict(s: "ModelSummary") -> dict[str, Any]:
-    from archlab.analysis.summary import SCHEMA_VERSION
-
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "model": s.model, "device": s.device, "batch_size": s.batch_size, "depth": s.depth,
-        "input_shapes": s.input_shapes, "output_shapes": s.output_shapes,
-        "totals": {
-            "params": s.total_params, "trainable_params": s.trainable_params, "param_bytes": s.param_bytes,
-            "flops": s.flops, "macs": s.macs, "backward_flops": s.backward_flops,
-            "activation_bytes": s.memory.activation_bytes,
-        },
-        "rows": [asdict(r) for r in s.rows],
-        "by_type": {k: asdict(v) for k, v in s.by_type.items()},
-        "flops_by_op": dict(s.flops_by_op),
-        "uncounted": dict(s.uncounted),
-        "not_counted_by_convention": dict(s.not_counted_by_convention),
-        "memory": s.memory.to_dict(),
-        "receptive_field": s.receptive_field.to_dict() if s.receptive_field else None,
-        "notes": list(s.notes),
-    }
 
 
 def _row_cells(s: "ModelSummary") -> list[list[str]]:
@@ -94,7 +24,7 @@ def _row_cells(s: "ModelSummary") -> list[list[str]]:
         if r.calls > 1:
             label += f" (x{r.calls})"
         flops = fmt_count(r.flops) + (" +?" if r.uncounted else "")
-        out.append([label, r.type, _fmt_shapes(r.input_shapes), _fmt_shapes(r.output_shapes),
+        out.append([label, r.type, fmt_shapes(r.input_shapes), fmt_shapes(r.output_shapes),
                     fmt_count(r.params), flops, fmt_count(r.macs), fmt_count(r.backward_flops),
                     fmt_bytes(r.output_bytes), fmt_bytes(r.saved_bytes)])
     return out
@@ -123,7 +53,7 @@ def _totals(s: "ModelSummary") -> list[tuple[str, str]]:
 
 def summary_markdown(s: "ModelSummary") -> str:
     lines = [f"### {s.model}", "",
-             f"Input {_fmt_shapes(s.input_shapes, 4)} -> output {_fmt_shapes(s.output_shapes, 4)}, "
+             f"Input {fmt_shapes(s.input_shapes, 4)} -> output {fmt_shapes(s.output_shapes, 4)}, "
              f"device `{s.device}`, depth {s.depth}.", "",
              "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for cells in _row_cells(s):
@@ -157,8 +87,6 @@ _HTML = """<div class="archlab-summary">
 
 def summary_html(s: "ModelSummary") -> str:
     """An HTML fragment (a ``<div>``), values escaped."""
-    from archlab.errors import require
-
     jinja2 = require("jinja2", "viz", "HTML summaries")
     env = jinja2.Environment(autoescape=True)
     rows = _row_cells(s)
@@ -166,7 +94,7 @@ def summary_html(s: "ModelSummary") -> str:
         cells[0] = r.name or s.model
     tmpl = env.from_string(_HTML)
     return tmpl.render(s=s, columns=COLUMNS, rows=rows, totals=_totals(s),
-                       inp=_fmt_shapes(s.input_shapes, 4), out=_fmt_shapes(s.output_shapes, 4))
+                       inp=fmt_shapes(s.input_shapes, 4), out=fmt_shapes(s.output_shapes, 4))
 
 
 def summary_rich(s: "ModelSummary"):
@@ -174,7 +102,7 @@ def summary_rich(s: "ModelSummary"):
     from rich.console import Group
     from rich.table import Table
 
-    table = Table(title=f"{s.model}  input {_fmt_shapes(s.input_shapes, 4)}  device {s.device}")
+    table = Table(title=f"{s.model}  input {fmt_shapes(s.input_shapes, 4)}  device {s.device}")
     for i, c in enumerate(COLUMNS):
         table.add_column(c, justify="left" if i < 4 else "right", overflow="fold")
     for cells in _row_cells(s):

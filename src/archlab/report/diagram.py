@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 from xml.sax.saxutils import escape
 
-from archlab.analysis.render import fmt_count
+from archlab.report.format import fmt_count
 
 if TYPE_CHECKING:  # pragma: no cover
     from archlab.analysis.diagram import ModelGraph, Node

@@ -14,9 +14,9 @@ import torch
 from torch import nn
 
 from archlab.errors import ConfigError
-from archlab.train.state import load_run
+from archlab.runs.use import load_run, saved_train
 
-GENERATIVE = ("language-modeling", "vae", "gan", "diffusion", "flow")
+GENERATIVE = ("language_modeling", "vae", "gan", "diffusion", "flow")
 
 
 @dataclass
@@ -51,7 +51,7 @@ def generate_from_run(run_dir: str | Path, n: int = 64, *, steps: int | None = N
     model_name = saved["model"]["name"]
     if task_name not in GENERATIVE:
         raise ConfigError(f"{run_dir} trained a {task_name!r} model; generate works for {', '.join(GENERATIVE)}")
-    if task_name == "language-modeling":
+    if task_name == "language_modeling":
         from archlab.tasks.language_model import sample_text
 
         info = json.loads((Path(run_dir) / "data_info.json").read_text(encoding="utf-8"))
@@ -69,11 +69,12 @@ def generate_from_run(run_dir: str | Path, n: int = 64, *, steps: int | None = N
 
     spec = saved.get("data") or {}
     bundle = load(spec["name"], **(spec.get("options") or {}))
-    task.setup(bundle, TrainConfig.build({**saved["train"], "quiet": True}), torch.device(device))
+    task.setup(bundle, TrainConfig.build(saved_train(saved)), torch.device(device))
     gen = torch.Generator().manual_seed(seed)
     kw = {"steps": steps, "guidance": guidance} if task_name == "diffusion" else {}
-    torch.manual_seed(seed)
-    samples = task.sample(model, n, gen, **kw).cpu()
+    with torch.random.fork_rng(devices=[]):  # samplers draw from ``gen``; the caller's global RNG is left as it was
+        torch.manual_seed(seed)
+        samples = task.sample(model, n, gen, **kw).cpu()
     labels = None
     # class-conditional DDPM, GAN and VAE sample cycled labels 0..K-1 (their task's default)
     k = int(getattr(model.config, "num_classes", 0) or 0) if task_name in ("diffusion", "gan", "vae") else 0
@@ -96,15 +97,14 @@ def write_generated(g: Generated, out: str | Path) -> Path:
         return atomic_write_text(out, g.text or "")
     if out.suffix.lower() != ".png":
         raise ConfigError(f"samples are written as a .png picture; got {out}")
-    from archlab.tasks import visualize
+    from archlab.report.plots import draw
+    from archlab.tasks.pictures import ImageGrid, PointsPlot
 
     title = f"{g.model_name} ({g.task}), {len(g.samples)} samples"
     if g.kind == "images":
         titles = [str(int(c)) for c in g.labels] if g.labels is not None else None
-        return visualize.image_grid(g.samples, out, titles=titles, title=title)
+        return draw(ImageGrid(g.samples, titles=titles, title=title), out)
     if g.kind == "points":
-        log_prob = None
-        if g.task == "flow" and hasattr(g.model, "log_prob"):
-            log_prob = g.model.log_prob
-        return visualize.points_plot(g.samples, out, real=g.real, log_prob=log_prob, title=title)
+        log_prob = g.model.log_prob if g.task == "flow" and hasattr(g.model, "log_prob") else None
+        return draw(PointsPlot(g.samples, real=g.real, log_prob=log_prob, title=title), out)
     raise ConfigError(f"cannot draw samples of shape {tuple(g.samples.shape[1:])}; write them with the Python API")

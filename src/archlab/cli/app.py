@@ -1,0 +1,20 @@
+"""The typer application and the consoles every command module prints with."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(
+    name="archlab",
+    help="A PyTorch workbench for designing neural networks.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+# Piped output (files, CI logs) gets wide tables instead of rich's 80-column default.
+console = Console(width=None if sys.stdout.isatty() else 160)
+# Errors go on one line whatever the terminal width (no hard wrap when stderr is a pipe).
+err_console = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 10_000)

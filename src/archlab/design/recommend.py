@@ -1,0 +1,361 @@
+"""The architecture advisor: read the data and the constraints, rank registry presets, with reasons.
+
+``recommend("digits")`` inspects the data (:mod:`archlab.design.facts`), fires the rules of
+:mod:`archlab.design.rules`, takes every registry preset that the capability vocabulary says trains
+on this modality and task, fits each to the data, sizes it to the budgets (:func:`autosize`) and
+ranks them by the rules' scores. Each candidate carries the ids of the rules behind it, its
+trade-offs, its parameters and FLOPs and whether it fits every budget.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from archlab.design import rules as R
+from archlab.design.autosize import SCHEMA_VERSION, autosize
+from archlab.design.facts import DataFacts, facts_from_args, fit_to_data, inspect_data, load_bundle
+from archlab.errors import ArchlabError, ConfigError
+
+log = logging.getLogger(__name__)
+
+_RNN_TRACE_STEPS = 64
+
+#: one line of strengths / costs per family (paraphrasing the seeds' tables).
+TRADEOFFS = {
+    "mlp": "fast and simple; no notion of space, order or edges",
+    "cnn": "cheap, strong spatial bias; receptive field grows only with depth and pooling",
+    "resnet": "trains deep thanks to skips; more compute than a plain CNN",
+    "vit": "global attention, scales with data; weak bias, wants pretraining or lots of data",
+    "transformer": "global context, parallel training; cost quadratic in sequence length",
+    "rnn": "constant cost per step, streams; slow to train, forgets over long spans",
+    "tcn": "parallel training, causal, long receptive field; fixed context window",
+    "ssm": "linear-time long context, streams; newer and less tuned",
+    "gnn": "uses the edges; over-smooths when deep",
+    "unet": "sharp per-pixel output via skips; memory grows with resolution",
+    "recsys": "embeds sparse IDs; embedding tables dominate the size",
+    "siamese": "learns a metric space; needs pairs or augmentations",
+    "diffusion": "best sample fidelity, stable training; slow sampling",
+    "gan": "fast sampling; unstable training, mode collapse",
+    "vae": "likelihood bound and a smooth latent space; blurrier samples",
+    "flow": "exact likelihood; many layers for high dimensions",
+    "autoencoder": "compression and anomaly scores; no sampling",
+}
+
+#: the alternatives the seeds name next to the first pick (seed 001 "when to use what").
+ALTERNATIVES = {
+    ("tabular", "ctr"): "plain MLP", ("tabular", "classification"): "gradient-boosted trees",
+    ("tabular", "regression"): "gradient-boosted trees",
+    ("image", "classification"): "ConvNeXt, EfficientNet", ("image", "segmentation"): "FPN, Mask R-CNN",
+    ("text", "classification"): "BiLSTM+CRF (small)", ("text", "tagging"): "BiLSTM+CRF",
+    ("text", "language_modeling"): "RNN-LM (on-device)", ("text", "seq2seq"): "CTC+attention hybrids",
+    ("time_series", "forecasting"): "S4/SSM, classical (seasonal naive, ARIMA)",
+    ("time_series", "classification"): "S4/SSM, classical", ("graph", "node_classification"): "Graph Transformers",
+    ("graph", "graph_classification"): "Graph Transformers", ("image", "contrastive"): "Triplet, ArcFace",
+    ("image", "diffusion"): "GANs, autoregressive", ("image", "gan"): "Diffusion",
+}
+
+
+@dataclass
+class Context:
+    """What the rules read: the data facts and the user's constraints."""
+
+    facts: DataFacts
+    batch: int = 1
+    batch_given: bool = False
+    latency_ms: float | None = None
+    budgets: dict[str, Any] = field(default_factory=dict)
+    streaming: bool = False
+    pretrained_ok: bool = True
+
+    @property
+    def task(self) -> str | None:
+        return self.facts.task
+
+
+@dataclass
+class Advice:
+    """A data-driven warning and the fix archlab would apply."""
+
+    rule: str
+    message: str
+    fix: str | None = None
+    models: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"rule": self.rule, "message": self.message, "fix": self.fix, "models": self.models}
+
+
+@dataclass
+class RecCandidate:
+    """One ranked preset."""
+
+    rank: int
+    name: str
+    family: str
+    score: float
+    reasons: list[str]
+    tradeoffs: str
+    overrides: dict[str, Any]
+    params: int | None
+    flops: int | None
+    latency_ms: float | None
+    fits_budget: bool
+    budget_note: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def why(self) -> str:
+        return "; ".join(self.reasons)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in ("rank", "name", "family", "score", "reasons", "tradeoffs",
+                                              "overrides", "params", "flops", "latency_ms", "fits_budget",
+                                              "budget_note", "notes")}
+
+
+@dataclass
+class Recommendation:
+    """The advisor's answer: facts read, rules fired, ranked candidates, warnings, baselines."""
+
+    facts: DataFacts
+    budgets: dict[str, Any]
+    rules_fired: list[str]
+    candidates: list[RecCandidate]
+    warnings: list[Advice]
+    alternatives: str | None = None
+    baseline: dict[str, Any] | None = None
+    latency_method: str | None = None
+
+    @property
+    def top(self) -> RecCandidate | None:
+        return self.candidates[0] if self.candidates else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION, "facts": self.facts.to_dict(), "budgets": self.budgets,
+            "rules_fired": self.rules_fired,
+            "rules": {rid: R.RULES_BY_ID[rid].to_dict() for rid in self.rules_fired if rid in R.RULES_BY_ID},
+            "candidates": [c.to_dict() for c in self.candidates],
+            "warnings": [w.to_dict() for w in self.warnings], "alternatives": self.alternatives,
+            "baseline": self.baseline, "latency_method": self.latency_method,
+        }
+
+
+# -- per-candidate checks ---------------------------------------------------------------------------
+
+def tcn_receptive_field(channels: list[int], kernel_size: int) -> int:
+    """Receptive field of archlab's TCN: two dilated convolutions per level, dilation 2**i."""
+    return 1 + 2 * (kernel_size - 1) * sum(2**i for i in range(len(channels)))
+
+
+def _candidate_checks(entry, cfg: dict[str, Any], facts: DataFacts, fired_ids: set[str]) -> list[tuple[str, str, float]]:
+    """(rule id, note, score delta) for checks that need the candidate's config."""
+    out = []
+    if entry.family == "tcn" and cfg.get("channels"):
+        rf = tcn_receptive_field(cfg["channels"], int(cfg.get("kernel_size", 3)))
+        need = max(facts.season or 0, facts.seq_len or 0)
+        if need and rf < need:
+            out.append(("receptive-field-short", f"receptive field {rf} < {need} steps (season/window)", -1.0))
+    pos, max_len = entry.defaults.get("pos", cfg.get("pos")), entry.defaults.get("max_seq_len")
+    if entry.family in ("transformer",) and pos == "learned" and max_len and facts.seq_len and facts.seq_len > max_len:
+        out.append(("positions-too-short", f"learned positions {max_len} < sequence {facts.seq_len}", -1.0))
+    if "tiny-batch-batchnorm" in fired_ids and cfg.get("norm") == "batch":
+        out.append(("tiny-batch-batchnorm", "uses BatchNorm: switch norm to group/layer", -0.5))
+    return out
+
+
+def _hgb_baseline(bundle, task: str) -> dict[str, Any] | None:
+    """A scikit-learn HistGradientBoosting score on the bundle's own split (None without sklearn)."""
+    try:
+        from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+    except ImportError:
+        return None
+    split = bundle.test if bundle.test is not None else bundle.val
+    if split is None or bundle.train.target is None or len(bundle.train.inputs) != 1:
+        return None
+    x, y = bundle.train.inputs[0].numpy(), bundle.train.target.numpy()
+    xt, yt = split.inputs[0].numpy(), split.target.numpy()
+    if x.ndim != 2:
+        return None
+    if task == "classification":
+        model = HistGradientBoostingClassifier(random_state=0).fit(x, y)
+        metric, value = "accuracy", float((model.predict(xt) == yt).mean())
+    else:
+        model = HistGradientBoostingRegressor(random_state=0).fit(x, y.reshape(len(y), -1)[:, 0])
+        metric = "mae"
+        value = float(abs(model.predict(xt) - yt.reshape(len(yt), -1)[:, 0]).mean())
+    return {"model": "sklearn HistGradientBoosting", "metric": metric, "value": value,
+            "split": "test" if bundle.test is not None else "val"}
+
+
+# -- the advisor ------------------------------------------------------------------------------------
+
+def _candidates(modality: str, task: str | None) -> list[str]:
+    from archlab.registry import list_models
+
+    names = list_models(modality=modality, task=task) if task else list_models(modality=modality)
+    if not names and modality == "points":  # low-dimensional points are tabular rows to a model
+        names = list_models(modality="tabular", task=task) if task else []
+    return names
+
+
+def recommend(data: Any = None, *, modality: str | None = None, task: str | None = None,
+              input_shape: Any = None, n_samples: int | None = None, num_classes: int | None = None,
+              seq_len: int | None = None, latency_ms: float | None = None, batch: int | None = None,
+              params_max: int | None = None, flops_max: int | None = None, memory_mb: float | None = None,
+              size_mb: float | None = None, streaming: bool = False, pretrained_ok: bool = True,
+              top: int = 5) -> Recommendation:
+    """Rank registry presets for this data and these constraints, with reasons.
+
+    Args:
+        data: a DataBundle, a bundled name or a user's path; inspected for the facts below.
+        modality, task, input_shape, n_samples, num_classes, seq_len: the facts when there is no
+            data (or to override what the data says; ``task`` picks among a dataset's tasks).
+        latency_ms: most ms per forward at ``batch`` on this CPU (candidates are measured).
+        batch: the batch size for latency / FLOPs (default 1); given below 8 it also fires the
+            BatchNorm rule.
+        params_max, flops_max, memory_mb: budgets every candidate is sized to (see :func:`autosize`).
+        size_mb: most MB of fp32 weights (a params budget of ``size_mb * 1e6 / 4``).
+        streaming: the model must run step by step (streaming / on-device).
+        pretrained_ok: whether pretrained weights may be used.
+        top: how many candidates to return.
+
+    Raises:
+        ConfigError / DataError: unknown words, no data and no modality, or no preset for the pair.
+    """
+    if top < 1:
+        raise ConfigError(f"recommend: top must be >= 1; got {top}")
+    bundle = load_bundle(data, task) if data is not None else None
+    if bundle is not None:
+        facts = inspect_data(bundle, task)
+        for k, v in dict(n_samples=n_samples, num_classes=num_classes, seq_len=seq_len).items():
+            if v is not None:
+                setattr(facts, k, v)
+    else:
+        facts = facts_from_args(modality, task, input_shape, n_samples, num_classes, seq_len)
+    if size_mb is not None:
+        cap = int(size_mb * 1e6 / 4)
+        params_max = min(params_max, cap) if params_max else cap
+    budgets = {k: v for k, v in dict(params_max=params_max, flops_max=flops_max, latency_ms=latency_ms,
+                                     memory_mb=memory_mb).items() if v is not None}
+    ctx = Context(facts, batch=batch or 1, batch_given=batch is not None, latency_ms=latency_ms,
+                  budgets=budgets, streaming=streaming, pretrained_ok=pretrained_ok)
+    fired = R.fired(ctx)
+    fired_ids = {r.id for r in fired}
+
+    names = _candidates(facts.modality, facts.task)
+    if not names:
+        raise ConfigError(f"no registered model trains on {facts.modality} for task {facts.task!r} "
+                          f"(see `archlab models --modality {facts.modality}`)")
+    rows, extra_ids, latency_method = _rank(names, bundle, facts, fired, fired_ids, budgets, ctx)
+    rows = _diverse(rows)[:top]
+    for i, row in enumerate(rows, 1):
+        row.rank = i
+        if row.flops is None and not budgets:
+            row.flops = _flops(row.name, row.overrides, ctx.batch)
+
+    warnings = []
+    shown = {r.name for r in rows}
+    for r in fired:
+        if r.kind == "warning":
+            warnings.append(Advice(r.id, r.advice, r.fix))
+    for rid, (msg, models) in extra_ids.items():
+        models = [m for m in models if m in shown]
+        if models:
+            rule = R.RULES_BY_ID[rid]
+            warnings.append(Advice(rid, f"{rule.advice} ({msg})", rule.fix, models))
+    baseline = None
+    if "tabular-small-trees" in fired_ids and bundle is not None:
+        try:
+            baseline = _hgb_baseline(bundle, facts.task)
+        except Exception as exc:  # the baseline is a courtesy; never fail the advice for it
+            log.debug("baseline failed: %s", exc)
+    rules_fired = [r.id for r in fired] + [rid for rid in extra_ids if rid not in fired_ids]
+    return Recommendation(facts=facts, budgets=budgets, rules_fired=rules_fired, candidates=rows,
+                          warnings=warnings, alternatives=ALTERNATIVES.get((facts.modality, facts.task)),
+                          baseline=baseline, latency_method=latency_method)
+
+
+def _flops(name: str, overrides: dict[str, Any], batch: int) -> int | None:
+    from archlab.analysis.summary import summary
+    from archlab.registry import create, get_entry
+
+    scale = 1.0
+    steps = int(overrides.get("seq_len") or 0)
+    if get_entry(name).family == "rnn" and steps > _RNN_TRACE_STEPS:
+        # Tracing a recurrent net costs time per step; its FLOPs grow linearly with the steps, so
+        # trace a short sequence and scale (a slight overestimate of a constant-size head).
+        overrides, scale = {**overrides, "seq_len": _RNN_TRACE_STEPS}, steps / _RNN_TRACE_STEPS
+    try:
+        model = create(name, device="meta", **overrides)
+        return int(summary(model, device="meta", batch_size=batch).flops * scale)
+    except Exception as exc:  # analysis cannot trace every input kind (graphs)
+        log.debug("recommend: no FLOPs for %s: %s", name, exc)
+        return None
+
+
+def _rank(names, bundle, facts, fired, fired_ids, budgets, ctx):
+    from archlab.registry import create, get_entry
+
+    rows: list[RecCandidate] = []
+    extra: dict[str, tuple[str, list[str]]] = {}
+    latency_method = None
+    for name in names:
+        entry = get_entry(name)
+        try:
+            fitted = fit_to_data(entry, bundle, facts.task, facts=facts)
+            cfg = entry.config.build({**entry.defaults, **fitted}).model_dump()
+        except ArchlabError as exc:
+            log.debug("recommend: %s does not fit the data: %s", name, exc)
+            continue
+        score, reasons = 0.0, []
+        for r in fired:
+            s = r.prefer.get(entry.family, 0)
+            score += s
+            if s > 0:
+                reasons.append(f"[{r.id}] {r.advice}")
+            elif s < 0:
+                reasons.append(f"[{r.id}] counts against {entry.family}")
+        notes = []
+        for rid, note, delta in _candidate_checks(entry, cfg, facts, fired_ids):
+            score += delta
+            notes.append(f"[{rid}] {note}")
+            extra.setdefault(rid, (note, []))[1].append(name)
+        overrides, fits, note = fitted, True, ""
+        params = flops = lat = None
+        try:
+            if budgets:
+                sized = autosize(name, bundle, task=facts.task, batch=ctx.batch,
+                                 overrides=fitted if bundle is None else None, **budgets)
+                overrides, fits, note = sized.overrides, sized.fits, sized.stop_reason
+                params, flops, lat = sized.params, sized.flops, sized.latency_ms
+                latency_method = sized.latency_method or latency_method
+            else:
+                model = create(name, device="meta", **fitted)
+                params = sum(p.numel() for p in model.parameters())  # FLOPs later, for the rows shown
+        except ArchlabError as exc:
+            note, fits = f"not sized: {exc}", not budgets
+        except Exception as exc:  # a preset that cannot be built for this data is left out
+            log.debug("recommend: %s failed: %s", name, exc)
+            continue
+        if not reasons:
+            reasons.append(f"registry: trains on {facts.modality} for {facts.task}")
+        rows.append(RecCandidate(0, name, entry.family, score, reasons, TRADEOFFS.get(entry.family, ""),
+                                 overrides, params, flops, lat, fits, note, notes))
+    rows.sort(key=lambda r: (-r.fits_budget, -r.score, r.params or 0))
+    return rows, extra, latency_method
+
+
+def _diverse(rows: list[RecCandidate]) -> list[RecCandidate]:
+    """Best of each family first (in rank order), then the rest: the top rows show real choices."""
+    seen, first, rest = set(), [], []
+    for r in rows:
+        (rest if r.family in seen else first).append(r)
+        seen.add(r.family)
+    first.sort(key=lambda r: (-r.fits_budget, -r.score, r.params or 0))
+    return first + rest
+
+
+__all__ = ["Advice", "Context", "RecCandidate", "Recommendation", "recommend"]

@@ -1,0 +1,210 @@
+"""The run-directory layout: paths, config and metrics files, and the checkpoint finders.
+
+A run directory holds::
+
+    config.yaml          model + data + task + train config
+    data_info.json       the DataBundle's facts (classes, vocabulary, normalisation stats)
+    metrics.jsonl        one JSON line per logged step and per evaluation
+    last/  best/         checkpoints (see archlab.train.state for how they are written)
+    curves.png           loss and metric curves
+    final_metrics.json   metrics of the finished run
+
+A checkpoint directory counts only once its ``COMPLETE`` marker exists; the marker records the
+step and the SHA-256 of every file in the directory, and a checkpoint whose files do not match
+is skipped (with a warning) in favour of an older one that does. This module only reads and
+lays out; the trainer writes checkpoints, and analysis, benchmarking and export find them here.
+Every file is parsed defensively: a malformed one is a :class:`CheckpointError` naming the file
+and what is wrong in it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from archlab.errors import CheckpointError
+from archlab.io import atomic_write_text, digest_problems
+
+log = logging.getLogger(__name__)
+
+COMPLETE = "COMPLETE"
+#: Suffixes of a checkpoint's older twins: ``.old`` left by a kill mid-swap, ``.prev`` the
+#: checkpoint before the current one, kept so a corrupt current one has a fallback.
+TWINS = (".old", ".prev")
+
+
+def is_complete(directory: Path) -> bool:
+    return (directory / COMPLETE).is_file()
+
+
+def read_marker(directory: Path) -> dict[str, Any]:
+    """The parsed ``COMPLETE`` marker: ``{"step": int | None, "sha256": {file: digest} | None}``."""
+    path = Path(directory) / COMPLETE
+    try:
+        marker = json.loads(path.read_bytes().decode("utf-8"))
+    except OSError as exc:
+        raise CheckpointError(f"{path} could not be read ({exc.strerror or exc})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path} is not UTF-8 JSON ({exc})") from None
+    if not isinstance(marker, dict):
+        raise CheckpointError(f"{path}: expected a mapping with 'step' and 'sha256'; got {type(marker).__name__}")
+    step = marker.get("step")
+    if step is not None and (isinstance(step, bool) or not isinstance(step, int) or step < 0):
+        raise CheckpointError(f"{path}: field 'step' must be an integer >= 0 or null; got {step!r}")
+    return {"step": step, "sha256": marker.get("sha256")}
+
+
+def verify_checkpoint(directory: Path) -> int:
+    """Check a complete checkpoint's files against the digests in its marker; return its step.
+
+    A marker without digests (written by an older archlab) is accepted unverified.
+
+    Raises:
+        CheckpointError: no marker, a malformed one, or a file missing or changed (named).
+    """
+    directory = Path(directory)
+    if not is_complete(directory):
+        raise CheckpointError(f"{directory} is not a complete checkpoint (no {COMPLETE} marker)")
+    marker = read_marker(directory)
+    if marker["sha256"] is None:
+        log.debug("%s records no digests (older archlab); using it unverified", directory)
+    else:
+        problems = digest_problems(directory, marker["sha256"])
+        if problems:
+            raise CheckpointError(f"checkpoint {directory} failed its integrity check: " + "; ".join(problems))
+    return marker["step"] or 0
+
+
+def find_checkpoint(run_dir: Path, name: str = "last") -> Path | None:
+    """The newest complete checkpoint ``name`` (or an older twin, see :data:`TWINS`) whose files
+    verify; a checkpoint that does not verify is skipped with a warning."""
+    best: tuple[int, Path] | None = None
+    for cand in (run_dir / name, *(run_dir / f"{name}{t}" for t in TWINS)):
+        if not (cand.is_dir() and is_complete(cand)):
+            continue
+        try:
+            step = verify_checkpoint(cand)
+        except CheckpointError as exc:
+            log.warning("skipping checkpoint %s: %s", cand, exc)
+            continue
+        if best is None or step > best[0]:
+            best = (step, cand)
+    return None if best is None else best[1]
+
+
+class RunDir:
+    """Paths and writers of one run directory."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    @property
+    def last(self) -> Path:
+        return self.path / "last"
+
+    @property
+    def best(self) -> Path:
+        return self.path / "best"
+
+    @property
+    def metrics_file(self) -> Path:
+        return self.path / "metrics.jsonl"
+
+    def write_config(self, config: dict[str, Any]) -> None:
+        import yaml
+
+        self.path.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.path / "config.yaml", yaml.safe_dump(config, sort_keys=False))
+
+    def read_config(self) -> dict[str, Any]:
+        """The run's ``config.yaml`` as a mapping (safe YAML: no tags that build objects).
+
+        Raises:
+            CheckpointError: the file is missing, not UTF-8, not valid YAML (naming the line),
+                uses a ``!!python/...`` or other unsafe tag, or is not a mapping.
+        """
+        import yaml
+
+        path = self.path / "config.yaml"
+        if not path.is_file():
+            raise CheckpointError(f"no config.yaml in {self.path} (is it an archlab run directory?)")
+        try:
+            data = yaml.safe_load(path.read_bytes().decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            raise CheckpointError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        except yaml.YAMLError as exc:
+            raise CheckpointError(f"{path} is not valid safe YAML: {_yaml_problem(exc)}") from None
+        if data is None:
+            return {}
+        if not isinstance(data, dict):
+            raise CheckpointError(f"{path}: expected a mapping of sections (model, data, task, train); got {type(data).__name__}")
+        return data
+
+    def append_metrics(self, record: dict[str, Any]) -> None:
+        with open(self.metrics_file, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record) + "\n")
+
+    def read_metrics(self) -> list[dict[str, Any]]:
+        """Complete records of metrics.jsonl: JSON objects whose ``step`` (if any) is a number.
+
+        A line torn by a kill is skipped; so is any other line that is not such a record (not
+        UTF-8, not JSON, not an object), with one warning naming the file and the count.
+        """
+        if not self.metrics_file.is_file():
+            return []
+        out, skipped = [], 0
+        lines = self.metrics_file.read_bytes().splitlines()
+        for i, raw in enumerate(lines):
+            try:
+                record = json.loads(raw.decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                record = None
+            step = record.get("step", 0) if isinstance(record, dict) else None
+            if isinstance(step, bool) or not isinstance(step, (int, float)):
+                skipped += i < len(lines) - 1  # the last line may be torn by a kill: not worth a warning
+                continue
+            out.append(record)
+        if skipped:
+            log.warning("%s: skipped %d line(s) that are not metric records", self.metrics_file, skipped)
+        return out
+
+    def clean_partial(self) -> None:
+        """Remove what a kill left behind: temp checkpoint dirs, and ``.old`` twins no longer needed."""
+        for name in ("last", "best"):
+            tmp = self.path / f".{name}.tmp"
+            if tmp.exists():
+                shutil.rmtree(tmp)
+            old, cur = self.path / f"{name}.old", self.path / name
+            if old.exists():
+                if is_complete(cur):
+                    shutil.rmtree(old)
+                else:  # killed mid-swap: the old one is the checkpoint
+                    if cur.exists():
+                        shutil.rmtree(cur)
+                    os.replace(old, cur)
+
+    def truncate_metrics(self, step: int) -> None:
+        """Keep only records up to ``step`` (those after the resumed checkpoint are redone)."""
+        kept = [r for r in self.read_metrics() if r.get("step", 0) <= step]
+        atomic_write_text(self.metrics_file, "".join(json.dumps(r) + "\n" for r in kept))
+
+
+def _yaml_problem(exc: Exception) -> str:
+    """One line from a YAML error: what is wrong and where (line, column)."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+    what = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    return f"{what}{where}"
+
+
+def final_checkpoint(run_dir: Path, saved: dict[str, Any]) -> Path | None:
+    """The checkpoint holding the weights a run ended with: best/ when the run restored its best
+    weights (``train.restore_best``, the default), else last/; the other one when it is missing."""
+    order = ("best", "last") if (saved.get("train") or {}).get("restore_best", True) else ("last", "best")
+    return find_checkpoint(run_dir, order[0]) or find_checkpoint(run_dir, order[1])
+
+

@@ -1,0 +1,107 @@
+"""The advisor's rule table: each rule fires on data that calls for it and not on data that doesn't."""
+
+from __future__ import annotations
+
+import pytest
+
+from archlab.design import rules as R
+from archlab.design.facts import DataFacts
+from archlab.design.recommend import Context, _candidate_checks, recommend, tcn_receptive_field
+from archlab.errors import ConfigError
+
+
+def ctx(modality="tabular", task="classification", *, batch=None, streaming=False, pretrained_ok=True, **facts):
+    return Context(DataFacts(modality=modality, task=task, **facts), batch=batch or 1, batch_given=batch is not None,
+                   streaming=streaming, pretrained_ok=pretrained_ok)
+
+
+# rule id -> (context that calls for it, context that does not)
+CASES = {
+    "streaming": (ctx("time_series", "forecasting", streaming=True), ctx("time_series", "forecasting")),
+    "class-imbalance": (ctx(class_counts=[900, 100]), ctx(class_counts=[500, 480])),
+    "tiny-batch-batchnorm": (ctx("image", batch=2, n_samples=5000), ctx("image", batch=64, n_samples=5000)),
+    "generative-diffusion": (ctx("image", "diffusion"), ctx("image", "classification")),
+    "contrastive-siamese": (ctx("image", "contrastive"), ctx("image", "classification")),
+    "tabular-mlp": (ctx("tabular", "regression"), ctx("tabular", "ctr")),
+    "tabular-small-trees": (ctx(n_samples=500), ctx(n_samples=200_000)),
+    "tabular-sparse-ids": (ctx("tabular", "ctr"), ctx("tabular", "classification")),
+    "image-cnn": (ctx("image", "classification"), ctx("image", "segmentation")),
+    "image-small-no-vit": (ctx("image", n_samples=2000), ctx("image", n_samples=1_000_000)),
+    "image-segmentation-unet": (ctx("image", "segmentation"), ctx("image", "classification")),
+    "deep-needs-skips": (ctx("image", n_samples=60_000), ctx("image", n_samples=2000)),
+    "series-tcn-first": (ctx("time_series", "forecasting"), ctx("time_series", "reconstruction")),
+    "series-long-for-rnn": (ctx("time_series", seq_len=1000), ctx("time_series", seq_len=40)),
+    "text-generation-decoder": (ctx("text", "language_modeling"), ctx("text", "classification")),
+    "text-understanding-encoder": (ctx("text", "classification"), ctx("text", "language_modeling")),
+    "graph-gnn": (ctx("graph", "node_classification"), ctx("tabular", "classification")),
+    "points-mlp": (ctx("points", "classification"), ctx("image", "classification")),
+}
+CANDIDATE_RULES = {"receptive-field-short", "positions-too-short"}
+
+
+def test_every_rule_has_a_case_and_a_source():
+    assert set(CASES) | CANDIDATE_RULES == set(R.RULES_BY_ID)
+    for rule in R.RULES:
+        assert rule.source.startswith("seed 00") and rule.advice
+
+
+@pytest.mark.parametrize("rule_id", sorted(CASES))
+def test_rule_fires_only_when_called_for(rule_id):
+    yes, no = CASES[rule_id]
+    assert rule_id in {r.id for r in R.fired(yes)}
+    assert rule_id not in {r.id for r in R.fired(no)}
+
+
+def test_receptive_field_rule():
+    from archlab.registry import get_entry
+
+    entry = get_entry("tcn_forecaster")
+    cfg = entry.config.build(entry.defaults).model_dump()
+    rf = tcn_receptive_field(cfg["channels"], cfg["kernel_size"])
+    assert rf == 1 + 2 * 2 * (1 + 2 + 4 + 8)
+    long_season = DataFacts(modality="time_series", task="forecasting", seq_len=24, season=rf + 50)
+    short = DataFacts(modality="time_series", task="forecasting", seq_len=24, season=12)
+    assert "receptive-field-short" in {c[0] for c in _candidate_checks(entry, cfg, long_season, set())}
+    assert "receptive-field-short" not in {c[0] for c in _candidate_checks(entry, cfg, short, set())}
+
+
+def test_positions_rule():
+    from archlab.registry import get_entry
+
+    entry = get_entry("transformer_encoder_512")
+    cfg = entry.config.build(entry.defaults).model_dump()
+    long = DataFacts(modality="text", task="classification", seq_len=2048)
+    short = DataFacts(modality="text", task="classification", seq_len=128)
+    assert "positions-too-short" in {c[0] for c in _candidate_checks(entry, cfg, long, set())}
+    assert "positions-too-short" not in {c[0] for c in _candidate_checks(entry, cfg, short, set())}
+    rec = recommend(modality="text", task="classification", seq_len=1024, num_classes=2, top=3)
+    assert "positions-too-short" in rec.rules_fired
+
+
+def test_recommend_small_tabular_warns_and_reports_trees():
+    rec = recommend("iris")
+    assert rec.top.family == "mlp"
+    assert "tabular-small-trees" in {w.rule for w in rec.warnings}
+    assert rec.baseline is None or rec.baseline["metric"] == "accuracy"
+    d = rec.to_dict()
+    assert d["schema_version"] == 1 and d["candidates"][0]["reasons"]
+
+
+def test_recommend_streaming_series_ranks_recurrent_first():
+    rec = recommend(modality="time_series", task="forecasting", seq_len=48, streaming=True)
+    assert rec.top.family in ("rnn", "tcn", "ssm")
+    assert any(r.startswith("[streaming]") for r in rec.top.reasons)
+
+
+def test_recommend_sizes_every_row_to_the_budget():
+    rec = recommend("breast_cancer", params_max=20_000)
+    assert rec.candidates and all(c.fits_budget and c.params <= 20_000 for c in rec.candidates)
+
+
+def test_recommend_graph_and_bad_input():
+    rec = recommend("karate")
+    assert rec.top.family == "gnn" and "tiny-batch-batchnorm" in rec.rules_fired
+    with pytest.raises(ConfigError):
+        recommend(modality="nonsense")
+    with pytest.raises(Exception, match="modality"):
+        recommend()
