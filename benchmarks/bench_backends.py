@@ -31,15 +31,21 @@ TARGETS = {"mlp_784_128_10": 0.6, "cnn_lenet_cifar": 0.2}
 
 
 def ort_vs_eager(min_time: float) -> list[str]:
-    rows = ["| model | threads | eager p50 ms | onnxruntime p50 ms | ratio | target | met |", "|---|---|---|---|---|---|---|"]
+    rows = [
+        "| model | threads | eager p50 ms | onnxruntime p50 ms | ratio | target | met |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for name, target in TARGETS.items():
         for n in sorted({1, all_cores()}):
-            r = benchmark(name, batch_sizes=(1,), backends=("eager", "onnxruntime"), threads=n,
-                          min_time_s=min_time, mfu=False)
+            r = benchmark(
+                name, batch_sizes=(1,), backends=("eager", "onnxruntime"), threads=n, min_time_s=min_time, mfu=False
+            )
             e, o = r.row("eager", 1), r.row("onnxruntime", 1)
             ratio = o.p50_ms / e.p50_ms
-            rows.append(f"| {name} | {n} | {e.p50_ms:.4f} | {o.p50_ms:.4f} ({o.status}) | {ratio:.2f} | "
-                        f"<= {target} | {'yes' if ratio <= target else 'NO'} |")
+            rows.append(
+                f"| {name} | {n} | {e.p50_ms:.4f} | {o.p50_ms:.4f} ({o.status}) | {ratio:.2f} | "
+                f"<= {target} | {'yes' if ratio <= target else 'NO'} |"
+            )
     return rows
 
 
@@ -50,8 +56,11 @@ def harness_vs_timer(min_time: float, rounds: int = 5) -> list[str]:
 
     model = torch.nn.Sequential(torch.nn.Linear(32, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10)).eval()
     x = torch.randn(1, 32)
-    rows = ["| threads | archlab p50 us (median of rounds) | Timer.blocked_autorange median us | archlab / Timer "
-            "(median of per-round ratios) | within 10% |", "|---|---|---|---|---|"]
+    rows = [
+        "| threads | archlab p50 us (median of rounds) | Timer.blocked_autorange median us | archlab / Timer "
+        "(median of per-round ratios) | within 10% |",
+        "|---|---|---|---|---|",
+    ]
     for n in sorted({1, all_cores()}):
         torch.set_num_threads(n)
         ours, theirs, ratios = [], [], []
@@ -63,9 +72,11 @@ def harness_vs_timer(min_time: float, rounds: int = 5) -> list[str]:
             theirs.append(b)
             ratios.append(a / b)
         ratio = statistics.median(ratios)
-        rows.append(f"| {n} | {statistics.median(ours) * 1e6:.2f} | {statistics.median(theirs) * 1e6:.2f} | "
-                    f"{ratio:.3f} (rounds: {', '.join(f'{r:.2f}' for r in ratios)}) | "
-                    f"{'yes' if abs(ratio - 1) <= 0.10 else 'NO'} |")
+        rows.append(
+            f"| {n} | {statistics.median(ours) * 1e6:.2f} | {statistics.median(theirs) * 1e6:.2f} | "
+            f"{ratio:.3f} (rounds: {', '.join(f'{r:.2f}' for r in ratios)}) | "
+            f"{'yes' if abs(ratio - 1) <= 0.10 else 'NO'} |"
+        )
     return rows
 
 
@@ -76,13 +87,25 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     create("mlp_784_128_10")  # load the registry before timing
     m = describe(all_cores())
-    head = ["# Backends: ONNX Runtime vs eager, and the harness vs torch.utils.benchmark", "",
-            f"Machine: {m['cpu']}, {m['cores']} cores, ISA flags: {' '.join(m['isa_flags'])}; torch {m['torch']}, "
-            f"onnxruntime {m['onnxruntime']}. Shared machine: other processes ran beside this one.", "",
-            f"Command: `python benchmarks/bench_backends.py --min-time {a.min_time}`", ""]
-    text = "\n".join(head + ["## 1. Batch-1 latency, ONNX Runtime / eager", ""] + ort_vs_eager(a.min_time)
-                     + ["", "## 2. Harness p50 vs Timer.blocked_autorange median (tiny MLP 32-64-10, batch 1)", ""]
-                     + harness_vs_timer(a.min_time)) + "\n"
+    head = [
+        "# Backends: ONNX Runtime vs eager, and the harness vs torch.utils.benchmark",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores, ISA flags: {' '.join(m['isa_flags'])}; torch {m['torch']}, "
+        f"onnxruntime {m['onnxruntime']}. Shared machine: other processes ran beside this one.",
+        "",
+        f"Command: `python benchmarks/bench_backends.py --min-time {a.min_time}`",
+        "",
+    ]
+    text = (
+        "\n".join(
+            head
+            + ["## 1. Batch-1 latency, ONNX Runtime / eager", ""]
+            + ort_vs_eager(a.min_time)
+            + ["", "## 2. Harness p50 vs Timer.blocked_autorange median (tiny MLP 32-64-10, batch 1)", ""]
+            + harness_vs_timer(a.min_time)
+        )
+        + "\n"
+    )
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(text)
     print(text)

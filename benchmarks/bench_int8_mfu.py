@@ -57,7 +57,7 @@ def train_classifier(steps: int) -> tuple[torch.nn.Module, tuple[torch.Tensor, t
 
 def accuracy(sess, x: torch.Tensor, y: torch.Tensor) -> float:
     name = sess.get_inputs()[0].name
-    pred = np.concatenate([sess.run(None, {name: x[i:i + 64].numpy()})[0].argmax(-1) for i in range(0, len(x), 64)])
+    pred = np.concatenate([sess.run(None, {name: x[i : i + 64].numpy()})[0].argmax(-1) for i in range(0, len(x), 64)])
     return float((pred == y.numpy()).mean())
 
 
@@ -75,8 +75,10 @@ def int8_claim(steps: int, min_time: float) -> list[str]:
     speed, size = t32 / t8, size8 / size32
     return [
         f"transformer_encoder_256 (3 post-norm layers, d_model 256, vocab 50, 2 classes), trained {steps} AdamW "
-        f"steps at batch 16; batch 1, sequence {SEQ}, 1 thread, ONNX Runtime CPU EP.", "",
-        "| figure | fp32 ONNX | int8 ONNX | ratio | target | met |", "|---|---|---|---|---|---|",
+        f"steps at batch 16; batch 1, sequence {SEQ}, 1 thread, ONNX Runtime CPU EP.",
+        "",
+        "| figure | fp32 ONNX | int8 ONNX | ratio | target | met |",
+        "|---|---|---|---|---|---|",
         f"| p50 latency ms | {t32 * 1e3:.3f} | {t8 * 1e3:.3f} | {speed:.2f}x faster | >= 1.5x | {'yes' if speed >= 1.5 else 'NO'} |",
         f"| model file MB | {size32 / 1e6:.2f} | {size8 / 1e6:.2f} | {size:.2f}x | <= 0.3x | {'yes' if size <= 0.3 else 'NO'} |",
         f"| test accuracy (512 held-out) | {a32:.4f} | {a8:.4f} | {100 * (a8 - a32):+.2f} points | within 1 point | "
@@ -85,19 +87,22 @@ def int8_claim(steps: int, min_time: float) -> list[str]:
 
 
 def mfu_claim(min_time: float) -> list[str]:
-    rows = ["| path | threads | batch | seq | p50 ms | GFLOP/call | GFLOP/s | fp32 GEMM peak GFLOP/s | MFU | target | met |",
-            "|---|---|---|---|---|---|---|---|---|---|---|"]
+    rows = [
+        "| path | threads | batch | seq | p50 ms | GFLOP/call | GFLOP/s | fp32 GEMM peak GFLOP/s | MFU | target | met |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     model = create("transformer_encoder_512", dropout=0.0)
     x = torch.randint(0, 1000, (8, 256))
     n = all_cores()
-    r = benchmark(model, (x,), batch_sizes=(8,), modes=("train", "infer"), threads=n, min_time_s=min_time,
-                  min_calls=3)
+    r = benchmark(model, (x,), batch_sizes=(8,), modes=("train", "infer"), threads=n, min_time_s=min_time, min_calls=3)
     peak = gemm_peak("fp32", n)
     for row in r.rows:
         target = ">= 50%" if row.mode == "train" else "(reported)"
         met = ("yes" if (row.mfu or 0) >= 0.5 else "NO") if row.mode == "train" else ""
-        rows.append(f"| {row.mode} | {n} | 8 | 256 | {row.p50_ms:.1f} | {(row.flops_per_call or 0) / 1e9:.2f} | "
-                    f"{(row.achieved_flops or 0) / 1e9:.1f} | {peak / 1e9:.1f} | {(row.mfu or 0):.1%} | {target} | {met} |")
+        rows.append(
+            f"| {row.mode} | {n} | 8 | 256 | {row.p50_ms:.1f} | {(row.flops_per_call or 0) / 1e9:.2f} | "
+            f"{(row.achieved_flops or 0) / 1e9:.1f} | {peak / 1e9:.1f} | {(row.mfu or 0):.1%} | {target} | {met} |"
+        )
     return rows
 
 
@@ -108,14 +113,27 @@ def main() -> None:
     a = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     m = describe(all_cores())
-    text = "\n".join([
-        "# Dynamic int8 and transformer MFU", "",
-        f"Machine: {m['cpu']}, {m['cores']} cores, ISA flags: {' '.join(m['isa_flags'])}; torch {m['torch']}, "
-        f"onnxruntime {m['onnxruntime']}. Shared machine: other processes ran beside this one.", "",
-        f"Command: `python benchmarks/bench_int8_mfu.py --steps {a.steps} --min-time {a.min_time}`", "",
-        "## 1. Dynamic int8 vs fp32 ONNX Runtime", "", *int8_claim(a.steps, a.min_time), "",
-        "## 2. Transformer encoder (transformer_encoder_512: d_model 512, 6 layers), fp32, MFU vs measured GEMM peak", "",
-        *mfu_claim(a.min_time)]) + "\n"
+    text = (
+        "\n".join(
+            [
+                "# Dynamic int8 and transformer MFU",
+                "",
+                f"Machine: {m['cpu']}, {m['cores']} cores, ISA flags: {' '.join(m['isa_flags'])}; torch {m['torch']}, "
+                f"onnxruntime {m['onnxruntime']}. Shared machine: other processes ran beside this one.",
+                "",
+                f"Command: `python benchmarks/bench_int8_mfu.py --steps {a.steps} --min-time {a.min_time}`",
+                "",
+                "## 1. Dynamic int8 vs fp32 ONNX Runtime",
+                "",
+                *int8_claim(a.steps, a.min_time),
+                "",
+                "## 2. Transformer encoder (transformer_encoder_512: d_model 512, 6 layers), fp32, MFU vs measured GEMM peak",
+                "",
+                *mfu_claim(a.min_time),
+            ]
+        )
+        + "\n"
+    )
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(text)
     print(text)

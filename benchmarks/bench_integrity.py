@@ -56,16 +56,33 @@ def measure(name: str, overrides: dict) -> dict:
     state = TrainState(step=1)
     with tempfile.TemporaryDirectory() as tmp:
         last = Path(tmp) / "last"
-        write = _median(lambda: write_checkpoint(last, model, state=state, optimizers=[opt], schedulers=[None],
-                                                 data_gen=torch.Generator()))
+        write = _median(
+            lambda: write_checkpoint(
+                last, model, state=state, optimizers=[opt], schedulers=[None], data_gen=torch.Generator()
+            )
+        )
         size = sum(f.stat().st_size for f in last.iterdir())
-        payload = [tensors_to_bytes(model.state_dict()),
-                   tensors_to_bytes({f"{i}.{k}": v for i, s in opt.state_dict()["state"].items()
-                                     for k, v in s.items() if isinstance(v, torch.Tensor)})]
+        payload = [
+            tensors_to_bytes(model.state_dict()),
+            tensors_to_bytes(
+                {
+                    f"{i}.{k}": v
+                    for i, s in opt.state_dict()["state"].items()
+                    for k, v in s.items()
+                    if isinstance(v, torch.Tensor)
+                }
+            ),
+        ]
         hashing = _median(lambda: [sha256_bytes(b) for b in payload])
         verify = _median(lambda: verify_checkpoint(last))
-    return {"name": name, "params": model.num_params(), "mb": size / 2**20, "write": write,
-            "hash": hashing, "verify": verify}
+    return {
+        "name": name,
+        "params": model.num_params(),
+        "mb": size / 2**20,
+        "write": write,
+        "hash": hashing,
+        "verify": verify,
+    }
 
 
 def main() -> None:
@@ -84,8 +101,10 @@ def main() -> None:
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
-        lines.append(f"| {r['name']} | {r['params']:,} | {r['mb']:.1f} | {r['write']:.3f} | {r['hash']:.3f} | "
-                     f"{100 * r['hash'] / r['write']:.1f}% | {r['verify']:.3f} |")
+        lines.append(
+            f"| {r['name']} | {r['params']:,} | {r['mb']:.1f} | {r['write']:.3f} | {r['hash']:.3f} | "
+            f"{100 * r['hash'] / r['write']:.1f}% | {r['verify']:.3f} |"
+        )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

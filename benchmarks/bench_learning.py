@@ -30,8 +30,9 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -49,9 +50,16 @@ def run_example(name: str, **train_overrides: Any):
     spec = RunSpec.from_file(ROOT / "examples" / f"{name}.yaml")
     train = {**spec.train, **train_overrides}
     bundle = load(spec.data.name, **spec.data.options)
-    return fit(spec.model.name, bundle, spec.task.name, task_options=spec.task.options,
-               model_overrides=spec.model.options, data_spec={"name": spec.data.name, "options": spec.data.options},
-               out_dir=str(RUNS), **train)
+    return fit(
+        spec.model.name,
+        bundle,
+        spec.task.name,
+        task_options=spec.task.options,
+        model_overrides=spec.model.options,
+        data_spec={"name": spec.data.name, "options": spec.data.options},
+        out_dir=str(RUNS),
+        **train,
+    )
 
 
 def _acc(name: str, target: float, label: str) -> Callable[[], dict]:
@@ -61,6 +69,7 @@ def _acc(name: str, target: float, label: str) -> Callable[[], dict]:
         if name == "digits_cnn":
             _JUDGE.update(model=r.model.eval(), acc=acc)
         return {"result": f"test accuracy {acc:.2%}", "target": label, "met": acc >= target, "run": str(r.run_dir)}
+
     return bench
 
 
@@ -111,9 +120,14 @@ def _generative(name: str, steps: int | None = None, guidance: float | None = No
         how = f" (DDIM {steps} steps, guidance {guidance})" if steps else ""
         if agree is not None:
             how += f"; judge agrees with the conditioning label on {agree:.1%}"
-        return {"result": f"mean max-prob {conf:.3f}; TV to uniform {tv:.3f}; histogram {hist}{how}",
-                "target": "mean max-prob >= 0.9, histogram near uniform",
-                "met": conf >= 0.9 and tv <= 0.15, "run": str(r.run_dir), "grid": f"learning/{name}.png"}
+        return {
+            "result": f"mean max-prob {conf:.3f}; TV to uniform {tv:.3f}; histogram {hist}{how}",
+            "target": "mean max-prob >= 0.9, histogram near uniform",
+            "met": conf >= 0.9 and tv <= 0.15,
+            "run": str(r.run_dir),
+            "grid": f"learning/{name}.png",
+        }
+
     return bench
 
 
@@ -121,8 +135,13 @@ def _mnist1d(name: str, paper: float, row: str) -> Callable[[], dict]:
     def bench() -> dict:
         r = run_example(name)
         acc = r.metrics["test_accuracy"]
-        return {"result": f"test accuracy {acc:.2%}", "target": f"beat paper {row} {paper:.0%}",
-                "met": acc > paper, "run": str(r.run_dir)}
+        return {
+            "result": f"test accuracy {acc:.2%}",
+            "target": f"beat paper {row} {paper:.0%}",
+            "met": acc > paper,
+            "run": str(r.run_dir),
+        }
+
     return bench
 
 
@@ -131,9 +150,13 @@ def _sunspots(name: str) -> Callable[[], dict]:
         r = run_example(name)
         m = r.metrics
         mae, naive = m.get("test_mae"), m.get("test_naive_mae")
-        return {"result": f"test MAE {mae:.4f} vs seasonal-naive {naive:.4f} (normalised units)",
-                "target": "MAE < seasonal-naive MAE", "met": mae is not None and naive is not None and mae < naive,
-                "run": str(r.run_dir)}
+        return {
+            "result": f"test MAE {mae:.4f} vs seasonal-naive {naive:.4f} (normalised units)",
+            "target": "MAE < seasonal-naive MAE",
+            "met": mae is not None and naive is not None and mae < naive,
+            "run": str(r.run_dir),
+        }
+
     return bench
 
 
@@ -145,9 +168,14 @@ def _shakespeare(name: str) -> Callable[[], dict]:
         nats = r.metrics["val_nats_per_token"]
         g = generate_from_run(r.run_dir, 300, seed=0, temperature=0.8)
         write_generated(g, ART / f"{name}.txt")
-        return {"result": f"val {nats:.3f} nats/char = {nats / 0.6931471805599453:.3f} bits/char",
-                "target": "report (no fixed target)", "met": None, "run": str(r.run_dir),
-                "text": g.text[:200]}
+        return {
+            "result": f"val {nats:.3f} nats/char = {nats / 0.6931471805599453:.3f} bits/char",
+            "target": "report (no fixed target)",
+            "met": None,
+            "run": str(r.run_dir),
+            "text": g.text[:200],
+        }
+
     return bench
 
 
@@ -158,8 +186,13 @@ def _flow() -> dict:
     nll, gauss = r.metrics["test_nll"], r.metrics["test_gaussian_nll"]
     g = generate_from_run(r.run_dir, 1000, seed=0)
     write_generated(g, ART / "moons_realnvp.png")
-    return {"result": f"test NLL {nll:.3f} nats vs fitted Gaussian {gauss:.3f}", "target": "NLL < Gaussian NLL",
-            "met": nll < gauss, "run": str(r.run_dir), "grid": "learning/moons_realnvp.png"}
+    return {
+        "result": f"test NLL {nll:.3f} nats vs fitted Gaussian {gauss:.3f}",
+        "target": "NLL < Gaussian NLL",
+        "met": nll < gauss,
+        "run": str(r.run_dir),
+        "grid": "learning/moons_realnvp.png",
+    }
 
 
 def _segmentation(name: str) -> Callable[[], dict]:
@@ -172,9 +205,15 @@ def _segmentation(name: str) -> Callable[[], dict]:
         spec = RunSpec.from_file(ROOT / "examples" / f"{name}.yaml")
         bundle = load(spec.data.name, **spec.data.options)  # the same seeded data the run trained on
         grid = _segmentation_figure(r.model, bundle, ART / f"{name}.png")
-        return {"result": f"test mIoU {m['test_iou']:.3f}, mean Dice {m['test_dice']:.3f}, "
-                          f"pixel accuracy {m['test_pixel_accuracy']:.2%} ({bundle.info['num_classes']} classes)",
-                "target": "report", "met": None, "run": str(r.run_dir), "figure": grid}
+        return {
+            "result": f"test mIoU {m['test_iou']:.3f}, mean Dice {m['test_dice']:.3f}, "
+            f"pixel accuracy {m['test_pixel_accuracy']:.2%} ({bundle.info['num_classes']} classes)",
+            "target": "report",
+            "met": None,
+            "run": str(r.run_dir),
+            "figure": grid,
+        }
+
     return bench
 
 
@@ -217,8 +256,13 @@ def _segmentation_figure(model, data, path: Path, n: int = 8) -> str:
 def _simple(name: str, keys: list[str], target: str = "report") -> Callable[[], dict]:
     def bench() -> dict:
         r = run_example(name)
-        return {"result": ", ".join(f"{k} {r.metrics[k]:.3f}" for k in keys if k in r.metrics), "target": target,
-                "met": None, "run": str(r.run_dir)}
+        return {
+            "result": ", ".join(f"{k} {r.metrics[k]:.3f}" for k in keys if k in r.metrics),
+            "target": target,
+            "met": None,
+            "run": str(r.run_dir),
+        }
+
     return bench
 
 
@@ -256,11 +300,16 @@ BENCHES: dict[str, Callable[[], dict]] = {
 
 def render(results: dict[str, dict]) -> str:
     total = sum(r.get("wall_s", 0) for r in results.values())
-    lines = ["# Learning quality", "",
-             "`python benchmarks/bench_learning.py [NAME ...]` - each row trains `examples/NAME.yaml` as "
-             "`archlab train examples/NAME.yaml` does (CPU, `torch.set_num_threads(1)`, a 2-core machine shared "
-             "with other jobs, so wall times are pessimistic).", "",
-             "| benchmark | result | target | met | wall time |", "|---|---|---|---|---|"]
+    lines = [
+        "# Learning quality",
+        "",
+        "`python benchmarks/bench_learning.py [NAME ...]` - each row trains `examples/NAME.yaml` as "
+        "`archlab train examples/NAME.yaml` does (CPU, `torch.set_num_threads(1)`, a 2-core machine shared "
+        "with other jobs, so wall times are pessimistic).",
+        "",
+        "| benchmark | result | target | met | wall time |",
+        "|---|---|---|---|---|",
+    ]
     for name, r in results.items():
         met = {True: "yes", False: "**no**", None: "-"}[r.get("met")]
         if "error" in r:

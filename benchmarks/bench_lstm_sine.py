@@ -38,7 +38,7 @@ def seed_data(seed: int = 0):
     seq_length = 50
     X, y = [], []
     for i in range(len(data) - seq_length - 1):
-        X.append(data[i:i + seq_length])
+        X.append(data[i : i + seq_length])
         y.append(data[i + seq_length])
     X, y = np.array(X), np.array(y)
     n = int(len(X) * 0.8)
@@ -81,24 +81,41 @@ def run_seed(X_train, X_test, y_train, y_test, epochs: int) -> tuple[float, floa
     with torch.no_grad():
         preds, hidden = [], model.init_hidden()
         for i in range(len(X_test)):
-            output, hidden = model(X_test[i].unsqueeze(1), hidden)   # hidden carried over, as written
+            output, hidden = model(X_test[i].unsqueeze(1), hidden)  # hidden carried over, as written
             preds.append(output.item())
         mse_as_written = float(((torch.tensor(preds) - y_test) ** 2).mean())
-        fresh = torch.stack([model(X_test[i].unsqueeze(1), model.init_hidden())[0].reshape(()) for i in range(len(X_test))])
+        fresh = torch.stack(
+            [model(X_test[i].unsqueeze(1), model.init_hidden())[0].reshape(()) for i in range(len(X_test))]
+        )
         mse_fresh = float(((fresh - y_test) ** 2).mean())
     return train_time, mse_as_written, mse_fresh
 
 
 def run_archlab(X_train, X_test, y_train, y_test, epochs: int, out_dir: str) -> tuple[float, float]:
-    n_val = len(X_train) // 10   # the last 10% of the training windows pick the best checkpoint
-    data = DataBundle("seed003-sine", "sequence", "forecasting",
-                      train=Split((X_train[:-n_val],), y_train[:-n_val, None]),
-                      val=Split((X_train[-n_val:],), y_train[-n_val:, None]),
-                      test=Split((X_test,), y_test[:, None]), info={"horizon": 1, "seq_len": 50, "in_features": 1})
+    n_val = len(X_train) // 10  # the last 10% of the training windows pick the best checkpoint
+    data = DataBundle(
+        "seed003-sine",
+        "sequence",
+        "forecasting",
+        train=Split((X_train[:-n_val],), y_train[:-n_val, None]),
+        val=Split((X_train[-n_val:],), y_train[-n_val:, None]),
+        test=Split((X_test,), y_test[:, None]),
+        info={"horizon": 1, "seq_len": 50, "in_features": 1},
+    )
     torch.manual_seed(0)
     t0 = time.perf_counter()
-    r = archlab.fit("lstm_sine_forecaster", data, epochs=epochs, batch_size=32, lr=1e-2, grad_clip=1.0,
-                    precision="fp32", out_dir=out_dir, run_name="lstm", seed=0)
+    r = archlab.fit(
+        "lstm_sine_forecaster",
+        data,
+        epochs=epochs,
+        batch_size=32,
+        lr=1e-2,
+        grad_clip=1.0,
+        precision="fp32",
+        out_dir=out_dir,
+        run_name="lstm",
+        seed=0,
+    )
     return time.perf_counter() - t0, r.metrics["test_rmse"] ** 2
 
 

@@ -57,7 +57,7 @@ def main() -> None:
         "# Precision on this CPU",
         "",
         f"Command: `python benchmarks/bench_precision.py` (1 thread, {platform.machine()}, torch {torch.__version__}).",
-        f"CPU flags that matter: {', '.join(flags) or 'none'}. `precision=\"auto\"` picks **{auto}** here.",
+        f'CPU flags that matter: {", ".join(flags) or "none"}. `precision="auto"` picks **{auto}** here.',
         "",
         "| measure | fp32 | bf16 | bf16 / fp32 |",
         "|---|---:|---:|---:|",

@@ -77,8 +77,14 @@ def _child(kind: str, size: str) -> dict:
         with torch.device("meta"):
             model = Decoder(**cfg)
         s = archlab.summary(model, torch.zeros(1, cfg["seq"], dtype=torch.long), depth=3)
-        out = dict(params=s.total_params, flops=s.flops, macs=s.macs, rows=len(s.rows),
-                   activation_gib=s.memory.activation_bytes / 2 ** 30, uncounted=s.uncounted)
+        out = dict(
+            params=s.total_params,
+            flops=s.flops,
+            macs=s.macs,
+            rows=len(s.rows),
+            activation_gib=s.memory.activation_bytes / 2**30,
+            uncounted=s.uncounted,
+        )
     elif kind == "flopcounter":
         from torch.utils.flop_counter import FlopCounterMode
 
@@ -117,28 +123,38 @@ def main() -> None:
     flop_err = abs(mid["flops"] - fc["flops"]) / fc["flops"]
     ok = lambda b: "yes" if b else "**NO**"  # noqa: E731
     lines = [
-        "# archlab.summary benchmark", "",
+        "# archlab.summary benchmark",
+        "",
         f"Command: `.venv/bin/python benchmarks/bench_summary.py`; {platform.processor() or platform.machine()}, "
         f"torch {torch.__version__}, {torch.get_num_threads()} threads. Each figure is one fresh process "
-        "(interpreter start and `import torch` included); peak RSS from `resource.getrusage`.", "",
-        "## (a) 65 B decoder (80 layers, d_model 8192, seq 1024, vocab 32000), meta device", "",
-        "| Metric | Measured | Target | Met |", "|---|---|---|---|",
+        "(interpreter start and `import torch` included); peak RSS from `resource.getrusage`.",
+        "",
+        "## (a) 65 B decoder (80 layers, d_model 8192, seq 1024, vocab 32000), meta device",
+        "",
+        "| Metric | Measured | Target | Met |",
+        "|---|---|---|---|",
         f"| Parameters | {big['params'] / 1e9:.2f} B | | |",
         f"| Forward FLOPs (batch 1) | {big['flops'] / 1e12:.1f} T | | |",
         f"| Wall time, whole process | {big['process_s']:.2f} s | <= 10 s | {ok(big['process_s'] <= 10)} |",
         f"| Wall time, summary() incl. building the model on meta | {big['work_s']:.2f} s | | |",
         f"| Peak RSS | {big['peak_rss_mb']:.0f} MB | <= 1024 MB | {ok(big['peak_rss_mb'] <= 1024)} |",
-        f"| Activations saved for backward (batch 1) | {big['activation_gib']:.1f} GiB | | |", "",
-        "## (b) 0.84 B GPT-style decoder (36 layers, d_model 1280, seq 1024), archlab vs torchinfo", "",
-        "| Tool | Process wall time | Peak RSS | Parameters | Reported compute |", "|---|---|---|---|---|",
+        f"| Activations saved for backward (batch 1) | {big['activation_gib']:.1f} GiB | | |",
+        "",
+        "## (b) 0.84 B GPT-style decoder (36 layers, d_model 1280, seq 1024), archlab vs torchinfo",
+        "",
+        "| Tool | Process wall time | Peak RSS | Parameters | Reported compute |",
+        "|---|---|---|---|---|",
         f"| archlab.summary (meta) | {mid['process_s']:.2f} s | {mid['peak_rss_mb']:.0f} MB | {mid['params'] / 1e9:.3f} B "
         f"| {mid['flops'] / 1e9:.1f} GFLOPs = {mid['macs'] / 1e9:.1f} GMACs |",
         f"| torchinfo.summary (cpu, real weights) | {ti['process_s']:.2f} s | {ti['peak_rss_mb']:.0f} MB | {ti['params'] / 1e9:.3f} B "
         f"| {ti['mult_adds'] / 1e9:.1f} G mult-adds |",
-        f"| FlopCounterMode (meta), reference | {fc['process_s']:.2f} s | {fc['peak_rss_mb']:.0f} MB | | {fc['flops'] / 1e9:.1f} GFLOPs |", "",
-        "| Check | Measured | Target | Met |", "|---|---|---|---|",
+        f"| FlopCounterMode (meta), reference | {fc['process_s']:.2f} s | {fc['peak_rss_mb']:.0f} MB | | {fc['flops'] / 1e9:.1f} GFLOPs |",
+        "",
+        "| Check | Measured | Target | Met |",
+        "|---|---|---|---|",
         f"| Speed-up over torchinfo | {speedup:.1f}x | >= 5x | {ok(speedup >= 5)} |",
-        f"| FLOPs vs FlopCounterMode on meta | {100 * flop_err:.3f}% apart | <= 1% | {ok(flop_err <= 0.01)} |", "",
+        f"| FLOPs vs FlopCounterMode on meta | {100 * flop_err:.3f}% apart | <= 1% | {ok(flop_err <= 0.01)} |",
+        "",
         "torchinfo's mult-adds miss the attention matmuls (it sums per-module estimates), hence the gap.",
     ]
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

@@ -21,16 +21,16 @@ import torch
 import torch.nn.functional as F
 
 import archlab
-from archlab.io import atomic_write_text
 from archlab.data import load
 from archlab.data.base import DataBundle, Split
+from archlab.io import atomic_write_text
 
 RESULTS = Path(__file__).resolve().parent / "results" / "train_mnist1d.md"
 
 
 def paper_bundle() -> DataBundle:
     b = load("mnist1d")
-    x = torch.cat([b.train.inputs[0], b.val.inputs[0]])      # all 4,000 training series, as in the paper
+    x = torch.cat([b.train.inputs[0], b.val.inputs[0]])  # all 4,000 training series, as in the paper
     y = torch.cat([b.train.target, b.val.target])
     return DataBundle("mnist1d", b.modality, b.task, Split((x,), y), None, b.test, info=b.info)
 
@@ -41,7 +41,7 @@ def plain_loop(model, x, y, steps: int, bs: int, lr: float) -> float:
     t0, c0 = time.perf_counter(), time.process_time()
     for step in range(steps):
         i = (step * bs) % len(x)
-        loss = F.cross_entropy(model(x[i:i + bs]), y[i:i + bs])
+        loss = F.cross_entropy(model(x[i : i + bs]), y[i : i + bs])
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -78,16 +78,45 @@ def main() -> None:
             plain_acc.append(accuracy(model, data.test))
 
             model.load_state_dict(init)
-            r = archlab.fit(model, data, "classification", max_steps=args.steps, batch_size=100, lr=1e-2,
-                            optimizer="adam", weight_decay=0.0, schedule="constant", shuffle=False,
-                            precision="fp32", checkpoint_every=args.checkpoint_every, log_every=100, seed=rep, out_dir=tmp, run_name=f"rep{rep}")
+            r = archlab.fit(
+                model,
+                data,
+                "classification",
+                max_steps=args.steps,
+                batch_size=100,
+                lr=1e-2,
+                optimizer="adam",
+                weight_decay=0.0,
+                schedule="constant",
+                shuffle=False,
+                precision="fp32",
+                checkpoint_every=args.checkpoint_every,
+                log_every=100,
+                seed=rep,
+                out_dir=tmp,
+                run_name=f"rep{rep}",
+            )
             arch_t.append(r.metrics["train_time_s"] / args.steps * 1e3)
             arch_c.append(r.metrics["train_cpu_s"] / args.steps * 1e3)
             arch_acc.append(r.metrics["test_accuracy"])
-            rows.append((rep, plain_t[-1], arch_t[-1], arch_t[-1] / plain_t[-1], plain_c[-1], arch_c[-1],
-                         arch_c[-1] / plain_c[-1], plain_acc[-1], arch_acc[-1]))
-            print(f"rep {rep}: plain {plain_t[-1]:.2f} ms/step (cpu {plain_c[-1]:.2f}) acc {plain_acc[-1]:.4f} | "
-                  f"archlab {arch_t[-1]:.2f} ms/step (cpu {arch_c[-1]:.2f}) acc {arch_acc[-1]:.4f}", flush=True)
+            rows.append(
+                (
+                    rep,
+                    plain_t[-1],
+                    arch_t[-1],
+                    arch_t[-1] / plain_t[-1],
+                    plain_c[-1],
+                    arch_c[-1],
+                    arch_c[-1] / plain_c[-1],
+                    plain_acc[-1],
+                    arch_acc[-1],
+                )
+            )
+            print(
+                f"rep {rep}: plain {plain_t[-1]:.2f} ms/step (cpu {plain_c[-1]:.2f}) acc {plain_acc[-1]:.4f} | "
+                f"archlab {arch_t[-1]:.2f} ms/step (cpu {arch_c[-1]:.2f}) acc {arch_acc[-1]:.4f}",
+                flush=True,
+            )
     med_ratio = statistics.median(arch_t) / statistics.median(plain_t)
     best_ratio = min(arch_t) / min(plain_t)
     cpu_ratio = statistics.median(a / p for a, p in zip(arch_c, plain_c))  # paired: same repeat, same load
@@ -101,8 +130,11 @@ def main() -> None:
         "| repeat | plain wall ms/step | archlab wall ms/step | wall ratio | plain CPU ms/step | archlab CPU ms/step "
         "| CPU ratio | plain test acc | archlab test acc |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-        *[f"| {r[0]} | {r[1]:.2f} | {r[2]:.2f} | {r[3]:.3f} | {r[4]:.2f} | {r[5]:.2f} | {r[6]:.3f} | {r[7]:.4f} "
-          f"| {r[8]:.4f} |" for r in rows],
+        *[
+            f"| {r[0]} | {r[1]:.2f} | {r[2]:.2f} | {r[3]:.3f} | {r[4]:.2f} | {r[5]:.2f} | {r[6]:.3f} | {r[7]:.4f} "
+            f"| {r[8]:.4f} |"
+            for r in rows
+        ],
         "",
         f"CPU time per step (process time, one thread: robust to other load on the machine), median of the "
         f"per-repeat ratios: "

@@ -23,8 +23,9 @@ def test_summary_of_run_directory_and_input_shape(tmp_path, capsys):
 
 def test_summary_of_training_run_uses_its_final_checkpoint(tmp_path, capsys):
     # A training run keeps config.yaml at its root and config.json inside best/ and last/.
-    result = archlab.fit("mlp_tabular", "breast_cancer", max_steps=3, out_dir=str(tmp_path),
-                         model_overrides={"hidden_sizes": [5]})
+    result = archlab.fit(
+        "mlp_tabular", "breast_cancer", max_steps=3, out_dir=str(tmp_path), model_overrides={"hidden_sizes": [5]}
+    )
     assert not (result.run_dir / "config.json").exists()
     assert main(["summary", str(result.run_dir), "--format", "md", "--depth", "1"]) == 0
     out = capsys.readouterr().out

@@ -4,10 +4,9 @@ import re
 import xml.etree.ElementTree as ET
 
 import pytest
-import archlab
-import torch
 from torch import nn
 
+import archlab
 from archlab.analysis.diagram import diagram
 from archlab.errors import ConfigError, ShapeError
 

@@ -16,8 +16,8 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 from transformers import BatchEncoding, BertConfig, BertModel, GPT2Config, GPT2LMHeadModel  # noqa: E402
 
 import archlab  # noqa: E402
-from archlab.inputs import meta_copy  # noqa: E402
 from archlab.errors import ConfigError  # noqa: E402
+from archlab.inputs import meta_copy  # noqa: E402
 from test_analysis_diagram import check_mermaid  # noqa: E402
 
 B, L = 2, 16
@@ -64,6 +64,7 @@ def _state(model):
 
 # ----------------------------------------------------------------------------- summary
 
+
 def test_bert_summary_on_meta_with_keyword_input(bert):
     before = _state(bert)
     inputs = {"input_ids": _ids()}
@@ -104,7 +105,7 @@ def test_gpt2_summary_counts_tied_weights_once(gpt2):
 def test_tokenizer_style_mapping_input_with_attention_mask(bert):
     ids = _ids()
     mask = torch.ones(B, L, dtype=torch.long)
-    mask[1, L // 2:] = 0  # padding in the second sequence
+    mask[1, L // 2 :] = 0  # padding in the second sequence
     before = _state(bert)
     s = archlab.summary(bert, BatchEncoding({"input_ids": ids, "attention_mask": mask}), depth=1)
     assert s.input_shapes == [[B, L], [B, L]]
@@ -116,8 +117,17 @@ def test_tokenizer_style_mapping_input_with_attention_mask(bert):
 
 def test_hf_model_built_on_meta_is_never_allocated():
     with torch.device("meta"):
-        big = BertModel(BertConfig(**{**BERT_CFG, "hidden_size": 1024, "num_attention_heads": 16,
-                                      "intermediate_size": 4096, "num_hidden_layers": 24}))
+        big = BertModel(
+            BertConfig(
+                **{
+                    **BERT_CFG,
+                    "hidden_size": 1024,
+                    "num_attention_heads": 16,
+                    "intermediate_size": 4096,
+                    "num_hidden_layers": 24,
+                }
+            )
+        )
     s = archlab.summary(big, {"input_ids": _ids()}, depth=1)
     assert s.device == "meta" and s.total_params == _param_count(big)
     assert s.flops == _bert_flops(1024, 4096, 24, B, L)
@@ -149,6 +159,7 @@ def test_bad_input_type_lists_what_is_accepted(bert):
 
 
 # ----------------------------------------------------------------------------- diagram
+
 
 def test_bert_diagram_collapses_layers(bert):
     g = archlab.diagram(bert, {"input_ids": _ids()}, depth=2)
@@ -188,6 +199,7 @@ def test_gpt2_diagram(gpt2):
 
 # ----------------------------------------------------------------------------- torch.compile
 
+
 class _CNN(nn.Module):
     def __init__(self):
         super().__init__()
@@ -210,10 +222,13 @@ def recording_backend():
     return backend, calls
 
 
-@pytest.mark.parametrize("make, shape", [
-    (lambda: nn.Sequential(nn.Linear(10, 20), nn.ReLU(), nn.Linear(20, 3)), (4, 10)),
-    (_CNN, (2, 3, 16, 16)),
-])
+@pytest.mark.parametrize(
+    "make, shape",
+    [
+        (lambda: nn.Sequential(nn.Linear(10, 20), nn.ReLU(), nn.Linear(20, 3)), (4, 10)),
+        (_CNN, (2, 3, 16, 16)),
+    ],
+)
 def test_compiled_module_same_summary_and_diagram_without_compiling(make, shape, recording_backend):
     backend, calls = recording_backend
     model = make()
@@ -236,11 +251,14 @@ def test_compiled_hf_model(gpt2, recording_backend):
     inputs = {"input_ids": _ids()}
     compiled = torch.compile(gpt2, backend=backend)
     assert archlab.summary(compiled, inputs).to_dict() == archlab.summary(gpt2, inputs).to_dict()
-    assert archlab.render(archlab.diagram(compiled, inputs), "mermaid") == archlab.render(archlab.diagram(gpt2, inputs), "mermaid")
+    assert archlab.render(archlab.diagram(compiled, inputs), "mermaid") == archlab.render(
+        archlab.diagram(gpt2, inputs), "mermaid"
+    )
     assert calls == []
 
 
 # ----------------------------------------------------------------------------- a real pretrained model
+
 
 def test_pretrained_minilm_from_shipped_files():
     """all-MiniLM-L6-v2 (a 6-layer BERT, 22.7 M parameters) loaded offline from the files that the
@@ -251,8 +269,11 @@ def test_pretrained_minilm_from_shipped_files():
     path = get_model_path()
     model = BertModel.from_pretrained(path)
     tok = AutoTokenizer.from_pretrained(path)
-    enc = tok(["archlab summarises models", "a longer second sentence, so the first is padded"],
-              padding=True, return_tensors="pt")
+    enc = tok(
+        ["archlab summarises models", "a longer second sentence, so the first is padded"],
+        padding=True,
+        return_tensors="pt",
+    )
     batch, seq = enc["input_ids"].shape
     assert (enc["attention_mask"] == 0).any()
     before = _state(model)

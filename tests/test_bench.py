@@ -40,12 +40,19 @@ def test_first_call_is_timed_apart_and_min_calls_hold():
 
 def test_rows_per_backend_with_parity_mfu_and_restored_threads(tmp_path):
     torch.set_num_threads(1)
-    r = benchmark("mlp_784_128_10", batch_sizes=(1, 4), backends=("eager", "export", "onnxruntime"),
-                  threads=2, min_time_s=0.02)
+    r = benchmark(
+        "mlp_784_128_10", batch_sizes=(1, 4), backends=("eager", "export", "onnxruntime"), threads=2, min_time_s=0.02
+    )
     assert torch.get_num_threads() == 1  # restored
     assert r.threads == 2 and {row.threads for row in r.rows} == {2}
     assert [(row.backend, row.batch_size) for row in r.rows] == [
-        ("eager", 1), ("eager", 4), ("export", 1), ("export", 4), ("onnxruntime", 1), ("onnxruntime", 4)]
+        ("eager", 1),
+        ("eager", 4),
+        ("export", 1),
+        ("export", 4),
+        ("onnxruntime", 1),
+        ("onnxruntime", 4),
+    ]
     for row in r.rows:
         assert row.status == "ok", row.reason
         assert row.calls >= 10 and row.p50_ms > 0 and row.p50_ms <= row.p99_ms
@@ -65,7 +72,7 @@ def test_mismatched_backend_is_flagged_and_never_fastest(monkeypatch):
         def outputs(a, k):
             return [t + 1.0 for _, t in flatten_outputs(module(*a, **k))]
 
-        return Runner("wrong", 0.0, bind=lambda a, k: (lambda: None), outputs=outputs)
+        return Runner("wrong", 0.0, bind=lambda a, k: lambda: None, outputs=outputs)
 
     monkeypatch.setitem(BACKENDS, "wrong", wrong)
     r = benchmark("mlp_784_128_10", batch_sizes=(2,), backends=("eager", "wrong"), min_time_s=0.01, mfu=False)
@@ -87,8 +94,14 @@ class DataDependent(nn.Module):
 
 
 def test_failing_backend_gives_a_row_and_the_others_run():
-    r = benchmark(DataDependent(), torch.randn(2, 4), batch_sizes=(2,), backends=("eager", "onnxruntime", "export"),
-                  min_time_s=0.01, mfu=False)
+    r = benchmark(
+        DataDependent(),
+        torch.randn(2, 4),
+        batch_sizes=(2,),
+        backends=("eager", "onnxruntime", "export"),
+        min_time_s=0.01,
+        mfu=False,
+    )
     assert r.row("eager", 2).ok
     for name in ("onnxruntime", "export"):
         row = r.row(name, 2)
@@ -107,8 +120,9 @@ def test_train_mode_times_an_optimizer_step_without_touching_the_model():
 
 
 def test_train_mode_on_an_inference_backend_is_a_failed_row():
-    r = benchmark("mlp_784_128_10", batch_sizes=(2,), modes=("train",), backends=("onnxruntime",),
-                  min_time_s=0.01, mfu=False)
+    r = benchmark(
+        "mlp_784_128_10", batch_sizes=(2,), modes=("train",), backends=("onnxruntime",), min_time_s=0.01, mfu=False
+    )
     assert r.rows[0].status == "failed" and "inference only" in r.rows[0].reason
 
 
@@ -129,8 +143,14 @@ def test_isolate_needs_a_rebuildable_model():
 
 def test_hugging_face_model_with_keyword_inputs():
     transformers = pytest.importorskip("transformers")
-    cfg = transformers.BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                                  intermediate_size=64, max_position_embeddings=32)
+    cfg = transformers.BertConfig(
+        vocab_size=100,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=32,
+    )
     model = transformers.BertModel(cfg).eval()
     inp = {"input_ids": torch.randint(0, 100, (2, 8)), "attention_mask": torch.ones(2, 8, dtype=torch.long)}
     r = benchmark(model, inp, batch_sizes=(1, 3), backends=("eager", "export"), min_time_s=0.01, mfu=False)

@@ -113,8 +113,13 @@ def _tensors(out):
     return []
 
 
-@settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much])
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
+)
 @given(st.data())
 def test_random_configs_only_raise_config_error_and_build_fast(data):
     name = data.draw(st.sampled_from(NAMES))
@@ -149,7 +154,11 @@ def test_every_integer_field_is_bounded(name):
     config: type[ArchConfig] = get_entry(name).config
     for field_name, field in config.model_fields.items():
         ann = field.annotation
-        inner = [a for a in typing.get_args(ann) if a is not type(None)] if typing.get_origin(ann) is typing.Union else [ann]
+        inner = (
+            [a for a in typing.get_args(ann) if a is not type(None)]
+            if typing.get_origin(ann) is typing.Union
+            else [ann]
+        )
         if inner and inner[0] is int:
             assert _bounds(field.metadata)[1] is not None, f"{config.__name__}.{field_name} has no upper bound"
         if typing.get_origin(inner[0]) is list:
@@ -157,12 +166,15 @@ def test_every_integer_field_is_bounded(name):
             assert max_len is not None, f"{config.__name__}.{field_name} has no maximum length"
 
 
-@pytest.mark.parametrize("value,match", [
-    (True, "expected a number, not a bool"),
-    (2**63, "less than or equal to"),
-    (10**30, "less than or equal to"),
-    (MAX_DEPTH + 1, f"less than or equal to {MAX_DEPTH}"),
-])
+@pytest.mark.parametrize(
+    "value,match",
+    [
+        (True, "expected a number, not a bool"),
+        (2**63, "less than or equal to"),
+        (10**30, "less than or equal to"),
+        (MAX_DEPTH + 1, f"less than or equal to {MAX_DEPTH}"),
+    ],
+)
 def test_hostile_layer_counts_are_config_errors(value, match):
     with pytest.raises(ConfigError, match=match) as info:
         archlab.create("gpt_nano", n_layers=value, device="meta")

@@ -95,14 +95,17 @@ def test_forecast_windows_target_is_next_values():
         x, y = split.inputs[0][:, :, 0].double(), split.target.double()
         # locate each window in the series and check the target is what follows it
         for i in (0, len(x) // 2, len(x) - 1):
-            starts = [s for s in range(len(z) - 12) if torch.allclose(z[s:s + 10], x[i], atol=1e-5)]
+            starts = [s for s in range(len(z) - 12) if torch.allclose(z[s : s + 10], x[i], atol=1e-5)]
             assert starts, "window not found in the series"
-            assert torch.allclose(z[starts[0] + 10:starts[0] + 13], y[i], atol=1e-5)
+            assert torch.allclose(z[starts[0] + 10 : starts[0] + 13], y[i], atol=1e-5)
     # the last train target ends at the train boundary; test targets start after val's
     te = b.info["split_index"]["train_end"]
     assert torch.allclose(b.train.target[-1, -1].double(), z[te - 1], atol=1e-5)
-    assert torch.allclose(b.denormalize_target(b.test.target[-1:]).double()[0, -1],
-                          torch.tensor(b.info["series"][-1], dtype=torch.float64), atol=1e-3)
+    assert torch.allclose(
+        b.denormalize_target(b.test.target[-1:]).double()[0, -1],
+        torch.tensor(b.info["series"][-1], dtype=torch.float64),
+        atol=1e-3,
+    )
 
 
 def test_forecast_normalization_fitted_on_train_part_only():

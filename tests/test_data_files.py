@@ -24,7 +24,9 @@ def test_csv_round_trip_with_categoricals(tmp_path):
     rows = ["age,city,rooms,price,label"]
     rng = np.random.default_rng(0)
     for i in range(60):
-        rows.append(f"{20 + i},{['paris', 'rome', 'oslo'][i % 3]},{i % 4},{rng.normal():.4f},{'yes' if i % 2 else 'no'}")
+        rows.append(
+            f"{20 + i},{['paris', 'rome', 'oslo'][i % 3]},{i % 4},{rng.normal():.4f},{'yes' if i % 2 else 'no'}"
+        )
     p = _write(tmp_path / "t.csv", "\n".join(rows) + "\n")
     b = D.load(p, target="label", seed=0)
     assert b.task == "classification" and b.modality == "tabular"
@@ -45,7 +47,9 @@ def test_csv_round_trip_with_categoricals(tmp_path):
 
 
 def test_csv_missing_value_named_or_dropped(tmp_path):
-    p = _write(tmp_path / "m.csv", "a,b,y\n1,2,0\n3,,1\n5,6,0\n7,8,1\n9,10,0\n11,12,1\n13,14,0\n15,16,1\n17,18,0\n19,20,1\n")
+    p = _write(
+        tmp_path / "m.csv", "a,b,y\n1,2,0\n3,,1\n5,6,0\n7,8,1\n9,10,0\n11,12,1\n13,14,0\n15,16,1\n17,18,0\n19,20,1\n"
+    )
     with pytest.raises(DataError, match=r"column 'b'.*line 3"):
         D.load(p)
     b = D.load(p, dropna=True, val_fraction=0.0, test_fraction=0.0)
@@ -205,9 +209,12 @@ def test_mnist_idx_bad_files(tmp_path):
 # -------------------------------------------------------------------------------- CIFAR-10
 def _cifar_batch(path, n, seed, protocol=2):
     rng = np.random.default_rng(seed)
-    d = {b"batch_label": b"batch", b"labels": [int(v) for v in rng.integers(0, 10, n)],
-         b"data": rng.integers(0, 256, size=(n, 3072), dtype=np.uint8),
-         b"filenames": [f"{i}.png".encode() for i in range(n)]}
+    d = {
+        b"batch_label": b"batch",
+        b"labels": [int(v) for v in rng.integers(0, 10, n)],
+        b"data": rng.integers(0, 256, size=(n, 3072), dtype=np.uint8),
+        b"filenames": [f"{i}.png".encode() for i in range(n)],
+    }
     path.write_bytes(pickle.dumps(d, protocol=protocol))
     return d
 
@@ -257,7 +264,9 @@ def test_restricted_unpickler_refuses_globals(tmp_path):
 
 
 # ------------------------------------------------------------------------------ UCR .ts/.tsv
-_TS_HEAD = "#comment\n@problemName Toy\n@timeStamps false\n@univariate {u}\n@equalLength true\n@classLabel true a b c\n@data\n"
+_TS_HEAD = (
+    "#comment\n@problemName Toy\n@timeStamps false\n@univariate {u}\n@equalLength true\n@classLabel true a b c\n@data\n"
+)
 
 
 def test_ucr_ts_round_trip_with_test_sibling(tmp_path):

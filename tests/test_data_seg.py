@@ -71,12 +71,15 @@ def test_binary_labels_and_normalisation():
     assert b.info["normalization"]["over"] == "channel"
 
 
-@pytest.mark.parametrize("opts,match", [
-    ({"labels": "rgb"}, "labels"),
-    ({"digit_size": [4, 40]}, "digit_size"),
-    ({"copies": 0}, "copies"),
-    ({"threshold": 1.5}, "threshold"),
-])
+@pytest.mark.parametrize(
+    "opts,match",
+    [
+        ({"labels": "rgb"}, "labels"),
+        ({"digit_size": [4, 40]}, "digit_size"),
+        ({"copies": 0}, "copies"),
+        ({"threshold": 1.5}, "threshold"),
+    ],
+)
 def test_bad_options_are_named(opts, match):
     with pytest.raises(DataError, match=match):
         D.load("digits_seg", **opts)
@@ -86,7 +89,6 @@ def test_segmentation_task_trains_on_it(tmp_path):
     from archlab.runs import fit
 
     data = D.load("digits_seg", copies=1)
-    r = fit("unet_small", data, "segmentation", max_steps=3, batch_size=16,
-            out_dir=str(tmp_path))
+    r = fit("unet_small", data, "segmentation", max_steps=3, batch_size=16, out_dir=str(tmp_path))
     assert {"test_iou", "test_dice", "test_pixel_accuracy"} <= set(r.metrics)
     assert r.model.config.out_channels == 11 and np.isfinite(r.metrics["test_loss"])

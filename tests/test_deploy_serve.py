@@ -31,11 +31,16 @@ def run_dir(tmp_path_factory):
     model = create("cnn_digits")
     save(model, path / "last")
     (path / "last" / "COMPLETE").write_text(json.dumps({"step": 1}))
-    (path / "config.yaml").write_text(yaml.safe_dump({
-        "model": {"name": "cnn_digits", "config": model.config.to_dict()},
-        "data": {"name": "digits", "options": {"seed": 0}},
-        "task": {"name": "classification", "options": {}},
-        "train": {"restore_best": False}}))
+    (path / "config.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "model": {"name": "cnn_digits", "config": model.config.to_dict()},
+                "data": {"name": "digits", "options": {"seed": 0}},
+                "task": {"name": "classification", "options": {}},
+                "train": {"restore_best": False},
+            }
+        )
+    )
     info = {k: v for k, v in bundle.info.items() if isinstance(v, (int, float, str, list, dict))}
     info["class_names"] = [f"digit {i}" for i in range(10)]
     (path / "data_info.json").write_text(json.dumps(info))
@@ -120,8 +125,17 @@ def test_deploy_report_measures_and_checks_budgets(tmp_path, monkeypatch):
 
     monkeypatch.setenv("ARCHLAB_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr("archlab.bench.roofline.SIZES", (128,))
-    r = deploy_report("mlp_784_128_10", latency_ms=1e4, memory_mb=1e4, size_mb=1e-3, batch_size=4,
-                      backends=("eager", "onnxruntime"), isolate=False, min_time_s=0.01, memory_budget_mb=64)
+    r = deploy_report(
+        "mlp_784_128_10",
+        latency_ms=1e4,
+        memory_mb=1e4,
+        size_mb=1e-3,
+        batch_size=4,
+        backends=("eager", "onnxruntime"),
+        isolate=False,
+        min_time_s=0.01,
+        memory_budget_mb=64,
+    )
     assert r.params == 784 * 128 + 128 + 128 * 10 + 10
     assert r.size_mb["fp32 safetensors"] > 1.9 * r.size_mb["fp16 safetensors"]
     assert r.size_mb["int8 onnx"] < r.size_mb["fp32 onnx"]
@@ -146,13 +160,28 @@ def test_cli_bench_and_export(tmp_path, monkeypatch):
     app = typer.Typer()
     register(app)
     runner = CliRunner()
-    res = runner.invoke(app, ["bench", "mlp_784_128_10", "--batch", "1,2", "--no-isolate", "--min-time", "0.01",
-                              "--format", "json", "-o", str(tmp_path / "b.json")])
+    res = runner.invoke(
+        app,
+        [
+            "bench",
+            "mlp_784_128_10",
+            "--batch",
+            "1,2",
+            "--no-isolate",
+            "--min-time",
+            "0.01",
+            "--format",
+            "json",
+            "-o",
+            str(tmp_path / "b.json"),
+        ],
+    )
     assert res.exit_code == 0, res.output
     d = json.loads((tmp_path / "b.json").read_text())
     assert d["schema_version"] == 1 and [r["batch_size"] for r in d["rows"]] == [1, 2]
-    res = runner.invoke(app, ["bench", "mlp_784_128_10", "--batch", "1", "--no-isolate", "--min-time", "0.01",
-                              "--format", "md"])
+    res = runner.invoke(
+        app, ["bench", "mlp_784_128_10", "--batch", "1", "--no-isolate", "--min-time", "0.01", "--format", "md"]
+    )
     assert res.exit_code == 0 and "| eager | infer | 1 |" in res.output
     res = runner.invoke(app, ["export", "mlp_784_128_10", "--format", "pt2", "-o", str(tmp_path / "e")])
     assert res.exit_code == 0, res.output

@@ -12,8 +12,9 @@ from archlab.design.knobs import FAMILY_KNOBS, Knob, apply
 from archlab.errors import ConfigError
 
 
-@pytest.mark.parametrize("name", ["mlp_tabular", "cnn_digits", "resnet20_cifar", "transformer_encoder_256",
-                                  "lstm_classifier"])
+@pytest.mark.parametrize(
+    "name", ["mlp_tabular", "cnn_digits", "resnet20_cifar", "transformer_encoder_256", "lstm_classifier"]
+)
 def test_params_budget_lands_in_85_to_100_percent(name):
     sized = autosize(name, params_max=100_000)
     assert sized.fits and 85_000 <= sized.params <= 100_000, (sized.params, sized.overrides)
@@ -21,8 +22,13 @@ def test_params_budget_lands_in_85_to_100_percent(name):
 
 
 def test_heads_divide_d_model():
-    cfg = apply(FAMILY_KNOBS["transformer"], {"d_model": 256, "n_heads": 8, "n_layers": 3, "d_ff": 512},
-                0.37, 1.0, "transformer")
+    cfg = apply(
+        FAMILY_KNOBS["transformer"],
+        {"d_model": 256, "n_heads": 8, "n_layers": 3, "d_ff": 512},
+        0.37,
+        1.0,
+        "transformer",
+    )
     assert cfg["d_model"] % cfg["n_heads"] == 0 and cfg["d_model"] // cfg["n_heads"] >= 8
 
 

@@ -32,8 +32,9 @@ def test_recommend_json_and_md():
 
 def test_autosize_writes_yaml(tmp_path):
     out = tmp_path / "model.yaml"
-    res = CliRunner().invoke(_app(), ["autosize", "mlp_tabular", "--data", "iris", "--params-max", "20000",
-                                      "-o", str(out)])
+    res = CliRunner().invoke(
+        _app(), ["autosize", "mlp_tabular", "--data", "iris", "--params-max", "20000", "-o", str(out)]
+    )
     assert res.exit_code == 0, res.output
     assert yaml.safe_load(out.read_text())["model"]["name"] == "mlp_tabular"
     from archlab.runs.spec import RunSpec

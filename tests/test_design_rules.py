@@ -11,8 +11,13 @@ from archlab.errors import ConfigError
 
 
 def ctx(modality="tabular", task="classification", *, batch=None, streaming=False, pretrained_ok=True, **facts):
-    return Context(DataFacts(modality=modality, task=task, **facts), batch=batch or 1, batch_given=batch is not None,
-                   streaming=streaming, pretrained_ok=pretrained_ok)
+    return Context(
+        DataFacts(modality=modality, task=task, **facts),
+        batch=batch or 1,
+        batch_given=batch is not None,
+        streaming=streaming,
+        pretrained_ok=pretrained_ok,
+    )
 
 
 # rule id -> (context that calls for it, context that does not)

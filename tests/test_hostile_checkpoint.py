@@ -39,8 +39,9 @@ def _write(directory, model, step: int):
     model(torch.randn(4, 6)).sum().backward()
     opt.step()
     state = TrainState(step=step, perm=torch.randperm(10))
-    write_checkpoint(directory, model, state=state, optimizers=[opt], schedulers=[None],
-                     data_gen=torch.Generator().manual_seed(step))
+    write_checkpoint(
+        directory, model, state=state, optimizers=[opt], schedulers=[None], data_gen=torch.Generator().manual_seed(step)
+    )
     return opt
 
 
@@ -86,11 +87,14 @@ def test_non_finite_weights_are_refused_unless_allowed(tmp_path):
     assert torch.isnan(archlab.load(tmp_path / "m", allow_nonfinite=True).head.weight).all()
 
 
-@pytest.mark.parametrize("content,match", [
-    ({"model": ["mlp_tabular"], "config": {}}, "field 'model' must be a model name"),
-    ({"model": "mlp_tabular", "config": [1, 2]}, "field 'config' must be a mapping"),
-    ([1, 2, 3], "lacks the keys"),
-])
+@pytest.mark.parametrize(
+    "content,match",
+    [
+        ({"model": ["mlp_tabular"], "config": {}}, "field 'model' must be a model name"),
+        ({"model": "mlp_tabular", "config": [1, 2]}, "field 'config' must be a mapping"),
+        ([1, 2, 3], "lacks the keys"),
+    ],
+)
 def test_malformed_config_json_names_the_field(tmp_path, content, match):
     archlab.save(_model(), tmp_path / "m")
     (tmp_path / "m" / "config.json").write_text(json.dumps(content))
@@ -170,15 +174,18 @@ def _unverified(directory) -> None:
     (directory / COMPLETE).write_text(json.dumps({"step": marker["step"]}))
 
 
-@pytest.mark.parametrize("content,match", [
-    (b"\xff\xfe\x00garbage", "not UTF-8 JSON"),
-    (b"{not json", "not UTF-8 JSON"),
-    (b"[]", "'<top level>' must be a mapping"),
-    (None, "'train.step' must be an integer >= 0; got '7'"),
-    ("missing", "'train.epoch' must be present"),
-    ("bool", "'train.stopped_early' must be true or false"),
-    ("rng", "'rng' must be the numpy and python RNG states"),
-])
+@pytest.mark.parametrize(
+    "content,match",
+    [
+        (b"\xff\xfe\x00garbage", "not UTF-8 JSON"),
+        (b"{not json", "not UTF-8 JSON"),
+        (b"[]", "'<top level>' must be a mapping"),
+        (None, "'train.step' must be an integer >= 0; got '7'"),
+        ("missing", "'train.epoch' must be present"),
+        ("bool", "'train.stopped_early' must be true or false"),
+        ("rng", "'rng' must be the numpy and python RNG states"),
+    ],
+)
 def test_malformed_state_json_names_the_file_and_field(tmp_path, content, match):
     _write(tmp_path / "last", _model(), 2)
     path = tmp_path / "last" / STATE_JSON
@@ -214,11 +221,14 @@ def test_round_trip_restores_the_step_and_weights(tmp_path):
 # -- run files ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("text,match", [
-    ("model: !!python/object/apply:os.system ['echo pwned']\n", r"could not determine a constructor.*line 1"),
-    ("model: [1, 2\ntrain: {}\n", r"not valid safe YAML.*line 2"),
-    ("- just\n- a list\n", "expected a mapping"),
-])
+@pytest.mark.parametrize(
+    "text,match",
+    [
+        ("model: !!python/object/apply:os.system ['echo pwned']\n", r"could not determine a constructor.*line 1"),
+        ("model: [1, 2\ntrain: {}\n", r"not valid safe YAML.*line 2"),
+        ("- just\n- a list\n", "expected a mapping"),
+    ],
+)
 def test_config_yaml_errors_name_the_file(tmp_path, text, match):
     (tmp_path / "config.yaml").write_text(text)
     with pytest.raises(CheckpointError, match=match) as info:

@@ -49,8 +49,9 @@ _CHILD = textwrap.dedent(r"""
 
 @pytest.mark.parametrize("kind,expect", [("cycle", "LOADED"), ("shared", "LOADED"), ("deep", "nested deeper")])
 def test_crafted_pickles_do_not_hang(tmp_path, kind, expect):
-    proc = subprocess.run([sys.executable, "-c", _CHILD, kind, str(tmp_path / "data_batch_1")],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-c", _CHILD, kind, str(tmp_path / "data_batch_1")], capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert expect in proc.stdout
 

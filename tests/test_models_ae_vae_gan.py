@@ -268,13 +268,18 @@ def test_vae_training_lowers_elbo():
 
 def test_seed_gan_layers():
     m = archlab.create("gan_mlp")
+
     def lin(mod):
-        return [(layer.in_features, layer.out_features) for layer in mod.modules() if isinstance(layer, torch.nn.Linear)]
+        return [
+            (layer.in_features, layer.out_features) for layer in mod.modules() if isinstance(layer, torch.nn.Linear)
+        ]
 
     assert lin(m.generator) == [(100, 128), (128, 784)]
     assert lin(m.discriminator) == [(784, 128), (128, 1)]
     assert isinstance(m.generator[-1], torch.nn.Tanh)
-    assert any(isinstance(layer, torch.nn.LeakyReLU) and layer.negative_slope == 0.2 for layer in m.discriminator.modules())
+    assert any(
+        isinstance(layer, torch.nn.LeakyReLU) and layer.negative_slope == 0.2 for layer in m.discriminator.modules()
+    )
     assert lin(archlab.create("gan_linear").generator) == [(100, 784)]
     big = archlab.create("gan_mlp_mnist")
     assert lin(big.generator) == [(100, 128), (128, 256), (256, 512), (512, 784)]
@@ -329,8 +334,11 @@ def test_dcgan_spectral_norm_bounds_discriminator():
         sigma = torch.linalg.matrix_norm(layer.weight.detach().flatten(1), ord=2)
         assert abs(sigma.item() - 1.0) < 0.05
     plain = archlab.create("dcgan", image_size=16)
-    sig = [torch.linalg.matrix_norm(layer.weight.detach().flatten(1), ord=2).item()
-           for layer in plain.discriminator.modules() if isinstance(layer, torch.nn.Conv2d)]
+    sig = [
+        torch.linalg.matrix_norm(layer.weight.detach().flatten(1), ord=2).item()
+        for layer in plain.discriminator.modules()
+        if isinstance(layer, torch.nn.Conv2d)
+    ]
     assert max(sig) < 0.9  # without SN the N(0, 0.02) weights are not normalised to 1
 
 

@@ -256,8 +256,11 @@ def test_cfg_w0_equals_conditional_sampling(sampler):
     model = archlab.create("ddpm_unet_cond", num_timesteps=10).eval()
     s = make_schedule(10, "cosine")
     y = torch.tensor([1, 4])
-    run = (lambda **kw: ddpm_sample(model, (2, 1, 8, 8), s, y=y, generator=_gen(0), **kw)) if sampler == "ddpm" \
+    run = (
+        (lambda **kw: ddpm_sample(model, (2, 1, 8, 8), s, y=y, generator=_gen(0), **kw))
+        if sampler == "ddpm"
         else (lambda **kw: ddim_sample(model, (2, 1, 8, 8), s, steps=4, y=y, generator=_gen(0), **kw))
+    )
     cond = run(guidance=None)
     assert torch.allclose(run(guidance=0.0), cond, atol=1e-6)
     assert not torch.allclose(run(guidance=3.0), cond, atol=1e-3)

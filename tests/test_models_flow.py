@@ -28,10 +28,16 @@ def _ready(name: str, **overrides) -> torch.nn.Module:
     return model.eval()
 
 
-@pytest.mark.parametrize("name,overrides", [
-    ("realnvp_2d", {}), ("realnvp_tabular", {}), ("realnvp_2d", {"dim": 5}),
-    ("realnvp_image", {}), ("realnvp_image", {"image_size": 8, "n_scales": 2}),
-])
+@pytest.mark.parametrize(
+    "name,overrides",
+    [
+        ("realnvp_2d", {}),
+        ("realnvp_tabular", {}),
+        ("realnvp_2d", {"dim": 5}),
+        ("realnvp_image", {}),
+        ("realnvp_image", {"image_size": 8, "n_scales": 2}),
+    ],
+)
 def test_inverse_of_forward_is_identity(name, overrides):
     model = _ready(name, **overrides)
     x = torch.randn(16, *model.data_shape) if name != "realnvp_image" else torch.rand(16, *model.data_shape)
@@ -44,12 +50,15 @@ def test_inverse_of_forward_is_identity(name, overrides):
         assert torch.allclose(model(model.inverse(zz))[0], zz, atol=1e-4)
 
 
-@pytest.mark.parametrize("name,overrides,shape", [
-    ("realnvp_2d", {}, (2,)),
-    ("realnvp_2d", {"dim": 5, "n_couplings": 3}, (5,)),
-    ("realnvp_image", {"image_size": 4}, (1, 4, 4)),
-    ("realnvp_image", {"in_channels": 2, "image_size": 4, "n_scales": 2, "n_couplings": 2}, (2, 4, 4)),
-])
+@pytest.mark.parametrize(
+    "name,overrides,shape",
+    [
+        ("realnvp_2d", {}, (2,)),
+        ("realnvp_2d", {"dim": 5, "n_couplings": 3}, (5,)),
+        ("realnvp_image", {"image_size": 4}, (1, 4, 4)),
+        ("realnvp_image", {"in_channels": 2, "image_size": 4, "n_scales": 2, "n_couplings": 2}, (2, 4, 4)),
+    ],
+)
 def test_log_det_equals_autograd_jacobian(name, overrides, shape):
     model = _ready(name, **overrides).double()
     d = math.prod(shape)

@@ -68,8 +68,7 @@ def _random_graph(n: int, e: int, f: int):
 
 @pytest.mark.parametrize("conv", ["gcn", "gat", "sage"])
 def test_node_outputs_are_permutation_equivariant(conv):
-    model = archlab.create("graphsage", conv=conv, in_features=6, hidden_sizes=[8, 8], heads=2,
-                           out_features=3).eval()
+    model = archlab.create("graphsage", conv=conv, in_features=6, hidden_sizes=[8, 8], heads=2, out_features=3).eval()
     x, ei = _random_graph(12, 20, 6)
     perm = torch.randperm(12)
     inv = torch.empty_like(perm)
@@ -83,8 +82,9 @@ def test_node_outputs_are_permutation_equivariant(conv):
 @pytest.mark.parametrize("conv", ["gcn", "gat", "sage"])
 @pytest.mark.parametrize("readout", ["mean", "sum"])
 def test_graph_outputs_are_permutation_invariant(conv, readout):
-    model = archlab.create("gcn_graph_classifier", conv=conv, in_features=5, hidden_sizes=[8],
-                           heads=2, readout=readout).eval()
+    model = archlab.create(
+        "gcn_graph_classifier", conv=conv, in_features=5, hidden_sizes=[8], heads=2, readout=readout
+    ).eval()
     # two graphs of 6 and 4 nodes in one batch
     x1, e1 = _random_graph(6, 8, 5)
     x2, e2 = _random_graph(4, 5, 5)

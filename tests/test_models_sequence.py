@@ -30,7 +30,7 @@ def test_packed_batch_equals_each_sequence_alone(cell, bidirectional, head, pool
     with torch.no_grad():
         batched = model(x, lengths)
         for i, n in enumerate(lengths.tolist()):
-            alone = model(x[i:i + 1, :n])
+            alone = model(x[i : i + 1, :n])
             if head == "tagger":
                 torch.testing.assert_close(batched[i, :n], alone[0], atol=1e-6, rtol=0)
             else:
@@ -80,8 +80,9 @@ def test_two_chunks_with_carried_state_equal_one_pass(cell, head):
     else:
         torch.testing.assert_close(b, full, atol=1e-6, rtol=0)
         assert not torch.allclose(a, full)  # the first chunk alone really differs
-    for s, f in zip(state if isinstance(state, tuple) else (state,),
-                    full_state if isinstance(full_state, tuple) else (full_state,)):
+    for s, f in zip(
+        state if isinstance(state, tuple) else (state,), full_state if isinstance(full_state, tuple) else (full_state,)
+    ):
         torch.testing.assert_close(s, f, atol=1e-6, rtol=0)
 
 
@@ -154,7 +155,7 @@ def test_orthogonal_recurrent_init(cell, gates):
     w = model.rnn.weight_hh_l0.detach()
     assert w.shape == (gates * 8, 8)
     for k in range(gates):
-        block = w[k * 8:(k + 1) * 8]
+        block = w[k * 8 : (k + 1) * 8]
         torch.testing.assert_close(block @ block.T, torch.eye(8), atol=1e-5, rtol=0)
 
 
@@ -173,8 +174,9 @@ def test_head_shapes():
 
 
 def _tcn(**kw):
-    base = dict(head="sequence", in_features=2, channels=[8, 8, 8], kernel_size=3, out_features=3,
-                dropout=0.0, seq_len=40)
+    base = dict(
+        head="sequence", in_features=2, channels=[8, 8, 8], kernel_size=3, out_features=3, dropout=0.0, seq_len=40
+    )
     return archlab.create("tcn_tiny", **{**base, **kw}).eval()
 
 
@@ -186,17 +188,17 @@ def test_tcn_is_causal(weight_norm):
         base = model(x)
         for t in [0, 5, 17, 38]:
             x2 = x.clone()
-            x2[:, t + 1:] = torch.randn_like(x2[:, t + 1:]) * 10
+            x2[:, t + 1 :] = torch.randn_like(x2[:, t + 1 :]) * 10
             out = model(x2)
-            assert torch.equal(out[:, :t + 1], base[:, :t + 1]), f"output at <= {t} changed"
-            assert not torch.allclose(out[:, t + 1:], base[:, t + 1:])
+            assert torch.equal(out[:, : t + 1], base[:, : t + 1]), f"output at <= {t} changed"
+            assert not torch.allclose(out[:, t + 1 :], base[:, t + 1 :])
 
 
 @pytest.mark.parametrize("kernel_size,levels", [(2, 3), (3, 3), (3, 4), (5, 2)])
 def test_receptive_field_formula_and_empirical(kernel_size, levels):
     model = _tcn(kernel_size=kernel_size, channels=[8] * levels, seq_len=64)
     rf = model.receptive_field
-    assert rf == 1 + 2 * (kernel_size - 1) * sum(2 ** i for i in range(levels))
+    assert rf == 1 + 2 * (kernel_size - 1) * sum(2**i for i in range(levels))
     length = rf + 10
     t = length - 1
     x = torch.randn(1, length, 2)

@@ -122,8 +122,8 @@ def test_forecaster_learns_a_sine_wave():
     t = torch.arange(0, 2000, dtype=torch.float32)
     series = torch.sin(2 * math.pi * t / 16)
     idx = torch.arange(0, 1900, 19)
-    xs = torch.stack([series[i:i + 32] for i in idx])[:, :, None]
-    ys = torch.stack([series[i + 32:i + 36] for i in idx])[:, :, None]
+    xs = torch.stack([series[i : i + 32] for i in idx])[:, :, None]
+    ys = torch.stack([series[i + 32 : i + 36] for i in idx])[:, :, None]
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     for _ in range(60):
         loss = torch.nn.functional.mse_loss(model(xs), ys)

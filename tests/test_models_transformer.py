@@ -81,7 +81,7 @@ def test_cached_forward_matches_full_forward_token_by_token():
     with torch.no_grad():
         full = model(tokens)
         cache = model.new_cache()
-        parts = [model(tokens[:, :4], cache)] + [model(tokens[:, t:t + 1], cache) for t in range(4, 10)]
+        parts = [model(tokens[:, :4], cache)] + [model(tokens[:, t : t + 1], cache) for t in range(4, 10)]
     torch.testing.assert_close(torch.cat(parts, dim=1), full, atol=1e-5, rtol=1e-5)
     assert cache.length == 10
 
@@ -92,8 +92,9 @@ def test_seq2seq_generate_with_cache_equals_without():
     pad = torch.zeros(2, 7, dtype=torch.bool)
     pad[1, 5:] = True
     a, la = model.generate(src, 10, start_id=1, temperature=0.0, src_padding_mask=pad, return_logits=True)
-    b, lb = model.generate(src, 10, start_id=1, temperature=0.0, src_padding_mask=pad, use_cache=False,
-                           return_logits=True)
+    b, lb = model.generate(
+        src, 10, start_id=1, temperature=0.0, src_padding_mask=pad, use_cache=False, return_logits=True
+    )
     assert torch.equal(a, b) and a.shape == (2, 11) and bool((a[:, 0] == 1).all())
     torch.testing.assert_close(la, lb, atol=1e-5, rtol=1e-5)
 
@@ -101,16 +102,20 @@ def test_seq2seq_generate_with_cache_equals_without():
 def test_sampling_is_reproducible_with_a_generator():
     model = _gpt()
     prompt = torch.randint(0, 50, (1, 3))
-    runs = [model.generate(prompt, 8, temperature=1.0, top_k=10, generator=torch.Generator().manual_seed(7))
-            for _ in range(2)]
+    runs = [
+        model.generate(prompt, 8, temperature=1.0, top_k=10, generator=torch.Generator().manual_seed(7))
+        for _ in range(2)
+    ]
     assert torch.equal(runs[0], runs[1])
 
 
 # -- padding masks ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name,pool", [("bert_tiny", "none"), ("bert_tiny", "mean"), ("bert_tiny", "cls"),
-                                       ("transformer_encoder_512", "none")])
+@pytest.mark.parametrize(
+    "name,pool",
+    [("bert_tiny", "none"), ("bert_tiny", "mean"), ("bert_tiny", "cls"), ("transformer_encoder_512", "none")],
+)
 def test_padded_token_ids_do_not_change_unpadded_outputs(name, pool):
     model = archlab.create(name, pool=pool, vocab_size=100, d_model=32, n_heads=4, n_layers=2, d_ff=64).eval()
     tokens = torch.randint(0, 100, (2, 10))

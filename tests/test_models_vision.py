@@ -39,8 +39,16 @@ def test_seed004_cnn_param_count_is_analytic():
 @pytest.mark.parametrize("head", ["global_avg", "global_max", "flatten"])
 def test_cnn_shapes_1d_and_2d(dims, shape, head):
     spatial = list(shape[2:])
-    model = archlab.create("cnn_digits", dims=dims, in_channels=shape[1], input_size=spatial,
-                           head=head, channels=[8, 12, 16], kernel_sizes=[5, 3, 3], num_classes=7)
+    model = archlab.create(
+        "cnn_digits",
+        dims=dims,
+        in_channels=shape[1],
+        input_size=spatial,
+        head=head,
+        channels=[8, 12, 16],
+        kernel_sizes=[5, 3, 3],
+        num_classes=7,
+    )
     out = model(torch.randn(*shape))
     assert out.shape == (4, 7)
 
@@ -51,22 +59,32 @@ def test_cnn1d_mnist1d_shape():
 
 
 def test_cnn_valid_padding_and_vgg_stages_feature_size():
-    model = archlab.create("cnn_simple_mnist", channels=[4, 8], kernel_sizes=[3], padding="valid",
-                           convs_per_stage=2, input_size=[28, 28], hidden_sizes=[])
+    model = archlab.create(
+        "cnn_simple_mnist",
+        channels=[4, 8],
+        kernel_sizes=[3],
+        padding="valid",
+        convs_per_stage=2,
+        input_size=[28, 28],
+        hidden_sizes=[],
+    )
     # 28 -2 convs-> 24 -pool-> 12 -2 convs-> 8 -pool-> 4
     assert model.classifier.in_features == 8 * 4 * 4
     assert model(torch.randn(2, 1, 28, 28)).shape == (2, 10)
 
 
-@pytest.mark.parametrize("overrides,field", [
-    (dict(channels=[]), "channels"),
-    (dict(input_size=None), "input_size"),
-    (dict(input_size=[2, 2]), "input_size"),
-    (dict(input_size=[8]), "input_size"),
-    (dict(kernel_sizes=[3, 3, 3]), "kernel_sizes"),
-    (dict(pool="median"), "pool"),
-    (dict(dims=3), "dims"),
-])
+@pytest.mark.parametrize(
+    "overrides,field",
+    [
+        (dict(channels=[]), "channels"),
+        (dict(input_size=None), "input_size"),
+        (dict(input_size=[2, 2]), "input_size"),
+        (dict(input_size=[8]), "input_size"),
+        (dict(kernel_sizes=[3, 3, 3]), "kernel_sizes"),
+        (dict(pool="median"), "pool"),
+        (dict(dims=3), "dims"),
+    ],
+)
 def test_cnn_bad_config_names_the_field(overrides, field):
     with pytest.raises(ConfigError) as info:
         archlab.create("cnn_digits", **overrides)
@@ -117,8 +135,7 @@ def test_tiny_resnet_matches_seed_layout():
 
 
 def test_zero_init_residual_makes_blocks_start_as_identity_branch():
-    model = archlab.create("resnet18", layers=[1, 1], widths=[8, 16], num_classes=3,
-                           zero_init_residual=True)
+    model = archlab.create("resnet18", layers=[1, 1], widths=[8, 16], num_classes=3, zero_init_residual=True)
     last = [m for m in model.modules() if getattr(m, "is_last_bn", False)]
     assert len(last) == 2 and all(torch.count_nonzero(m.weight) == 0 for m in last)
     plain = archlab.create("resnet18", layers=[1, 1], widths=[8, 16], num_classes=3)

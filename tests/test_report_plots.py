@@ -15,7 +15,8 @@ pytest.importorskip("matplotlib")
 
 PNG = b"\x89PNG\r\n\x1a\n"
 RECORDS = [
-    {"kind": "train", "step": 1, "loss": 2.0}, {"kind": "train", "step": 2, "loss": 1.5},
+    {"kind": "train", "step": 1, "loss": 2.0},
+    {"kind": "train", "step": 2, "loss": 1.5},
     {"kind": "eval", "step": 2, "val_loss": 1.6, "val_accuracy": 0.4, "val_f1": 0.3, "val_note": "text"},
     {"kind": "train", "step": 3, "loss": 1.2},
     {"kind": "eval", "step": 4, "val_loss": 1.3, "val_accuracy": 0.6, "val_f1": 0.5},
@@ -29,8 +30,10 @@ def _pictures():
         ImageGrid(torch.rand(6, 1, 8, 8, generator=g), titles=[str(i) for i in range(6)], title="grey"),
         ImageGrid(torch.rand(4, 3, 8, 8, generator=g), cols=2),
         PointsPlot(torch.randn(200, 2, generator=g), real=torch.randn(300, 2, generator=g), title="points"),
-        PointsPlot(torch.randn(200, 2, generator=g),
-                   log_prob=lambda x: torch.distributions.Normal(0.0, 1.0).log_prob(x).sum(-1)),
+        PointsPlot(
+            torch.randn(200, 2, generator=g),
+            log_prob=lambda x: torch.distributions.Normal(0.0, 1.0).log_prob(x).sum(-1),
+        ),
         ForecastPlot(torch.arange(30.0), torch.arange(30.0) + 0.5, torch.arange(30.0) - 1.0, title="sunspots"),
     ]
 
@@ -65,8 +68,10 @@ def test_draw_refuses_unknown_formats_and_types(tmp_path):
 
 
 def test_compare_chart_bytes_and_file(tmp_path):
-    rows = [{"model": "a", "params": 1_000, "flops": 5e6, "training_peak_bytes": 2 ** 20},
-            {"model": "b", "params": 250_000, "flops": 0, "training_peak_bytes": 2 ** 30}]
+    rows = [
+        {"model": "a", "params": 1_000, "flops": 5e6, "training_peak_bytes": 2**20},
+        {"model": "b", "params": 250_000, "flops": 0, "training_peak_bytes": 2**30},
+    ]
     metrics = [("Parameters", "params"), ("Forward FLOPs", "flops"), ("Training peak (bytes)", "training_peak_bytes")]
     assert plots.compare_chart(rows, metrics)[:8] == PNG
     assert b"<svg" in plots.compare_chart(rows, metrics, fmt="svg")

@@ -21,15 +21,31 @@ from archlab.train.config import TrainConfig
 from archlab.train.step import StepContext
 
 # Exactly the hooks train/loop.py and train/evaluate.py call (and runs/ calls options()).
-HOOKS = ("setup", "model_overrides", "configure_optimizers", "training_step", "forward", "batch_loss",
-         "make_metrics", "update_metrics", "eval_extras", "finish_extras", "predict", "options",
-         "on_evaluate", "on_fit_end")
+HOOKS = (
+    "setup",
+    "model_overrides",
+    "configure_optimizers",
+    "training_step",
+    "forward",
+    "batch_loss",
+    "make_metrics",
+    "update_metrics",
+    "eval_extras",
+    "finish_extras",
+    "predict",
+    "options",
+    "on_evaluate",
+    "on_fit_end",
+)
 NAMES = sorted(TASKS)
 
 
 def _params(fn) -> list[str]:
-    return [p.name for p in inspect.signature(fn).parameters.values()
-            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return [
+        p.name
+        for p in inspect.signature(fn).parameters.values()
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -67,19 +83,22 @@ def test_a_misspelt_option_names_the_closest_one():
         get_task("regression", kind="binary")
 
 
-@pytest.mark.parametrize("name,options,field", [
-    ("classification", {"kind": "ternary"}, "kind"),
-    ("classification", {"threshold": 1.5}, "threshold"),
-    ("gan", {"loss": "wasserstein"}, "loss"),
-    ("gan", {"d_lr_ratio": 0}, "d_lr_ratio"),
-    ("gan", {"grid_every": -1}, "grid_every"),
-    ("vae", {"beta": -1.0}, "beta"),
-    ("diffusion", {"p_uncond": 2.0}, "p_uncond"),
-    ("flow", {"dequantize": 1}, "dequantize"),
-    ("reconstruction", {"quantile": 0}, "quantile"),
-    ("contrastive", {"drop": 1.0}, "drop"),
-    ("vae", {"data_range": "pixels"}, "data_range"),
-])
+@pytest.mark.parametrize(
+    "name,options,field",
+    [
+        ("classification", {"kind": "ternary"}, "kind"),
+        ("classification", {"threshold": 1.5}, "threshold"),
+        ("gan", {"loss": "wasserstein"}, "loss"),
+        ("gan", {"d_lr_ratio": 0}, "d_lr_ratio"),
+        ("gan", {"grid_every": -1}, "grid_every"),
+        ("vae", {"beta": -1.0}, "beta"),
+        ("diffusion", {"p_uncond": 2.0}, "p_uncond"),
+        ("flow", {"dequantize": 1}, "dequantize"),
+        ("reconstruction", {"quantile": 0}, "quantile"),
+        ("contrastive", {"drop": 1.0}, "drop"),
+        ("vae", {"data_range": "pixels"}, "data_range"),
+    ],
+)
 def test_options_are_typed_and_validated(name, options, field):
     with pytest.raises(ConfigError, match=field):
         get_task(name, **options)
@@ -201,8 +220,12 @@ def test_pictures_check_their_shapes():
 def test_no_task_module_reseeds_the_global_rng():
     reseed = re.compile(r"\btorch\.(?:cuda\.|random\.)?(?:manual_seed|seed)(?:_all)?\(|\b(?:np\.)?random\.seed\(")
     root = Path(archlab.tasks.__file__).parent
-    offenders = [f"{p.name}:{i}" for p in sorted(root.glob("*.py"))
-                 for i, line in enumerate(p.read_text().splitlines(), 1) if reseed.search(line)]
+    offenders = [
+        f"{p.name}:{i}"
+        for p in sorted(root.glob("*.py"))
+        for i, line in enumerate(p.read_text().splitlines(), 1)
+        if reseed.search(line)
+    ]
     assert offenders == []
 
 

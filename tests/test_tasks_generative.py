@@ -81,12 +81,15 @@ def test_class_recall_at_k():
     assert class_recall_at_k(emb, torch.tensor([0, 1, 0, 1]), 1) == 0.0
 
 
-@pytest.mark.parametrize("model,data,task,mopts,steps,shape", [
-    ("vae_digits", "digits", "vae", {}, None, (6, 1, 8, 8)),
-    ("gan_mlp", "digits", "gan", {"latent_dim": 8}, None, (6, 1, 8, 8)),
-    ("ddpm_unet_cond", "digits", "diffusion", {"num_timesteps": 10}, 4, (6, 1, 8, 8)),
-    ("realnvp_2d", "moons", "flow", {}, None, (6, 2)),
-])
+@pytest.mark.parametrize(
+    "model,data,task,mopts,steps,shape",
+    [
+        ("vae_digits", "digits", "vae", {}, None, (6, 1, 8, 8)),
+        ("gan_mlp", "digits", "gan", {"latent_dim": 8}, None, (6, 1, 8, 8)),
+        ("ddpm_unet_cond", "digits", "diffusion", {"num_timesteps": 10}, 4, (6, 1, 8, 8)),
+        ("realnvp_2d", "moons", "flow", {}, None, (6, 2)),
+    ],
+)
 def test_samples_and_generate_png(tmp_path, model, data, task, mopts, steps, shape):
     from archlab.cli.main import main
     from archlab.runs.generate import generate_from_run
@@ -106,8 +109,14 @@ def test_generated_text_decodes(tmp_path):
     from archlab.cli.main import main
 
     data = load("shakespeare", block_size=32, max_chars=20000)
-    r = archlab.fit("lstm_char_lm", data, "language-modeling", data_spec={"name": "shakespeare",
-                    "options": {"block_size": 32, "max_chars": 20000}}, out_dir=str(tmp_path), **FAST)
+    r = archlab.fit(
+        "lstm_char_lm",
+        data,
+        "language-modeling",
+        data_spec={"name": "shakespeare", "options": {"block_size": 32, "max_chars": 20000}},
+        out_dir=str(tmp_path),
+        **FAST,
+    )
     out = tmp_path / "t.txt"
     assert main(["generate", str(r.run_dir), "-n", "50", "-o", str(out)]) == 0
     text = out.read_text()
@@ -124,17 +133,27 @@ def test_generate_refuses_a_classifier(tmp_path):
 
 
 def test_gan_writes_fixed_noise_grids(tmp_path):
-    r = archlab.fit("gan_mlp", "digits", "gan", task_options={"grid_every": 1}, model_overrides={"latent_dim": 8},
-                    out_dir=str(tmp_path), **FAST)
+    r = archlab.fit(
+        "gan_mlp",
+        "digits",
+        "gan",
+        task_options={"grid_every": 1},
+        model_overrides={"latent_dim": 8},
+        out_dir=str(tmp_path),
+        **FAST,
+    )
     grids = sorted(r.run_dir.glob("samples_step*.png"))
     assert [g.name for g in grids] == ["samples_step000002.png", "samples_step000004.png"]
     assert all(g.read_bytes()[:4] == b"\x89PNG" for g in grids)
 
 
-@pytest.mark.parametrize("model,mopts", [
-    ("cvae_digits", {"hidden_sizes": [32], "latent_dim": 4}),
-    ("cdcgan_digits", {"g_channels": 8, "d_channels": 8, "latent_dim": 16}),
-])
+@pytest.mark.parametrize(
+    "model,mopts",
+    [
+        ("cvae_digits", {"hidden_sizes": [32], "latent_dim": 4}),
+        ("cdcgan_digits", {"g_channels": 8, "d_channels": 8, "latent_dim": 16}),
+    ],
+)
 def test_conditional_gan_vae_train_and_generate_cycled_labels(tmp_path, model, mopts):
     from archlab.cli.main import main
     from archlab.runs.generate import generate_from_run

@@ -16,9 +16,26 @@ def _run_dir(out: str):
 
 
 def test_train_evaluate_predict_roundtrip(tmp_path, capsys):
-    rc = main(["train", "--model", "mlp_tabular", "--data", "breast_cancer", "--quiet", "--out-dir", str(tmp_path),
-               "--set", "train.max_steps=30", "--set", "model.hidden_sizes=[16]", "--set", "lr=3e-3",
-               "--set", "precision=fp32"])
+    rc = main(
+        [
+            "train",
+            "--model",
+            "mlp_tabular",
+            "--data",
+            "breast_cancer",
+            "--quiet",
+            "--out-dir",
+            str(tmp_path),
+            "--set",
+            "train.max_steps=30",
+            "--set",
+            "model.hidden_sizes=[16]",
+            "--set",
+            "lr=3e-3",
+            "--set",
+            "precision=fp32",
+        ]
+    )
     out = capsys.readouterr().out
     assert rc == 0, out
     run = _run_dir(out)
@@ -49,19 +66,25 @@ def test_train_evaluate_predict_roundtrip(tmp_path, capsys):
 
 def test_train_from_run_file(tmp_path, capsys):
     run_file = tmp_path / "run.yaml"
-    run_file.write_text(yaml.safe_dump({
-        "model": {"name": "mlp_tabular", "hidden_sizes": [8]},
-        "data": "wine",
-        "train": {"max_steps": 5, "precision": "fp32", "out_dir": str(tmp_path), "run_name": "wine"},
-    }))
+    run_file.write_text(
+        yaml.safe_dump(
+            {
+                "model": {"name": "mlp_tabular", "hidden_sizes": [8]},
+                "data": "wine",
+                "train": {"max_steps": 5, "precision": "fp32", "out_dir": str(tmp_path), "run_name": "wine"},
+            }
+        )
+    )
     assert main(["train", str(run_file), "--quiet"]) == 0
     cfg = yaml.safe_load((tmp_path / "wine" / "config.yaml").read_text())
     assert cfg["model"]["config"]["hidden_sizes"] == [8] and cfg["model"]["config"]["out_features"] == 3
 
 
 def test_train_errors_are_one_line(tmp_path, capsys):
-    assert main(["train", "--model", "mlp_tabular", "--data", "wine", "--set", "train.lrr=1",
-                 "--out-dir", str(tmp_path)]) == 2
+    assert (
+        main(["train", "--model", "mlp_tabular", "--data", "wine", "--set", "train.lrr=1", "--out-dir", str(tmp_path)])
+        == 2
+    )
     assert "did you mean 'lr'" in capsys.readouterr().err
     assert main(["train", "--model", "mlp_tabular"]) == 2
     assert main(["evaluate", str(tmp_path / "nope")]) == 2

@@ -11,16 +11,17 @@ from torch import nn
 
 import archlab
 from archlab.errors import ArchlabError, ConfigError
+from archlab.rundir import find_checkpoint
 from archlab.train.config import TrainConfig
 from archlab.train.optim import build_optimizer, lr_factor, param_groups
 from archlab.train.precision import choose_precision
-from archlab.rundir import find_checkpoint
 from test_train_support import digits_bundle
 
 FAST = dict(precision="fp32")
 
 
 # -- config ---------------------------------------------------------------------------------------
+
 
 def test_config_rejects_unknown_and_bad_values():
     with pytest.raises(ConfigError, match="unknown key 'lrr'.*did you mean 'lr'"):
@@ -37,14 +38,18 @@ def test_config_rejects_unknown_and_bad_values():
 
 # -- precision ------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("device,flags,cuda_bf16,expected", [
-    ("cpu", {"avx2", "fma"}, False, "fp32"),                 # the project machine: no native bf16
-    ("cpu", {"avx2", "avx512f", "avx512_bf16"}, False, "bf16"),
-    ("cpu", {"avx2", "amx_tile", "amx_bf16"}, False, "bf16"),
-    ("cuda", set(), True, "bf16"),
-    ("cuda", set(), False, "fp16"),
-    ("mps", {"avx512_bf16"}, False, "fp32"),
-])
+
+@pytest.mark.parametrize(
+    "device,flags,cuda_bf16,expected",
+    [
+        ("cpu", {"avx2", "fma"}, False, "fp32"),  # the project machine: no native bf16
+        ("cpu", {"avx2", "avx512f", "avx512_bf16"}, False, "bf16"),
+        ("cpu", {"avx2", "amx_tile", "amx_bf16"}, False, "bf16"),
+        ("cuda", set(), True, "bf16"),
+        ("cuda", set(), False, "fp16"),
+        ("mps", {"avx512_bf16"}, False, "fp32"),
+    ],
+)
 def test_auto_precision_from_injected_flags(device, flags, cuda_bf16, expected):
     assert choose_precision("auto", device, flags=flags, cuda_bf16=cuda_bf16) == expected
 
@@ -57,6 +62,7 @@ def test_explicit_precision_is_kept_and_fp16_needs_cuda():
 
 
 # -- optimizer groups and schedules ---------------------------------------------------------------
+
 
 def test_no_weight_decay_on_biases_and_norms():
     model = nn.Sequential(nn.Linear(4, 8), nn.LayerNorm(8), nn.Conv1d(8, 8, 3), nn.BatchNorm1d(8), nn.Embedding(5, 8))
@@ -79,8 +85,8 @@ def test_schedules_shape():
     cfg = TrainConfig.build(schedule="warmup_cosine", warmup_steps=10)
     f = [lr_factor(s, cfg, 100) for s in range(100)]
     assert f[0] == pytest.approx(0.1) and f[9] == pytest.approx(1.0) and f[-1] < 0.01
-    assert all(a <= b for a, b in zip(f[:10], f[1:10]))         # warms up
-    assert all(a >= b for a, b in zip(f[10:], f[11:]))           # then decays
+    assert all(a <= b for a, b in zip(f[:10], f[1:10]))  # warms up
+    assert all(a >= b for a, b in zip(f[10:], f[11:]))  # then decays
     step = TrainConfig.build(schedule="step", step_size=30, gamma=0.5)
     assert [lr_factor(s, step, 100) for s in (0, 29, 30, 60)] == [1, 1, 0.5, 0.25]
     one = TrainConfig.build(schedule="onecycle")
@@ -89,6 +95,7 @@ def test_schedules_shape():
 
 
 # -- NaN ------------------------------------------------------------------------------------------
+
 
 class _NaNAfter(nn.Module):
     """An MLP whose output turns NaN from the n-th training forward on (a fault injection)."""
@@ -114,8 +121,17 @@ class _NaNAfter(nn.Module):
 def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(tmp_path):
     model = _NaNAfter(23)
     with pytest.raises(ArchlabError, match=r"NaN/Inf at step 23\b.*last good checkpoint"):
-        archlab.fit(model, digits_bundle(), max_steps=60, batch_size=32, log_every=5, eval_every=10,
-                    out_dir=str(tmp_path), run_name="nan", **FAST)
+        archlab.fit(
+            model,
+            digits_bundle(),
+            max_steps=60,
+            batch_size=32,
+            log_every=5,
+            eval_every=10,
+            out_dir=str(tmp_path),
+            run_name="nan",
+            **FAST,
+        )
     run = tmp_path / "nan"
     last = find_checkpoint(run, "last")
     assert json.loads((last / "COMPLETE").read_text())["step"] == 20
@@ -126,10 +142,21 @@ def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(tmp_path):
 
 # -- early stopping, accumulation -----------------------------------------------------------------
 
+
 def test_early_stopping_stops_and_restores_best(tmp_path):
     # lr far too high: the val loss gets worse after the first evaluations
-    r = archlab.fit("mlp_tabular", digits_bundle(), max_steps=400, lr=0.3, schedule="constant", batch_size=32,
-                    eval_every=5, patience=3, out_dir=str(tmp_path), **FAST)
+    r = archlab.fit(
+        "mlp_tabular",
+        digits_bundle(),
+        max_steps=400,
+        lr=0.3,
+        schedule="constant",
+        batch_size=32,
+        eval_every=5,
+        patience=3,
+        out_dir=str(tmp_path),
+        **FAST,
+    )
     evals = [h for h in r.history if h["kind"] == "eval"]
     assert r.stopped_early and r.steps < 400
     best = min(e["val_loss"] for e in evals)
@@ -140,23 +167,44 @@ def test_early_stopping_stops_and_restores_best(tmp_path):
 
 
 def test_monitor_max_metric(tmp_path):
-    r = archlab.fit("mlp_tabular", digits_bundle(), max_steps=20, eval_every=10, monitor="val_accuracy",
-                    out_dir=str(tmp_path), **FAST)
+    r = archlab.fit(
+        "mlp_tabular",
+        digits_bundle(),
+        max_steps=20,
+        eval_every=10,
+        monitor="val_accuracy",
+        out_dir=str(tmp_path),
+        **FAST,
+    )
     evals = [h for h in r.history if h["kind"] == "eval"]
     assert r.best_value == max(e["val_accuracy"] for e in evals)
     with pytest.raises(ConfigError, match="monitor='val_acc'"):
-        archlab.fit("mlp_tabular", digits_bundle(), max_steps=2, eval_every=1, monitor="val_acc",
-                    out_dir=str(tmp_path), **FAST)
+        archlab.fit(
+            "mlp_tabular", digits_bundle(), max_steps=2, eval_every=1, monitor="val_acc", out_dir=str(tmp_path), **FAST
+        )
 
 
 def test_grad_accumulation_matches_larger_batch(tmp_path):
     def run(bs, accum, name):
         torch.manual_seed(0)
         model = archlab.create("mlp_tabular", in_features=64, out_features=10, hidden_sizes=[32], dropout=0.0)
-        r = archlab.fit(model, digits_bundle(), max_steps=10, batch_size=bs, grad_accum=accum, shuffle=False,
-                        optimizer="sgd", lr=0.1, schedule="constant", out_dir=str(tmp_path), run_name=name,
-                        restore_best=False, **FAST)
+        r = archlab.fit(
+            model,
+            digits_bundle(),
+            max_steps=10,
+            batch_size=bs,
+            grad_accum=accum,
+            shuffle=False,
+            optimizer="sgd",
+            lr=0.1,
+            schedule="constant",
+            out_dir=str(tmp_path),
+            run_name=name,
+            restore_best=False,
+            **FAST,
+        )
         return r.model.state_dict()
+
     a, b = run(16, 1, "big"), run(8, 2, "accum")
     for k in a:
         assert torch.allclose(a[k], b[k], atol=1e-5), k
@@ -200,8 +248,17 @@ def test_task_with_two_optimizers_fits_the_same_loop(tmp_path):
             head.zero_grad(set_to_none=True)
             return {"loss": loss.detach(), "loss_head": loss_head.detach()}
 
-    r = archlab.fit("mlp_tabular", digits_bundle(), TwoOpt(), max_steps=40, lr=3e-3, log_every=10,
-                    out_dir=str(tmp_path), run_name="two", **FAST)
+    r = archlab.fit(
+        "mlp_tabular",
+        digits_bundle(),
+        TwoOpt(),
+        max_steps=40,
+        lr=3e-3,
+        log_every=10,
+        out_dir=str(tmp_path),
+        run_name="two",
+        **FAST,
+    )
     train = [h for h in r.history if h["kind"] == "train"]
     assert {"loss", "loss_head"} <= set(train[-1]) and train[-1]["loss"] < train[0]["loss"]
     assert r.metrics["test_accuracy"] > 0.8

@@ -60,8 +60,13 @@ CHILD = textwrap.dedent(r"""
 
 def _run(run_dir: Path, mode: str, kind: str = "none", n: int = 0) -> int:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
-    proc = subprocess.run([sys.executable, "-c", CHILD, str(run_dir), mode, kind, str(n), str(TESTS)],
-                          env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, str(run_dir), mode, kind, str(n), str(TESTS)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     if proc.returncode not in (0, -9):
         raise AssertionError(f"child failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     return proc.returncode
@@ -78,12 +83,15 @@ def reference(tmp_path_factory) -> dict[str, torch.Tensor]:
     return _weights(run_dir)
 
 
-@pytest.mark.parametrize("kind,n", [
-    ("forward", 9),     # during the first evaluation (after step 8)
-    ("write", 5),       # inside a checkpoint's temp directory, after its weights
-    ("replace", 20),    # mid-swap: last/ already renamed to last.old/, the new one not yet in place
-    ("replace", 25),    # mid-swap of best/
-])
+@pytest.mark.parametrize(
+    "kind,n",
+    [
+        ("forward", 9),  # during the first evaluation (after step 8)
+        ("write", 5),  # inside a checkpoint's temp directory, after its weights
+        ("replace", 20),  # mid-swap: last/ already renamed to last.old/, the new one not yet in place
+        ("replace", 25),  # mid-swap of best/
+    ],
+)
 def test_sigkill_then_resume_is_bitwise_exact(tmp_path, reference, kind, n):
     run_dir = tmp_path / "run"
     assert _run(run_dir, "fresh", kind, n) == -9, "the child was expected to be killed"
@@ -103,7 +111,7 @@ def test_sigkill_then_resume_is_bitwise_exact(tmp_path, reference, kind, n):
 def test_killed_again_while_resuming(tmp_path, reference):
     run_dir = tmp_path / "run"
     assert _run(run_dir, "fresh", "forward", 30) == -9
-    assert _run(run_dir, "resume", "write", 3) == -9   # the resumed process dies mid-checkpoint too
+    assert _run(run_dir, "resume", "write", 3) == -9  # the resumed process dies mid-checkpoint too
     assert _run(run_dir, "resume") == 0
     got = _weights(run_dir)
     assert all(torch.equal(got[k], reference[k]) for k in reference)

@@ -26,17 +26,33 @@ def digits_bundle(n: int | None = None) -> DataBundle:
     if n is not None:
         x, y = x[:n], y[:n]
     tr, va, te = _split3(len(x))
-    return DataBundle("digits", "tabular", "classification", Split((x[tr],), y[tr]), Split((x[va],), y[va]),
-                      Split((x[te],), y[te]), info={"num_classes": 10, "in_features": 64})
+    return DataBundle(
+        "digits",
+        "tabular",
+        "classification",
+        Split((x[tr],), y[tr]),
+        Split((x[va],), y[va]),
+        Split((x[te],), y[te]),
+        info={"num_classes": 10, "in_features": 64},
+    )
 
 
 def digits_images_bundle() -> DataBundle:
     """Digits as (N, 1, 8, 8) images."""
     b = digits_bundle()
+
     def img(s):
         return Split((s.inputs[0].reshape(-1, 1, 8, 8),), s.target)
-    return DataBundle("digits", "image", "classification", img(b.train), img(b.val), img(b.test),
-                      info={"num_classes": 10, "in_channels": 1})
+
+    return DataBundle(
+        "digits",
+        "image",
+        "classification",
+        img(b.train),
+        img(b.val),
+        img(b.test),
+        info={"num_classes": 10, "in_channels": 1},
+    )
 
 
 def diabetes_bundle() -> DataBundle:
@@ -50,8 +66,15 @@ def diabetes_bundle() -> DataBundle:
     mu, sd = x[tr].mean(0), x[tr].std(0)
     ym, ys = y[tr].mean(), y[tr].std()
     x, y = (x - mu) / sd, (y - ym) / ys
-    return DataBundle("diabetes", "tabular", "regression", Split((x[tr],), y[tr]), Split((x[va],), y[va]),
-                      Split((x[te],), y[te]), info={"in_features": 10})
+    return DataBundle(
+        "diabetes",
+        "tabular",
+        "regression",
+        Split((x[tr],), y[tr]),
+        Split((x[va],), y[va]),
+        Split((x[te],), y[te]),
+        info={"in_features": 10},
+    )
 
 
 def sunspots_bundle(window: int = 22, horizon: int = 3) -> DataBundle:
@@ -63,10 +86,16 @@ def sunspots_bundle(window: int = 22, horizon: int = 3) -> DataBundle:
     s = (s - s[:n_train].mean()) / s[:n_train].std()
     xs, ys = [], []
     for i in range(len(s) - window - horizon + 1):
-        xs.append(s[i:i + window])
-        ys.append(s[i + window:i + window + horizon])
+        xs.append(s[i : i + window])
+        ys.append(s[i + window : i + window + horizon])
     x, y = torch.stack(xs).unsqueeze(-1), torch.stack(ys)
     a, b = int(0.7 * len(x)), int(0.85 * len(x))
-    return DataBundle("sunspots", "sequence", "forecasting", Split((x[:a],), y[:a]), Split((x[a:b],), y[a:b]),
-                      Split((x[b:],), y[b:]), info={"season": 11, "horizon": horizon, "seq_len": window,
-                                                    "in_features": 1})
+    return DataBundle(
+        "sunspots",
+        "sequence",
+        "forecasting",
+        Split((x[:a],), y[:a]),
+        Split((x[a:b],), y[a:b]),
+        Split((x[b:],), y[b:]),
+        info={"season": 11, "horizon": horizon, "seq_len": window, "in_features": 1},
+    )

@@ -31,9 +31,23 @@ from archlab.errors import ConfigError
 Modality = Literal["image", "time_series", "text", "tabular", "graph", "points"]
 
 Task = Literal[
-    "classification", "regression", "forecasting", "tagging", "language_modeling", "segmentation",
-    "reconstruction", "vae", "gan", "diffusion", "flow", "contrastive",
-    "node_classification", "graph_classification", "node_embedding", "ctr", "seq2seq",
+    "classification",
+    "regression",
+    "forecasting",
+    "tagging",
+    "language_modeling",
+    "segmentation",
+    "reconstruction",
+    "vae",
+    "gan",
+    "diffusion",
+    "flow",
+    "contrastive",
+    "node_classification",
+    "graph_classification",
+    "node_embedding",
+    "ctr",
+    "seq2seq",
 ]
 
 MODALITIES: tuple[str, ...] = get_args(Modality)
@@ -69,13 +83,26 @@ TASK_DESCRIPTIONS = {
 }
 
 _MODALITY_SYNONYMS = {
-    "signal": "time_series", "sequence": "time_series", "timeseries": "time_series", "series": "time_series",
-    "images": "image", "vision": "image", "table": "tabular", "graphs": "graph", "point": "points",
+    "signal": "time_series",
+    "sequence": "time_series",
+    "timeseries": "time_series",
+    "series": "time_series",
+    "images": "image",
+    "vision": "image",
+    "table": "tabular",
+    "graphs": "graph",
+    "point": "points",
 }
 _TASK_SYNONYMS = {
-    "lm": "language_modeling", "language_model": "language_modeling", "token_classification": "tagging",
-    "sequence_tagging": "tagging", "anomaly_detection": "reconstruction", "autoencoder": "reconstruction",
-    "density_estimation": "flow", "retrieval": "contrastive", "embedding": "contrastive",
+    "lm": "language_modeling",
+    "language_model": "language_modeling",
+    "token_classification": "tagging",
+    "sequence_tagging": "tagging",
+    "anomaly_detection": "reconstruction",
+    "autoencoder": "reconstruction",
+    "density_estimation": "flow",
+    "retrieval": "contrastive",
+    "embedding": "contrastive",
 }
 
 

@@ -44,7 +44,7 @@ def strip_wrapper_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Te
             changed = False
             for prefix in _WRAPPER_PREFIXES:
                 if key.startswith(prefix):
-                    key, changed = key[len(prefix):], True
+                    key, changed = key[len(prefix) :], True
             key = key.replace("._orig_mod.", ".")
         out[key] = value
     return out
@@ -102,7 +102,8 @@ def check_finite(state: dict[str, torch.Tensor], source: str) -> None:
     if bad:
         raise CheckpointError(
             f"{source} holds non-finite (NaN/Inf) values in {', '.join(bad[:5])}"
-            + (" ..." if len(bad) > 5 else "") + "; pass allow_nonfinite=True to load it anyway"
+            + (" ..." if len(bad) > 5 else "")
+            + "; pass allow_nonfinite=True to load it anyway"
         )
 
 
@@ -110,7 +111,7 @@ def read_metadata(data: bytes) -> dict[str, str]:
     """The ``__metadata__`` of safetensors bytes (header only)."""
     try:
         n = int.from_bytes(data[:8], "little")
-        header = json.loads(data[8:8 + n])
+        header = json.loads(data[8 : 8 + n])
     except Exception:
         return {}
     return header.get("__metadata__", {}) or {}
@@ -156,15 +157,18 @@ def save(model: nn.Module, directory: str | os.PathLike, *, extra: dict[str, Any
     return Path(directory)
 
 
-def write_model(model: nn.Module, directory: str | os.PathLike, *,
-                extra: dict[str, Any] | None = None) -> dict[str, str]:
+def write_model(
+    model: nn.Module, directory: str | os.PathLike, *, extra: dict[str, Any] | None = None
+) -> dict[str, str]:
     """Write what :func:`save` writes; return each file's SHA-256 (file name -> hex digest)."""
     from archlab.registry import entry_for_model
 
     model = getattr(model, "_orig_mod", model)  # torch.compile wrapper
     model = getattr(model, "module", model) if isinstance(getattr(model, "module", None), nn.Module) else model
     if not hasattr(model, "config"):
-        raise CheckpointError(f"{type(model).__name__} has no .config; only archlab models can be saved with archlab.save")
+        raise CheckpointError(
+            f"{type(model).__name__} has no .config; only archlab models can be saved with archlab.save"
+        )
     entry = entry_for_model(model)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -172,13 +176,15 @@ def write_model(model: nn.Module, directory: str | os.PathLike, *,
     # Weights first, then the config, then the manifest of both: a directory whose config.json
     # exists is complete, and one with a manifest can be verified.
     weights = tensors_to_bytes(state, {"archlab_version": __version__})
-    config = _json_text({
-        "archlab_version": __version__,
-        "model": entry.name,
-        "family": entry.family,
-        "config": model.config.to_dict(),
-        **(extra or {}),
-    })
+    config = _json_text(
+        {
+            "archlab_version": __version__,
+            "model": entry.name,
+            "family": entry.family,
+            "config": model.config.to_dict(),
+            **(extra or {}),
+        }
+    )
     digests = {WEIGHTS_FILE: sha256_bytes(weights), CONFIG_FILE: sha256_bytes(config.encode("utf-8"))}
     atomic_write_bytes(directory / WEIGHTS_FILE, weights)
     atomic_write_text(directory / CONFIG_FILE, config)
@@ -234,14 +240,19 @@ def read_config(directory: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(meta, dict) or "model" not in meta or "config" not in meta:
         raise CheckpointError(f"{path} lacks the keys 'model' and 'config'")
     if not isinstance(meta["model"], str):
-        raise CheckpointError(f"{path}: field 'model' must be a model name (a string); got {type(meta['model']).__name__}")
+        raise CheckpointError(
+            f"{path}: field 'model' must be a model name (a string); got {type(meta['model']).__name__}"
+        )
     if not isinstance(meta["config"], dict):
-        raise CheckpointError(f"{path}: field 'config' must be a mapping of config fields; got {type(meta['config']).__name__}")
+        raise CheckpointError(
+            f"{path}: field 'config' must be a mapping of config fields; got {type(meta['config']).__name__}"
+        )
     return meta
 
 
-def load(directory: str | os.PathLike, *, device: str | torch.device = "cpu",
-         allow_nonfinite: bool = False) -> nn.Module:
+def load(
+    directory: str | os.PathLike, *, device: str | torch.device = "cpu", allow_nonfinite: bool = False
+) -> nn.Module:
     """Rebuild a model saved with :func:`save`; its outputs equal the original's bitwise.
 
     Args:

@@ -62,8 +62,7 @@ Extent = Annotated[int, Field(le=MAX_EXTENT)]
 
 def int_list(high: int, *, low: int = 1, min_length: int = 1, max_length: int = MAX_STAGES) -> Any:
     """A list type of ints in ``[low, high]`` with ``min_length..max_length`` entries."""
-    return Annotated[list[Annotated[int, Field(ge=low, le=high)]],
-                     Field(min_length=min_length, max_length=max_length)]
+    return Annotated[list[Annotated[int, Field(ge=low, le=high)]], Field(min_length=min_length, max_length=max_length)]
 
 
 #: A non-empty list of positive widths (stage channels), at most MAX_STAGES long.
@@ -224,9 +223,7 @@ def format_validation_error(cls: type[BaseModel], exc: ValidationError, data: An
             allowed = _field_names(cls)
             close = difflib.get_close_matches(bad, allowed, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
-            lines.append(
-                f"unknown key {loc!r}{hint} allowed keys: {', '.join(allowed)}"
-            )
+            lines.append(f"unknown key {loc!r}{hint} allowed keys: {', '.join(allowed)}")
         elif kind in ("value_error", "assertion_error"):
             msg = err["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
             lines.append(msg if err["loc"] == () else f"{loc}: {msg}")

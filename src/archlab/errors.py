@@ -51,6 +51,5 @@ def require(module: str, extra: str, purpose: str = ""):
     except ImportError as exc:  # pragma: no cover - depends on the environment
         what = f" for {purpose}" if purpose else ""
         raise MissingExtraError(
-            f"{module!r} is needed{what} but is not installed; "
-            f"install it with: pip install 'archlab[{extra}]'"
+            f"{module!r} is needed{what} but is not installed; install it with: pip install 'archlab[{extra}]'"
         ) from exc

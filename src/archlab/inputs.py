@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import copy
 import itertools
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -68,8 +69,9 @@ def parse_shapes(input_shape) -> list[tuple[int, ...]]:
     raise ConfigError(f"input_shape must be a shape like (1, 3, 224, 224) or a list of shapes; got {input_shape!r}")
 
 
-def make_inputs(module: nn.Module, input: Any, input_shape: Any, batch_size: int | None,
-                device: str) -> tuple[tuple, dict]:
+def make_inputs(
+    module: nn.Module, input: Any, input_shape: Any, batch_size: int | None, device: str
+) -> tuple[tuple, dict]:
     """Positional and keyword arguments for ``module``'s forward, on ``device``."""
     if input is not None:
         if isinstance(input, torch.Tensor):
@@ -79,8 +81,10 @@ def make_inputs(module: nn.Module, input: Any, input_shape: Any, batch_size: int
         elif isinstance(input, (tuple, list)):
             args, kwargs = tuple(input), {}
         else:
-            raise ConfigError("input must be a tensor, a tuple of forward's arguments or a mapping of keyword "
-                              f"arguments; got {type(input).__name__}")
+            raise ConfigError(
+                "input must be a tensor, a tuple of forward's arguments or a mapping of keyword "
+                f"arguments; got {type(input).__name__}"
+            )
     elif input_shape is not None:
         shapes = parse_shapes(input_shape)
         if batch_size is not None:

@@ -82,7 +82,9 @@ def digest_problems(directory: str | os.PathLike, digests: Any) -> list[str]:
     missing"``); empty when every listed file is there with its recorded digest.
     """
     if not isinstance(digests, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in digests.items()):
-        return [f"the recorded digests are malformed (expected a mapping of file name to hex SHA-256; got {digests!r:.80})"]
+        return [
+            f"the recorded digests are malformed (expected a mapping of file name to hex SHA-256; got {digests!r:.80})"
+        ]
     directory = Path(directory)
     problems = []
     for name, expected in digests.items():

@@ -20,8 +20,9 @@ import contextlib
 import difflib
 import fnmatch
 import importlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 import torch
 from torch import nn
@@ -32,8 +33,23 @@ from archlab.errors import ConfigError
 
 # Family modules imported on first use of the registry, so registration happens exactly once.
 FAMILY_MODULES = (
-    "mlp", "cnn", "resnet", "unet", "rnn", "tcn", "transformer", "vit", "gnn", "siamese",
-    "recsys", "autoencoder", "vae", "gan", "diffusion", "flow", "ssm",
+    "mlp",
+    "cnn",
+    "resnet",
+    "unet",
+    "rnn",
+    "tcn",
+    "transformer",
+    "vit",
+    "gnn",
+    "siamese",
+    "recsys",
+    "autoencoder",
+    "vae",
+    "gan",
+    "diffusion",
+    "flow",
+    "ssm",
 )
 
 
@@ -105,8 +121,15 @@ def register(
     mods = tuple(dict.fromkeys(capabilities.modality(m) for m in modalities))
     tks = tuple(dict.fromkeys(capabilities.task(t) for t in tasks))
     entry = ModelEntry(
-        name=name, family=family, model=model, config=config, defaults=dict(defaults or {}),
-        modalities=mods, tasks=tks, description=description, when_to_use=when_to_use,
+        name=name,
+        family=family,
+        model=model,
+        config=config,
+        defaults=dict(defaults or {}),
+        modalities=mods,
+        tasks=tks,
+        description=description,
+        when_to_use=when_to_use,
         knobs=dict(knobs or {}),
     )
     _REGISTRY[name] = entry
@@ -130,9 +153,7 @@ def get_entry(name: str) -> ModelEntry:
     except KeyError:
         close = difflib.get_close_matches(name, list(_REGISTRY), n=3, cutoff=0.5)
         hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-        raise ConfigError(
-            f"unknown model {name!r}{hint} (see `archlab models` for all {len(_REGISTRY)})"
-        ) from None
+        raise ConfigError(f"unknown model {name!r}{hint} (see `archlab models` for all {len(_REGISTRY)})") from None
 
 
 def model_info(name: str) -> ModelEntry:
@@ -164,9 +185,9 @@ def list_models(
         return any(fnmatch.fnmatch(v, pat) for v in values)
 
     return sorted(
-        e.name for e in _REGISTRY.values()
-        if match(e.name, pattern) and match(e.family, family)
-        and match(e.modalities, modality) and match(e.tasks, task)
+        e.name
+        for e in _REGISTRY.values()
+        if match(e.name, pattern) and match(e.family, family) and match(e.modalities, modality) and match(e.tasks, task)
     )
 
 
@@ -210,8 +231,9 @@ def _build(entry: ModelEntry, config: ArchConfig, device) -> nn.Module:
     return model
 
 
-def create_from_config(config: ArchConfig | dict[str, Any], *, name: str | None = None,
-                       device: str | torch.device | None = None) -> nn.Module:
+def create_from_config(
+    config: ArchConfig | dict[str, Any], *, name: str | None = None, device: str | torch.device | None = None
+) -> nn.Module:
     """Build a model from a config object, or from a ``{"model": name, "config": {...}}`` dict.
 
     With a config object, ``name`` picks the preset (for its capabilities); without it, the
@@ -219,9 +241,7 @@ def create_from_config(config: ArchConfig | dict[str, Any], *, name: str | None 
     """
     if isinstance(config, dict):
         if "model" not in config or "config" not in config:
-            raise ConfigError(
-                f"a config dict needs keys 'model' and 'config'; got keys {sorted(config)}"
-            )
+            raise ConfigError(f"a config dict needs keys 'model' and 'config'; got keys {sorted(config)}")
         entry = get_entry(config["model"])
         return _build(entry, entry.config.build(config["config"]), device)
     if not isinstance(config, ArchConfig):
@@ -229,9 +249,7 @@ def create_from_config(config: ArchConfig | dict[str, Any], *, name: str | None 
     if name is not None:
         entry = get_entry(name)
         if not isinstance(config, entry.config):
-            raise ConfigError(
-                f"model {name!r} takes {entry.config.__name__}; got {type(config).__name__}"
-            )
+            raise ConfigError(f"model {name!r} takes {entry.config.__name__}; got {type(config).__name__}")
         return _build(entry, config, device)
     _ensure_loaded()
     for entry in _REGISTRY.values():
@@ -250,6 +268,4 @@ def entry_for_model(model: nn.Module) -> ModelEntry:
     for entry in _REGISTRY.values():
         if config is not None and type(config) is entry.config and type(model) is entry.model:
             return entry
-    raise ConfigError(
-        f"{type(model).__name__} was not built from the archlab registry (no .config / name)"
-    )
+    raise ConfigError(f"{type(model).__name__} was not built from the archlab registry (no .config / name)")

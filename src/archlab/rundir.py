@@ -141,7 +141,9 @@ class RunDir:
         if data is None:
             return {}
         if not isinstance(data, dict):
-            raise CheckpointError(f"{path}: expected a mapping of sections (model, data, task, train); got {type(data).__name__}")
+            raise CheckpointError(
+                f"{path}: expected a mapping of sections (model, data, task, train); got {type(data).__name__}"
+            )
         return data
 
     def append_metrics(self, record: dict[str, Any]) -> None:
@@ -206,5 +208,3 @@ def final_checkpoint(run_dir: Path, saved: dict[str, Any]) -> Path | None:
     weights (``train.restore_best``, the default), else last/; the other one when it is missing."""
     order = ("best", "last") if (saved.get("train") or {}).get("restore_best", True) else ("last", "best")
     return find_checkpoint(run_dir, order[0]) or find_checkpoint(run_dir, order[1])
-
-

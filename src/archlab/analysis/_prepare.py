@@ -6,8 +6,9 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 from torch import nn
@@ -38,7 +39,9 @@ def _saved_model_dir(value: Any) -> Path | None:
     return None
 
 
-def resolve_model(model: nn.Module | str | os.PathLike, device: str, overrides: dict | None = None) -> tuple[nn.Module, str, bool]:
+def resolve_model(
+    model: nn.Module | str | os.PathLike, device: str, overrides: dict | None = None
+) -> tuple[nn.Module, str, bool]:
     """(module ready for analysis, display name, whether it is a private copy we may mutate)."""
     if device not in DEVICES and not str(device).startswith("cuda"):
         raise ConfigError(f"device must be one of {list(DEVICES)} (or a cuda device); got {device!r}")
@@ -53,7 +56,12 @@ def resolve_model(model: nn.Module | str | os.PathLike, device: str, overrides: 
         built = create_from_config({"model": meta["model"], "config": cfg}, device=device)
         return built, f"{meta['model']} ({Path(model).name})", True
     if isinstance(model, (str, os.PathLike)):
-        return create(str(model), device=device, **(overrides or {})), str(model), True
+        text = str(model)
+        if isinstance(model, os.PathLike) or os.sep in text or text.startswith((".", "~")):
+            path = Path(text).expanduser()
+            what = "no such file or directory" if not path.exists() else "not a saved model or run directory"
+            raise ConfigError(f"{text}: {what} (expected a registry name, a run directory or a saved model)")
+        return create(text, device=device, **(overrides or {})), text, True
     if not isinstance(model, nn.Module):
         raise ConfigError(f"expected an nn.Module, a registry name or a run directory; got {type(model).__name__}")
     if overrides:

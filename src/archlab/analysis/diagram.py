@@ -31,21 +31,26 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 from archlab.analysis._prepare import (
-    check_cpu_rerun_possible, is_data_dependent_error, make_inputs, preserved_state, resolve_model,
+    check_cpu_rerun_possible,
+    is_data_dependent_error,
+    make_inputs,
+    preserved_state,
+    resolve_model,
 )
 from archlab.analysis.flops import SKIP_OPS, short_op
 from archlab.errors import ConfigError
 
+
 @dataclass
 class Node:
     id: str
-    name: str          # qualified module name, or parent.op for op nodes
+    name: str  # qualified module name, or parent.op for op nodes
     label: str
-    kind: str          # "input" | "module" | "op" | "output"
+    kind: str  # "input" | "module" | "op" | "output"
     type: str
     params: int = 0
     repeat: int = 1
-    groups: list[str] = field(default_factory=list)   # enclosing repeat groups, outer first
+    groups: list[str] = field(default_factory=list)  # enclosing repeat groups, outer first
 
 
 @dataclass
@@ -68,7 +73,7 @@ class ModelGraph:
     depth: int
     nodes: list[Node]
     edges: list[Edge]
-    groups: dict[str, str] = field(default_factory=dict)        # group id -> label
+    groups: dict[str, str] = field(default_factory=dict)  # group id -> label
     method: str = "hooks"
     notes: list[str] = field(default_factory=list)
 
@@ -77,15 +82,23 @@ class ModelGraph:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able data."""
-        return {"schema_version": 1, "model": self.model, "depth": self.depth, "method": self.method,
-                "nodes": [asdict(n) for n in self.nodes], "edges": [asdict(e) for e in self.edges],
-                "groups": dict(self.groups), "notes": list(self.notes)}
+        return {
+            "schema_version": 1,
+            "model": self.model,
+            "depth": self.depth,
+            "method": self.method,
+            "nodes": [asdict(n) for n in self.nodes],
+            "edges": [asdict(e) for e in self.edges],
+            "groups": dict(self.groups),
+            "notes": list(self.notes),
+        }
 
     def __repr__(self) -> str:
         return f"ModelGraph({self.model!r}, nodes={len(self.nodes)}, edges={len(self.edges)}, depth={self.depth})"
 
 
 # ----------------------------------------------------------------------------- building
+
 
 class _Builder(TorchDispatchMode):
     def __init__(self, model: nn.Module, depth: int):
@@ -171,8 +184,13 @@ class _Builder(TorchDispatchMode):
         self.call_counts[name] += 1
         calls = self.call_counts[name]
         label = (name or type(module).__name__) + (f" #{calls}" if calls > 1 else "")
-        node = self._new_node(name=name if calls == 1 else f"{name}#{calls}", label=label, kind="module",
-                              type=type(module).__name__, params=sum(p.numel() for p in module.parameters()))
+        node = self._new_node(
+            name=name if calls == 1 else f"{name}#{calls}",
+            label=label,
+            kind="module",
+            type=type(module).__name__,
+            params=sum(p.numel() for p in module.parameters()),
+        )
         for e in edges:
             e.dst = node.id
             self.edges.append(e)
@@ -203,8 +221,11 @@ class _Builder(TorchDispatchMode):
 
 def _arg_names(module: nn.Module, n: int, kwargs: dict) -> list[str]:
     try:
-        params = [p.name for p in inspect.signature(module.forward).parameters.values()
-                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        params = [
+            p.name
+            for p in inspect.signature(module.forward).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
     except (TypeError, ValueError):
         params = []
     names = [params[i] if i < len(params) else f"arg{i}" for i in range(n)]
@@ -225,8 +246,9 @@ def module_levels(model: nn.Module) -> dict[nn.Module, int]:
 
 
 def _signature(m: nn.Module) -> tuple:
-    return tuple((n, type(c).__name__, tuple(tuple(p.shape) for p in c.parameters(recurse=False)))
-                 for n, c in m.named_modules())
+    return tuple(
+        (n, type(c).__name__, tuple(tuple(p.shape) for p in c.parameters(recurse=False))) for n, c in m.named_modules()
+    )
 
 
 def _repeat_runs(model: nn.Module, depth: int) -> list[tuple[str, list[str], str]]:
@@ -255,29 +277,33 @@ def _within(name: str, prefix: str) -> bool:
     return name == prefix or name.startswith(prefix + ".") or name.startswith(prefix + "#")
 
 
+def _instance(name: str, members: list[str]) -> int | None:
+    """Which repeat of a block (index into ``members``) the module ``name`` belongs to."""
+    for k, p in enumerate(members):
+        if _within(name, p):
+            return k
+    return None
+
+
 def _collapse(graph: ModelGraph, runs) -> None:
-    for gi, (key, members, type_name) in enumerate(runs):
+    for gi, (_key, members, type_name) in enumerate(runs):
         by_name = {n.name: n for n in graph.nodes}
         if not any(_within(n, members[0]) for n in by_name):
             continue  # removed by an outer collapse, or never called
-
-        def instance(name: str) -> int | None:
-            for k, p in enumerate(members):
-                if _within(name, p):
-                    return k
-            return None
-
-        inst = {n.id: instance(n.name) for n in graph.nodes}
+        inst = {n.id: _instance(n.name, members) for n in graph.nodes}
         # Only a chain is a repeat (block k feeds block k+1); parallel twins stay separate.
-        links = {inst[e.src] for e in graph.edges
-                 if inst.get(e.src) is not None and inst.get(e.dst) == (inst[e.src] or 0) + 1}
+        links = {
+            inst[e.src]
+            for e in graph.edges
+            if inst.get(e.src) is not None and inst.get(e.dst) == (inst[e.src] or 0) + 1
+        }
         if links != set(range(len(members) - 1)):
             continue
         remap: dict[str, str | None] = {}
         for n in graph.nodes:
             k = inst[n.id]
             if k:
-                twin = by_name.get(members[0] + n.name[len(members[k]):])
+                twin = by_name.get(members[0] + n.name[len(members[k]) :])
                 remap[n.id] = twin.id if twin is not None else None
         edges, seen = [], set()
         for e in graph.edges:
@@ -355,8 +381,12 @@ def _diagram(model, input, input_shape, depth, collapse_repeats, overrides, devi
         builder.remove()
     out_edges = builder._in_edges(output)
     shapes = [tuple(t.shape) for t in tree_leaves(output) if isinstance(t, torch.Tensor)]
-    out_node = builder._new_node(name="output", label="output " + " ".join(
-        "(" + ", ".join(str(v) for v in s) + ")" for s in shapes[:3]), kind="output", type="output")
+    out_node = builder._new_node(
+        name="output",
+        label="output " + " ".join("(" + ", ".join(str(v) for v in s) + ")" for s in shapes[:3]),
+        kind="output",
+        type="output",
+    )
     for e in out_edges:
         e.dst = out_node.id
         builder.edges.append(e)

@@ -23,7 +23,8 @@ gradient, one for the weight gradient: the usual "training = 3x forward" rule).
 from __future__ import annotations
 
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -35,11 +36,20 @@ aten = torch.ops.aten
 # Ops that only ask about metadata: FlopCounterMode lets them fall through the same way.
 SKIP_OPS = {
     aten.sym_is_contiguous.default if hasattr(aten, "sym_is_contiguous") else None,
-    aten.is_contiguous.default, aten.is_contiguous.memory_format,
-    aten.is_strides_like_format.default, aten.is_non_overlapping_and_dense.default,
-    aten.size.default, aten.sym_size.default, aten.stride.default, aten.sym_stride.default,
-    aten.storage_offset.default, aten.sym_storage_offset.default, aten.numel.default,
-    aten.sym_numel.default, aten.dim.default, torch.ops.prim.layout.default,
+    aten.is_contiguous.default,
+    aten.is_contiguous.memory_format,
+    aten.is_strides_like_format.default,
+    aten.is_non_overlapping_and_dense.default,
+    aten.size.default,
+    aten.sym_size.default,
+    aten.stride.default,
+    aten.sym_stride.default,
+    aten.storage_offset.default,
+    aten.sym_storage_offset.default,
+    aten.numel.default,
+    aten.sym_numel.default,
+    aten.dim.default,
+    torch.ops.prim.layout.default,
 }
 SKIP_OPS.discard(None)
 
@@ -52,13 +62,23 @@ def _sdpa_cpu_flop(query, key, value, *args, **kwargs) -> int:
     q, k, v = _shape(query), _shape(key), _shape(value)
     if len(q) != 4:  # (..., L, E) with other leading dims: flatten them into the batch
         import math
+
         lead = math.prod(q[:-2])
         q, k, v = (lead, 1, *q[-2:]), (lead, 1, *k[-2:]), (lead, 1, *v[-2:])
     return sdpa_flop_count(q, k, v)
 
 
-def _embedding_bag_flop(weight, indices, offsets=None, scale_grad_by_freq=False, mode=0,
-                        sparse=False, per_sample_weights=None, *args, **kwargs) -> int:
+def _embedding_bag_flop(
+    weight,
+    indices,
+    offsets=None,
+    scale_grad_by_freq=False,
+    mode=0,
+    sparse=False,
+    per_sample_weights=None,
+    *args,
+    **kwargs,
+) -> int:
     n, d = indices.numel(), weight.shape[-1]
     return n * d * (2 if per_sample_weights is not None else 1)
 
@@ -74,9 +94,38 @@ if hasattr(aten, "_scaled_dot_product_fused_attention_overrideable"):
 _NO_MAC = {aten._embedding_bag, aten._embedding_bag_forward_only}
 
 _HEAVY_TOKENS = {
-    "conv", "convolution", "mm", "bmm", "matmul", "linear", "lstm", "gru", "rnn", "attention",
-    "einsum", "bag", "fft", "cdist", "tensordot", "dot", "vdot", "mv", "addmv", "addbmm", "ger",
-    "outer", "cholesky", "svd", "qr", "solve", "inverse", "det", "eig", "eigh", "lstsq", "kron",
+    "conv",
+    "convolution",
+    "mm",
+    "bmm",
+    "matmul",
+    "linear",
+    "lstm",
+    "gru",
+    "rnn",
+    "attention",
+    "einsum",
+    "bag",
+    "fft",
+    "cdist",
+    "tensordot",
+    "dot",
+    "vdot",
+    "mv",
+    "addmv",
+    "addbmm",
+    "ger",
+    "outer",
+    "cholesky",
+    "svd",
+    "qr",
+    "solve",
+    "inverse",
+    "det",
+    "eig",
+    "eigh",
+    "lstsq",
+    "kron",
 }
 _HEAVY_PREFIXES = ("conv", "mkldnn", "fbgemm", "linalg", "fft", "cudnn", "miopen", "thnn", "quantized")
 
@@ -92,6 +141,7 @@ def is_costly_op(name: str) -> bool:
 
 
 # ----------------------------------------------------------------------------- module formulas
+
 
 def _rnn_flops(module: nn.RNNBase, args: tuple, output: Any) -> int:
     """Matmul FLOPs of a (multi-layer, maybe bidirectional, maybe projected) RNN/LSTM/GRU.
@@ -148,13 +198,16 @@ def module_formula(module: nn.Module) -> Callable | None:
 
 # ----------------------------------------------------------------------------- counting mode
 
+
 class OpSink:
     """What the counting mode reports to: the analysis' module tracker."""
 
     def add_flops(self, op: str, flops: int, macs: int) -> None: ...
     def add_uncounted(self, op: str) -> None: ...
     def add_ignored(self, op: str) -> None: ...
-    def in_formula_scope(self) -> bool: return False
+    def in_formula_scope(self) -> bool:
+        return False
+
     def on_op(self, packet, args, kwargs, out) -> None: ...
 
 
@@ -162,8 +215,9 @@ def count_op(packet, args, kwargs, out) -> tuple[int, int] | None:
     """(flops, macs) of one op, or None when there is no formula."""
     if packet in _EXTRA:
         flops = int(_EXTRA[packet](*args, **kwargs))
-        return flops, (flops // 2 if packet not in _NO_MAC else
-                       (flops // 2 if len(args) > 6 and args[6] is not None else 0))
+        return flops, (
+            flops // 2 if packet not in _NO_MAC else (flops // 2 if len(args) > 6 and args[6] is not None else 0)
+        )
     if packet in flop_registry:
         flops = int(flop_registry[packet](*args, **kwargs, out_val=out))
         return flops, flops // 2

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import math
 import weakref
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -27,7 +28,7 @@ from archlab.errors import ConfigError
 DTYPE_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2, "int8": 1, "fp64": 8}
 # Extra bytes per trainable parameter kept by each optimizer (fp32 state, as PyTorch keeps it).
 OPTIMIZER_STATES = {"sgd": 0, "sgd_momentum": 1, "adam": 2, "adamw": 2}
-GB = 1024 ** 3
+GB = 1024**3
 
 
 def _check_choice(value: str, choices, what: str) -> str:
@@ -84,19 +85,29 @@ class MemoryEstimate:
         """Bytes to train: weights + grads + optimizer state (+ fp32 master weights when
         ``dtype`` is 16-bit) + activations at ``batch_size``."""
         master = self.trainable * 4 if DTYPE_BYTES[_check_choice(dtype, DTYPE_BYTES, "dtype")] < 4 else 0
-        return (self.param_bytes(dtype) + self.gradient_bytes(dtype) + self.optimizer_bytes(optimizer)
-                + master + self.activations_at(batch_size, dtype))
+        return (
+            self.param_bytes(dtype)
+            + self.gradient_bytes(dtype)
+            + self.optimizer_bytes(optimizer)
+            + master
+            + self.activations_at(batch_size, dtype)
+        )
 
     def inference_peak(self, batch_size: int | None = None, dtype: str = "fp32") -> int:
         """Bytes to run forward without autograd: weights + outputs (a lower bound)."""
         b = self.batch_size if batch_size is None else batch_size
         return self.param_bytes(dtype) + int(self.output_bytes * b / max(self.batch_size, 1))
 
-    def fits(self, budget_gb: float, batch_size: int | None = None, dtype: str = "fp32",
-             optimizer: str = "adam", training: bool = True) -> bool:
+    def fits(
+        self,
+        budget_gb: float,
+        batch_size: int | None = None,
+        dtype: str = "fp32",
+        optimizer: str = "adam",
+        training: bool = True,
+    ) -> bool:
         """Whether training (or inference) at ``batch_size`` fits in ``budget_gb`` GiB."""
-        need = (self.training_peak(batch_size, dtype, optimizer) if training
-                else self.inference_peak(batch_size, dtype))
+        need = self.training_peak(batch_size, dtype, optimizer) if training else self.inference_peak(batch_size, dtype)
         return need <= budget_gb * GB
 
     def max_batch_size(self, budget_gb: float, dtype: str = "fp32", optimizer: str = "adam") -> int:
@@ -163,5 +174,10 @@ class SavedTensorMeter:
 
 
 def dtype_name(dtype: torch.dtype) -> str:
-    return {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16", torch.int8: "int8",
-            torch.float64: "fp64"}.get(dtype, str(dtype).removeprefix("torch."))
+    return {
+        torch.float32: "fp32",
+        torch.float16: "fp16",
+        torch.bfloat16: "bf16",
+        torch.int8: "int8",
+        torch.float64: "fp64",
+    }.get(dtype, str(dtype).removeprefix("torch."))

@@ -23,8 +23,14 @@ aten = torch.ops.aten
 
 _CONV = {aten.convolution, aten._convolution}
 _POOL = {
-    aten.max_pool1d, aten.max_pool2d, aten.max_pool3d, aten.max_pool1d_with_indices,
-    aten.max_pool2d_with_indices, aten.max_pool3d_with_indices, aten.avg_pool1d, aten.avg_pool2d,
+    aten.max_pool1d,
+    aten.max_pool2d,
+    aten.max_pool3d,
+    aten.max_pool1d_with_indices,
+    aten.max_pool2d_with_indices,
+    aten.max_pool3d_with_indices,
+    aten.avg_pool1d,
+    aten.avg_pool2d,
     aten.avg_pool3d,
 }
 _SPATIAL_MODULES = (nn.modules.conv._ConvNd, nn.modules.pooling._MaxPoolNd, nn.modules.pooling._AvgPoolNd)

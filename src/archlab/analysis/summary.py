@@ -47,11 +47,19 @@ from torch.utils._pytree import tree_leaves
 
 from archlab.analysis import flops as F
 from archlab.analysis._prepare import (
-    batch_of, check_cpu_rerun_possible, is_data_dependent_error, make_inputs, preserved_state, resolve_model,
+    batch_of,
+    check_cpu_rerun_possible,
+    is_data_dependent_error,
+    make_inputs,
+    preserved_state,
+    resolve_model,
 )
 from archlab.analysis.memory import MemoryEstimate, SavedTensorMeter, dtype_name
 from archlab.analysis.receptive_field import (
-    ReceptiveField, RFTracker, from_model_attribute, has_spatial_layers,
+    ReceptiveField,
+    RFTracker,
+    from_model_attribute,
+    has_spatial_layers,
 )
 
 log = logging.getLogger(__name__)
@@ -129,12 +137,20 @@ class ModelSummary:
         """Plain JSON-able data (schema in this module's docstring)."""
         return {
             "schema_version": SCHEMA_VERSION,
-            "model": self.model, "device": self.device, "batch_size": self.batch_size, "depth": self.depth,
-            "input_shapes": self.input_shapes, "output_shapes": self.output_shapes,
+            "model": self.model,
+            "device": self.device,
+            "batch_size": self.batch_size,
+            "depth": self.depth,
+            "input_shapes": self.input_shapes,
+            "output_shapes": self.output_shapes,
             "totals": {
-                "params": self.total_params, "trainable_params": self.trainable_params,
-                "param_bytes": self.param_bytes, "flops": self.flops, "macs": self.macs,
-                "backward_flops": self.backward_flops, "activation_bytes": self.memory.activation_bytes,
+                "params": self.total_params,
+                "trainable_params": self.trainable_params,
+                "param_bytes": self.param_bytes,
+                "flops": self.flops,
+                "macs": self.macs,
+                "backward_flops": self.backward_flops,
+                "activation_bytes": self.memory.activation_bytes,
             },
             "rows": [asdict(r) for r in self.rows],
             "by_type": {k: asdict(v) for k, v in self.by_type.items()},
@@ -147,13 +163,28 @@ class ModelSummary:
         }
 
     def __repr__(self) -> str:
-        return (f"ModelSummary({self.model!r}, params={self.total_params:,}, flops={self.flops:,}, "
-                f"batch_size={self.batch_size}, rows={len(self.rows)})")
+        return (
+            f"ModelSummary({self.model!r}, params={self.total_params:,}, flops={self.flops:,}, "
+            f"batch_size={self.batch_size}, rows={len(self.rows)})"
+        )
 
 
 class _Record:
-    __slots__ = ("name", "type", "depth", "calls", "inputs", "outputs", "flops", "macs", "self_flops",
-                 "output_bytes", "saved_bytes", "uncounted", "formula")
+    __slots__ = (
+        "name",
+        "type",
+        "depth",
+        "calls",
+        "inputs",
+        "outputs",
+        "flops",
+        "macs",
+        "self_flops",
+        "output_bytes",
+        "saved_bytes",
+        "uncounted",
+        "formula",
+    )
 
     def __init__(self, name: str, type_: str, depth: int):
         self.name, self.type, self.depth = name, type_, depth
@@ -307,7 +338,9 @@ def summary(
         if device != "meta" or not is_data_dependent_error(exc):
             raise
         check_cpu_rerun_possible(model, exc)
-        notes.append(f"ran on cpu: the model has data-dependent ops that meta tensors cannot run ({str(exc).splitlines()[0][:120]})")
+        notes.append(
+            f"ran on cpu: the model has data-dependent ops that meta tensors cannot run ({str(exc).splitlines()[0][:120]})"
+        )
         log.info("summary: %s", notes[-1])
         return _summary(model, input, input_shape, depth, "cpu", batch_size, overrides, notes)
 
@@ -357,30 +390,61 @@ def _summary(model, input, input_shape, depth, device, batch_size, overrides, no
         if rec.calls == 0 and rec.depth > 0:
             notes.append(f"{rec.name} ({rec.type}) was not called in forward")
         p_total, p_train, p_bytes = _param_stats(m)
-        rows.append(LayerRow(
-            name=rec.name or name, type=rec.type, depth=rec.depth, calls=rec.calls,
-            input_shapes=rec.inputs or [], output_shapes=rec.outputs or [],
-            params=p_total, trainable_params=p_train, param_bytes=p_bytes,
-            flops=rec.flops, macs=rec.macs, backward_flops=2 * rec.flops,
-            output_bytes=rec.output_bytes, saved_bytes=rec.saved_bytes, uncounted=sorted(rec.uncounted),
-        ))
+        rows.append(
+            LayerRow(
+                name=rec.name or name,
+                type=rec.type,
+                depth=rec.depth,
+                calls=rec.calls,
+                input_shapes=rec.inputs or [],
+                output_shapes=rec.outputs or [],
+                params=p_total,
+                trainable_params=p_train,
+                param_bytes=p_bytes,
+                flops=rec.flops,
+                macs=rec.macs,
+                backward_flops=2 * rec.flops,
+                output_bytes=rec.output_bytes,
+                saved_bytes=rec.saved_bytes,
+                uncounted=sorted(rec.uncounted),
+            )
+        )
     root = tracker.records[module]
     if tracker.uncounted:
-        notes.append("ops with no FLOP formula (not included in totals): "
-                     + ", ".join(f"{k} x{v}" for k, v in sorted(tracker.uncounted.items())))
+        notes.append(
+            "ops with no FLOP formula (not included in totals): "
+            + ", ".join(f"{k} x{v}" for k, v in sorted(tracker.uncounted.items()))
+        )
     memory = MemoryEstimate(
-        params=total, trainable=trainable, buffer_bytes=buffer_bytes, param_bytes_actual=pbytes + buffer_bytes,
+        params=total,
+        trainable=trainable,
+        buffer_bytes=buffer_bytes,
+        param_bytes_actual=pbytes + buffer_bytes,
         dtype_of_model=dtype_name(next((p.dtype for p in module.parameters() if p.is_floating_point()), torch.float32)),
-        batch_size=batch, activation_bytes=meter.total, output_bytes=_nbytes(output),
+        batch_size=batch,
+        activation_bytes=meter.total,
+        output_bytes=_nbytes(output),
         params_by_dtype=dict(by_dtype),
     )
     return ModelSummary(
-        model=name, device=device, batch_size=batch, depth=depth,
-        input_shapes=_shapes((args, kwargs)), output_shapes=_shapes(output), rows=rows,
-        total_params=total, trainable_params=trainable, param_bytes=pbytes,
-        flops=root.flops, macs=root.macs, backward_flops=2 * root.flops,
+        model=name,
+        device=device,
+        batch_size=batch,
+        depth=depth,
+        input_shapes=_shapes((args, kwargs)),
+        output_shapes=_shapes(output),
+        rows=rows,
+        total_params=total,
+        trainable_params=trainable,
+        param_bytes=pbytes,
+        flops=root.flops,
+        macs=root.macs,
+        backward_flops=2 * root.flops,
         by_type=dict(sorted(by_type.items(), key=lambda kv: (-kv[1].flops, -kv[1].params))),
-        flops_by_op=dict(tracker.flops_by_op.most_common()), uncounted=dict(tracker.uncounted),
-        not_counted_by_convention=dict(tracker.ignored.most_common()), memory=memory,
-        receptive_field=rf_attr or (rf.result() if rf is not None else None), notes=notes,
+        flops_by_op=dict(tracker.flops_by_op.most_common()),
+        uncounted=dict(tracker.uncounted),
+        not_counted_by_convention=dict(tracker.ignored.most_common()),
+        memory=memory,
+        receptive_field=rf_attr or (rf.result() if rf is not None else None),
+        notes=notes,
     )

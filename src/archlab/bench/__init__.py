@@ -16,6 +16,19 @@ from archlab.bench.sweep import BatchSweep, max_batch_within
 from archlab.bench.timing import Timing, measure, threads
 
 __all__ = [
-    "BACKENDS", "SCHEMA_VERSION", "TOLERANCES", "BatchSweep", "BenchResult", "BenchRow", "Timing",
-    "benchmark", "cache_dir", "clear_cache", "compare", "gemm_peak", "max_batch_within", "measure", "threads",
+    "BACKENDS",
+    "SCHEMA_VERSION",
+    "TOLERANCES",
+    "BatchSweep",
+    "BenchResult",
+    "BenchRow",
+    "Timing",
+    "benchmark",
+    "cache_dir",
+    "clear_cache",
+    "compare",
+    "gemm_peak",
+    "max_batch_within",
+    "measure",
+    "threads",
 ]

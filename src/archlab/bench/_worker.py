@@ -39,7 +39,8 @@ def main() -> int:
     if row.p50_ms is not None:
         row.peak_mem_mb = mem.stop()
         row.mem_method = f"{mem.method}, fresh process: " + (
-            "session + run" if backend.startswith("onnxruntime") else "model load + backend + run")
+            "session + run" if backend.startswith("onnxruntime") else "model load + backend + run"
+        )
     print(json.dumps(asdict(row)), flush=True)
     return 0
 

@@ -55,7 +55,7 @@ def _torch_runner(name: str, fn: Callable[..., Any], setup_s: float) -> Runner:
     def outputs(args: tuple, kwargs: dict) -> list[torch.Tensor]:
         return [t.detach() for _, t in flatten_outputs(fn(*args, **kwargs))]
 
-    return Runner(name, setup_s, bind=lambda a, k: (lambda: fn(*a, **k)), outputs=outputs)
+    return Runner(name, setup_s, bind=lambda a, k: lambda: fn(*a, **k), outputs=outputs)
 
 
 def eager(module: nn.Module, args: tuple, kwargs: dict, ctx: BackendContext) -> Runner:
@@ -91,8 +91,9 @@ def ort_session(model: bytes | str, threads: int, *, cuda: bool | None = None):
     return ort.InferenceSession(model, sess_options=so, providers=providers)
 
 
-def _ort_runner(name: str, model: bytes, feed_names: list[str], threads: int, setup_s: float,
-                kind: str, files: dict[str, str]) -> Runner:
+def _ort_runner(
+    name: str, model: bytes, feed_names: list[str], threads: int, setup_s: float, kind: str, files: dict[str, str]
+) -> Runner:
     t0 = time.perf_counter()
     sess = ort_session(model, threads)
     setup_s += time.perf_counter() - t0
@@ -114,16 +115,24 @@ def _ort_runner(name: str, model: bytes, feed_names: list[str], threads: int, se
 def onnxruntime(module: nn.Module, args: tuple, kwargs: dict, ctx: BackendContext) -> Runner:
     t0 = time.perf_counter()
     model, names = ctx.onnx_model(module, args, kwargs)
-    return _ort_runner("onnxruntime", model, names, ctx.threads, time.perf_counter() - t0, "exact",
-                       {"onnx": str(ctx.onnx_path)})
+    return _ort_runner(
+        "onnxruntime", model, names, ctx.threads, time.perf_counter() - t0, "exact", {"onnx": str(ctx.onnx_path)}
+    )
 
 
 def onnxruntime_int8(module: nn.Module, args: tuple, kwargs: dict, ctx: BackendContext) -> Runner:
     t0 = time.perf_counter()
     _, names = ctx.onnx_model(module, args, kwargs)
     q8 = ctx.int8_path()
-    return _ort_runner("onnxruntime-int8", q8.read_bytes(), names, ctx.threads, time.perf_counter() - t0,
-                       "int8", {"onnx_int8": str(q8)})
+    return _ort_runner(
+        "onnxruntime-int8",
+        q8.read_bytes(),
+        names,
+        ctx.threads,
+        time.perf_counter() - t0,
+        "int8",
+        {"onnx_int8": str(q8)},
+    )
 
 
 def quantize_onnx(src: Path, dst: Path) -> Path:

@@ -3,19 +3,18 @@
 
 archlab's models check their inputs' *values* at the boundary (token ids inside the vocabulary,
 no all-padding row). Those checks read tensor data (``int(x.min())``), which a symbolic trace
-cannot do, and they are input validation, not part of the computation; :func:`export_mode`
-turns them off while a graph is traced (only then: eager calls still check).
+cannot do, and they are input validation, not part of the computation: they return early while
+``torch.compiler.is_compiling()`` (only then: eager calls still check), and every exported graph
+is verified against eager on real inputs.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import inspect
 import io
 import re
-import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,44 +23,6 @@ from torch import nn
 
 from archlab.errors import ExportError, require
 from archlab.inputs import unwrap
-
-# Value checks skipped while tracing (see the module docstring). They take the model first and
-# the checked tensor second; under tracing the checked tensor is returned unchanged.
-_VALUE_CHECKS = ("check_index_range", "_check_padding")
-
-
-def _skip_when_tracing(fn: Callable) -> Callable:
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if torch.compiler.is_compiling():
-            return args[1] if len(args) > 1 else None
-        return fn(*args, **kwargs)
-
-    wrapper.__archlab_trace_safe__ = True  # type: ignore[attr-defined]
-    return wrapper
-
-
-@contextlib.contextmanager
-def export_mode() -> Iterator[None]:
-    """Skip archlab's data-dependent input checks while torch.export / dynamo trace.
-
-    TODO(layers/checks.py): once the checks return early under ``torch.compiler.is_compiling()``
-    themselves, this context manager can go.
-    """
-    patched: list[tuple[Any, str, Any]] = []
-    for mod_name, mod in list(sys.modules.items()):
-        if not mod_name.startswith("archlab.") or mod is None:
-            continue
-        for attr in _VALUE_CHECKS:
-            fn = getattr(mod, attr, None)
-            if callable(fn) and not getattr(fn, "__archlab_trace_safe__", False):
-                patched.append((mod, attr, fn))
-                setattr(mod, attr, _skip_when_tracing(fn))
-    try:
-        yield
-    finally:
-        for mod, attr, fn in patched:
-            setattr(mod, attr, fn)
 
 
 def model_label(module: nn.Module) -> str:
@@ -72,8 +33,11 @@ def model_label(module: nn.Module) -> str:
 def input_names(module: nn.Module, args: tuple, kwargs: Mapping[str, Any]) -> list[str]:
     """Names of forward's tensor arguments: its parameter names for positional args, then kwargs."""
     try:
-        params = [p.name for p in inspect.signature(unwrap(module).forward).parameters.values()
-                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        params = [
+            p.name
+            for p in inspect.signature(unwrap(module).forward).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
     except (TypeError, ValueError):
         params = []
     names = [params[i] if i < len(params) else f"input_{i}" for i in range(len(args))]
@@ -100,6 +64,7 @@ def is_token_input(t: Any) -> bool:
 def dynamic_shapes(args: tuple, kwargs: Mapping[str, Any], *, sequence: bool = True) -> tuple[tuple, dict]:
     """``torch.export`` dynamic-shape specs: dimension 0 of every tensor is the batch, and
     dimension 1 of token inputs the sequence (``Dim.AUTO``: dynamic where the model allows)."""
+
     def spec(t: Any) -> Any:
         if not isinstance(t, torch.Tensor) or t.dim() == 0:
             return None
@@ -136,16 +101,23 @@ def export_error(module: nn.Module, exporter: str, exc: BaseException) -> Export
     return ExportError(f"{exporter} export of {model_label(module)} failed{where}: {type(exc).__name__}: {reason}")
 
 
-def torch_export(module: nn.Module, args: tuple, kwargs: Mapping[str, Any] | None = None, *,
-                 dynamic: bool = True) -> torch.export.ExportedProgram:
+def torch_export(
+    module: nn.Module, args: tuple, kwargs: Mapping[str, Any] | None = None, *, dynamic: bool = True
+) -> torch.export.ExportedProgram:
     """``torch.export.export`` with dynamic batch / sequence axes; failures raise ExportError."""
     kwargs = dict(kwargs or {})
     ds = dynamic_shapes(args, kwargs) if dynamic else None
-    spec = None if ds is None else (ds[0] + tuple(ds[1].values()) if not kwargs else
-                                    {**dict(zip(_positional_names(module, len(args)), ds[0])), **ds[1]})
+    spec = (
+        None
+        if ds is None
+        else (
+            ds[0] + tuple(ds[1].values())
+            if not kwargs
+            else {**dict(zip(_positional_names(module, len(args)), ds[0])), **ds[1]}
+        )
+    )
     try:
-        with export_mode():
-            return torch.export.export(unwrap(module), args, kwargs, dynamic_shapes=spec, strict=False)
+        return torch.export.export(unwrap(module), args, kwargs, dynamic_shapes=spec, strict=False)
     except Exception as exc:
         raise export_error(module, "torch.export", exc) from exc
 
@@ -154,9 +126,15 @@ def _positional_names(module: nn.Module, n: int) -> list[str]:
     return input_names(module, tuple(range(n)), {})[:n]
 
 
-def onnx_export(module: nn.Module, args: tuple, kwargs: Mapping[str, Any] | None = None, *,
-                path: str | Path | None = None, metadata: Mapping[str, str] | None = None,
-                dynamic: bool = True) -> tuple[bytes, list[str], list[str]]:
+def onnx_export(
+    module: nn.Module,
+    args: tuple,
+    kwargs: Mapping[str, Any] | None = None,
+    *,
+    path: str | Path | None = None,
+    metadata: Mapping[str, str] | None = None,
+    dynamic: bool = True,
+) -> tuple[bytes, list[str], list[str]]:
     """Export to ONNX through the torch.export-based exporter.
 
     Args:
@@ -177,9 +155,10 @@ def onnx_export(module: nn.Module, args: tuple, kwargs: Mapping[str, Any] | None
         out_names = [n for n, _ in flatten_outputs(ep.module()(*args, **kwargs))]
     in_names = input_names(module, args, kwargs)
     try:
-        with export_mode(), contextlib.redirect_stdout(io.StringIO()):
-            program = torch.onnx.export(ep, (), dynamo=True, input_names=in_names, output_names=out_names,
-                                        optimize=True, verbose=False)
+        with contextlib.redirect_stdout(io.StringIO()):
+            program = torch.onnx.export(
+                ep, (), dynamo=True, input_names=in_names, output_names=out_names, optimize=True, verbose=False
+            )
     except Exception as exc:
         raise export_error(module, "ONNX", exc) from exc
     proto = program.model_proto

@@ -154,8 +154,7 @@ class _Session:
             from archlab.train.precision import resolve_precision
 
             # fit's rules: fp32 weights with autocast; the model's own dtype means precision="auto".
-            precision = resolve_precision("auto" if self.dtype_name == "fp32" else self.dtype_name,
-                                          torch.device("cpu"))
+            precision = resolve_precision("auto" if self.dtype_name == "fp32" else self.dtype_name, torch.device("cpu"))
             mem.start()
             fn = _train_step(self.source.module, args, kwargs, precision, backend == "compile")
             timing = measure(fn, min_time_s=self.min_time_s, min_calls=self.min_calls)
@@ -203,22 +202,45 @@ def _isolated_row(spec: dict[str, Any], cfg: dict[str, Any]) -> BenchRow:
     """Run one configuration in a fresh interpreter (see :mod:`archlab.bench._worker`)."""
     payload = json.dumps({"spec": spec, **cfg})
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    proc = subprocess.run([sys.executable, "-m", "archlab.bench._worker"], input=payload, capture_output=True,
-                          text=True, env=env, timeout=cfg.get("timeout_s", 1800))
+    proc = subprocess.run(
+        [sys.executable, "-m", "archlab.bench._worker"],
+        input=payload,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=cfg.get("timeout_s", 1800),
+    )
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if proc.returncode != 0 or not lines:
         tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        return _row(cfg["backend"], cfg["mode"], cfg["batch_size"], cfg.get("dtype") or "fp32", cfg["threads"],
-                    status="failed", reason=f"isolated run failed (exit {proc.returncode}): {tail[:300]}")
+        return _row(
+            cfg["backend"],
+            cfg["mode"],
+            cfg["batch_size"],
+            cfg.get("dtype") or "fp32",
+            cfg["threads"],
+            status="failed",
+            reason=f"isolated run failed (exit {proc.returncode}): {tail[:300]}",
+        )
     return BenchRow(**json.loads(lines[-1]))
 
 
-def benchmark(model: nn.Module | str | os.PathLike, input: Any = None, *,
-              batch_sizes: Iterable[int] = (1, 8, 64), modes: Iterable[str] = ("infer",),
-              backends: Iterable[str] = ("eager",), threads: int | None = None, min_time_s: float = 1.0,
-              min_calls: int = 10, dtype: str | None = None, isolate: bool = False,
-              overrides: dict[str, Any] | None = None, mfu: bool = True,
-              progress: Progress | None = None) -> BenchResult:
+def benchmark(
+    model: nn.Module | str | os.PathLike,
+    input: Any = None,
+    *,
+    batch_sizes: Iterable[int] = (1, 8, 64),
+    modes: Iterable[str] = ("infer",),
+    backends: Iterable[str] = ("eager",),
+    threads: int | None = None,
+    min_time_s: float = 1.0,
+    min_calls: int = 10,
+    dtype: str | None = None,
+    isolate: bool = False,
+    overrides: dict[str, Any] | None = None,
+    mfu: bool = True,
+    progress: Progress | None = None,
+) -> BenchResult:
     """Benchmark a model per backend x mode x batch size.
 
     Args:
@@ -248,14 +270,15 @@ def benchmark(model: nn.Module | str | os.PathLike, input: Any = None, *,
     configs = [(bk, m, b) for m in modes for bk in backends for b in batch_sizes]
     with use_threads(threads) as n:
         dtype_name, _ = torch_dtype(dtype, source.module)
-        result = BenchResult(model=source.name, threads=n, min_time_s=min_time_s, isolate=isolate,
-                             machine=describe(n))
+        result = BenchResult(model=source.name, threads=n, min_time_s=min_time_s, isolate=isolate, machine=describe(n))
         if isolate:
             work = Path(tempfile.mkdtemp(prefix="archlab-bench-"))
             spec = portable_spec(source, work)
-            run = lambda bk, m, b: _isolated_row(spec, dict(  # noqa: E731
-                backend=bk, mode=m, batch_size=b, threads=n, min_time_s=min_time_s, min_calls=min_calls,
-                dtype=dtype))
+
+            def run(bk: str, m: str, b: int):
+                args = dict(backend=bk, mode=m, batch_size=b, threads=n, min_time_s=min_time_s, min_calls=min_calls)
+                return _isolated_row(spec, {**args, "dtype": dtype})
+
         else:
             session = _Session(source, dtype, n, min_time_s, min_calls)
             run = session.run

@@ -78,13 +78,19 @@ def _measure_peak(dtype: torch.dtype, device: str, sizes: tuple[int, ...], min_t
         b = torch.randn(n, n, device=device).to(dtype)
         out = torch.empty(n, n, device=device, dtype=dtype)
         t = measure(lambda a=a, b=b, out=out: torch.mm(a, b, out=out), min_time_s=min_time_s, min_calls=5, sync=sync)
-        best = max(best, 2 * n ** 3 / t.p(50))
+        best = max(best, 2 * n**3 / t.p(50))
     return best
 
 
-def gemm_peak(dtype: torch.dtype | str = "fp32", threads: int | None = None, *, device: str = "cpu",
-              sizes: tuple[int, ...] | None = None, min_time_s: float = 0.3,
-              refresh: bool = False) -> float:
+def gemm_peak(
+    dtype: torch.dtype | str = "fp32",
+    threads: int | None = None,
+    *,
+    device: str = "cpu",
+    sizes: tuple[int, ...] | None = None,
+    min_time_s: float = 0.3,
+    refresh: bool = False,
+) -> float:
     """Peak FLOP/s of a square matmul for ``dtype`` at ``threads`` (cached, see module doc).
 
     Args:

@@ -96,8 +96,9 @@ def _read_info(run_dir: Path | None) -> dict[str, Any]:
         return {}
 
 
-def resolve(model: nn.Module | str | os.PathLike, input: Any = None, *,
-            overrides: dict[str, Any] | None = None) -> Source:
+def resolve(
+    model: nn.Module | str | os.PathLike, input: Any = None, *, overrides: dict[str, Any] | None = None
+) -> Source:
     """A :class:`Source` for a module, a registry name, a saved-model dir or a run directory."""
     from archlab.checkpoint import load
 
@@ -128,8 +129,9 @@ def resolve(model: nn.Module | str | os.PathLike, input: Any = None, *,
     from archlab.registry import create
 
     module = create(str(model), **(overrides or {})).eval()
-    return Source(module, str(model), {"kind": "name", "name": str(model), "overrides": dict(overrides or {})},
-                  None, input)
+    return Source(
+        module, str(model), {"kind": "name", "name": str(model), "overrides": dict(overrides or {})}, None, input
+    )
 
 
 def portable_spec(source: Source, work_dir: Path) -> dict[str, Any]:
@@ -140,8 +142,10 @@ def portable_spec(source: Source, work_dir: Path) -> dict[str, Any]:
     spec = dict(source.spec) if source.spec is not None else None
     if spec is None:
         if not hasattr(source.module, "config"):
-            raise ConfigError(f"isolate=True needs a registry model, a registry name or a run directory; "
-                              f"{source.name} has no .config to save it with (pass isolate=False)")
+            raise ConfigError(
+                f"isolate=True needs a registry model, a registry name or a run directory; "
+                f"{source.name} has no .config to save it with (pass isolate=False)"
+            )
         from archlab.checkpoint import save
 
         save(source.module, work_dir / "model")
@@ -152,7 +156,9 @@ def portable_spec(source: Source, work_dir: Path) -> dict[str, Any]:
         tensors.update({f"kw.{k}": v for k, v in kwargs.items()})
         if not all(isinstance(t, torch.Tensor) for t in tensors.values()):
             raise ConfigError("isolate=True needs inputs that are tensors (positional or keyword)")
-        save_file({k: t.contiguous() for k, t in to_device(tensors, "cpu").items()}, str(work_dir / "input.safetensors"))
+        save_file(
+            {k: t.contiguous() for k, t in to_device(tensors, "cpu").items()}, str(work_dir / "input.safetensors")
+        )
         spec["input"] = str(work_dir / "input.safetensors")
     return spec
 

@@ -50,8 +50,15 @@ def _weights_mb(module: nn.Module) -> float:
     return n / MB
 
 
-def max_batch_within(model: nn.Module | str | os.PathLike, memory_mb: float, input: Any = None, *,
-                     mode: str = "infer", max_batch: int = 4096, threads: int | None = None) -> BatchSweep:
+def max_batch_within(
+    model: nn.Module | str | os.PathLike,
+    memory_mb: float,
+    input: Any = None,
+    *,
+    mode: str = "infer",
+    max_batch: int = 4096,
+    threads: int | None = None,
+) -> BatchSweep:
     """The largest power-of-two batch whose measured peak memory stays within ``memory_mb``.
 
     Args:

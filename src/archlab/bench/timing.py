@@ -75,9 +75,15 @@ def _window(fn: Callable[[], Any], n: int, sync: Callable[[], None] | None) -> l
     return out
 
 
-def measure(fn: Callable[[], Any], *, min_time_s: float = 1.0, min_calls: int = 10,
-            max_warmup_s: float | None = None, settle_rel: float = 0.05,
-            sync: Callable[[], None] | None = None) -> Timing:
+def measure(
+    fn: Callable[[], Any],
+    *,
+    min_time_s: float = 1.0,
+    min_calls: int = 10,
+    max_warmup_s: float | None = None,
+    settle_rel: float = 0.05,
+    sync: Callable[[], None] | None = None,
+) -> Timing:
     """Time ``fn``: first call, warm-up until the median settles, then the timed calls.
 
     Args:

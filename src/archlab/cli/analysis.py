@@ -42,8 +42,14 @@ def summary_cmd(
 
     if fmt not in _FORMATS:
         raise ConfigError(f"--format must be one of {', '.join(_FORMATS)}; got {fmt!r}")
-    s = summary(target, input_shape=_shape(input_shape), depth=depth, device=device,
-                batch_size=batch_size, overrides=parse_overrides(set_))
+    s = summary(
+        target,
+        input_shape=_shape(input_shape),
+        depth=depth,
+        device=device,
+        batch_size=batch_size,
+        overrides=parse_overrides(set_),
+    )
     if fmt == "table" and output is None:
         console.print(render(s, "rich"))
         return
@@ -70,10 +76,17 @@ def diagram_cmd(
     from archlab.analysis.diagram import diagram
 
     if output.suffix.lower() not in _DIAGRAM_EXTENSIONS:  # fail on an unknown extension before any work
-        raise ConfigError(f"unknown diagram format {output.suffix or '(no extension)'!r} for {str(output)!r}; "
-                          f"use one of {', '.join(_DIAGRAM_EXTENSIONS)}")
-    g = diagram(target, input_shape=_shape(input_shape), depth=depth, collapse_repeats=not no_collapse,
-                overrides=parse_overrides(set_))
+        raise ConfigError(
+            f"unknown diagram format {output.suffix or '(no extension)'!r} for {str(output)!r}; "
+            f"use one of {', '.join(_DIAGRAM_EXTENSIONS)}"
+        )
+    g = diagram(
+        target,
+        input_shape=_shape(input_shape),
+        depth=depth,
+        collapse_repeats=not no_collapse,
+        overrides=parse_overrides(set_),
+    )
     render(g, out=output)
     console.print(f"wrote {output} ({len(g.nodes)} nodes, {len(g.edges)} edges)")
     for note in g.notes:
@@ -91,7 +104,9 @@ def compare_cmd(
     from archlab.analysis import compare
 
     if output is not None and output.suffix.lower() not in _CHART_EXTENSIONS:
-        raise ConfigError(f"unknown chart format {output.suffix or '(no extension)'!r}; use one of {', '.join(_CHART_EXTENSIONS)}")
+        raise ConfigError(
+            f"unknown chart format {output.suffix or '(no extension)'!r}; use one of {', '.join(_CHART_EXTENSIONS)}"
+        )
     c = compare(targets, input_shape=_shape(input_shape))
     if fmt == "md":
         console.print(render(c, "md"), markup=False, highlight=False)

@@ -75,9 +75,18 @@ def bench_cmd(
         def progress(done: int, total: int, label: str) -> None:
             bar.update(task, completed=done, total=total, description=f"bench {target}: {label}")
 
-        result = benchmark(target, batch_sizes=_ints(batch, "--batch"), backends=_words(backend),
-                           modes=_words(mode), threads=threads, min_time_s=min_time, dtype=dtype,
-                           isolate=not no_isolate, overrides=parse_overrides(set_) or None, progress=progress)
+        result = benchmark(
+            target,
+            batch_sizes=_ints(batch, "--batch"),
+            backends=_words(backend),
+            modes=_words(mode),
+            threads=threads,
+            min_time_s=min_time,
+            dtype=dtype,
+            isolate=not no_isolate,
+            overrides=parse_overrides(set_) or None,
+            progress=progress,
+        )
     _emit(result, fmt, output, bench_markdown, bench_rich)
 
 
@@ -95,8 +104,10 @@ def export_cmd(
     console = _console()
     worst = max((v.max_abs_diff for v in r.verification if v.artifact != "int8"), default=0.0)
     console.print(f"wrote {r.out_dir}: {', '.join(r.files)}")
-    console.print(f"{r.model_file}: {r.size_bytes / 1e6:.2f} MB, verified against eager at batch "
-                  f"{sorted({v.batch_size for v in r.verification})} (max abs diff {worst:.2e})")
+    console.print(
+        f"{r.model_file}: {r.size_bytes / 1e6:.2f} MB, verified against eager at batch "
+        f"{sorted({v.batch_size for v in r.verification})} (max abs diff {worst:.2e})"
+    )
     if r.int8_file:
         console.print(f"{r.int8_file}: {r.int8_size_bytes / 1e6:.2f} MB ({r.int8_size_bytes / r.size_bytes:.2f}x)")
     if r.int8_metric:
@@ -118,15 +129,17 @@ def deploy_cmd(
     from archlab.deploy import deploy_report
     from archlab.report.deploy import deploy_markdown, deploy_rich
 
-    report = deploy_report(target, latency_ms=latency_ms, memory_mb=memory_mb, size_mb=size_mb,
-                           batch_size=batch, threads=threads)
+    report = deploy_report(
+        target, latency_ms=latency_ms, memory_mb=memory_mb, size_mb=size_mb, batch_size=batch, threads=threads
+    )
     _emit(report, fmt, output, deploy_markdown, deploy_rich)
     if not report.passed:
         raise typer.Exit(1)
 
 
-def predict_export(export_dir: Path, input_path: Path, output: Optional[Path] = None, *, int8: bool = False,
-                   normalize: bool = False):
+def predict_export(
+    export_dir: Path, input_path: Path, output: Optional[Path] = None, *, int8: bool = False, normalize: bool = False
+):
     """``archlab predict EXPORT_DIR INPUT``: run an ONNX export folder (onnxruntime + numpy)."""
     from archlab.deploy.serve import predict_file
 

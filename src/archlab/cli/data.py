@@ -13,7 +13,9 @@ from archlab.data import list_datasets
 
 @app.command("datasets")
 def datasets_cmd(
-    modality: Optional[str] = typer.Option(None, "--modality", "-m", help="image, tabular, signal, sequence, text, graph, points."),
+    modality: Optional[str] = typer.Option(
+        None, "--modality", "-m", help="image, tabular, signal, sequence, text, graph, points."
+    ),
     task: Optional[str] = typer.Option(None, "--task", "-t", help="classification, regression, forecasting, ..."),
 ) -> None:
     """List bundled datasets (installed with archlab[data]; nothing is downloaded)."""
@@ -24,5 +26,8 @@ def datasets_cmd(
     for r in rows:
         table.add_row(r["name"], r["modality"], r["size"], ", ".join(r["tasks"]), r["source"], r["description"])
     console.print(table)
-    console.print("Load one with archlab.data.load(NAME), or give a file path (CSV, image folder, .txt, "
-                  ".npy/.npz, MNIST IDX, CIFAR-10 batches, .ts/.tsv, edge list).", highlight=False)
+    console.print(
+        "Load one with archlab.data.load(NAME), or give a file path (CSV, image folder, .txt, "
+        ".npy/.npz, MNIST IDX, CIFAR-10 batches, .ts/.tsv, edge list).",
+        highlight=False,
+    )

@@ -14,7 +14,9 @@ from archlab.cli.app import app, console
 def generate_cmd(
     run_dir: Path = typer.Argument(..., help="A run directory of a language model, VAE, GAN, diffusion model or flow."),
     n: int = typer.Option(64, "-n", help="Samples to draw (characters for a language model)."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="out.png (samples) or out.txt (text); default RUN_DIR/samples.png or printed text."),
+    output: Optional[Path] = typer.Option(
+        None, "--output", "-o", help="out.png (samples) or out.txt (text); default RUN_DIR/samples.png or printed text."
+    ),
     steps: Optional[int] = typer.Option(None, "--steps", help="Diffusion: DDIM steps (default: the full DDPM chain)."),
     guidance: Optional[float] = typer.Option(None, "--guidance", help="Diffusion: classifier-free guidance weight."),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
@@ -25,8 +27,9 @@ def generate_cmd(
     """Generate text or samples from a trained run."""
     from archlab.runs.generate import generate_from_run, write_generated
 
-    g = generate_from_run(run_dir, n, steps=steps, guidance=guidance, seed=seed, prompt=prompt,
-                          temperature=temperature, top_k=top_k)
+    g = generate_from_run(
+        run_dir, n, steps=steps, guidance=guidance, seed=seed, prompt=prompt, temperature=temperature, top_k=top_k
+    )
     if g.kind == "text" and output is None:
         console.print(g.text, markup=False, highlight=False)
         return

@@ -17,7 +17,9 @@ from archlab.registry import create, get_entry, list_models
 def models_cmd(
     pattern: Optional[str] = typer.Argument(None, help="Glob on the name, e.g. '*resnet*'."),
     family: Optional[str] = typer.Option(None, "--family", "-f", help="Glob on the family."),
-    modality: Optional[str] = typer.Option(None, "--modality", "-m", help="image, time_series, text, tabular, graph, points."),
+    modality: Optional[str] = typer.Option(
+        None, "--modality", "-m", help="image, time_series, text, tabular, graph, points."
+    ),
     task: Optional[str] = typer.Option(None, "--task", "-t", help="classification, regression, forecasting, ..."),
 ) -> None:
     """List registered models with their family, modalities, tasks and when to use them."""

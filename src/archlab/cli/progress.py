@@ -18,13 +18,26 @@ class ProgressBar(Reporter):
 
     def start(self, total_steps: int, start_step: int, title: str) -> None:
         from rich.console import Console
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                                   TimeRemainingColumn)
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         self.progress = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
-            console=Console(stderr=True), refresh_per_second=4, transient=False,
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[stats]}"),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            refresh_per_second=4,
+            transient=False,
         )
         self.progress.start()
         self.task_id = self.progress.add_task(title, total=total_steps, completed=start_step, stats="")
@@ -39,8 +52,9 @@ class ProgressBar(Reporter):
             self.stats["metric"] = " ".join(f"{k} {v:.4g}" for k, v in shown)
             log.debug("step %s: %s", rec.get("step"), self.stats["metric"])
         if self.progress is not None and rec.get("kind") in ("train", "eval"):
-            self.progress.update(self.task_id, completed=rec.get("step", 0),
-                                 stats=" | ".join(v for v in self.stats.values() if v))
+            self.progress.update(
+                self.task_id, completed=rec.get("step", 0), stats=" | ".join(v for v in self.stats.values() if v)
+            )
 
     def close(self) -> None:
         if self.progress is not None:

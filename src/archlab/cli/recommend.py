@@ -25,7 +25,9 @@ def _check_format(fmt: str) -> str:
 def recommend_cmd(
     data: str = typer.Argument(..., help="Dataset name or path (archlab datasets)."),
     task: Optional[str] = typer.Option(None, "--task", "-t", help="Task (default: the dataset's)."),
-    latency_ms: Optional[float] = typer.Option(None, "--latency-ms", help="Most ms per forward at --batch on this CPU."),
+    latency_ms: Optional[float] = typer.Option(
+        None, "--latency-ms", help="Most ms per forward at --batch on this CPU."
+    ),
     params_max: Optional[int] = typer.Option(None, "--params-max", help="Most parameters."),
     flops_max: Optional[int] = typer.Option(None, "--flops-max", help="Most forward FLOPs at --batch."),
     memory_mb: Optional[float] = typer.Option(None, "--memory-mb", help="Most training memory (MiB)."),
@@ -41,8 +43,18 @@ def recommend_cmd(
     from archlab.report.design import recommendation_markdown, recommendation_rich
 
     _check_format(fmt)
-    rec = recommend(data, task=task, latency_ms=latency_ms, params_max=params_max, flops_max=flops_max,
-                    memory_mb=memory_mb, size_mb=size_mb, batch=batch, streaming=streaming, top=top)
+    rec = recommend(
+        data,
+        task=task,
+        latency_ms=latency_ms,
+        params_max=params_max,
+        flops_max=flops_max,
+        memory_mb=memory_mb,
+        size_mb=size_mb,
+        batch=batch,
+        streaming=streaming,
+        top=top,
+    )
     if fmt == "json":
         typer.echo(json.dumps(rec.to_dict(), indent=2, default=str))
     elif fmt == "md":
@@ -69,8 +81,9 @@ def autosize_cmd(
     from archlab.report.design import sized_markdown, sized_rich
 
     _check_format(fmt)
-    sized = autosize(name, data, params_max=params_max, flops_max=flops_max, latency_ms=latency_ms,
-                     memory_mb=memory_mb, batch=batch)
+    sized = autosize(
+        name, data, params_max=params_max, flops_max=flops_max, latency_ms=latency_ms, memory_mb=memory_mb, batch=batch
+    )
     if out is not None:
         atomic_write_text(out, sized.to_yaml())
     if fmt == "json":

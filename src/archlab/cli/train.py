@@ -30,21 +30,36 @@ def train_cmd(
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Registered model name."),
     data: Optional[str] = typer.Option(None, "--data", "-d", help="Dataset name or path (archlab datasets)."),
     task: Optional[str] = typer.Option(None, "--task", "-t", help="Task (default: the dataset's)."),
-    set_: list[str] = typer.Option([], "--set", "-s", help="model.KEY=V, train.KEY=V, data.KEY=V, task.KEY=V (repeatable)."),
+    set_: list[str] = typer.Option(
+        [], "--set", "-s", help="model.KEY=V, train.KEY=V, data.KEY=V, task.KEY=V (repeatable)."
+    ),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue this run directory exactly."),
     out_dir: Optional[str] = typer.Option(None, "--out-dir", help="Parent of run directories (default runs/)."),
     name: Optional[str] = typer.Option(None, "--name", help="Run directory name."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     tensorboard: bool = typer.Option(False, "--tensorboard", help="Also write TensorBoard logs (needs tensorboard)."),
+    cv: Optional[int] = typer.Option(
+        None, "--cv", help="K-fold cross-validation on the training split (one run per fold)."
+    ),
+    seeds: Optional[int] = typer.Option(
+        None, "--seeds", help="Train N times with seeds seed..seed+N-1; report mean ± std."
+    ),
 ) -> None:
-    """Train a registry model on a dataset and write a run directory."""
+    """Train a registry model on a dataset and write a run directory (or a group of them)."""
     from archlab.cli.progress import ProgressBar
-    from archlab.runs import RunSpec, fit, resume as resume_run
+    from archlab.runs import RunSpec, fit
+    from archlab.runs import resume as resume_run
 
     reporter = None if quiet else ProgressBar()
+    if cv is not None and seeds is not None:
+        raise ConfigError("--cv and --seeds each train a group of runs; give one of them")
+    if resume is not None and (cv is not None or seeds is not None):
+        raise ConfigError("--resume continues one run; to continue a --cv / --seeds group, run the same command again")
     if resume is not None:
         if run_file or model or data or set_:
-            raise ConfigError("--resume continues a run with its saved config; give no run file, --model, --data or --set")
+            raise ConfigError(
+                "--resume continues a run with its saved config; give no run file, --model, --data or --set"
+            )
         result = resume_run(resume, reporter=reporter, tensorboard=tensorboard)
     else:
         spec = RunSpec.from_file(run_file) if run_file is not None else RunSpec()
@@ -54,16 +69,65 @@ def train_cmd(
         spec = spec.with_sets(set_)
         if not spec.model.name or not spec.data.name:
             raise ConfigError("train needs a model and a dataset: --model NAME --data NAME, or a run file")
-        result = fit(spec.model.name, spec.data.name, spec.task.name, task_options=spec.task.options,
-                     model_overrides=spec.model.options,
-                     data_spec={"name": spec.data.name, "options": spec.data.options},
-                     out_dir=out_dir or spec.run.out_dir, run_name=name or spec.run.name,
-                     tensorboard=tensorboard or spec.run.tensorboard, reporter=reporter, **spec.train)
+        if cv is not None or seeds is not None:
+            _train_group(spec, cv, seeds, out_dir or spec.run.out_dir, name or spec.run.name, reporter)
+            return
+        result = fit(
+            spec.model.name,
+            spec.data.name,
+            spec.task.name,
+            task_options=spec.task.options,
+            model_overrides=spec.model.options,
+            data_spec={"name": spec.data.name, "options": spec.data.options},
+            out_dir=out_dir or spec.run.out_dir,
+            run_name=name or spec.run.name,
+            tensorboard=tensorboard or spec.run.tensorboard,
+            reporter=reporter,
+            **spec.train,
+        )
     shown = {k: v for k, v in result.metrics.items() if k.startswith(("val_", "test_"))}
-    _print_metrics(shown, f"{getattr(result.model, 'registry_name', 'model')}: final metrics ({result.metrics['weights']} weights)")
-    console.print(f"steps: {result.steps}  precision: {result.metrics['precision']}  "
-                  f"train time: {result.metrics['train_time_s']:.1f}s" + ("  (stopped early)" if result.stopped_early else ""))
+    _print_metrics(
+        shown, f"{getattr(result.model, 'registry_name', 'model')}: final metrics ({result.metrics['weights']} weights)"
+    )
+    console.print(
+        f"steps: {result.steps}  precision: {result.metrics['precision']}  "
+        f"train time: {result.metrics['train_time_s']:.1f}s" + ("  (stopped early)" if result.stopped_early else "")
+    )
     console.print(f"run directory: [bold]{result.run_dir}[/]")
+
+
+def _train_group(spec, cv: int | None, seeds: int | None, out_dir: str, name: str | None, reporter) -> None:
+    """``--cv K`` / ``--seeds N``: a group of runs under one directory, summarised with spreads."""
+    from archlab.runs.cv import cross_validate
+    from archlab.runs.seeds import repeat_seeds
+
+    common = dict(
+        task_options=spec.task.options,
+        model_overrides=spec.model.options,
+        data_options=spec.data.options,
+        out_dir=out_dir,
+        run_name=name,
+        reporter=reporter,
+    )
+    train = dict(spec.train)
+    if cv is not None:
+        result = cross_validate(
+            spec.model.name, spec.data.name, spec.task.name, k=cv, seed=train.pop("seed", 0), **common, **train
+        )
+        title = f"{spec.model.name}: {cv}-fold cross-validation"
+    else:
+        result = repeat_seeds(
+            spec.model.name, spec.data.name, seeds, spec.task.name, base_seed=train.pop("seed", 0), **common, **train
+        )
+        title = f"{spec.model.name}: {seeds} seeds"
+    table = Table(title=title + " (mean ± std, 95% interval)")
+    for col in ("metric", "mean ± std", "95% interval"):
+        table.add_column(col, justify="left" if col == "metric" else "right")
+    for metric, s in result.summary.items():
+        if metric.startswith(("val_", "test_")):
+            table.add_row(metric, f"{s['mean']:.4f} ± {s['std']:.4f}", f"[{s['ci95_low']:.4f}, {s['ci95_high']:.4f}]")
+    console.print(table)
+    console.print(f"group directory: [bold]{result.run_dir}[/]")
 
 
 @app.command("evaluate")
@@ -81,7 +145,11 @@ def evaluate_cmd(
 @app.command("predict")
 def predict_cmd(
     run_dir: Path = typer.Argument(..., help="A run directory, or an export folder (archlab export)."),
-    input_: str = typer.Argument(..., metavar="INPUT", help="An .npy file of model inputs, or a split name of the run's dataset (train/val/test)."),
+    input_: str = typer.Argument(
+        ...,
+        metavar="INPUT",
+        help="An .npy file of model inputs, or a split name of the run's dataset (train/val/test).",
+    ),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write predictions to this .npy file."),
 ) -> None:
     """Predict with a run's final weights, or with an exported model (ONNX Runtime, no torch).

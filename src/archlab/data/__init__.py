@@ -65,8 +65,10 @@ def _load(name_or_path: str | os.PathLike, **options: Any) -> DataBundle:
     looks_like_path = isinstance(name_or_path, os.PathLike) or os.sep in str(name_or_path) or path.suffix != ""
     if path.exists() or looks_like_path:
         bundle = load_path(path, **options)
-        bundle.info.setdefault("options", {k: v for k, v in options.items()
-                                           if isinstance(v, (int, float, str, bool, list, tuple, type(None)))})
+        bundle.info.setdefault(
+            "options",
+            {k: v for k, v in options.items() if isinstance(v, (int, float, str, bool, list, tuple, type(None)))},
+        )
         return bundle
     return load_bundled(str(name_or_path), **options)  # raises with the closest names
 

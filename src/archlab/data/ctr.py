@@ -48,9 +48,18 @@ def load_affairs(*, seed: int = 0, val_fraction: float = 0.1, test_fraction: flo
         idx = torch.as_tensor(idx, dtype=torch.long)
         return Split(inputs=(d[idx], s[idx]), target=t[idx])
 
-    info = {"dense_features": len(DENSE), "field_sizes": sizes, "field_names": FIELDS, "dense_names": DENSE,
-            "num_classes": 2, "positive_rate": float(y[tr].mean()), "source": "statsmodels.datasets.fair",
-            "normalization": {"mean": mean.tolist(), "std": std.tolist(), "over": "feature"}, "seed": seed,
-            "split_sizes": {"train": len(tr), "val": len(va), "test": len(te)}}
-    return DataBundle(name="affairs", modality="tabular", task="ctr", train=split(tr), val=split(va),
-                      test=split(te), info=info)
+    info = {
+        "dense_features": len(DENSE),
+        "field_sizes": sizes,
+        "field_names": FIELDS,
+        "dense_names": DENSE,
+        "num_classes": 2,
+        "positive_rate": float(y[tr].mean()),
+        "source": "statsmodels.datasets.fair",
+        "normalization": {"mean": mean.tolist(), "std": std.tolist(), "over": "feature"},
+        "seed": seed,
+        "split_sizes": {"train": len(tr), "val": len(va), "test": len(te)},
+    }
+    return DataBundle(
+        name="affairs", modality="tabular", task="ctr", train=split(tr), val=split(va), test=split(te), info=info
+    )

@@ -39,8 +39,9 @@ DIGIT_CLASS_NAMES = ["background"] + [str(i) for i in range(10)]
 BINARY_CLASS_NAMES = ["background", "digit"]
 
 
-def _check_options(canvas: int, copies: int, noise: float, threshold: float,
-                   digit_size: tuple[int, int], labels: str) -> tuple[int, int]:
+def _check_options(
+    canvas: int, copies: int, noise: float, threshold: float, digit_size: tuple[int, int], labels: str
+) -> tuple[int, int]:
     if labels not in ("digit", "binary"):
         raise DataError(f"digits_seg: labels must be 'digit' or 'binary'; got {labels!r}")
     try:
@@ -58,10 +59,18 @@ def _check_options(canvas: int, copies: int, noise: float, threshold: float,
     return lo, hi
 
 
-def make_digits_seg(images: np.ndarray, digits: np.ndarray, *, canvas: int = 32, copies: int = 2,
-                    noise: float = 0.3, threshold: float = 0.5, digit_size: tuple[int, int] = (16, 24),
-                    labels: Literal["digit", "binary"] = "digit", seed: int = 0
-                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def make_digits_seg(
+    images: np.ndarray,
+    digits: np.ndarray,
+    *,
+    canvas: int = 32,
+    copies: int = 2,
+    noise: float = 0.3,
+    threshold: float = 0.5,
+    digit_size: tuple[int, int] = (16, 24),
+    labels: Literal["digit", "binary"] = "digit",
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Generate the samples from (N, 8, 8) digit images in [0, 1] with labels ``digits``.
 
     Returns (x, mask, source, clean): x (N*copies, 1, canvas, canvas) float64 noisy inputs in
@@ -82,7 +91,7 @@ def make_digits_seg(images: np.ndarray, digits: np.ndarray, *, canvas: int = 32,
         tops = rng.integers(0, canvas - s + 1, size=len(rows))
         lefts = rng.integers(0, canvas - s + 1, size=len(rows))
         for r, img, t, left in zip(rows, up, tops, lefts):
-            clean[r, t:t + s, left:left + s] = img
+            clean[r, t : t + s, left : left + s] = img
     ink = clean > threshold
     cls = (np.asarray(digits, dtype=np.int64)[src] + 1) if labels == "digit" else np.ones(len(src), np.int64)
     mask = np.where(ink, cls[:, None, None], 0).astype(np.int64)
@@ -90,10 +99,19 @@ def make_digits_seg(images: np.ndarray, digits: np.ndarray, *, canvas: int = 32,
     return x, mask, src, clean
 
 
-def load_digits_seg(*, seed: int = 0, val_fraction: float = 0.1, test_fraction: float = 0.2,
-                    normalize: bool = True, canvas: int = 32, copies: int = 2, noise: float = 0.3,
-                    threshold: float = 0.5, digit_size: tuple[int, int] = (16, 24),
-                    labels: Literal["digit", "binary"] = "digit") -> DataBundle:
+def load_digits_seg(
+    *,
+    seed: int = 0,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.2,
+    normalize: bool = True,
+    canvas: int = 32,
+    copies: int = 2,
+    noise: float = 0.3,
+    threshold: float = 0.5,
+    digit_size: tuple[int, int] = (16, 24),
+    labels: Literal["digit", "binary"] = "digit",
+) -> DataBundle:
     """scikit-learn digits pasted on a noisy canvas, with per-pixel masks (see the module doc).
 
     Returns inputs (N, 1, canvas, canvas) float32 and target (N, canvas, canvas) int64 in
@@ -107,16 +125,35 @@ def load_digits_seg(*, seed: int = 0, val_fraction: float = 0.1, test_fraction: 
     raw = datasets.load_digits()
     images = np.asarray(raw.images, dtype=np.float64) / 16.0
     digits = np.asarray(raw.target, dtype=np.int64)
-    x, mask, src, _ = make_digits_seg(images, digits, canvas=canvas, copies=copies, noise=noise,
-                                      threshold=threshold, digit_size=digit_size, labels=labels, seed=seed)
+    x, mask, src, _ = make_digits_seg(
+        images,
+        digits,
+        canvas=canvas,
+        copies=copies,
+        noise=noise,
+        threshold=threshold,
+        digit_size=digit_size,
+        labels=labels,
+        seed=seed,
+    )
     tr, va, te = split_indices(len(images), val_fraction, test_fraction, seed, digits)  # over source digits
     rows = {k: np.flatnonzero(np.isin(src, idx)) for k, idx in (("train", tr), ("val", va), ("test", te))}
     names = DIGIT_CLASS_NAMES if labels == "digit" else BINARY_CLASS_NAMES
-    info: dict = {"in_channels": 1, "image_size": [int(canvas), int(canvas)], "num_classes": len(names),
-                  "class_names": list(names), "source": "sklearn.datasets.load_digits, pasted on a noisy canvas",
-                  "generation": {"canvas": int(canvas), "copies": int(copies), "noise": float(noise),
-                                 "threshold": float(threshold), "digit_size": [int(v) for v in digit_size],
-                                 "labels": labels}}
+    info: dict = {
+        "in_channels": 1,
+        "image_size": [int(canvas), int(canvas)],
+        "num_classes": len(names),
+        "class_names": list(names),
+        "source": "sklearn.datasets.load_digits, pasted on a noisy canvas",
+        "generation": {
+            "canvas": int(canvas),
+            "copies": int(copies),
+            "noise": float(noise),
+            "threshold": float(threshold),
+            "digit_size": [int(v) for v in digit_size],
+            "labels": labels,
+        },
+    }
     if normalize:
         mean, std = fit_standardizer(x[rows["train"]], (0, 2, 3))
         x = (x - mean) / std
@@ -125,11 +162,23 @@ def load_digits_seg(*, seed: int = 0, val_fraction: float = 0.1, test_fraction: 
     info["class_pixel_fraction"] = [round(float(c) / max(int(counts.sum()), 1), 5) for c in counts]
     splits: dict[str, Split | None] = {}
     for key, r in rows.items():
-        splits[key] = None if (len(r) == 0 and key != "train") else Split(
-            inputs=(torch.from_numpy(np.ascontiguousarray(x[r], dtype=np.float32)),),
-            target=torch.from_numpy(np.ascontiguousarray(mask[r], dtype=np.int64)))
+        splits[key] = (
+            None
+            if (len(r) == 0 and key != "train")
+            else Split(
+                inputs=(torch.from_numpy(np.ascontiguousarray(x[r], dtype=np.float32)),),
+                target=torch.from_numpy(np.ascontiguousarray(mask[r], dtype=np.int64)),
+            )
+        )
     info["input_shape"] = [1, int(canvas), int(canvas)]
     info["split_sizes"] = {k: (0 if v is None else len(v)) for k, v in splits.items()}
     info["seed"] = seed
-    return DataBundle(name="digits_seg", modality="image", task="segmentation", train=splits["train"],
-                      val=splits["val"], test=splits["test"], info=info)
+    return DataBundle(
+        name="digits_seg",
+        modality="image",
+        task="segmentation",
+        train=splits["train"],
+        val=splits["val"],
+        test=splits["test"],
+        info=info,
+    )

@@ -48,8 +48,16 @@ def detect_kind(path: Path) -> str:
     if name.startswith(("data_batch", "test_batch")):
         return "cifar"
     suffix = path.suffix.lower()
-    table = {".csv": "csv", ".npy": "array", ".npz": "array", ".ts": "ucr", ".tsv": "ucr",
-             ".edges": "graph", ".edgelist": "graph", ".txt": "text"}
+    table = {
+        ".csv": "csv",
+        ".npy": "array",
+        ".npz": "array",
+        ".ts": "ucr",
+        ".tsv": "ucr",
+        ".edges": "graph",
+        ".edgelist": "graph",
+        ".txt": "text",
+    }
     if suffix in table:
         return table[suffix]
     raise DataError(
@@ -66,12 +74,27 @@ def load_path(path: str | Path, kind: str | None = None, **options: Any) -> Data
     if not path.exists():
         raise DataError(f"{path}: no such file or folder")
     kind = kind or detect_kind(path)
-    aliases = {"tabular": "csv", "npy": "array", "npz": "array", "mnist": "idx", "ts": "ucr", "tsv": "ucr",
-               "edges": "graph", "edgelist": "graph", "image": "images", "folder": "images"}
+    aliases = {
+        "tabular": "csv",
+        "npy": "array",
+        "npz": "array",
+        "mnist": "idx",
+        "ts": "ucr",
+        "tsv": "ucr",
+        "edges": "graph",
+        "edgelist": "graph",
+        "image": "images",
+        "folder": "images",
+    }
     kind = aliases.get(kind, kind)
     loaders: dict[str, Callable[..., DataBundle]] = {
-        "csv": load_csv, "array": load_array, "idx": images.load_idx, "cifar": images.load_cifar,
-        "ucr": ucr.load_ucr_file, "graph": graphs.load_edge_list, "text": text.load_text_file,
+        "csv": load_csv,
+        "array": load_array,
+        "idx": images.load_idx,
+        "cifar": images.load_cifar,
+        "ucr": ucr.load_ucr_file,
+        "graph": graphs.load_edge_list,
+        "text": text.load_text_file,
         "images": images.load_image_folder,
     }
     if kind not in loaders:
@@ -132,10 +155,23 @@ def _is_categorical(series, max_categories: int) -> bool:
     return pd.api.types.is_integer_dtype(series) and series.nunique() <= max_categories
 
 
-def load_csv(path: str | Path, *, target: str | None = None, categorical: Sequence[str] | None = None,
-             task: str | None = None, dropna: bool = False, max_categories: int = 10, max_classes: int = 20,
-             one_hot: bool = False, sep: str = ",", seed: int = 0, val_fraction: float = 0.1,
-             test_fraction: float = 0.2, normalize: bool = True, normalize_target: bool = False) -> DataBundle:
+def load_csv(
+    path: str | Path,
+    *,
+    target: str | None = None,
+    categorical: Sequence[str] | None = None,
+    task: str | None = None,
+    dropna: bool = False,
+    max_categories: int = 10,
+    max_classes: int = 20,
+    one_hot: bool = False,
+    sep: str = ",",
+    seed: int = 0,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.2,
+    normalize: bool = True,
+    normalize_target: bool = False,
+) -> DataBundle:
     """A CSV table with a header row; one column is the target.
 
     Args:
@@ -171,8 +207,9 @@ def load_csv(path: str | Path, *, target: str | None = None, categorical: Sequen
     info: dict[str, Any] = {"source": "csv", "target": target}
     # missing or infinite values: name the column and the file line, or drop on request
     numeric = df.select_dtypes(include=[np.number])
-    bad = df.isna() | pd.DataFrame(np.isinf(numeric.to_numpy(dtype=np.float64)), columns=numeric.columns,
-                                   index=df.index).reindex(columns=df.columns, fill_value=False)
+    bad = df.isna() | pd.DataFrame(
+        np.isinf(numeric.to_numpy(dtype=np.float64)), columns=numeric.columns, index=df.index
+    ).reindex(columns=df.columns, fill_value=False)
     if bad.to_numpy().any():
         if not dropna:
             rows, cols = np.nonzero(bad.to_numpy())
@@ -221,11 +258,16 @@ def load_csv(path: str | Path, *, target: str | None = None, categorical: Sequen
     y_col = df[target]
     if task is None:
         is_int = pd.api.types.is_integer_dtype(y_col) and y_col.nunique() <= max_classes
-        task = "classification" if (is_int or not pd.api.types.is_numeric_dtype(y_col)
-                                    or pd.api.types.is_bool_dtype(y_col)) else "regression"
+        task = (
+            "classification"
+            if (is_int or not pd.api.types.is_numeric_dtype(y_col) or pd.api.types.is_bool_dtype(y_col))
+            else "regression"
+        )
     if task == "classification":
-        y, class_names = encode_labels(y_col.astype(str).to_numpy() if not pd.api.types.is_integer_dtype(y_col)
-                                       else y_col.to_numpy(), f"{path}: target {target!r}")
+        y, class_names = encode_labels(
+            y_col.astype(str).to_numpy() if not pd.api.types.is_integer_dtype(y_col) else y_col.to_numpy(),
+            f"{path}: target {target!r}",
+        )
         info.update(num_classes=len(class_names), class_names=class_names)
     elif task == "regression":
         if not pd.api.types.is_numeric_dtype(y_col):
@@ -234,11 +276,27 @@ def load_csv(path: str | Path, *, target: str | None = None, categorical: Sequen
         info["out_features"] = 1
     else:
         raise DataError(f"task must be 'classification' or 'regression'; got {task!r}")
-    info.update(in_features=int(x.shape[1]), feature_names=names, categorical=cat_map, categorical_index=cat_index,
-                categorical_encoding="one-hot" if one_hot else "ids")
-    return supervised_bundle(str(path), "tabular", task, x, y, seed=seed, val_fraction=val_fraction,
-                             test_fraction=test_fraction, normalize=normalize, skip_norm=cat_index,
-                             normalize_target=normalize_target, info=info)
+    info.update(
+        in_features=int(x.shape[1]),
+        feature_names=names,
+        categorical=cat_map,
+        categorical_index=cat_index,
+        categorical_encoding="one-hot" if one_hot else "ids",
+    )
+    return supervised_bundle(
+        str(path),
+        "tabular",
+        task,
+        x,
+        y,
+        seed=seed,
+        val_fraction=val_fraction,
+        test_fraction=test_fraction,
+        normalize=normalize,
+        skip_norm=cat_index,
+        normalize_target=normalize_target,
+        info=info,
+    )
 
 
 # ------------------------------------------------------------------------------ NPY / NPZ
@@ -260,7 +318,9 @@ def _check_x(x: np.ndarray, path: Path, key: str) -> np.ndarray:
     if x.ndim < 2:
         raise DataError(f"{path}: array {key!r} must be (N, features...) with at least 2 dims; got shape {x.shape}")
     if x.size == 0:
-        raise DataError(f"{path}: array {key!r} is empty (shape {x.shape}); it needs at least one sample and one feature")
+        raise DataError(
+            f"{path}: array {key!r} is empty (shape {x.shape}); it needs at least one sample and one feature"
+        )
     x = x.astype(np.float64)
     bad = ~np.isfinite(x)
     if bad.any():
@@ -290,9 +350,18 @@ def _check_y(y: np.ndarray, n: int, path: Path, key: str, task: str | None) -> t
     return y.astype(np.int64), "classification"
 
 
-def load_array(path: str | Path, *, labels: str | Path | None = None, x_key: str = "x", y_key: str = "y",
-               task: str | None = None, seed: int = 0, val_fraction: float = 0.1, test_fraction: float = 0.2,
-               normalize: bool = True) -> DataBundle:
+def load_array(
+    path: str | Path,
+    *,
+    labels: str | Path | None = None,
+    x_key: str = "x",
+    y_key: str = "y",
+    task: str | None = None,
+    seed: int = 0,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.2,
+    normalize: bool = True,
+) -> DataBundle:
     """NumPy arrays: ``.npz`` with ``x`` (and optionally ``y``, ``x_test``, ``y_test``), or an ``.npy``
     of inputs with an optional ``labels=`` ``.npy``. Read with ``allow_pickle=False``.
 
@@ -342,6 +411,18 @@ def load_array(path: str | Path, *, labels: str | Path | None = None, x_key: str
         info.update(num_classes=k, class_names=[str(i) for i in range(k)])
     elif kind == "regression":
         info["out_features"] = int(y.shape[1])
-    return supervised_bundle(str(path), modality, kind or "reconstruction", x, y, seed=seed,
-                             val_fraction=val_fraction, test_fraction=0.0 if fixed else test_fraction,
-                             normalize=normalize, norm_axes=axes, norm_over=over, fixed_test=fixed, info=info)
+    return supervised_bundle(
+        str(path),
+        modality,
+        kind or "reconstruction",
+        x,
+        y,
+        seed=seed,
+        val_fraction=val_fraction,
+        test_fraction=0.0 if fixed else test_fraction,
+        normalize=normalize,
+        norm_axes=axes,
+        norm_over=over,
+        fixed_test=fixed,
+        info=info,
+    )

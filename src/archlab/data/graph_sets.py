@@ -39,9 +39,9 @@ def pad_graphs(graphs: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[torch.T
     e = torch.full((len(graphs), max_e, 2), -1, dtype=torch.long)
     n = torch.zeros(len(graphs), dtype=torch.long)
     for i, (feat, edges) in enumerate(graphs):
-        x[i, :feat.shape[0]] = torch.as_tensor(feat, dtype=torch.float32)
+        x[i, : feat.shape[0]] = torch.as_tensor(feat, dtype=torch.float32)
         if len(edges):
-            e[i, :edges.shape[0]] = torch.as_tensor(edges, dtype=torch.long)
+            e[i, : edges.shape[0]] = torch.as_tensor(edges, dtype=torch.long)
         n[i] = feat.shape[0]
     return x, e, n
 
@@ -56,8 +56,9 @@ def _edges(g) -> np.ndarray:
     return np.concatenate([e, e[:, ::-1]]) if len(e) else e
 
 
-def load_graph_motifs(*, n_graphs: int = 600, seed: int = 0, val_fraction: float = 0.15,
-                      test_fraction: float = 0.2) -> DataBundle:
+def load_graph_motifs(
+    *, n_graphs: int = 600, seed: int = 0, val_fraction: float = 0.15, test_fraction: float = 0.2
+) -> DataBundle:
     """Generated graph classification: cycles vs random trees vs dense random graphs.
 
     Returns inputs (x (G, 16, 8) float32, edges (G, E_max, 2) int64, num_nodes (G,) int64),
@@ -93,8 +94,20 @@ def load_graph_motifs(*, n_graphs: int = 600, seed: int = 0, val_fraction: float
         idx = torch.as_tensor(np.sort(idx), dtype=torch.long)
         return Split(inputs=(x[idx], e[idx], nn[idx]), target=yt[idx])
 
-    info = {"num_classes": 3, "class_names": ["cycle", "tree", "dense"], "in_features": MAX_DEGREE + 1,
-            "layout": "padded graphs (x, edges, num_nodes)", "seed": seed,
-            "split_sizes": {"train": len(tr), "val": len(va), "test": len(te)}}
-    return DataBundle(name="graph_motifs", modality="graph", task="graph_classification", train=split(tr),
-                      val=split(va), test=split(te), info=info)
+    info = {
+        "num_classes": 3,
+        "class_names": ["cycle", "tree", "dense"],
+        "in_features": MAX_DEGREE + 1,
+        "layout": "padded graphs (x, edges, num_nodes)",
+        "seed": seed,
+        "split_sizes": {"train": len(tr), "val": len(va), "test": len(te)},
+    }
+    return DataBundle(
+        name="graph_motifs",
+        modality="graph",
+        task="graph_classification",
+        train=split(tr),
+        val=split(va),
+        test=split(te),
+        info=info,
+    )

@@ -48,8 +48,9 @@ def node_features(kind: str, num_nodes: int, edge_index: torch.Tensor) -> np.nda
     raise DataError(f"features must be 'identity' or 'degree'; got {kind!r}")
 
 
-def graph_masks(labels: np.ndarray, *, seed: int, val_fraction: float, test_fraction: float,
-                train_per_class: int | None) -> dict[str, np.ndarray]:
+def graph_masks(
+    labels: np.ndarray, *, seed: int, val_fraction: float, test_fraction: float, train_per_class: int | None
+) -> dict[str, np.ndarray]:
     """Bool masks over the nodes; unlabelled nodes (label -1) are in none."""
     n = len(labels)
     labelled = np.flatnonzero(labels >= 0)
@@ -80,40 +81,75 @@ def graph_masks(labels: np.ndarray, *, seed: int, val_fraction: float, test_frac
     return masks
 
 
-def graph_bundle(name: str, num_nodes: int, pairs, labels: np.ndarray | None, *, seed: int = 0,
-                 val_fraction: float = 0.2, test_fraction: float = 0.4, train_per_class: int | None = None,
-                 features: str = "identity", class_names: list[str] | None = None,
-                 info: dict[str, Any] | None = None) -> DataBundle:
+def graph_bundle(
+    name: str,
+    num_nodes: int,
+    pairs,
+    labels: np.ndarray | None,
+    *,
+    seed: int = 0,
+    val_fraction: float = 0.2,
+    test_fraction: float = 0.4,
+    train_per_class: int | None = None,
+    features: str = "identity",
+    class_names: list[str] | None = None,
+    info: dict[str, Any] | None = None,
+) -> DataBundle:
     """Pack a graph (edge pairs over nodes 0..num_nodes-1) and node labels into a bundle."""
     edge_index = edge_index_from_pairs(pairs, num_nodes)
     x = torch.from_numpy(node_features(features, num_nodes, edge_index))
     info = dict(info or {})
-    info.update(num_nodes=int(num_nodes), num_edges=int(edge_index.shape[1] // 2), in_features=int(x.shape[1]),
-                features=features, input_shape=[int(num_nodes), int(x.shape[1])])
+    info.update(
+        num_nodes=int(num_nodes),
+        num_edges=int(edge_index.shape[1] // 2),
+        in_features=int(x.shape[1]),
+        features=features,
+        input_shape=[int(num_nodes), int(x.shape[1])],
+    )
     if labels is None:
         split = Split(inputs=(x, edge_index), target=None, mask=torch.ones(num_nodes, dtype=torch.bool))
         info["split_sizes"] = {"train": num_nodes, "val": 0, "test": 0}
         return DataBundle(name=name, modality="graph", task="node_embedding", train=split, info=info)
     labels = np.asarray(labels, dtype=np.int64)
-    masks = graph_masks(labels, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction,
-                        train_per_class=train_per_class)
+    masks = graph_masks(
+        labels, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction, train_per_class=train_per_class
+    )
     target = torch.from_numpy(labels)
     k = int(labels.max()) + 1
-    info.update(num_classes=k, class_names=class_names or [str(i) for i in range(k)], seed=seed,
-                unlabelled=int((labels < 0).sum()),
-                split_sizes={s: int(m.sum()) for s, m in masks.items()})
-    splits = {s: (Split(inputs=(x, edge_index), target=target, mask=torch.from_numpy(m)) if m.any() else None)
-              for s, m in masks.items()}
-    return DataBundle(name=name, modality="graph", task="node_classification", train=splits["train"],
-                      val=splits["val"], test=splits["test"], info=info)
+    info.update(
+        num_classes=k,
+        class_names=class_names or [str(i) for i in range(k)],
+        seed=seed,
+        unlabelled=int((labels < 0).sum()),
+        split_sizes={s: int(m.sum()) for s, m in masks.items()},
+    )
+    splits = {
+        s: (Split(inputs=(x, edge_index), target=target, mask=torch.from_numpy(m)) if m.any() else None)
+        for s, m in masks.items()
+    }
+    return DataBundle(
+        name=name,
+        modality="graph",
+        task="node_classification",
+        train=splits["train"],
+        val=splits["val"],
+        test=splits["test"],
+        info=info,
+    )
 
 
 def _nx():
     return require("networkx", "data", "the graph datasets")
 
 
-def load_karate(*, seed: int = 0, val_fraction: float = 0.2, test_fraction: float = 0.4,
-                train_per_class: int | None = None, features: str = "identity") -> DataBundle:
+def load_karate(
+    *,
+    seed: int = 0,
+    val_fraction: float = 0.2,
+    test_fraction: float = 0.4,
+    train_per_class: int | None = None,
+    features: str = "identity",
+) -> DataBundle:
     """Zachary's karate club (34 members, 78 ties); label = the club each member joined
     (0 ``Mr. Hi``, 1 ``Officer``).
 
@@ -122,13 +158,29 @@ def load_karate(*, seed: int = 0, val_fraction: float = 0.2, test_fraction: floa
     g = _nx().karate_club_graph()
     names = ["Mr. Hi", "Officer"]
     labels = np.array([names.index(g.nodes[v]["club"]) for v in range(g.number_of_nodes())])
-    return graph_bundle("karate", g.number_of_nodes(), list(g.edges()), labels, seed=seed,
-                        val_fraction=val_fraction, test_fraction=test_fraction, train_per_class=train_per_class,
-                        features=features, class_names=names, info={"source": "networkx.karate_club_graph"})
+    return graph_bundle(
+        "karate",
+        g.number_of_nodes(),
+        list(g.edges()),
+        labels,
+        seed=seed,
+        val_fraction=val_fraction,
+        test_fraction=test_fraction,
+        train_per_class=train_per_class,
+        features=features,
+        class_names=names,
+        info={"source": "networkx.karate_club_graph"},
+    )
 
 
-def load_les_miserables(*, seed: int = 0, val_fraction: float = 0.2, test_fraction: float = 0.4,
-                        train_per_class: int | None = None, features: str = "identity") -> DataBundle:
+def load_les_miserables(
+    *,
+    seed: int = 0,
+    val_fraction: float = 0.2,
+    test_fraction: float = 0.4,
+    train_per_class: int | None = None,
+    features: str = "identity",
+) -> DataBundle:
     """Co-appearance of the 77 characters of Les Misérables (254 ties; weights ignored).
 
     The graph has no ground-truth classes; the label of a node is its community from networkx's
@@ -147,15 +199,35 @@ def load_les_miserables(*, seed: int = 0, val_fraction: float = 0.2, test_fracti
         for v in members:
             labels[index[v]] = c
     pairs = [(index[u], index[v]) for u, v in g.edges()]
-    return graph_bundle("les_miserables", len(nodes), pairs, labels, seed=seed, val_fraction=val_fraction,
-                        test_fraction=test_fraction, train_per_class=train_per_class, features=features,
-                        info={"source": "networkx.les_miserables_graph", "node_names": nodes,
-                              "label_source": "greedy_modularity_communities"})
+    return graph_bundle(
+        "les_miserables",
+        len(nodes),
+        pairs,
+        labels,
+        seed=seed,
+        val_fraction=val_fraction,
+        test_fraction=test_fraction,
+        train_per_class=train_per_class,
+        features=features,
+        info={
+            "source": "networkx.les_miserables_graph",
+            "node_names": nodes,
+            "label_source": "greedy_modularity_communities",
+        },
+    )
 
 
-def load_sbm(*, sizes: Sequence[int] = (40, 40, 40), p_in: float = 0.25, p_out: float = 0.02, seed: int = 0,
-             val_fraction: float = 0.2, test_fraction: float = 0.4, train_per_class: int | None = None,
-             features: str = "identity") -> DataBundle:
+def load_sbm(
+    *,
+    sizes: Sequence[int] = (40, 40, 40),
+    p_in: float = 0.25,
+    p_out: float = 0.02,
+    seed: int = 0,
+    val_fraction: float = 0.2,
+    test_fraction: float = 0.4,
+    train_per_class: int | None = None,
+    features: str = "identity",
+) -> DataBundle:
     """A stochastic block model graph (networkx), generated by ``seed``; label = the node's block.
 
     Args:
@@ -173,10 +245,18 @@ def load_sbm(*, sizes: Sequence[int] = (40, 40, 40), p_in: float = 0.25, p_out: 
     probs = [[float(p_in) if i == j else float(p_out) for j in range(k)] for i in range(k)]
     g = _nx().stochastic_block_model(sizes, probs, seed=seed)
     labels = np.repeat(np.arange(k), sizes)
-    return graph_bundle("sbm", sum(sizes), list(g.edges()), labels, seed=seed, val_fraction=val_fraction,
-                        test_fraction=test_fraction, train_per_class=train_per_class, features=features,
-                        info={"source": "networkx.stochastic_block_model", "sizes": sizes,
-                              "p_in": float(p_in), "p_out": float(p_out)})
+    return graph_bundle(
+        "sbm",
+        sum(sizes),
+        list(g.edges()),
+        labels,
+        seed=seed,
+        val_fraction=val_fraction,
+        test_fraction=test_fraction,
+        train_per_class=train_per_class,
+        features=features,
+        info={"source": "networkx.stochastic_block_model", "sizes": sizes, "p_in": float(p_in), "p_out": float(p_out)},
+    )
 
 
 def _int_pairs(path: Path, what: str) -> list[tuple[int, int, int]]:
@@ -202,9 +282,16 @@ def _int_pairs(path: Path, what: str) -> list[tuple[int, int, int]]:
     return out
 
 
-def load_edge_list(path: str | Path, *, labels: str | Path | None = None, seed: int = 0, val_fraction: float = 0.2,
-                   test_fraction: float = 0.4, train_per_class: int | None = None,
-                   features: str = "identity") -> DataBundle:
+def load_edge_list(
+    path: str | Path,
+    *,
+    labels: str | Path | None = None,
+    seed: int = 0,
+    val_fraction: float = 0.2,
+    test_fraction: float = 0.4,
+    train_per_class: int | None = None,
+    features: str = "identity",
+) -> DataBundle:
     """An edge list: two integer node ids per line (``u v``; ``#``/``%`` comments), undirected.
 
     Args:
@@ -233,6 +320,15 @@ def load_edge_list(path: str | Path, *, labels: str | Path | None = None, seed: 
             y[index[node]] = lab
         if (y < 0).all():
             raise DataError(f"{lpath}: no labels")
-    return graph_bundle(str(path), len(ids), pairs, y, seed=seed, val_fraction=val_fraction,
-                        test_fraction=test_fraction, train_per_class=train_per_class, features=features,
-                        info={"source": "edge list", "node_ids": ids})
+    return graph_bundle(
+        str(path),
+        len(ids),
+        pairs,
+        y,
+        seed=seed,
+        val_fraction=val_fraction,
+        test_fraction=test_fraction,
+        train_per_class=train_per_class,
+        features=features,
+        info={"source": "edge list", "node_ids": ids},
+    )

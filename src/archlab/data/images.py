@@ -24,21 +24,48 @@ from archlab.errors import DataError, require
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 
 
-def image_bundle(name: str, x: np.ndarray, y: np.ndarray, class_names: list[str], *, seed: int,
-                 val_fraction: float, test_fraction: float, normalize: bool,
-                 fixed_test: tuple[np.ndarray, np.ndarray] | None = None, info: dict | None = None) -> DataBundle:
+def image_bundle(
+    name: str,
+    x: np.ndarray,
+    y: np.ndarray,
+    class_names: list[str],
+    *,
+    seed: int,
+    val_fraction: float,
+    test_fraction: float,
+    normalize: bool,
+    fixed_test: tuple[np.ndarray, np.ndarray] | None = None,
+    info: dict | None = None,
+) -> DataBundle:
     """Pack (N, C, H, W) images in [0, 1] and int labels into a bundle (per-channel statistics)."""
     info = dict(info or {})
-    info.update(in_channels=int(x.shape[1]), image_size=[int(x.shape[2]), int(x.shape[3])],
-                num_classes=len(class_names), class_names=class_names)
-    return supervised_bundle(name, "image", "classification", x, y, seed=seed, val_fraction=val_fraction,
-                             test_fraction=test_fraction, normalize=normalize, norm_axes=(0, 2, 3),
-                             norm_over="channel", fixed_test=fixed_test, info=info)
+    info.update(
+        in_channels=int(x.shape[1]),
+        image_size=[int(x.shape[2]), int(x.shape[3])],
+        num_classes=len(class_names),
+        class_names=class_names,
+    )
+    return supervised_bundle(
+        name,
+        "image",
+        "classification",
+        x,
+        y,
+        seed=seed,
+        val_fraction=val_fraction,
+        test_fraction=test_fraction,
+        normalize=normalize,
+        norm_axes=(0, 2, 3),
+        norm_over="channel",
+        fixed_test=fixed_test,
+        info=info,
+    )
 
 
 # ----------------------------------------------------------------------------------- digits
-def load_digits(*, seed: int = 0, val_fraction: float = 0.1, test_fraction: float = 0.2,
-                normalize: bool = True) -> DataBundle:
+def load_digits(
+    *, seed: int = 0, val_fraction: float = 0.1, test_fraction: float = 0.2, normalize: bool = True
+) -> DataBundle:
     """scikit-learn's 1,797 8x8 handwritten digits, 10 classes.
 
     Returns inputs (N, 1, 8, 8) float32: pixel values 0..16 scaled to [0, 1], then standardised
@@ -48,9 +75,17 @@ def load_digits(*, seed: int = 0, val_fraction: float = 0.1, test_fraction: floa
     raw = datasets.load_digits()
     x = (np.asarray(raw.images, dtype=np.float64) / 16.0)[:, None]  # (N, 8, 8) -> (N, 1, 8, 8)
     y = np.asarray(raw.target, dtype=np.int64)
-    return image_bundle("digits", x, y, [str(i) for i in range(10)], seed=seed, val_fraction=val_fraction,
-                        test_fraction=test_fraction, normalize=normalize,
-                        info={"source": "sklearn.datasets.load_digits"})
+    return image_bundle(
+        "digits",
+        x,
+        y,
+        [str(i) for i in range(10)],
+        seed=seed,
+        val_fraction=val_fraction,
+        test_fraction=test_fraction,
+        normalize=normalize,
+        info={"source": "sklearn.datasets.load_digits"},
+    )
 
 
 # ----------------------------------------------------------------------------- image folder
@@ -70,8 +105,9 @@ def _class_dirs(root: Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def _read_folder(root: Path, size: tuple[int, int] | None, mode: str | None,
-                 class_names: list[str] | None = None) -> tuple[np.ndarray, np.ndarray, list[str], dict]:
+def _read_folder(
+    root: Path, size: tuple[int, int] | None, mode: str | None, class_names: list[str] | None = None
+) -> tuple[np.ndarray, np.ndarray, list[str], dict]:
     Image = require("PIL.Image", "data", "reading image folders")
     dirs = _class_dirs(root)
     if not dirs:
@@ -115,8 +151,16 @@ def _read_folder(root: Path, size: tuple[int, int] | None, mode: str | None,
     return x, y, names, {"mode": mode}
 
 
-def load_image_folder(path: str | Path, *, resize=None, mode: str | None = None, seed: int = 0,
-                      val_fraction: float = 0.1, test_fraction: float = 0.2, normalize: bool = True) -> DataBundle:
+def load_image_folder(
+    path: str | Path,
+    *,
+    resize=None,
+    mode: str | None = None,
+    seed: int = 0,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.2,
+    normalize: bool = True,
+) -> DataBundle:
     """Images in ``root/<class>/*.png`` (PIL), or ``root/train/<class>`` + ``root/test/<class>``.
 
     Args:
@@ -136,11 +180,30 @@ def load_image_folder(path: str | Path, *, resize=None, mode: str | None = None,
         if size is None:
             size = (x.shape[2], x.shape[3])
         xt, yt, _, _ = _read_folder(root / "test", size, meta["mode"], class_names=names)
-        return image_bundle(str(path), x, y, names, seed=seed, val_fraction=val_fraction, test_fraction=0.0,
-                            normalize=normalize, fixed_test=(xt, yt), info={"source": "image folder", **meta})
+        return image_bundle(
+            str(path),
+            x,
+            y,
+            names,
+            seed=seed,
+            val_fraction=val_fraction,
+            test_fraction=0.0,
+            normalize=normalize,
+            fixed_test=(xt, yt),
+            info={"source": "image folder", **meta},
+        )
     x, y, names, meta = _read_folder(root, size, mode)
-    return image_bundle(str(path), x, y, names, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction,
-                        normalize=normalize, info={"source": "image folder", **meta})
+    return image_bundle(
+        str(path),
+        x,
+        y,
+        names,
+        seed=seed,
+        val_fraction=val_fraction,
+        test_fraction=test_fraction,
+        normalize=normalize,
+        info={"source": "image folder", **meta},
+    )
 
 
 # -------------------------------------------------------------------------------- MNIST IDX
@@ -187,8 +250,15 @@ def _idx_pair(images: Path, labels: Path | None) -> tuple[np.ndarray, np.ndarray
     return x, y.astype(np.int64)
 
 
-def load_idx(path: str | Path, *, labels: str | Path | None = None, seed: int = 0, val_fraction: float = 0.1,
-             test_fraction: float = 0.2, normalize: bool = True) -> DataBundle:
+def load_idx(
+    path: str | Path,
+    *,
+    labels: str | Path | None = None,
+    seed: int = 0,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.2,
+    normalize: bool = True,
+) -> DataBundle:
     """MNIST-format IDX files: an ``*-images-idx3-ubyte[.gz]`` file with its labels file, or a
     directory holding ``train-*`` and ``t10k-*`` pairs (then the test split is the fixed t10k one).
 
@@ -198,6 +268,7 @@ def load_idx(path: str | Path, *, labels: str | Path | None = None, seed: int = 
     path = Path(path)
     fixed = None
     if path.is_dir():
+
         def find(prefix: str) -> Path | None:
             hits = sorted(p for p in path.iterdir() if p.name.startswith(prefix) and "images" in p.name)
             return hits[0] if hits else None
@@ -213,9 +284,18 @@ def load_idx(path: str | Path, *, labels: str | Path | None = None, seed: int = 
     k = int(max(y.max(), fixed[1].max() if fixed else 0)) + 1
     prep = lambda a: a.astype(np.float64)[:, None] / 255.0  # noqa: E731  (N, H, W) -> (N, 1, H, W)
     fixed_t = None if fixed is None else (prep(fixed[0]), fixed[1])
-    return image_bundle(str(path), prep(x), y, [str(i) for i in range(k)], seed=seed, val_fraction=val_fraction,
-                        test_fraction=0.0 if fixed else test_fraction, normalize=normalize, fixed_test=fixed_t,
-                        info={"source": "MNIST IDX"})
+    return image_bundle(
+        str(path),
+        prep(x),
+        y,
+        [str(i) for i in range(k)],
+        seed=seed,
+        val_fraction=val_fraction,
+        test_fraction=0.0 if fixed else test_fraction,
+        normalize=normalize,
+        fixed_test=fixed_t,
+        info={"source": "MNIST IDX"},
+    )
 
 
 # --------------------------------------------------------------------------- CIFAR-10 batches
@@ -254,8 +334,9 @@ def read_cifar_batch(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     return data.reshape(-1, 3, 32, 32), labels
 
 
-def load_cifar(path: str | Path, *, seed: int = 0, val_fraction: float = 0.1, test_fraction: float = 0.2,
-               normalize: bool = True) -> DataBundle:
+def load_cifar(
+    path: str | Path, *, seed: int = 0, val_fraction: float = 0.1, test_fraction: float = 0.2, normalize: bool = True
+) -> DataBundle:
     """CIFAR-10 python batches: a folder with ``data_batch_*`` (+ ``test_batch``, ``batches.meta``)
     or a single batch file. Read with a restricted unpickler (see ``archlab.data.safe_pickle``),
     never ``pickle.load``.
@@ -269,7 +350,9 @@ def load_cifar(path: str | Path, *, seed: int = 0, val_fraction: float = 0.1, te
     fixed = None
     names = None
     if path.is_dir():
-        batches = sorted(path.glob("data_batch_*"), key=lambda p: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", p.name)])
+        batches = sorted(
+            path.glob("data_batch_*"), key=lambda p: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", p.name)]
+        )
         if not batches:
             raise DataError(f"{path}: no data_batch_* files in this folder")
         parts = [read_cifar_batch(b) for b in batches]
@@ -289,9 +372,18 @@ def load_cifar(path: str | Path, *, seed: int = 0, val_fraction: float = 0.1, te
         names = [str(i) for i in range(k)]
     prep = lambda a: a.astype(np.float64) / 255.0  # noqa: E731
     fixed_t = None if fixed is None else (prep(fixed[0]), fixed[1])
-    return image_bundle(str(path), prep(x), y, names, seed=seed, val_fraction=val_fraction,
-                        test_fraction=0.0 if fixed else test_fraction, normalize=normalize, fixed_test=fixed_t,
-                        info={"source": "CIFAR-10 python batches"})
+    return image_bundle(
+        str(path),
+        prep(x),
+        y,
+        names,
+        seed=seed,
+        val_fraction=val_fraction,
+        test_fraction=0.0 if fixed else test_fraction,
+        normalize=normalize,
+        fixed_test=fixed_t,
+        info={"source": "CIFAR-10 python batches"},
+    )
 
 
 __all__ = ["load_digits", "load_image_folder", "load_idx", "load_cifar", "read_idx", "read_cifar_batch"]

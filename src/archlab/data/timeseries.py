@@ -50,18 +50,44 @@ def load_mnist1d(*, seed: int = 0, val_fraction: float = 0.1, normalize: bool = 
     Generated once per process (about 2 s) and cached.
     """
     x, y, xt, yt = _mnist1d_arrays()
-    info = {"in_channels": 1, "seq_len": int(x.shape[1]), "num_classes": 10,
-            "class_names": [str(i) for i in range(10)], "source": "mnist1d.data.make_dataset"}
-    return supervised_bundle("mnist1d", "time_series", "classification", x[:, None, :].astype(np.float64),
-                             y.astype(np.int64), seed=seed, val_fraction=val_fraction, test_fraction=0.0,
-                             normalize=normalize, norm_axes=(0, 2), norm_over="channel",
-                             fixed_test=(xt[:, None, :].astype(np.float64), yt.astype(np.int64)), info=info)
+    info = {
+        "in_channels": 1,
+        "seq_len": int(x.shape[1]),
+        "num_classes": 10,
+        "class_names": [str(i) for i in range(10)],
+        "source": "mnist1d.data.make_dataset",
+    }
+    return supervised_bundle(
+        "mnist1d",
+        "time_series",
+        "classification",
+        x[:, None, :].astype(np.float64),
+        y.astype(np.int64),
+        seed=seed,
+        val_fraction=val_fraction,
+        test_fraction=0.0,
+        normalize=normalize,
+        norm_axes=(0, 2),
+        norm_over="channel",
+        fixed_test=(xt[:, None, :].astype(np.float64), yt.astype(np.int64)),
+        info=info,
+    )
 
 
 # ------------------------------------------------------------------------------ forecasting
-def forecast_bundle(name: str, series: np.ndarray, *, window: int, horizon: int, season: int,
-                    val_fraction: float = 0.1, test_fraction: float = 0.2, normalize: bool = True,
-                    time: list[str] | None = None, info: dict[str, Any] | None = None) -> DataBundle:
+def forecast_bundle(
+    name: str,
+    series: np.ndarray,
+    *,
+    window: int,
+    horizon: int,
+    season: int,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.2,
+    normalize: bool = True,
+    time: list[str] | None = None,
+    info: dict[str, Any] | None = None,
+) -> DataBundle:
     """Chronological split, train-only standardisation and sliding windows of a 1-D series."""
     series = np.asarray(series, dtype=np.float64)
     check_finite(series[:, None], f"{name}: series")
@@ -96,35 +122,68 @@ def forecast_bundle(name: str, series: np.ndarray, *, window: int, horizon: int,
             continue
         xs, ys = sliding_windows(z, window, horizon, np.arange(starts.start, starts.stop))
         splits[key] = Split(inputs=(torch.from_numpy(xs),), target=torch.from_numpy(ys))
-    info.update(window=window, horizon=horizon, season=int(season), in_features=1, in_channels=1, seq_len=window,
-                out_features=horizon, series=[float(v) for v in series],
-                split_index={"train_end": train_end, "val_end": val_end},
-                split_sizes={k: (0 if v is None else len(v)) for k, v in splits.items()},
-                input_shape=[window, 1])
+    info.update(
+        window=window,
+        horizon=horizon,
+        season=int(season),
+        in_features=1,
+        in_channels=1,
+        seq_len=window,
+        out_features=horizon,
+        series=[float(v) for v in series],
+        split_index={"train_end": train_end, "val_end": val_end},
+        split_sizes={k: (0 if v is None else len(v)) for k, v in splits.items()},
+        input_shape=[window, 1],
+    )
     if time is not None:
         info["time"] = [str(t) for t in time]
-    return DataBundle(name=name, modality="time_series", task="forecasting", train=splits["train"],
-                      val=splits["val"], test=splits["test"], info=info)
+    return DataBundle(
+        name=name,
+        modality="time_series",
+        task="forecasting",
+        train=splits["train"],
+        val=splits["val"],
+        test=splits["test"],
+        info=info,
+    )
 
 
 def _sm_dataset(module: str):
     return require(f"statsmodels.datasets.{module}", "data", f"the {module} dataset").load_pandas().data
 
 
-def load_sunspots(*, window: int = 24, horizon: int = 1, val_fraction: float = 0.1, test_fraction: float = 0.2,
-                  normalize: bool = True) -> DataBundle:
+def load_sunspots(
+    *, window: int = 24, horizon: int = 1, val_fraction: float = 0.1, test_fraction: float = 0.2, normalize: bool = True
+) -> DataBundle:
     """Yearly sunspot numbers 1700-2008 (statsmodels), 309 points, season 11 (the solar cycle).
 
     Returns windows: inputs (N, window, 1) float32, target (N, horizon) float32 (standardised).
     """
     d = _sm_dataset("sunspots")
-    return forecast_bundle("sunspots", d["SUNACTIVITY"].to_numpy(), window=window, horizon=horizon, season=11,
-                           val_fraction=val_fraction, test_fraction=test_fraction, normalize=normalize,
-                           time=[str(int(v)) for v in d["YEAR"]], info={"source": "statsmodels.datasets.sunspots"})
+    return forecast_bundle(
+        "sunspots",
+        d["SUNACTIVITY"].to_numpy(),
+        window=window,
+        horizon=horizon,
+        season=11,
+        val_fraction=val_fraction,
+        test_fraction=test_fraction,
+        normalize=normalize,
+        time=[str(int(v)) for v in d["YEAR"]],
+        info={"source": "statsmodels.datasets.sunspots"},
+    )
 
 
-def load_co2(*, window: int = 104, horizon: int = 1, fill: str | None = None, dropna: bool = False,
-             val_fraction: float = 0.1, test_fraction: float = 0.2, normalize: bool = True) -> DataBundle:
+def load_co2(
+    *,
+    window: int = 104,
+    horizon: int = 1,
+    fill: str | None = None,
+    dropna: bool = False,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.2,
+    normalize: bool = True,
+) -> DataBundle:
     """Weekly Mauna Loa CO2 1958-2001 (statsmodels), 2,284 points of which 59 are missing; season 52.
 
     The gaps are a real case: loading raises DataError naming the count unless
@@ -151,13 +210,29 @@ def load_co2(*, window: int = 104, horizon: int = 1, fill: str | None = None, dr
                 f"co2: {missing} missing values in column 'co2' (first at {first}); "
                 "pass fill='interpolate' or dropna=True"
             )
-    return forecast_bundle("co2", d.to_numpy(), window=window, horizon=horizon, season=52,
-                           val_fraction=val_fraction, test_fraction=test_fraction, normalize=normalize,
-                           time=[str(t.date()) for t in d.index], info=info)
+    return forecast_bundle(
+        "co2",
+        d.to_numpy(),
+        window=window,
+        horizon=horizon,
+        season=52,
+        val_fraction=val_fraction,
+        test_fraction=test_fraction,
+        normalize=normalize,
+        time=[str(t.date()) for t in d.index],
+        info=info,
+    )
 
 
-def load_macrodata(*, column: str = "infl", window: int = 16, horizon: int = 1, val_fraction: float = 0.1,
-                   test_fraction: float = 0.2, normalize: bool = True) -> DataBundle:
+def load_macrodata(
+    *,
+    column: str = "infl",
+    window: int = 16,
+    horizon: int = 1,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.2,
+    normalize: bool = True,
+) -> DataBundle:
     """US quarterly macroeconomic data 1959-2009 (statsmodels), 203 quarters, 14 columns; season 4.
 
     ``column`` picks the series (default ``infl``, inflation; others: realgdp, realcons, realinv,
@@ -170,9 +245,18 @@ def load_macrodata(*, column: str = "infl", window: int = 16, horizon: int = 1, 
     if column not in columns:
         raise DataError(f"macrodata: column must be one of {columns}; got {column!r}")
     time = [f"{int(y)}Q{int(q)}" for y, q in zip(d["year"], d["quarter"])]
-    return forecast_bundle(f"macrodata:{column}", d[column].to_numpy(), window=window, horizon=horizon, season=4,
-                           val_fraction=val_fraction, test_fraction=test_fraction, normalize=normalize, time=time,
-                           info={"source": "statsmodels.datasets.macrodata", "column": column, "columns": columns})
+    return forecast_bundle(
+        f"macrodata:{column}",
+        d[column].to_numpy(),
+        window=window,
+        horizon=horizon,
+        season=4,
+        val_fraction=val_fraction,
+        test_fraction=test_fraction,
+        normalize=normalize,
+        time=time,
+        info={"source": "statsmodels.datasets.macrodata", "column": column, "columns": columns},
+    )
 
 
 def _sktime_csv(name: str):
@@ -184,25 +268,45 @@ def _sktime_csv(name: str):
     return pd.read_csv(path)
 
 
-def load_airline(*, window: int = 24, horizon: int = 1, val_fraction: float = 0.1, test_fraction: float = 0.2,
-                 normalize: bool = True) -> DataBundle:
+def load_airline(
+    *, window: int = 24, horizon: int = 1, val_fraction: float = 0.1, test_fraction: float = 0.2, normalize: bool = True
+) -> DataBundle:
     """Monthly airline passengers 1949-1960 (Box & Jenkins; shipped with sktime), 144 points, season 12.
 
     Returns windows: inputs (N, window, 1) float32, target (N, horizon) float32 (standardised).
     """
     d = _sktime_csv("Airline")
-    return forecast_bundle("airline", d["Passengers"].to_numpy(), window=window, horizon=horizon, season=12,
-                           val_fraction=val_fraction, test_fraction=test_fraction, normalize=normalize,
-                           time=list(d["Date"]), info={"source": "sktime/datasets/data/Airline"})
+    return forecast_bundle(
+        "airline",
+        d["Passengers"].to_numpy(),
+        window=window,
+        horizon=horizon,
+        season=12,
+        val_fraction=val_fraction,
+        test_fraction=test_fraction,
+        normalize=normalize,
+        time=list(d["Date"]),
+        info={"source": "sktime/datasets/data/Airline"},
+    )
 
 
-def load_lynx(*, window: int = 20, horizon: int = 1, val_fraction: float = 0.1, test_fraction: float = 0.2,
-              normalize: bool = True) -> DataBundle:
+def load_lynx(
+    *, window: int = 20, horizon: int = 1, val_fraction: float = 0.1, test_fraction: float = 0.2, normalize: bool = True
+) -> DataBundle:
     """Annual Canadian lynx trappings 1821-1934 (shipped with sktime), 114 points, season 10.
 
     Returns windows: inputs (N, window, 1) float32, target (N, horizon) float32 (standardised).
     """
     d = _sktime_csv("Lynx")
-    return forecast_bundle("lynx", d.iloc[:, 1].to_numpy(), window=window, horizon=horizon, season=10,
-                           val_fraction=val_fraction, test_fraction=test_fraction, normalize=normalize,
-                           time=[str(v) for v in d.iloc[:, 0]], info={"source": "sktime/datasets/data/Lynx"})
+    return forecast_bundle(
+        "lynx",
+        d.iloc[:, 1].to_numpy(),
+        window=window,
+        horizon=horizon,
+        season=10,
+        val_fraction=val_fraction,
+        test_fraction=test_fraction,
+        normalize=normalize,
+        time=[str(v) for v in d.iloc[:, 0]],
+        info={"source": "sktime/datasets/data/Lynx"},
+    )

@@ -29,8 +29,7 @@ def sktime_data_dir() -> Path:
     spec = importlib.util.find_spec("sktime")
     if spec is None or not spec.submodule_search_locations:
         raise MissingExtraError(
-            "'sktime' is needed for the UCR datasets but is not installed; "
-            "install it with: pip install 'archlab[data]'"
+            "'sktime' is needed for the UCR datasets but is not installed; install it with: pip install 'archlab[data]'"
         )
     return Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data"
 
@@ -72,8 +71,10 @@ def read_ts(path: str | Path) -> tuple[np.ndarray, list[str], dict]:
             continue
         if header.get("timestamps", "false").lower() == "true":
             raise DataError(f"{path}: timestamped series (@timeStamps true) are not supported")
-        has_label = header.get("classlabel", "false").split(" ")[0].lower() == "true" or \
-            header.get("targetlabel", "false").lower() == "true"
+        has_label = (
+            header.get("classlabel", "false").split(" ")[0].lower() == "true"
+            or header.get("targetlabel", "false").lower() == "true"
+        )
         fields = line.split(":")
         if has_label:
             labels.append(fields[-1].strip())
@@ -111,8 +112,10 @@ def _check_nan(x: np.ndarray, path: Path, line_nos: list[int]) -> None:
     bad = ~np.isfinite(x)
     if bad.any():
         i, c, t = (int(v) for v in np.argwhere(bad)[0])
-        raise DataError(f"{path}, line {line_nos[i]}, dimension {c}, position {t}: missing or non-finite value "
-                        f"({int(bad.sum())} in the file)")
+        raise DataError(
+            f"{path}, line {line_nos[i]}, dimension {c}, position {t}: missing or non-finite value "
+            f"({int(bad.sum())} in the file)"
+        )
 
 
 def read_tsv(path: str | Path) -> tuple[np.ndarray, list[str]]:
@@ -128,7 +131,9 @@ def read_tsv(path: str | Path) -> tuple[np.ndarray, list[str]]:
         if width is None:
             width = len(parts)
         elif len(parts) != width:
-            raise DataError(f"{path}, line {line_no}: {len(parts)} fields; line {lines[0][0]} has {width} (ragged rows)")
+            raise DataError(
+                f"{path}, line {line_no}: {len(parts)} fields; line {lines[0][0]} has {width} (ragged rows)"
+            )
         if len(parts) < 2:
             raise DataError(f"{path}, line {line_no}: expected a label and at least one value")
         labels.append(parts[0].strip())
@@ -158,8 +163,15 @@ def _label_ids(labels: list[str], order: list[str], path: Path) -> np.ndarray:
     return ids
 
 
-def load_ucr_file(path: str | Path, *, name: str | None = None, seed: int = 0, val_fraction: float = 0.1,
-                  test_fraction: float = 0.2, normalize: bool = True) -> DataBundle:
+def load_ucr_file(
+    path: str | Path,
+    *,
+    name: str | None = None,
+    seed: int = 0,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.2,
+    normalize: bool = True,
+) -> DataBundle:
     """A UCR/UEA ``.ts`` or ``.tsv`` file (see the module docstring for shapes).
 
     A ``X_TRAIN`` file whose ``X_TEST`` sibling exists keeps that fixed test split and carves
@@ -177,8 +189,11 @@ def load_ucr_file(path: str | Path, *, name: str | None = None, seed: int = 0, v
             raise DataError(f"{test_path}: series of shape {xt.shape[1:]} differ from the train file's {x.shape[1:]}")
         fixed = (xt, lt)
     regression = header.get("targetlabel", "false").lower() == "true"
-    info = {"in_channels": int(x.shape[1]), "seq_len": int(x.shape[2]),
-            "problem": header.get("problemname", path.stem.replace("_TRAIN", ""))}
+    info = {
+        "in_channels": int(x.shape[1]),
+        "seq_len": int(x.shape[2]),
+        "problem": header.get("problemname", path.stem.replace("_TRAIN", "")),
+    }
     if not labels:
         raise DataError(f"{path}: the series carry no labels (@classLabel false); nothing to learn from")
     if regression:
@@ -203,10 +218,21 @@ def load_ucr_file(path: str | Path, *, name: str | None = None, seed: int = 0, v
         yt = None if fixed is None else _label_ids(fixed[1], order, test_path)
         task = "classification"
         info.update(num_classes=len(order), class_names=order)
-    return supervised_bundle(name or str(path), "time_series", task, x, y, seed=seed, val_fraction=val_fraction,
-                             test_fraction=0.0 if fixed else test_fraction, normalize=normalize,
-                             norm_axes=(0, 2), norm_over="channel",
-                             fixed_test=None if fixed is None else (fixed[0], yt), info=info)
+    return supervised_bundle(
+        name or str(path),
+        "time_series",
+        task,
+        x,
+        y,
+        seed=seed,
+        val_fraction=val_fraction,
+        test_fraction=0.0 if fixed else test_fraction,
+        normalize=normalize,
+        norm_axes=(0, 2),
+        norm_over="channel",
+        fixed_test=None if fixed is None else (fixed[0], yt),
+        info=info,
+    )
 
 
 def load_ucr(name: str, *, seed: int = 0, val_fraction: float = 0.1, normalize: bool = True) -> DataBundle:
@@ -221,7 +247,8 @@ def load_ucr(name: str, *, seed: int = 0, val_fraction: float = 0.1, normalize: 
         close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join('ucr:' + c for c in close)}?" if close else ""
         raise DataError(f"unknown UCR dataset 'ucr:{name}'; shipped with sktime: {', '.join(names)}{hint}")
-    bundle = load_ucr_file(root / name / f"{name}_TRAIN.ts", name=f"ucr:{name}", seed=seed,
-                           val_fraction=val_fraction, normalize=normalize)
+    bundle = load_ucr_file(
+        root / name / f"{name}_TRAIN.ts", name=f"ucr:{name}", seed=seed, val_fraction=val_fraction, normalize=normalize
+    )
     bundle.info["source"] = f"sktime/datasets/data/{name}"
     return bundle

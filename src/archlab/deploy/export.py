@@ -105,9 +105,11 @@ def _verify(source: Source, artifact: str, run: Any, kind: str = "fp32") -> list
         try:
             out = run(args, kwargs)
         except Exception as exc:
-            raise ExportError(f"the exported {artifact} of {source.name} fails at batch {b}"
-                              f"{f', sequence {seq}' if seq else ''}: {type(exc).__name__}: "
-                              f"{str(exc).splitlines()[0][:300] if str(exc) else ''}") from exc
+            raise ExportError(
+                f"the exported {artifact} of {source.name} fails at batch {b}"
+                f"{f', sequence {seq}' if seq else ''}: {type(exc).__name__}: "
+                f"{str(exc).splitlines()[0][:300] if str(exc) else ''}"
+            ) from exc
         max_abs, max_rel, ok, tol = compare(out, ref, kind)
         checks.append(Verification(artifact, b, seq, max_abs, max_rel, tol, ok))
     return checks
@@ -135,8 +137,15 @@ def _dynamic_axes(names: list[str], tensors: list[torch.Tensor]) -> dict[str, di
     return axes
 
 
-def export(model: nn.Module | str | os.PathLike, format: str = "onnx", out_dir: str | os.PathLike = "export", *,
-           int8: bool = False, input: Any = None, overrides: dict[str, Any] | None = None) -> ExportResult:
+def export(
+    model: nn.Module | str | os.PathLike,
+    format: str = "onnx",
+    out_dir: str | os.PathLike = "export",
+    *,
+    int8: bool = False,
+    input: Any = None,
+    overrides: dict[str, Any] | None = None,
+) -> ExportResult:
     """Export a model for serving and verify the export against eager.
 
     Args:
@@ -158,8 +167,10 @@ def export(model: nn.Module | str | os.PathLike, format: str = "onnx", out_dir: 
     if format not in FORMATS:
         raise ConfigError(f"format must be one of {', '.join(FORMATS)}; got {format!r}")
     if int8 and format != "onnx":
-        raise ConfigError("int8=True is available for format='onnx' (ONNX Runtime dynamic int8); "
-                          "for PyTorch int8 see archlab.deploy.int8.torch_int8")
+        raise ConfigError(
+            "int8=True is available for format='onnx' (ONNX Runtime dynamic int8); "
+            "for PyTorch int8 see archlab.deploy.int8.torch_int8"
+        )
     source = resolve(model, input, overrides=overrides)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -176,8 +187,13 @@ def export(model: nn.Module | str | os.PathLike, format: str = "onnx", out_dir: 
     t0 = time.perf_counter()
     if format == "onnx":
         path = out / "model.onnx"
-        onnx_export(source.module, args, kwargs, path=path,
-                    metadata={k: v if isinstance(v, str) else json.dumps(v) for k, v in meta.items()})
+        onnx_export(
+            source.module,
+            args,
+            kwargs,
+            path=path,
+            metadata={k: v if isinstance(v, str) else json.dumps(v) for k, v in meta.items()},
+        )
         export_s = time.perf_counter() - t0
         checks = _verify(source, "onnx", _ort_runner(path, names))
     else:
@@ -190,11 +206,21 @@ def export(model: nn.Module | str | os.PathLike, format: str = "onnx", out_dir: 
     bad = [c for c in checks if not c.ok]
     if bad:
         c = bad[0]
-        raise ExportError(f"the exported {format} of {source.name} differs from eager at batch {c.batch_size}: "
-                          f"max abs {c.max_abs_diff:.3g}, max rel {c.max_rel_diff:.3g} ({c.tolerance})")
-    result = ExportResult(model=source.name, format=format, out_dir=str(out), model_file=path.name,
-                          size_bytes=path.stat().st_size, export_s=round(export_s, 3), inputs=sig_in,
-                          outputs=sig_out, verification=checks)
+        raise ExportError(
+            f"the exported {format} of {source.name} differs from eager at batch {c.batch_size}: "
+            f"max abs {c.max_abs_diff:.3g}, max rel {c.max_rel_diff:.3g} ({c.tolerance})"
+        )
+    result = ExportResult(
+        model=source.name,
+        format=format,
+        out_dir=str(out),
+        model_file=path.name,
+        size_bytes=path.stat().st_size,
+        export_s=round(export_s, 3),
+        inputs=sig_in,
+        outputs=sig_out,
+        verification=checks,
+    )
     if int8:
         from archlab.deploy.int8 import add_int8
 
@@ -207,16 +233,29 @@ def _metadata(source: Source, sig_in: list[dict], sig_out: list[dict]) -> dict[s
     from archlab._version import __version__
 
     cfg = source.module.config.to_dict() if hasattr(getattr(source.module, "config", None), "to_dict") else None
-    return {"archlab_version": __version__, "model": getattr(source.module, "registry_name", source.name),
-            "config": cfg, "inputs": sig_in, "outputs": sig_out, "torch_version": torch.__version__}
+    return {
+        "archlab_version": __version__,
+        "model": getattr(source.module, "registry_name", source.name),
+        "config": cfg,
+        "inputs": sig_in,
+        "outputs": sig_out,
+        "torch_version": torch.__version__,
+    }
 
 
 def _write_folder(result: ExportResult, source: Source, meta: dict[str, Any]) -> None:
     out = Path(result.out_dir)
     atomic_write_json(out / "preprocessing.json", preprocessing(source.info, result.inputs, meta["model"]))
-    atomic_write_json(out / "signature.json", {**meta, "format": result.format, "model_file": result.model_file,
-                                               "int8_file": result.int8_file,
-                                               "verification": [asdict(v) for v in result.verification]})
+    atomic_write_json(
+        out / "signature.json",
+        {
+            **meta,
+            "format": result.format,
+            "model_file": result.model_file,
+            "int8_file": result.int8_file,
+            "verification": [asdict(v) for v in result.verification],
+        },
+    )
     if result.format == "onnx":
         shutil.copyfile(Path(__file__).with_name("serve.py"), out / "serve.py")
     atomic_write_text(out / "README.md", _readme(result, source))
@@ -226,20 +265,28 @@ def _write_folder(result: ExportResult, source: Source, meta: dict[str, Any]) ->
 def _readme(result: ExportResult, source: Source) -> str:
     ins = "\n".join(f"- `{i['name']}`: {i['dtype']} {i['shape']} ({i['layout']})" for i in result.inputs)
     outs = "\n".join(f"- `{o['name']}`: {o['dtype']} {o['shape']}" for o in result.outputs)
-    checks = "\n".join(f"| {v.artifact} | {v.batch_size} | {v.seq_len or ''} | {v.max_abs_diff:.2e} | {v.ok} |"
-                       for v in result.verification)
+    checks = "\n".join(
+        f"| {v.artifact} | {v.batch_size} | {v.seq_len or ''} | {v.max_abs_diff:.2e} | {v.ok} |"
+        for v in result.verification
+    )
     if result.format == "onnx":
-        run = ("Needs only `numpy` and `onnxruntime`:\n\n```bash\npip install numpy onnxruntime\n"
-               "python serve.py . input.npy -o predictions.npy   # input.npy: already preprocessed\n```\n\n"
-               "or in Python: `import serve; p = serve.load('.'); p.predict(x)`.")
+        run = (
+            "Needs only `numpy` and `onnxruntime`:\n\n```bash\npip install numpy onnxruntime\n"
+            "python serve.py . input.npy -o predictions.npy   # input.npy: already preprocessed\n```\n\n"
+            "or in Python: `import serve; p = serve.load('.'); p.predict(x)`."
+        )
     else:
-        run = ("Needs `torch` (same minor version as the exporter):\n\n```python\nimport torch\n"
-               "m = torch.export.load('model.pt2').module()\ny = m(x)\n```")
-    return (f"# {result.model}: {result.format} export\n\nWritten by archlab {meta_version()}.\n\n"
-            f"## Inputs\n{ins}\n\n## Outputs\n{outs}\n\nPreprocess the inputs as `preprocessing.json` says "
-            f"(normalisation with the training statistics, vocabulary, layout).\n\n## Run\n{run}\n\n"
-            f"## Verified against eager PyTorch\n| artifact | batch | sequence | max abs diff | ok |\n"
-            f"|---|---|---|---|---|\n{checks}\n")
+        run = (
+            "Needs `torch` (same minor version as the exporter):\n\n```python\nimport torch\n"
+            "m = torch.export.load('model.pt2').module()\ny = m(x)\n```"
+        )
+    return (
+        f"# {result.model}: {result.format} export\n\nWritten by archlab {meta_version()}.\n\n"
+        f"## Inputs\n{ins}\n\n## Outputs\n{outs}\n\nPreprocess the inputs as `preprocessing.json` says "
+        f"(normalisation with the training statistics, vocabulary, layout).\n\n## Run\n{run}\n\n"
+        f"## Verified against eager PyTorch\n| artifact | batch | sequence | max abs diff | ok |\n"
+        f"|---|---|---|---|---|\n{checks}\n"
+    )
 
 
 def meta_version() -> str:

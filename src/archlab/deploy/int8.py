@@ -40,8 +40,9 @@ class OrtModule(nn.Module):
         return outs[0] if len(outs) == 1 else tuple(outs)
 
 
-def add_int8(result: Any, source: Source, fp32_path: Path, names: list[str], verify: Callable,
-             runner: Callable) -> None:
+def add_int8(
+    result: Any, source: Source, fp32_path: Path, names: list[str], verify: Callable, runner: Callable
+) -> None:
     """Write ``model.int8.onnx`` beside ``fp32_path``, verify it (int8 tolerance, not fatal) and,
     for a run directory, measure the test-metric change."""
     q8 = quantize_onnx(fp32_path, fp32_path.with_name("model.int8.onnx"))
@@ -82,12 +83,19 @@ def metric_delta(source: Source, fp32: Path, int8: Path, names: list[str]) -> di
         raise ValueError(f"{bundle.name} has no test or val split")
     scores = {}
     for label, path in (("fp32", fp32), ("int8", int8)):
-        scores[label] = evaluate_split(OrtModule(path, names), task, split, batch_size=256, device=device,
-                                       prefix=split_name)
+        scores[label] = evaluate_split(
+            OrtModule(path, names), task, split, batch_size=256, device=device, prefix=split_name
+        )
     metric = next((k for k in scores["fp32"] if not k.endswith("_loss")), f"{split_name}_loss")
-    return {"split": split_name, "metric": metric, "fp32": scores["fp32"][metric], "int8": scores["int8"][metric],
-            "delta": scores["int8"][metric] - scores["fp32"][metric],
-            "fp32_loss": scores["fp32"][f"{split_name}_loss"], "int8_loss": scores["int8"][f"{split_name}_loss"]}
+    return {
+        "split": split_name,
+        "metric": metric,
+        "fp32": scores["fp32"][metric],
+        "int8": scores["int8"][metric],
+        "delta": scores["int8"][metric] - scores["fp32"][metric],
+        "fp32_loss": scores["fp32"][f"{split_name}_loss"],
+        "int8_loss": scores["int8"][f"{split_name}_loss"],
+    }
 
 
 def torchao_available() -> tuple[bool, str]:

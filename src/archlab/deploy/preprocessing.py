@@ -8,9 +8,26 @@ from typing import Any
 import torch
 
 # data_info keys a server needs; everything else (row counts, dropped rows) stays behind.
-_SERVING_KEYS = ("modality", "task", "normalization", "target_normalization", "class_names", "vocab",
-                 "num_classes", "in_channels", "in_features", "seq_len", "feature_names", "horizon",
-                 "image_size", "input_size", "tokenizer", "pad_id", "bos_id", "eos_id")
+_SERVING_KEYS = (
+    "modality",
+    "task",
+    "normalization",
+    "target_normalization",
+    "class_names",
+    "vocab",
+    "num_classes",
+    "in_channels",
+    "in_features",
+    "seq_len",
+    "feature_names",
+    "horizon",
+    "image_size",
+    "input_size",
+    "tokenizer",
+    "pad_id",
+    "bos_id",
+    "eos_id",
+)
 
 _LAYOUTS = {
     (True, 2): "B F (batch, features)",
@@ -27,7 +44,9 @@ def layout(t: torch.Tensor) -> str:
     return _LAYOUTS.get((t.is_floating_point(), t.dim()), " ".join(["B"] + [f"d{i}" for i in range(1, t.dim())]))
 
 
-def signature(names: list[str], tensors: list[torch.Tensor], dynamic: dict[str, dict[int, str]]) -> list[dict[str, Any]]:
+def signature(
+    names: list[str], tensors: list[torch.Tensor], dynamic: dict[str, dict[int, str]]
+) -> list[dict[str, Any]]:
     """[{name, dtype, shape (symbolic axes as names), layout}] for inputs or outputs."""
     out = []
     for name, t in zip(names, tensors):
@@ -49,7 +68,9 @@ def preprocessing(info: dict[str, Any], inputs: list[dict[str, Any]], model_name
     norm = kept.get("normalization")
     steps = []
     if norm:
-        steps.append("x = (x - normalization.mean) / normalization.std  (train-split statistics, per channel / feature)")
+        steps.append(
+            "x = (x - normalization.mean) / normalization.std  (train-split statistics, per channel / feature)"
+        )
     if "vocab" in kept:
         steps.append("tokens = [vocab.index(ch) for ch in text]  (ids into vocab)")
     return {

@@ -91,19 +91,33 @@ def _sizes(module: nn.Module, work: Path, notes: list[str]) -> tuple[dict[str, f
 
 def _packages(artifacts: list[str]) -> dict[str, dict[str, str | None]]:
     v = package_version
-    out = {"safetensors (PyTorch)": {"torch": v("torch"), "safetensors": v("safetensors"), "archlab": v("archlab"),
-                                     "numpy": v("numpy")}}
+    out = {
+        "safetensors (PyTorch)": {
+            "torch": v("torch"),
+            "safetensors": v("safetensors"),
+            "archlab": v("archlab"),
+            "numpy": v("numpy"),
+        }
+    }
     if "onnx" in artifacts:
         out["onnx / onnx-int8 (serve.py)"] = {"onnxruntime": v("onnxruntime"), "numpy": v("numpy")}
     out["pt2 (torch.export)"] = {"torch": v("torch")}
     return out
 
 
-def deploy_report(model: nn.Module | str | os.PathLike, *, latency_ms: float | None = None,
-                  memory_mb: float | None = None, size_mb: float | None = None, batch_size: int = 32,
-                  backends: tuple[str, ...] = ("eager", "onnxruntime", "onnxruntime-int8"),
-                  threads: int | None = None, min_time_s: float = 0.5, isolate: bool = True,
-                  memory_budget_mb: float | None = None) -> DeployReport:
+def deploy_report(
+    model: nn.Module | str | os.PathLike,
+    *,
+    latency_ms: float | None = None,
+    memory_mb: float | None = None,
+    size_mb: float | None = None,
+    batch_size: int = 32,
+    backends: tuple[str, ...] = ("eager", "onnxruntime", "onnxruntime-int8"),
+    threads: int | None = None,
+    min_time_s: float = 0.5,
+    isolate: bool = True,
+    memory_budget_mb: float | None = None,
+) -> DeployReport:
     """Measure what serving ``model`` needs and check it against budgets.
 
     Args:
@@ -127,18 +141,29 @@ def deploy_report(model: nn.Module | str | os.PathLike, *, latency_ms: float | N
     can_isolate = isolate and (source.spec is not None or hasattr(source.module, "config"))
     if isolate and not can_isolate:
         notes.append("measured in this process (RAM figures exclude the model load)")
-    bench = benchmark(source.spec["path"] if source.spec and source.spec["kind"] == "path" else
-                      source.spec["name"] if source.spec else source.module,
-                      batch_sizes=(1, batch_size), backends=backends, threads=threads, min_time_s=min_time_s,
-                      isolate=can_isolate, overrides=(source.spec or {}).get("overrides") or None)
+    bench = benchmark(
+        source.spec["path"]
+        if source.spec and source.spec["kind"] == "path"
+        else source.spec["name"]
+        if source.spec
+        else source.module,
+        batch_sizes=(1, batch_size),
+        backends=backends,
+        threads=threads,
+        min_time_s=min_time_s,
+        isolate=can_isolate,
+        overrides=(source.spec or {}).get("overrides") or None,
+    )
     with tempfile.TemporaryDirectory(prefix="archlab-deploy-") as tmp:
         sizes, artifacts = _sizes(source.module, Path(tmp), notes)
     sweep = max_batch_within(source.module, memory_budget_mb or memory_mb or 1024.0, threads=threads)
-    lat = {r.backend: {"p50": r.p50_ms, "p99": r.p99_ms, "status": r.status}
-           for r in bench.rows if r.batch_size == 1}
+    lat = {r.backend: {"p50": r.p50_ms, "p99": r.p99_ms, "status": r.status} for r in bench.rows if r.batch_size == 1}
     ram = {f"{r.backend} b={r.batch_size}": r.peak_mem_mb for r in bench.rows if r.p50_ms}
-    thr = {r.backend: {"batch_size": r.batch_size, "samples_per_s": r.samples_per_s, "status": r.status}
-           for r in bench.rows if r.batch_size == batch_size}
+    thr = {
+        r.backend: {"batch_size": r.batch_size, "samples_per_s": r.samples_per_s, "status": r.status}
+        for r in bench.rows
+        if r.batch_size == batch_size
+    }
     ex_args, ex_kwargs = source.inputs(1)
     from archlab.bench.graph_export import flatten_outputs, input_names
     from archlab.deploy.preprocessing import preprocessing, signature
@@ -147,37 +172,75 @@ def deploy_report(model: nn.Module | str | os.PathLike, *, latency_ms: float | N
     tensors = list(ex_args) + [v for v in ex_kwargs.values() if isinstance(v, torch.Tensor)]
     with torch.no_grad():
         outs = flatten_outputs(source.module(*ex_args, **ex_kwargs))
-    sig = {"inputs": signature(names, tensors, {n: {0: "batch"} for n in names}),
-           "outputs": signature([n for n, _ in outs], [t for _, t in outs], {n: {0: "batch"} for n, _ in outs})}
+    sig = {
+        "inputs": signature(names, tensors, {n: {0: "batch"} for n in names}),
+        "outputs": signature([n for n, _ in outs], [t for _, t in outs], {n: {0: "batch"} for n, _ in outs}),
+    }
     sig["preprocessing"] = preprocessing(source.info, sig["inputs"], source.name)
     report = DeployReport(
-        model=source.name, params=sum(p.numel() for p in source.module.parameters()),
-        size_mb={k: round(v, 4) for k, v in sizes.items()}, ram_mb=ram, latency_ms=lat, throughput=thr,
-        max_batch=asdict(sweep), machine=describe(bench.threads), packages=_packages(artifacts), signature=sig,
-        bench=bench.to_dict(), notes=notes + bench.notes)
+        model=source.name,
+        params=sum(p.numel() for p in source.module.parameters()),
+        size_mb={k: round(v, 4) for k, v in sizes.items()},
+        ram_mb=ram,
+        latency_ms=lat,
+        throughput=thr,
+        max_batch=asdict(sweep),
+        machine=describe(bench.threads),
+        packages=_packages(artifacts),
+        signature=sig,
+        bench=bench.to_dict(),
+        notes=notes + bench.notes,
+    )
     report.budgets = _budgets(bench, sizes, latency_ms, memory_mb, size_mb)
     return report
 
 
-def _budgets(bench: BenchResult, sizes: dict[str, float], latency_ms: float | None, memory_mb: float | None,
-             size_mb: float | None) -> list[Budget]:
+def _budgets(
+    bench: BenchResult,
+    sizes: dict[str, float],
+    latency_ms: float | None,
+    memory_mb: float | None,
+    size_mb: float | None,
+) -> list[Budget]:
     out = []
     fast = bench.fastest(1)
     if latency_ms is not None:
         got = fast.p99_ms if fast else None
-        out.append(Budget("latency_ms", latency_ms, got, "ms",
-                          f"p99 at batch 1, {fast.backend if fast else 'no backend'}",
-                          None if got is None else got <= latency_ms))
+        out.append(
+            Budget(
+                "latency_ms",
+                latency_ms,
+                got,
+                "ms",
+                f"p99 at batch 1, {fast.backend if fast else 'no backend'}",
+                None if got is None else got <= latency_ms,
+            )
+        )
     if memory_mb is not None:
         got = fast.peak_mem_mb if fast else None
-        out.append(Budget("memory_mb", memory_mb, got, "MB",
-                          f"RAM to serve at batch 1, {fast.backend if fast else 'no backend'} ({fast.mem_method if fast else ''})",
-                          None if got is None else got <= memory_mb))
+        out.append(
+            Budget(
+                "memory_mb",
+                memory_mb,
+                got,
+                "MB",
+                f"RAM to serve at batch 1, {fast.backend if fast else 'no backend'} ({fast.mem_method if fast else ''})",
+                None if got is None else got <= memory_mb,
+            )
+        )
     if size_mb is not None:
         ok_int8 = any(r.backend == "onnxruntime-int8" and r.ok for r in bench.rows)
         candidates = {k: v for k, v in sizes.items() if k != "int8 onnx" or ok_int8}
         best = min(candidates, key=candidates.get) if candidates else None
         got = candidates.get(best) if best else None
-        out.append(Budget("size_mb", size_mb, got, "MB", f"smallest matching artifact: {best}",
-                          None if got is None else got <= size_mb))
+        out.append(
+            Budget(
+                "size_mb",
+                size_mb,
+                got,
+                "MB",
+                f"smallest matching artifact: {best}",
+                None if got is None else got <= size_mb,
+            )
+        )
     return out

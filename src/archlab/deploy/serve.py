@@ -26,8 +26,15 @@ from typing import Any
 
 import numpy as np
 
-_NP_DTYPES = {"float32": np.float32, "float64": np.float64, "float16": np.float16, "int64": np.int64,
-              "int32": np.int32, "bool": np.bool_, "uint8": np.uint8}
+_NP_DTYPES = {
+    "float32": np.float32,
+    "float64": np.float64,
+    "float16": np.float16,
+    "int64": np.int64,
+    "int32": np.int32,
+    "bool": np.bool_,
+    "uint8": np.uint8,
+}
 
 
 class Predictor:
@@ -100,8 +107,15 @@ def load(export_dir: str | Path, **kwargs: Any) -> Predictor:
     return Predictor(export_dir, **kwargs)
 
 
-def predict_file(export_dir: str | Path, input_path: str | Path, output_path: str | Path | None = None, *,
-                 int8: bool = False, normalize: bool = False, threads: int | None = None) -> np.ndarray:
+def predict_file(
+    export_dir: str | Path,
+    input_path: str | Path,
+    output_path: str | Path | None = None,
+    *,
+    int8: bool = False,
+    normalize: bool = False,
+    threads: int | None = None,
+) -> np.ndarray:
     """Predict on an ``.npy`` (first input) or ``.npz`` (inputs by name) file; return (and save)
     the first output."""
     p = Predictor(export_dir, int8=int8, threads=threads)

@@ -14,6 +14,20 @@ from archlab.design.recommend import Advice, RecCandidate, Recommendation, recom
 from archlab.design.rules import RULES, Rule, rules_for
 
 __all__ = [
-    "Advice", "Candidate", "DataFacts", "FAMILY_KNOBS", "Knob", "RULES", "RecCandidate", "Recommendation",
-    "Rule", "SizedConfig", "autosize", "inspect_data", "knobs_for", "measure_latency_ms", "recommend", "rules_for",
+    "Advice",
+    "Candidate",
+    "DataFacts",
+    "FAMILY_KNOBS",
+    "Knob",
+    "RULES",
+    "RecCandidate",
+    "Recommendation",
+    "Rule",
+    "SizedConfig",
+    "autosize",
+    "inspect_data",
+    "knobs_for",
+    "measure_latency_ms",
+    "recommend",
+    "rules_for",
 ]

@@ -52,8 +52,10 @@ class Candidate:
     pareto: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in ("width", "depth", "knobs", "params", "flops", "memory_mb",
-                                              "latency_ms", "fits", "over", "pareto")}
+        return {
+            k: getattr(self, k)
+            for k in ("width", "depth", "knobs", "params", "flops", "memory_mb", "latency_ms", "fits", "over", "pareto")
+        }
 
 
 @dataclass
@@ -90,11 +92,20 @@ class SizedConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "schema_version": SCHEMA_VERSION, "name": self.name, "family": self.family,
-            "overrides": self.overrides, "params": self.params, "flops": self.flops,
-            "memory_mb": self.memory_mb, "latency_ms": self.latency_ms, "budgets": self.budgets,
-            "fits": self.fits, "stop_reason": self.stop_reason, "batch": self.batch,
-            "latency_method": self.latency_method, "elapsed_s": round(self.elapsed_s, 3),
+            "schema_version": SCHEMA_VERSION,
+            "name": self.name,
+            "family": self.family,
+            "overrides": self.overrides,
+            "params": self.params,
+            "flops": self.flops,
+            "memory_mb": self.memory_mb,
+            "latency_ms": self.latency_ms,
+            "budgets": self.budgets,
+            "fits": self.fits,
+            "stop_reason": self.stop_reason,
+            "batch": self.batch,
+            "latency_method": self.latency_method,
+            "elapsed_s": round(self.elapsed_s, 3),
             "candidates": [c.to_dict() for c in self.candidates],
         }
 
@@ -106,13 +117,16 @@ class SizedConfig:
         """A run-file ``model:`` section that ``archlab train`` accepts."""
         import yaml
 
-        head = (f"# {self.name} sized by archlab autosize: {self.params:,} parameters"
-                + (f", {self.flops:,} FLOPs/sample batch {self.batch}" if self.flops else "")
-                + f"; {self.stop_reason}\n")
+        head = (
+            f"# {self.name} sized by archlab autosize: {self.params:,} parameters"
+            + (f", {self.flops:,} FLOPs/sample batch {self.batch}" if self.flops else "")
+            + f"; {self.stop_reason}\n"
+        )
         return head + yaml.safe_dump({"model": self.model_section()}, sort_keys=False, default_flow_style=None)
 
 
 # -- measuring one candidate ------------------------------------------------------------------------
+
 
 def _param_count(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
@@ -160,8 +174,9 @@ def _threads(n: int | None):
         torch.set_num_threads(old)
 
 
-def measure_latency_ms(name: str, overrides: dict[str, Any], batch: int = 1,
-                       threads: int | None = None) -> tuple[float, str]:
+def measure_latency_ms(
+    name: str, overrides: dict[str, Any], batch: int = 1, threads: int | None = None
+) -> tuple[float, str]:
     """Build ``name`` on the CPU and time one inference forward at ``batch`` (ms, method)."""
     from archlab.registry import create
 
@@ -179,17 +194,19 @@ def measure_latency_ms(name: str, overrides: dict[str, Any], batch: int = 1,
 
 # -- the search -----------------------------------------------------------------------------------
 
+
 class _Search:
-    def __init__(self, name: str, base: dict[str, Any], budgets: dict[str, Any], batch: int,
-                 threads: int | None):
+    def __init__(self, name: str, base: dict[str, Any], budgets: dict[str, Any], batch: int, threads: int | None):
         from archlab.registry import get_entry
 
         self.name, self.entry = name, get_entry(name)
         self.base, self.budgets, self.batch, self.threads = base, budgets, batch, threads
         self.knobs = K.knobs_for(self.entry, base)
         if not self.knobs:
-            raise ConfigError(f"autosize: family {self.entry.family!r} of {name!r} declares no scaling knobs "
-                              f"(known families: {', '.join(sorted(K.FAMILY_KNOBS))})")
+            raise ConfigError(
+                f"autosize: family {self.entry.family!r} of {name!r} declares no scaling knobs "
+                f"(known families: {', '.join(sorted(K.FAMILY_KNOBS))})"
+            )
         self.cache: dict[str, Candidate] = {}
         self.latency_method: str | None = None
 
@@ -222,7 +239,8 @@ class _Search:
                 cand.fits = False
             else:
                 cand.latency_ms, self.latency_method = measure_latency_ms(
-                    self.name, cand._cfg, self.batch, self.threads)  # type: ignore[attr-defined]
+                    self.name, cand._cfg, self.batch, self.threads
+                )  # type: ignore[attr-defined]
                 self._judge(cand)
         return cand
 
@@ -298,8 +316,11 @@ class _Search:
 
 
 def _budgets(params_max, flops_max, latency_ms, memory_mb) -> dict[str, Any]:
-    budgets = {k: v for k, v in dict(params_max=params_max, flops_max=flops_max, latency_ms=latency_ms,
-                                     memory_mb=memory_mb).items() if v is not None}
+    budgets = {
+        k: v
+        for k, v in dict(params_max=params_max, flops_max=flops_max, latency_ms=latency_ms, memory_mb=memory_mb).items()
+        if v is not None
+    }
     for k, v in budgets.items():
         if not isinstance(v, (int, float)) or v <= 0:
             raise ConfigError(f"autosize: {k} must be a positive number; got {v!r}")
@@ -316,16 +337,27 @@ def _mark_pareto(cands: list[Candidate]) -> None:
 
     for c in fitting:
         c.pareto = not any(
-            o is not c and o.params >= c.params and all(a <= b for a, b in zip(cost(o), cost(c)))
+            o is not c
+            and o.params >= c.params
+            and all(a <= b for a, b in zip(cost(o), cost(c)))
             and (o.params > c.params or cost(o) != cost(c))
             for o in fitting
         )
 
 
-def autosize(name: str, data: Any = None, *, params_max: int | None = None, flops_max: int | None = None,
-             latency_ms: float | None = None, memory_mb: float | None = None, batch: int = 1,
-             threads: int | None = None, task: str | None = None,
-             overrides: dict[str, Any] | None = None) -> SizedConfig:
+def autosize(
+    name: str,
+    data: Any = None,
+    *,
+    params_max: int | None = None,
+    flops_max: int | None = None,
+    latency_ms: float | None = None,
+    memory_mb: float | None = None,
+    batch: int = 1,
+    threads: int | None = None,
+    task: str | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> SizedConfig:
     """The largest config of ``name``'s family within every budget given.
 
     Args:
@@ -384,8 +416,18 @@ def autosize(name: str, data: Any = None, *, params_max: int | None = None, flop
     keep = set(fitted) | set(user) | set(K.knob_values(search.knobs, cfg))
     sized = {k: v for k, v in cfg.items() if k in keep}
     return SizedConfig(
-        name=name, family=entry.family, overrides=sized, params=chosen.params, flops=chosen.flops,
-        memory_mb=chosen.memory_mb, latency_ms=chosen.latency_ms, budgets=budgets, fits=fits,
-        stop_reason=stop, candidates=sorted(cands, key=lambda c: c.params),
-        latency_method=search.latency_method, batch=batch, elapsed_s=time.perf_counter() - t0,
+        name=name,
+        family=entry.family,
+        overrides=sized,
+        params=chosen.params,
+        flops=chosen.flops,
+        memory_mb=chosen.memory_mb,
+        latency_ms=chosen.latency_ms,
+        budgets=budgets,
+        fits=fits,
+        stop_reason=stop,
+        candidates=sorted(cands, key=lambda c: c.params),
+        latency_method=search.latency_method,
+        batch=batch,
+        elapsed_s=time.perf_counter() - t0,
     )

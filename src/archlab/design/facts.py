@@ -14,9 +14,7 @@ from typing import Any
 import torch
 
 from archlab import capabilities
-from archlab.errors import DataError
-
-OUT_FIELDS = ("num_classes", "out_features", "out_channels", "output_size", "num_outputs")
+from archlab.errors import ConfigError, DataError
 
 
 @dataclass
@@ -67,8 +65,9 @@ def inspect_data(bundle, task: str | None = None) -> DataFacts:
     info = dict(bundle.info or {})
     x = bundle.train.inputs[0] if bundle.train is not None and bundle.train.inputs else None
     y = bundle.train.target if bundle.train is not None else None
-    facts = DataFacts(name=bundle.name, modality=capabilities.modality(bundle.modality),
-                      task=capabilities.task(task or bundle.task))
+    facts = DataFacts(
+        name=bundle.name, modality=capabilities.modality(bundle.modality), task=capabilities.task(task or bundle.task)
+    )
     facts.input_shape = list(info.get("input_shape") or (list(x.shape[1:]) if x is not None else [])) or None
     facts.n_samples = len(bundle.train) if bundle.train is not None else None
     facts.num_classes = info.get("num_classes")
@@ -80,8 +79,12 @@ def inspect_data(bundle, task: str | None = None) -> DataFacts:
     facts.image_size = list(info["image_size"]) if info.get("image_size") else None
     if facts.modality == "time_series" and facts.seq_len is None and x is not None and x.ndim == 3:
         facts.seq_len = int(x.shape[-1])
-    if (facts.num_classes and isinstance(y, torch.Tensor) and not y.is_floating_point()
-            and facts.task in ("classification", "graph_classification", "node_classification", "ctr")):
+    if (
+        facts.num_classes
+        and isinstance(y, torch.Tensor)
+        and not y.is_floating_point()
+        and facts.task in ("classification", "graph_classification", "node_classification", "ctr")
+    ):
         labels = y[bundle.train.mask] if bundle.train.mask is not None else y
         labels = labels.reshape(-1)
         labels = labels[labels >= 0]
@@ -94,14 +97,13 @@ def inspect_data(bundle, task: str | None = None) -> DataFacts:
     return facts
 
 
-def facts_from_args(modality: str | None, task: str | None, input_shape=None, n_samples=None,
-                    num_classes=None, seq_len=None) -> DataFacts:
+def facts_from_args(
+    modality: str | None, task: str | None, input_shape=None, n_samples=None, num_classes=None, seq_len=None
+) -> DataFacts:
     """Facts from the caller's words when there is no data."""
     if modality is None:
-        raise DataError("recommend needs data, or modality= (one of "
-                        f"{', '.join(capabilities.MODALITIES)})")
-    facts = DataFacts(modality=capabilities.modality(modality),
-                      task=capabilities.task(task) if task else None)
+        raise DataError(f"recommend needs data, or modality= (one of {', '.join(capabilities.MODALITIES)})")
+    facts = DataFacts(modality=capabilities.modality(modality), task=capabilities.task(task) if task else None)
     facts.input_shape = list(input_shape) if input_shape else None
     facts.n_samples, facts.num_classes, facts.seq_len = n_samples, num_classes, seq_len
     shape = facts.input_shape or []
@@ -116,77 +118,48 @@ def facts_from_args(modality: str | None, task: str | None, input_shape=None, n_
     return facts
 
 
-def fit_to_data(entry, bundle=None, task: str | None = None, facts: DataFacts | None = None,
-                user: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Overrides that fit ``entry``'s config to the data (the rule of ``archlab.runs.adapt``).
+def fit_to_data(
+    entry, bundle=None, task: str | None = None, facts: DataFacts | None = None, user: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Overrides that fit ``entry``'s config to the data, by the one rule of :mod:`archlab.tasks.adapt`.
 
     With a bundle the task's own ``model_overrides`` gives the output size; with facts only, the
-    class count / input width / sequence length of the facts are used.
+    class count / input width / sequence length / image size of the facts are used.
     """
-    fields = entry.config.model_fields
-    user = dict(user or {})
+    from archlab.tasks import get_task
+    from archlab.tasks.adapt import adapt_overrides
+
+    fields = dict(entry.config.model_fields)
     defaults = entry.config.build(entry.defaults).model_dump()
-    derived: dict[str, Any] = {}
-    info = dict(bundle.info) if bundle is not None else {}
-    if facts is not None and bundle is None:
-        info = {k: v for k, v in {"in_features": facts.in_features, "num_classes": facts.num_classes,
-                                   "seq_len": facts.seq_len, "vocab_size": facts.vocab_size}.items() if v}
+    if bundle is not None:
+        try:
+            task_obj = get_task(task or bundle.task)
+        except ConfigError:  # no trainer for this task: sizes from the data's facts only
+            task_obj = None
+        x = bundle.train.inputs[0] if bundle.train.inputs else None
+        return adapt_overrides(
+            fields,
+            dict(bundle.info),
+            task=task_obj,
+            data=bundle if task_obj else None,
+            x=x,
+            user=user,
+            defaults=defaults,
+        )
+    info: dict[str, Any] = {}
+    if facts is not None:
+        info = {
+            k: v
+            for k, v in {
+                "in_features": facts.in_features,
+                "num_classes": facts.num_classes,
+                "seq_len": facts.seq_len,
+                "vocab_size": facts.vocab_size,
+            }.items()
+            if v
+        }
         if facts.input_shape and facts.modality in ("image", "time_series") and len(facts.input_shape) >= 2:
             info["in_channels"] = facts.input_shape[0]
         if facts.image_size:
             info["image_size"] = facts.image_size
-    x = bundle.train.inputs[0] if bundle is not None and bundle.train.inputs else None
-    in_features = info.get("in_features") or (
-        int(x.shape[1]) if x is not None and x.ndim == 2 and x.is_floating_point() else None)
-    if in_features:
-        derived["in_features"] = int(in_features)
-    if info.get("in_channels"):
-        derived["in_channels"] = int(info["in_channels"])
-    if info.get("in_channels") or in_features:
-        derived["input_size"] = int(info.get("in_channels") or in_features)
-    if info.get("vocab_size") or info.get("vocab"):
-        derived["vocab_size"] = int(info.get("vocab_size") or len(info["vocab"]))
-    if info.get("seq_len"):
-        derived["seq_len"] = derived["input_length"] = derived["length"] = int(info["seq_len"])
-        for key in ("block_size", "max_seq_len"):
-            current = defaults.get(key)
-            if current is None or int(info["seq_len"]) > int(current):
-                derived[key] = int(info["seq_len"])
-    if info.get("image_size"):
-        size = [int(s) for s in info["image_size"]]
-        derived["input_size"] = size if defaults.get("dims", 2) == 2 else size[-1:]
-        derived["example_size"] = derived["image_size"] = size[-1]
-    out = None
-    if bundle is not None:
-        try:
-            from archlab.tasks import get_task
-
-            task_out = get_task(task or bundle.task).model_overrides(info, bundle)
-        except Exception:  # a task that cannot read this data: fall back to the class count
-            task_out = {}
-        if task_out.get("horizon"):
-            derived["horizon"] = task_out["horizon"]
-        out = task_out.get("out")
-        if out and "horizon" in fields and task_out.get("horizon"):
-            out = max(1, out // task_out["horizon"])
-        if task_out.get("vocab"):
-            derived["vocab_size"] = int(task_out["vocab"])
-        derived.update(task_out.get("fields") or {})
-    if out is None:
-        out = info.get("num_classes") or info.get("out_features")
-    if out:
-        for key in OUT_FIELDS:
-            if key in fields:
-                derived[key] = int(out)
-                break
-    return {k: v for k, v in derived.items() if k in fields and k not in user and _accepts(fields[k], v)}
-
-
-def _accepts(field_info, value: Any) -> bool:
-    from pydantic import TypeAdapter, ValidationError
-
-    try:
-        TypeAdapter(field_info.annotation).validate_python(value)
-    except ValidationError:
-        return False
-    return True
+    return adapt_overrides(fields, info, user=user, defaults=defaults)

@@ -118,9 +118,9 @@ def knobs_for(entry, config: dict[str, Any] | None = None) -> tuple[Knob, ...]:
     fields = set(entry.config.model_fields)
     if entry.knobs:
         knobs = tuple(
-            Knob(f, "width" if role == "width" else "depth",
-                 "scale" if role == "width" else "repeat")
-            for f, role in entry.knobs.items() if role in ("width", "depth")
+            Knob(f, "width" if role == "width" else "depth", "scale" if role == "width" else "repeat")
+            for f, role in entry.knobs.items()
+            if role in ("width", "depth")
         )
     else:
         knobs = FAMILY_KNOBS.get(entry.family, ())
@@ -146,8 +146,9 @@ def _round_width(value: float, knob: Knob) -> int:
     return min(knob.maximum, v)
 
 
-def apply(knobs: tuple[Knob, ...], base: dict[str, Any], width: float, depth: float,
-          family: str = "") -> dict[str, Any]:
+def apply(
+    knobs: tuple[Knob, ...], base: dict[str, Any], width: float, depth: float, family: str = ""
+) -> dict[str, Any]:
     """``base`` with every width knob times ``width`` and every depth knob times ``depth``.
 
     Depth is applied first (a ``length`` knob changes the list that widths then scale).

@@ -45,15 +45,22 @@ TRADEOFFS = {
 
 #: the alternatives the seeds name next to the first pick (seed 001 "when to use what").
 ALTERNATIVES = {
-    ("tabular", "ctr"): "plain MLP", ("tabular", "classification"): "gradient-boosted trees",
+    ("tabular", "ctr"): "plain MLP",
+    ("tabular", "classification"): "gradient-boosted trees",
     ("tabular", "regression"): "gradient-boosted trees",
-    ("image", "classification"): "ConvNeXt, EfficientNet", ("image", "segmentation"): "FPN, Mask R-CNN",
-    ("text", "classification"): "BiLSTM+CRF (small)", ("text", "tagging"): "BiLSTM+CRF",
-    ("text", "language_modeling"): "RNN-LM (on-device)", ("text", "seq2seq"): "CTC+attention hybrids",
+    ("image", "classification"): "ConvNeXt, EfficientNet",
+    ("image", "segmentation"): "FPN, Mask R-CNN",
+    ("text", "classification"): "BiLSTM+CRF (small)",
+    ("text", "tagging"): "BiLSTM+CRF",
+    ("text", "language_modeling"): "RNN-LM (on-device)",
+    ("text", "seq2seq"): "CTC+attention hybrids",
     ("time_series", "forecasting"): "S4/SSM, classical (seasonal naive, ARIMA)",
-    ("time_series", "classification"): "S4/SSM, classical", ("graph", "node_classification"): "Graph Transformers",
-    ("graph", "graph_classification"): "Graph Transformers", ("image", "contrastive"): "Triplet, ArcFace",
-    ("image", "diffusion"): "GANs, autoregressive", ("image", "gan"): "Diffusion",
+    ("time_series", "classification"): "S4/SSM, classical",
+    ("graph", "node_classification"): "Graph Transformers",
+    ("graph", "graph_classification"): "Graph Transformers",
+    ("image", "contrastive"): "Triplet, ArcFace",
+    ("image", "diffusion"): "GANs, autoregressive",
+    ("image", "gan"): "Diffusion",
 }
 
 
@@ -110,9 +117,24 @@ class RecCandidate:
         return "; ".join(self.reasons)
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in ("rank", "name", "family", "score", "reasons", "tradeoffs",
-                                              "overrides", "params", "flops", "latency_ms", "fits_budget",
-                                              "budget_note", "notes")}
+        return {
+            k: getattr(self, k)
+            for k in (
+                "rank",
+                "name",
+                "family",
+                "score",
+                "reasons",
+                "tradeoffs",
+                "overrides",
+                "params",
+                "flops",
+                "latency_ms",
+                "fits_budget",
+                "budget_note",
+                "notes",
+            )
+        }
 
 
 @dataclass
@@ -134,23 +156,30 @@ class Recommendation:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "schema_version": SCHEMA_VERSION, "facts": self.facts.to_dict(), "budgets": self.budgets,
+            "schema_version": SCHEMA_VERSION,
+            "facts": self.facts.to_dict(),
+            "budgets": self.budgets,
             "rules_fired": self.rules_fired,
             "rules": {rid: R.RULES_BY_ID[rid].to_dict() for rid in self.rules_fired if rid in R.RULES_BY_ID},
             "candidates": [c.to_dict() for c in self.candidates],
-            "warnings": [w.to_dict() for w in self.warnings], "alternatives": self.alternatives,
-            "baseline": self.baseline, "latency_method": self.latency_method,
+            "warnings": [w.to_dict() for w in self.warnings],
+            "alternatives": self.alternatives,
+            "baseline": self.baseline,
+            "latency_method": self.latency_method,
         }
 
 
 # -- per-candidate checks ---------------------------------------------------------------------------
+
 
 def tcn_receptive_field(channels: list[int], kernel_size: int) -> int:
     """Receptive field of archlab's TCN: two dilated convolutions per level, dilation 2**i."""
     return 1 + 2 * (kernel_size - 1) * sum(2**i for i in range(len(channels)))
 
 
-def _candidate_checks(entry, cfg: dict[str, Any], facts: DataFacts, fired_ids: set[str]) -> list[tuple[str, str, float]]:
+def _candidate_checks(
+    entry, cfg: dict[str, Any], facts: DataFacts, fired_ids: set[str]
+) -> list[tuple[str, str, float]]:
     """(rule id, note, score delta) for checks that need the candidate's config."""
     out = []
     if entry.family == "tcn" and cfg.get("channels"):
@@ -186,11 +215,16 @@ def _hgb_baseline(bundle, task: str) -> dict[str, Any] | None:
         model = HistGradientBoostingRegressor(random_state=0).fit(x, y.reshape(len(y), -1)[:, 0])
         metric = "mae"
         value = float(abs(model.predict(xt) - yt.reshape(len(yt), -1)[:, 0]).mean())
-    return {"model": "sklearn HistGradientBoosting", "metric": metric, "value": value,
-            "split": "test" if bundle.test is not None else "val"}
+    return {
+        "model": "sklearn HistGradientBoosting",
+        "metric": metric,
+        "value": value,
+        "split": "test" if bundle.test is not None else "val",
+    }
 
 
 # -- the advisor ------------------------------------------------------------------------------------
+
 
 def _candidates(modality: str, task: str | None) -> list[str]:
     from archlab.registry import list_models
@@ -201,12 +235,25 @@ def _candidates(modality: str, task: str | None) -> list[str]:
     return names
 
 
-def recommend(data: Any = None, *, modality: str | None = None, task: str | None = None,
-              input_shape: Any = None, n_samples: int | None = None, num_classes: int | None = None,
-              seq_len: int | None = None, latency_ms: float | None = None, batch: int | None = None,
-              params_max: int | None = None, flops_max: int | None = None, memory_mb: float | None = None,
-              size_mb: float | None = None, streaming: bool = False, pretrained_ok: bool = True,
-              top: int = 5) -> Recommendation:
+def recommend(
+    data: Any = None,
+    *,
+    modality: str | None = None,
+    task: str | None = None,
+    input_shape: Any = None,
+    n_samples: int | None = None,
+    num_classes: int | None = None,
+    seq_len: int | None = None,
+    latency_ms: float | None = None,
+    batch: int | None = None,
+    params_max: int | None = None,
+    flops_max: int | None = None,
+    memory_mb: float | None = None,
+    size_mb: float | None = None,
+    streaming: bool = False,
+    pretrained_ok: bool = True,
+    top: int = 5,
+) -> Recommendation:
     """Rank registry presets for this data and these constraints, with reasons.
 
     Args:
@@ -238,17 +285,29 @@ def recommend(data: Any = None, *, modality: str | None = None, task: str | None
     if size_mb is not None:
         cap = int(size_mb * 1e6 / 4)
         params_max = min(params_max, cap) if params_max else cap
-    budgets = {k: v for k, v in dict(params_max=params_max, flops_max=flops_max, latency_ms=latency_ms,
-                                     memory_mb=memory_mb).items() if v is not None}
-    ctx = Context(facts, batch=batch or 1, batch_given=batch is not None, latency_ms=latency_ms,
-                  budgets=budgets, streaming=streaming, pretrained_ok=pretrained_ok)
+    budgets = {
+        k: v
+        for k, v in dict(params_max=params_max, flops_max=flops_max, latency_ms=latency_ms, memory_mb=memory_mb).items()
+        if v is not None
+    }
+    ctx = Context(
+        facts,
+        batch=batch or 1,
+        batch_given=batch is not None,
+        latency_ms=latency_ms,
+        budgets=budgets,
+        streaming=streaming,
+        pretrained_ok=pretrained_ok,
+    )
     fired = R.fired(ctx)
     fired_ids = {r.id for r in fired}
 
     names = _candidates(facts.modality, facts.task)
     if not names:
-        raise ConfigError(f"no registered model trains on {facts.modality} for task {facts.task!r} "
-                          f"(see `archlab models --modality {facts.modality}`)")
+        raise ConfigError(
+            f"no registered model trains on {facts.modality} for task {facts.task!r} "
+            f"(see `archlab models --modality {facts.modality}`)"
+        )
     rows, extra_ids, latency_method = _rank(names, bundle, facts, fired, fired_ids, budgets, ctx)
     rows = _diverse(rows)[:top]
     for i, row in enumerate(rows, 1):
@@ -273,9 +332,16 @@ def recommend(data: Any = None, *, modality: str | None = None, task: str | None
         except Exception as exc:  # the baseline is a courtesy; never fail the advice for it
             log.debug("baseline failed: %s", exc)
     rules_fired = [r.id for r in fired] + [rid for rid in extra_ids if rid not in fired_ids]
-    return Recommendation(facts=facts, budgets=budgets, rules_fired=rules_fired, candidates=rows,
-                          warnings=warnings, alternatives=ALTERNATIVES.get((facts.modality, facts.task)),
-                          baseline=baseline, latency_method=latency_method)
+    return Recommendation(
+        facts=facts,
+        budgets=budgets,
+        rules_fired=rules_fired,
+        candidates=rows,
+        warnings=warnings,
+        alternatives=ALTERNATIVES.get((facts.modality, facts.task)),
+        baseline=baseline,
+        latency_method=latency_method,
+    )
 
 
 def _flops(name: str, overrides: dict[str, Any], batch: int) -> int | None:
@@ -327,8 +393,14 @@ def _rank(names, bundle, facts, fired, fired_ids, budgets, ctx):
         params = flops = lat = None
         try:
             if budgets:
-                sized = autosize(name, bundle, task=facts.task, batch=ctx.batch,
-                                 overrides=fitted if bundle is None else None, **budgets)
+                sized = autosize(
+                    name,
+                    bundle,
+                    task=facts.task,
+                    batch=ctx.batch,
+                    overrides=fitted if bundle is None else None,
+                    **budgets,
+                )
                 overrides, fits, note = sized.overrides, sized.fits, sized.stop_reason
                 params, flops, lat = sized.params, sized.flops, sized.latency_ms
                 latency_method = sized.latency_method or latency_method
@@ -342,8 +414,23 @@ def _rank(names, bundle, facts, fired, fired_ids, budgets, ctx):
             continue
         if not reasons:
             reasons.append(f"registry: trains on {facts.modality} for {facts.task}")
-        rows.append(RecCandidate(0, name, entry.family, score, reasons, TRADEOFFS.get(entry.family, ""),
-                                 overrides, params, flops, lat, fits, note, notes))
+        rows.append(
+            RecCandidate(
+                0,
+                name,
+                entry.family,
+                score,
+                reasons,
+                TRADEOFFS.get(entry.family, ""),
+                overrides,
+                params,
+                flops,
+                lat,
+                fits,
+                note,
+                notes,
+            )
+        )
     rows.sort(key=lambda r: (-r.fits_budget, -r.score, r.params or 0))
     return rows, extra, latency_method
 

@@ -18,12 +18,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-SMALL_TABULAR = 10_000      # rows below which gradient-boosted trees usually beat an MLP
-IMBALANCE_RATIO = 3.0       # largest / smallest class count that calls for weighting
-BN_MIN_BATCH = 8            # below this BatchNorm's batch statistics are too noisy
-FEW_SAMPLES = 64            # a training split this small gives tiny batches whatever the setting
-LONG_FOR_RNN = 200          # steps beyond which recurrent nets struggle to carry information
-SMALL_IMAGE_SET = 20_000    # images below which a ViT trained from scratch loses to a CNN
+SMALL_TABULAR = 10_000  # rows below which gradient-boosted trees usually beat an MLP
+IMBALANCE_RATIO = 3.0  # largest / smallest class count that calls for weighting
+BN_MIN_BATCH = 8  # below this BatchNorm's batch statistics are too noisy
+FEW_SAMPLES = 64  # a training split this small gives tiny batches whatever the setting
+LONG_FOR_RNN = 200  # steps beyond which recurrent nets struggle to carry information
+SMALL_IMAGE_SET = 20_000  # images below which a ViT trained from scratch loses to a CNN
 
 
 @dataclass(frozen=True)
@@ -38,8 +38,15 @@ class Rule:
     kind: str = "prefer"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "modality": self.modality, "advice": self.advice, "source": self.source,
-                "prefer": dict(self.prefer), "fix": self.fix, "kind": self.kind}
+        return {
+            "id": self.id,
+            "modality": self.modality,
+            "advice": self.advice,
+            "source": self.source,
+            "prefer": dict(self.prefer),
+            "fix": self.fix,
+            "kind": self.kind,
+        }
 
 
 def _task(*tasks: str) -> Callable[[Any], bool]:
@@ -54,80 +61,188 @@ S004_KEYS = "seed 004 design considerations"
 
 RULES: tuple[Rule, ...] = (
     # -- any modality ---------------------------------------------------------------------------
-    Rule("streaming", "*", lambda c: c.streaming,
-         "Streaming / on-device use: a recurrent, causal-convolution or state-space model keeps a "
-         "constant cost per step, full attention does not.", S001_CHECK,
-         {"rnn": 3, "tcn": 3, "ssm": 3, "transformer": -2, "vit": -2},
-         fix="rank RNN / TCN / SSM first", kind="warning"),
-    Rule("class-imbalance", "*", lambda c: (c.facts.imbalance or 1) >= IMBALANCE_RATIO,
-         "Classes are imbalanced: weight the loss by inverse class frequency (or use focal loss / "
-         "resampling) and judge by F1 or AUROC, not accuracy.", S001_GOTCHA,
-         fix='train.class_weights="balanced"', kind="warning"),
-    Rule("tiny-batch-batchnorm", "*",
-         lambda c: (c.batch_given and c.batch < BN_MIN_BATCH) or (c.facts.n_samples or 10**9) < FEW_SAMPLES,
-         "Batches will be tiny: BatchNorm's statistics become noise; use GroupNorm or LayerNorm.",
-         S001_GOTCHA, fix='norm="group" (CNN, ResNet, U-Net) or norm="layer" (MLP)', kind="warning"),
-    Rule("generative-diffusion", "*", _task("diffusion", "gan", "vae", "flow"),
-         "Generating samples: diffusion gives the best fidelity and trains stably; GANs are faster to "
-         "sample, VAEs and flows give likelihoods.", S001_TABLE, {"diffusion": 2, "gan": 1, "vae": 1, "flow": 1}),
-    Rule("contrastive-siamese", "*", _task("contrastive"),
-         "Retrieval / verification: a Siamese encoder trained contrastively builds a metric space.",
-         S001_TABLE, {"siamese": 3}),
+    Rule(
+        "streaming",
+        "*",
+        lambda c: c.streaming,
+        "Streaming / on-device use: a recurrent, causal-convolution or state-space model keeps a "
+        "constant cost per step, full attention does not.",
+        S001_CHECK,
+        {"rnn": 3, "tcn": 3, "ssm": 3, "transformer": -2, "vit": -2},
+        fix="rank RNN / TCN / SSM first",
+        kind="warning",
+    ),
+    Rule(
+        "class-imbalance",
+        "*",
+        lambda c: (c.facts.imbalance or 1) >= IMBALANCE_RATIO,
+        "Classes are imbalanced: weight the loss by inverse class frequency (or use focal loss / "
+        "resampling) and judge by F1 or AUROC, not accuracy.",
+        S001_GOTCHA,
+        fix='train.class_weights="balanced"',
+        kind="warning",
+    ),
+    Rule(
+        "tiny-batch-batchnorm",
+        "*",
+        lambda c: (c.batch_given and c.batch < BN_MIN_BATCH) or (c.facts.n_samples or 10**9) < FEW_SAMPLES,
+        "Batches will be tiny: BatchNorm's statistics become noise; use GroupNorm or LayerNorm.",
+        S001_GOTCHA,
+        fix='norm="group" (CNN, ResNet, U-Net) or norm="layer" (MLP)',
+        kind="warning",
+    ),
+    Rule(
+        "generative-diffusion",
+        "*",
+        _task("diffusion", "gan", "vae", "flow"),
+        "Generating samples: diffusion gives the best fidelity and trains stably; GANs are faster to "
+        "sample, VAEs and flows give likelihoods.",
+        S001_TABLE,
+        {"diffusion": 2, "gan": 1, "vae": 1, "flow": 1},
+    ),
+    Rule(
+        "contrastive-siamese",
+        "*",
+        _task("contrastive"),
+        "Retrieval / verification: a Siamese encoder trained contrastively builds a metric space.",
+        S001_TABLE,
+        {"siamese": 3},
+    ),
     # -- tabular ---------------------------------------------------------------------------------
-    Rule("tabular-mlp", "tabular", _task("classification", "regression"),
-         "Dense tabular features with no spatial or temporal structure: an MLP is the neural choice.",
-         S004_GUIDE, {"mlp": 3}),
-    Rule("tabular-small-trees", "tabular",
-         lambda c: c.task in ("classification", "regression") and (c.facts.n_samples or 10**9) < SMALL_TABULAR,
-         "Small tabular data: gradient-boosted trees often beat an MLP; compare against the "
-         "HistGradientBoosting baseline before trusting the network.", S001_GOTCHA,
-         fix="report a scikit-learn HistGradientBoosting baseline on the same split", kind="warning"),
-    Rule("tabular-sparse-ids", "tabular", lambda c: c.task == "ctr" or bool(c.facts.extra.get("field_sizes")),
-         "Sparse categorical IDs beside dense features (CTR, ranking): Wide & Deep or DLRM embed each field.",
-         S001_TABLE, {"recsys": 3, "mlp": 1}),
+    Rule(
+        "tabular-mlp",
+        "tabular",
+        _task("classification", "regression"),
+        "Dense tabular features with no spatial or temporal structure: an MLP is the neural choice.",
+        S004_GUIDE,
+        {"mlp": 3},
+    ),
+    Rule(
+        "tabular-small-trees",
+        "tabular",
+        lambda c: c.task in ("classification", "regression") and (c.facts.n_samples or 10**9) < SMALL_TABULAR,
+        "Small tabular data: gradient-boosted trees often beat an MLP; compare against the "
+        "HistGradientBoosting baseline before trusting the network.",
+        S001_GOTCHA,
+        fix="report a scikit-learn HistGradientBoosting baseline on the same split",
+        kind="warning",
+    ),
+    Rule(
+        "tabular-sparse-ids",
+        "tabular",
+        lambda c: c.task == "ctr" or bool(c.facts.extra.get("field_sizes")),
+        "Sparse categorical IDs beside dense features (CTR, ranking): Wide & Deep or DLRM embed each field.",
+        S001_TABLE,
+        {"recsys": 3, "mlp": 1},
+    ),
     # -- image -----------------------------------------------------------------------------------
-    Rule("image-cnn", "image", _task("classification"),
-         "Images carry spatial structure: convolutions (ResNet first, a plain CNN when small) "
-         "build it in; ViT needs pretraining or lots of data to catch up.", S001_TABLE + "; " + S004_GUIDE,
-         {"resnet": 3, "cnn": 2, "vit": 1}),
-    Rule("image-small-no-vit", "image",
-         lambda c: c.task == "classification" and ((c.facts.n_samples or 10**9) < SMALL_IMAGE_SET or not c.pretrained_ok),
-         "Few images and no pretrained weights: a ViT lacks the convolutional inductive bias; prefer a CNN/ResNet.",
-         S001_CHECK, {"vit": -3}),
-    Rule("image-segmentation-unet", "image", _task("segmentation"),
-         "Per-pixel labels: U-Net's multi-scale encoder with skip connections to the decoder.",
-         S001_TABLE, {"unet": 3}),
-    Rule("deep-needs-skips", "image", lambda c: c.task == "classification" and (c.facts.n_samples or 0) >= SMALL_IMAGE_SET,
-         "Plenty of data supports a deep network; residual connections keep a deep one trainable.",
-         S004_GUIDE + "; " + S004_KEYS, {"resnet": 1}),
+    Rule(
+        "image-cnn",
+        "image",
+        _task("classification"),
+        "Images carry spatial structure: convolutions (ResNet first, a plain CNN when small) "
+        "build it in; ViT needs pretraining or lots of data to catch up.",
+        S001_TABLE + "; " + S004_GUIDE,
+        {"resnet": 3, "cnn": 2, "vit": 1},
+    ),
+    Rule(
+        "image-small-no-vit",
+        "image",
+        lambda c: (
+            c.task == "classification" and ((c.facts.n_samples or 10**9) < SMALL_IMAGE_SET or not c.pretrained_ok)
+        ),
+        "Few images and no pretrained weights: a ViT lacks the convolutional inductive bias; prefer a CNN/ResNet.",
+        S001_CHECK,
+        {"vit": -3},
+    ),
+    Rule(
+        "image-segmentation-unet",
+        "image",
+        _task("segmentation"),
+        "Per-pixel labels: U-Net's multi-scale encoder with skip connections to the decoder.",
+        S001_TABLE,
+        {"unet": 3},
+    ),
+    Rule(
+        "deep-needs-skips",
+        "image",
+        lambda c: c.task == "classification" and (c.facts.n_samples or 0) >= SMALL_IMAGE_SET,
+        "Plenty of data supports a deep network; residual connections keep a deep one trainable.",
+        S004_GUIDE + "; " + S004_KEYS,
+        {"resnet": 1},
+    ),
     # -- time series -----------------------------------------------------------------------------
-    Rule("series-tcn-first", "time_series", _task("forecasting", "classification", "regression"),
-         "Series: a TCN (or attention) gives a long receptive field with parallel training; "
-         "LSTM/GRU and state-space models are the alternatives, seasonal naive the baseline.",
-         S001_TABLE + "; " + S004_GUIDE, {"tcn": 3, "rnn": 2, "ssm": 2, "resnet": 1, "cnn": 1}),
-    Rule("series-long-for-rnn", "time_series", lambda c: (c.facts.seq_len or 0) > LONG_FOR_RNN,
-         "Long sequences: recurrent nets forget over hundreds of steps; dilated convolutions or SSMs cover them.",
-         S004_KEYS, {"rnn": -2, "tcn": 1, "ssm": 1}, kind="warning", fix="prefer TCN / SSM over LSTM/GRU"),
-    Rule("receptive-field-short", "time_series", lambda c: False,
-         "A TCN's receptive field is shorter than the season or the input window: it cannot see a full cycle.",
-         S004_KEYS, fix="add TCN levels (channels list) or raise kernel_size", kind="warning"),
+    Rule(
+        "series-tcn-first",
+        "time_series",
+        _task("forecasting", "classification", "regression"),
+        "Series: a TCN (or attention) gives a long receptive field with parallel training; "
+        "LSTM/GRU and state-space models are the alternatives, seasonal naive the baseline.",
+        S001_TABLE + "; " + S004_GUIDE,
+        {"tcn": 3, "rnn": 2, "ssm": 2, "resnet": 1, "cnn": 1},
+    ),
+    Rule(
+        "series-long-for-rnn",
+        "time_series",
+        lambda c: (c.facts.seq_len or 0) > LONG_FOR_RNN,
+        "Long sequences: recurrent nets forget over hundreds of steps; dilated convolutions or SSMs cover them.",
+        S004_KEYS,
+        {"rnn": -2, "tcn": 1, "ssm": 1},
+        kind="warning",
+        fix="prefer TCN / SSM over LSTM/GRU",
+    ),
+    Rule(
+        "receptive-field-short",
+        "time_series",
+        lambda c: False,
+        "A TCN's receptive field is shorter than the season or the input window: it cannot see a full cycle.",
+        S004_KEYS,
+        fix="add TCN levels (channels list) or raise kernel_size",
+        kind="warning",
+    ),
     # -- text ------------------------------------------------------------------------------------
-    Rule("text-generation-decoder", "text", _task("language_modeling"),
-         "Generating text: a decoder-only Transformer; an RNN language model when it must run on-device.",
-         S001_TABLE, {"transformer": 3, "ssm": 1, "rnn": 1}),
-    Rule("text-understanding-encoder", "text", _task("classification", "tagging"),
-         "Understanding text: an encoder Transformer; a BiLSTM when data and compute are small. Mask padding.",
-         S001_TABLE + "; " + S001_GOTCHA, {"transformer": 3, "rnn": 1}),
-    Rule("positions-too-short", "text", lambda c: False,
-         "The data's sequences are longer than the model's learned position table.",
-         S004_KEYS, fix="max_seq_len raised to the data's length (new positions start untrained), "
-         "or pos='rotary'", kind="warning"),
+    Rule(
+        "text-generation-decoder",
+        "text",
+        _task("language_modeling"),
+        "Generating text: a decoder-only Transformer; an RNN language model when it must run on-device.",
+        S001_TABLE,
+        {"transformer": 3, "ssm": 1, "rnn": 1},
+    ),
+    Rule(
+        "text-understanding-encoder",
+        "text",
+        _task("classification", "tagging"),
+        "Understanding text: an encoder Transformer; a BiLSTM when data and compute are small. Mask padding.",
+        S001_TABLE + "; " + S001_GOTCHA,
+        {"transformer": 3, "rnn": 1},
+    ),
+    Rule(
+        "positions-too-short",
+        "text",
+        lambda c: False,
+        "The data's sequences are longer than the model's learned position table.",
+        S004_KEYS,
+        fix="max_seq_len raised to the data's length (new positions start untrained), or pos='rotary'",
+        kind="warning",
+    ),
     # -- graph / points --------------------------------------------------------------------------
-    Rule("graph-gnn", "graph", lambda c: True,
-         "Graphs: message passing (GCN, GAT, GraphSAGE) uses the edges; an MLP on node features ignores them.",
-         S001_TABLE, {"gnn": 3}),
-    Rule("points-mlp", "points", lambda c: True,
-         "Low-dimensional points: a small MLP is enough.", S004_GUIDE, {"mlp": 3, "diffusion": 1, "flow": 1}),
+    Rule(
+        "graph-gnn",
+        "graph",
+        lambda c: True,
+        "Graphs: message passing (GCN, GAT, GraphSAGE) uses the edges; an MLP on node features ignores them.",
+        S001_TABLE,
+        {"gnn": 3},
+    ),
+    Rule(
+        "points-mlp",
+        "points",
+        lambda c: True,
+        "Low-dimensional points: a small MLP is enough.",
+        S004_GUIDE,
+        {"mlp": 3, "diffusion": 1, "flow": 1},
+    ),
 )
 
 RULES_BY_ID = {r.id: r for r in RULES}

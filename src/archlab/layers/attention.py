@@ -42,8 +42,8 @@ class LayerKVCache:
         if self.k is None:
             self.k = k.new_empty(B, nh, self.max_len, hs)
             self.v = v.new_empty(B, nh, self.max_len, hs)
-        self.k[:, :, self.length:end] = k
-        self.v[:, :, self.length:end] = v
+        self.k[:, :, self.length : end] = k
+        self.v[:, :, self.length : end] = v
         self.length = end
         return self.k[:, :, :end], self.v[:, :, :end]
 
@@ -123,8 +123,7 @@ class MultiHeadAttention(nn.Module):
     """Multi-head attention; self-attention uses one fused QKV projection, cross-attention a
     query projection and a fused key/value projection of the memory."""
 
-    def __init__(self, d_model: int, n_heads: int, *, dropout: float = 0.0, bias: bool = True,
-                 cross: bool = False):
+    def __init__(self, d_model: int, n_heads: int, *, dropout: float = 0.0, bias: bool = True, cross: bool = False):
         super().__init__()
         if d_model % n_heads:
             raise ValueError(f"d_model={d_model} is not divisible by n_heads={n_heads}")
@@ -179,7 +178,11 @@ class MultiHeadAttention(nn.Module):
             if isinstance(cache, LayerKVCache):
                 k, v = cache.append(k, v)  # (B, nh, S, hs) with S = cached + T
         y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=attn_mask, is_causal=is_causal,
+            q,
+            k,
+            v,
+            attn_mask=attn_mask,
+            is_causal=is_causal,
             dropout_p=self.dropout if self.training else 0.0,
         )  # (B, nh, T, hs)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, nh, T, hs) -> (B, T, C)
@@ -189,8 +192,9 @@ class MultiHeadAttention(nn.Module):
 class FeedForward(nn.Module):
     """Position-wise MLP: Linear -> activation -> Linear -> dropout (GPT-2 / BERT layout)."""
 
-    def __init__(self, d_model: int, d_ff: int, *, act_layer: ActLayer = nn.GELU,
-                 dropout: float = 0.0, bias: bool = True):
+    def __init__(
+        self, d_model: int, d_ff: int, *, act_layer: ActLayer = nn.GELU, dropout: float = 0.0, bias: bool = True
+    ):
         super().__init__()
         self.fc1 = nn.Linear(d_model, d_ff, bias=bias)
         self.act = act_layer()
@@ -253,9 +257,11 @@ class TransformerBlock(nn.Module):
     ) -> torch.Tensor:
         """(B, T, C) -> (B, T, C). ``memory`` (B, S, C) is the encoder output for cross-attention,
         ``memory_mask`` its bool (B, 1, 1, S) mask, True = may attend."""
-        x = self._residual(x, self.norm1, lambda h: self.attn(
-            h, attn_mask=attn_mask, is_causal=is_causal, rope=rope, cache=cache))
+        x = self._residual(
+            x, self.norm1, lambda h: self.attn(h, attn_mask=attn_mask, is_causal=is_causal, rope=rope, cache=cache)
+        )
         if self.cross_attn is not None:
-            x = self._residual(x, self.norm_cross, lambda h: self.cross_attn(
-                h, memory, attn_mask=memory_mask, cache=cross_cache))
+            x = self._residual(
+                x, self.norm_cross, lambda h: self.cross_attn(h, memory, attn_mask=memory_mask, cache=cross_cache)
+            )
         return self._residual(x, self.norm2, self.mlp)

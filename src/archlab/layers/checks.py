@@ -75,8 +75,10 @@ def check_tensor(
         param = _float_dtype(model)
         if param is not None and param != torch.float64:
             name_ = str(param).removeprefix("torch.")
-            raise ShapeError(f"{model_name(model)} expects {name} {expected} {name_} (the model's dtype); "
-                             f"got {got}: convert it with .to(torch.{name_})")
+            raise ShapeError(
+                f"{model_name(model)} expects {name} {expected} {name_} (the model's dtype); "
+                f"got {got}: convert it with .to(torch.{name_})"
+            )
     if dims and dims[0] in ("B", "N") and x.shape[0] == 0:
         raise ShapeError(f"{want} with {dims[0]} >= 1 (at least one sample); got {got}")
     for i, d in enumerate(dims):
@@ -96,11 +98,14 @@ def _float_dtype(model: nn.Module | str) -> torch.dtype | None:
     return None
 
 
-def check_range(model: nn.Module | str, x: torch.Tensor, low: int, high: int, *, name: str,
-                inclusive: bool = True, note: str = "") -> torch.Tensor:
+def check_range(
+    model: nn.Module | str, x: torch.Tensor, low: int, high: int, *, name: str, inclusive: bool = True, note: str = ""
+) -> torch.Tensor:
     """Check every value of ``x`` lies in ``[low, high]`` (``[low, high)`` if not ``inclusive``).
 
-    Skipped on the meta device, where values do not exist, and for empty tensors.
+    Skipped on the meta device, where values do not exist, for empty tensors, and while
+    torch.compile / torch.export trace the model (a value check cannot be part of a graph; the
+    traced program is verified against eager on real inputs instead).
 
     Args:
         note: appended to the expected range, e.g. ``" (num_classes = null class)"``.
@@ -108,14 +113,12 @@ def check_range(model: nn.Module | str, x: torch.Tensor, low: int, high: int, *,
     Returns:
         ``x`` unchanged.
     """
-    if x.device.type == "meta" or x.numel() == 0:
+    if x.device.type == "meta" or x.numel() == 0 or torch.compiler.is_compiling():
         return x
     lo, hi = int(x.min()), int(x.max())
     if lo < low or hi > high or (not inclusive and hi == high):
         span = f"[{low}, {high}]" if inclusive else f"[{low}, {high})"
-        raise ShapeError(
-            f"{model_name(model)} expects {name} in {span}{note}; got values in [{lo}, {hi}]"
-        )
+        raise ShapeError(f"{model_name(model)} expects {name} in {span}{note}; got values in [{lo}, {hi}]")
     return x
 
 

@@ -31,8 +31,9 @@ def _dims(dims: int) -> int:
     return dims
 
 
-def conv(dims: int, c_in: int, c_out: int, kernel_size: int, *, stride: int = 1,
-         padding: int | str = 0, bias: bool = True) -> nn.Module:
+def conv(
+    dims: int, c_in: int, c_out: int, kernel_size: int, *, stride: int = 1, padding: int | str = 0, bias: bool = True
+) -> nn.Module:
     """``nn.Conv1d`` or ``nn.Conv2d`` by ``dims``.
 
     ``padding="same"`` with an even kernel becomes an explicit zero pad (one more element on the

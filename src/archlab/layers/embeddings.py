@@ -37,8 +37,9 @@ class LearnedPositionalEmbedding(nn.Module):
         return self.table(pos)  # (T, C)
 
 
-def sinusoidal_embedding(positions: torch.Tensor, dim: int, *, max_period: float = 10000.0,
-                         interleave: bool = False) -> torch.Tensor:
+def sinusoidal_embedding(
+    positions: torch.Tensor, dim: int, *, max_period: float = 10000.0, interleave: bool = False
+) -> torch.Tensor:
     """sin/cos of ``positions`` at geometrically spaced frequencies (Vaswani et al. 2017).
 
     With w_i = max_period^(-2i/dim): ``interleave=True`` gives PE[..., 2i] = sin(p w_i),
@@ -98,7 +99,7 @@ class SinusoidalPositionalEncoding(nn.Module):
         self.register_buffer("table", sinusoidal_table(max_len, dim), persistent=False)
 
     def forward(self, length: int, offset: int = 0) -> torch.Tensor:
-        return self.table[offset:offset + length]  # (T, C)
+        return self.table[offset : offset + length]  # (T, C)
 
 
 class RotaryEmbedding(nn.Module):
@@ -120,7 +121,7 @@ class RotaryEmbedding(nn.Module):
         self.register_buffer("sin", angles.sin(), persistent=False)
 
     def forward(self, length: int, offset: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.cos[offset:offset + length], self.sin[offset:offset + length]
+        return self.cos[offset : offset + length], self.sin[offset : offset + length]
 
 
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:

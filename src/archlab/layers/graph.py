@@ -101,8 +101,16 @@ class GATConv(nn.Module):
     h_i' = sum_j alpha_ij W h_j; heads are concatenated (``concat=True``) or averaged.
     """
 
-    def __init__(self, in_features: int, out_features: int, heads: int = 1, concat: bool = True,
-                 negative_slope: float = 0.2, attn_dropout: float = 0.0, bias: bool = True):
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        heads: int = 1,
+        concat: bool = True,
+        negative_slope: float = 0.2,
+        attn_dropout: float = 0.0,
+        bias: bool = True,
+    ):
         super().__init__()
         self.heads, self.out_features, self.concat = heads, out_features, concat
         self.lin = nn.Linear(in_features, heads * out_features, bias=False)

@@ -13,10 +13,17 @@ from __future__ import annotations
 
 from torch import nn
 
-_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.LayerNorm, nn.GroupNorm,
-          nn.InstanceNorm1d, nn.InstanceNorm2d, nn.RMSNorm)
-_WEIGHTED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d,
-             nn.Bilinear)
+_NORMS = (
+    nn.BatchNorm1d,
+    nn.BatchNorm2d,
+    nn.BatchNorm3d,
+    nn.LayerNorm,
+    nn.GroupNorm,
+    nn.InstanceNorm1d,
+    nn.InstanceNorm2d,
+    nn.RMSNorm,
+)
+_WEIGHTED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.Bilinear)
 
 
 def init_weights(model: nn.Module, scheme: str = "default", *, nonlinearity: str = "relu") -> nn.Module:
@@ -50,7 +57,7 @@ def init_weights(model: nn.Module, scheme: str = "default", *, nonlinearity: str
                         # one orthogonal block per gate (LSTM has 4, GRU 3)
                         h = p.shape[1]
                         for k in range(p.shape[0] // h):
-                            nn.init.orthogonal_(p.data[k * h:(k + 1) * h])
+                            nn.init.orthogonal_(p.data[k * h : (k + 1) * h])
                     else:
                         nn.init.xavier_uniform_(p)
                 elif "weight_ih" in pname:

@@ -24,10 +24,10 @@ def count_params(module: nn.Module, *, non_embedding: bool = False) -> int:
     total = sum(p.numel() for p in module.parameters())
     if not non_embedding:
         return total
-    position = {id(p): p for m in module.modules() if isinstance(m, LearnedPositionalEmbedding)
-                for p in m.parameters()}
-    position.update({id(p): p for name, p in module.named_parameters()
-                     if name.rsplit(".", 1)[-1] in POSITION_TABLE_NAMES})
+    position = {id(p): p for m in module.modules() if isinstance(m, LearnedPositionalEmbedding) for p in m.parameters()}
+    position.update(
+        {id(p): p for name, p in module.named_parameters() if name.rsplit(".", 1)[-1] in POSITION_TABLE_NAMES}
+    )
     return total - sum(p.numel() for p in position.values())
 
 

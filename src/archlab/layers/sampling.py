@@ -15,8 +15,7 @@ from archlab.errors import ConfigError
 from archlab.layers.checks import model_name
 
 
-def check_sampling(model: nn.Module | str, max_new_tokens: int, temperature: float,
-                   top_k: int | None) -> None:
+def check_sampling(model: nn.Module | str, max_new_tokens: int, temperature: float, top_k: int | None) -> None:
     """Raise ConfigError naming the argument when a sampling setting is out of range."""
     who = model_name(model)
     if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
@@ -27,8 +26,9 @@ def check_sampling(model: nn.Module | str, max_new_tokens: int, temperature: flo
         raise ConfigError(f"{who}: top_k={top_k!r} must be an int >= 1 or None")
 
 
-def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
-                generator: torch.Generator | None = None) -> torch.Tensor:
+def sample_next(
+    logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Next ids from last-position logits.
 
     Args:

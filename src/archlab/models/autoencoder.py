@@ -57,11 +57,18 @@ class AutoencoderConfig(ArchConfig):
     """Config of a dense (fully connected) autoencoder; the decoder mirrors the encoder."""
 
     in_features: Size = Field(784, ge=1, description="Size of each (flattened) input vector.")
-    hidden_sizes: Widths = Field(default_factory=lambda: [128], description="Encoder hidden widths, in order; the decoder uses them reversed.")
+    hidden_sizes: Widths = Field(
+        default_factory=lambda: [128], description="Encoder hidden widths, in order; the decoder uses them reversed."
+    )
     latent_dim: Width = Field(64, ge=1, description="Size of the code z.")
     activation: Activation = Field("relu", description="Hidden-layer activation (encoder and decoder).")
-    latent_activation: Activation = Field("identity", description="Activation on the code (seed 002 uses relu; seed 000 none).")
-    output_activation: OutputActivation = Field("sigmoid", description="Output activation: sigmoid for inputs in [0, 1], tanh for [-1, 1], identity for standardised data.")
+    latent_activation: Activation = Field(
+        "identity", description="Activation on the code (seed 002 uses relu; seed 000 none)."
+    )
+    output_activation: OutputActivation = Field(
+        "sigmoid",
+        description="Output activation: sigmoid for inputs in [0, 1], tanh for [-1, 1], identity for standardised data.",
+    )
     init: InitScheme = Field("kaiming", description="Weight init: kaiming for ReLU nets, xavier for tanh.")
 
 
@@ -69,12 +76,19 @@ class ConvAutoencoderConfig(ArchConfig):
     """Config of a convolutional autoencoder for (C, S, S) images."""
 
     in_channels: Width = Field(1, ge=1, description="Image channels.")
-    image_size: Extent = Field(28, ge=2, description="Height = width of the square input images; divisible by 2**len(channels).")
-    channels: PositiveInts = Field(default_factory=lambda: [16, 32], description="Channels of each stride-2 conv stage of the encoder (the decoder mirrors them).")
+    image_size: Extent = Field(
+        28, ge=2, description="Height = width of the square input images; divisible by 2**len(channels)."
+    )
+    channels: PositiveInts = Field(
+        default_factory=lambda: [16, 32],
+        description="Channels of each stride-2 conv stage of the encoder (the decoder mirrors them).",
+    )
     latent_dim: Width = Field(32, ge=1, description="Size of the code z.")
     activation: Activation = Field("relu", description="Activation after each conv / transposed conv.")
     norm: Literal["none", "batch"] = Field("none", description="BatchNorm2d after each hidden conv, or none.")
-    output_activation: OutputActivation = Field("sigmoid", description="Output activation: sigmoid for pixels in [0, 1], tanh for [-1, 1].")
+    output_activation: OutputActivation = Field(
+        "sigmoid", description="Output activation: sigmoid for pixels in [0, 1], tanh for [-1, 1]."
+    )
     init: InitScheme = Field("kaiming", description="Weight init scheme.")
 
     @model_validator(mode="after")
@@ -96,15 +110,18 @@ def conv_down(in_channels: int, channels: list[int], activation_name: str, norm:
     layers: list[nn.Module] = []
     prev = in_channels
     for c in channels:
-        layers += [nn.Conv2d(prev, c, 3, stride=2, padding=1),
-                   nn.BatchNorm2d(c) if norm == "batch" else nn.Identity(),
-                   activation(activation_name)]
+        layers += [
+            nn.Conv2d(prev, c, 3, stride=2, padding=1),
+            nn.BatchNorm2d(c) if norm == "batch" else nn.Identity(),
+            activation(activation_name),
+        ]
         prev = c
     return nn.Sequential(*layers)
 
 
-def conv_up(channels: list[int], out_channels: int, activation_name: str, norm: str,
-            output_activation: str) -> nn.Sequential:
+def conv_up(
+    channels: list[int], out_channels: int, activation_name: str, norm: str, output_activation: str
+) -> nn.Sequential:
     """Mirror of :func:`conv_down` (``channels`` as given to it): each stage doubles H and W."""
     layers: list[nn.Module] = []
     rev = list(reversed(channels))  # e.g. [32, 16]
@@ -160,13 +177,15 @@ class Autoencoder(ParamCount, nn.Module):
         enc_last = c.hidden_sizes[-1] if c.hidden_sizes else c.in_features
         self.encoder = nn.Sequential(
             dense_stack(c.in_features, c.hidden_sizes, act_layer=act_layer(c.activation)),
-            nn.Linear(enc_last, c.latent_dim), activation(c.latent_activation),
+            nn.Linear(enc_last, c.latent_dim),
+            activation(c.latent_activation),
         )
         dec_hidden = list(reversed(c.hidden_sizes))
         dec_last = dec_hidden[-1] if dec_hidden else c.latent_dim
         self.decoder = nn.Sequential(
             dense_stack(c.latent_dim, dec_hidden, act_layer=act_layer(c.activation)),
-            nn.Linear(dec_last, c.in_features), activation(c.output_activation),
+            nn.Linear(dec_last, c.in_features),
+            activation(c.output_activation),
         )
         init_weights(self, c.init, nonlinearity=c.activation)
 
@@ -238,23 +257,47 @@ class ConvAutoencoder(ParamCount, nn.Module):
 
 _WHEN = "Anomaly detection, compression, representation learning on unlabelled data (seeds 000, 002)"
 _TASKS = ("reconstruction",)
-register("autoencoder_784_128_64", family="autoencoder", model=Autoencoder, config=AutoencoderConfig,
-         defaults=dict(in_features=784, hidden_sizes=[128], latent_dim=64),
-         modalities=("image", "tabular"), tasks=_TASKS,
-         description="Seed 000 autoencoder: 784-128-64 encoder (ReLU), 64-128-784 decoder, Sigmoid output",
-         when_to_use=_WHEN)
-register("autoencoder_784_128", family="autoencoder", model=Autoencoder, config=AutoencoderConfig,
-         defaults=dict(in_features=784, hidden_sizes=[], latent_dim=128, latent_activation="relu"),
-         modalities=("image", "tabular"), tasks=_TASKS,
-         description="Seed 002 autoencoder: Linear(784,128)+ReLU encoder, Linear(128,784)+Sigmoid decoder",
-         when_to_use=_WHEN)
-register("autoencoder_digits", family="autoencoder", model=Autoencoder, config=AutoencoderConfig,
-         defaults=dict(in_features=64, hidden_sizes=[32], latent_dim=8),
-         modalities=("image", "tabular"), tasks=_TASKS,
-         description="Small dense autoencoder for 8x8 digits (64 values in [0, 1]): 64-32-8-32-64",
-         when_to_use=_WHEN)
-register("conv_autoencoder", family="autoencoder", model=ConvAutoencoder, config=ConvAutoencoderConfig,
-         defaults=dict(in_channels=1, image_size=28, channels=[16, 32], latent_dim=32),
-         modalities=("image",), tasks=_TASKS,
-         description="Convolutional autoencoder for 1x28x28 images: convs 16-32 (stride 2), 32-d code",
-         when_to_use="Images: anomaly detection / compression where spatial structure matters")
+register(
+    "autoencoder_784_128_64",
+    family="autoencoder",
+    model=Autoencoder,
+    config=AutoencoderConfig,
+    defaults=dict(in_features=784, hidden_sizes=[128], latent_dim=64),
+    modalities=("image", "tabular"),
+    tasks=_TASKS,
+    description="Seed 000 autoencoder: 784-128-64 encoder (ReLU), 64-128-784 decoder, Sigmoid output",
+    when_to_use=_WHEN,
+)
+register(
+    "autoencoder_784_128",
+    family="autoencoder",
+    model=Autoencoder,
+    config=AutoencoderConfig,
+    defaults=dict(in_features=784, hidden_sizes=[], latent_dim=128, latent_activation="relu"),
+    modalities=("image", "tabular"),
+    tasks=_TASKS,
+    description="Seed 002 autoencoder: Linear(784,128)+ReLU encoder, Linear(128,784)+Sigmoid decoder",
+    when_to_use=_WHEN,
+)
+register(
+    "autoencoder_digits",
+    family="autoencoder",
+    model=Autoencoder,
+    config=AutoencoderConfig,
+    defaults=dict(in_features=64, hidden_sizes=[32], latent_dim=8),
+    modalities=("image", "tabular"),
+    tasks=_TASKS,
+    description="Small dense autoencoder for 8x8 digits (64 values in [0, 1]): 64-32-8-32-64",
+    when_to_use=_WHEN,
+)
+register(
+    "conv_autoencoder",
+    family="autoencoder",
+    model=ConvAutoencoder,
+    config=ConvAutoencoderConfig,
+    defaults=dict(in_channels=1, image_size=28, channels=[16, 32], latent_dim=32),
+    modalities=("image",),
+    tasks=_TASKS,
+    description="Convolutional autoencoder for 1x28x28 images: convs 16-32 (stride 2), 32-d code",
+    when_to_use="Images: anomaly detection / compression where spatial structure matters",
+)

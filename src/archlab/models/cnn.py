@@ -58,19 +58,37 @@ class CNNConfig(ArchConfig):
 
     dims: Literal[1, 2] = Field(2, description="1 for signals (B, C, L), 2 for images (B, C, H, W).")
     in_channels: Width = Field(1, ge=1, description="Channels of the input (1 grey, 3 RGB, sensors).")
-    channels: PositiveInts = Field(default_factory=lambda: [32, 64], description="Output channels of each stage, in order.")
-    kernel_sizes: int_list(MAX_EXTENT) = Field(default_factory=lambda: [3], description="Kernel size per stage; one value applies to every stage.")
-    padding: Literal["same", "valid"] = Field("same", description="'same' keeps the size at each conv; 'valid' pads nothing (LeNet).")
-    convs_per_stage: Depth = Field(1, ge=1, description="Convolutions per stage before its pooling (2 gives VGG-style stages).")
+    channels: PositiveInts = Field(
+        default_factory=lambda: [32, 64], description="Output channels of each stage, in order."
+    )
+    kernel_sizes: int_list(MAX_EXTENT) = Field(
+        default_factory=lambda: [3], description="Kernel size per stage; one value applies to every stage."
+    )
+    padding: Literal["same", "valid"] = Field(
+        "same", description="'same' keeps the size at each conv; 'valid' pads nothing (LeNet)."
+    )
+    convs_per_stage: Depth = Field(
+        1, ge=1, description="Convolutions per stage before its pooling (2 gives VGG-style stages)."
+    )
     pool: PoolKind = Field("max", description="Pooling after each stage: max, avg or none.")
     pool_size: Extent = Field(2, ge=1, description="Pooling window and stride.")
-    norm: ConvNorm = Field("none", description="Norm after each conv: batch (BatchNorm), group (small batches) or none.")
-    conv_bias: bool | None = Field(None, description="Bias in the convs; null: only when norm is none (a norm's shift replaces it).")
+    norm: ConvNorm = Field(
+        "none", description="Norm after each conv: batch (BatchNorm), group (small batches) or none."
+    )
+    conv_bias: bool | None = Field(
+        None, description="Bias in the convs; null: only when norm is none (a norm's shift replaces it)."
+    )
     activation: Activation = Field("relu", description="Activation after each conv and hidden Linear.")
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout after each stage.")
-    head: Literal["global_avg", "global_max", "flatten"] = Field("global_avg", description="Global pooling (any input size) or flatten (needs input_size).")
-    input_size: int_list(MAX_EXTENT, max_length=2) | None = Field(None, description="Spatial size, [L] or [H, W]; required by head 'flatten', also sets example_input.")
-    hidden_sizes: Widths = Field(default_factory=list, description="Hidden Linear widths of the head, before the classifier.")
+    head: Literal["global_avg", "global_max", "flatten"] = Field(
+        "global_avg", description="Global pooling (any input size) or flatten (needs input_size)."
+    )
+    input_size: int_list(MAX_EXTENT, max_length=2) | None = Field(
+        None, description="Spatial size, [L] or [H, W]; required by head 'flatten', also sets example_input."
+    )
+    hidden_sizes: Widths = Field(
+        default_factory=list, description="Hidden Linear widths of the head, before the classifier."
+    )
     head_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout after each hidden Linear of the head.")
     num_classes: Size = Field(10, ge=1, description="Outputs of the classifier (logits).")
     init: InitScheme = Field("kaiming", description="Weight init: kaiming for ReLU nets.")
@@ -132,8 +150,11 @@ class CNN(ParamCount, nn.Module):
             layers: list[nn.Module] = []
             for _ in range(c.convs_per_stage):
                 pad = same_padding(k) if c.padding == "same" else 0
-                layers += [conv(c.dims, width, out, k, padding=pad, bias=bias),
-                           conv_norm(c.norm, c.dims, out), activation(c.activation)]
+                layers += [
+                    conv(c.dims, width, out, k, padding=pad, bias=bias),
+                    conv_norm(c.norm, c.dims, out),
+                    activation(c.activation),
+                ]
                 width = out
             layers.append(pool(c.pool, c.dims, c.pool_size))
             if c.dropout > 0:
@@ -179,34 +200,109 @@ class CNN(ParamCount, nn.Module):
 
 _WHEN = "Images and 2-D/1-D signals: local filters, translation equivariance (seed 001 s.2); small fast baseline"
 _WHEN_1D = "1-D signals / time series classification with local patterns (seed 001: CNNs for 1-D signals)"
-register("cnn_simple_mnist", family="cnn", model=CNN, config=CNNConfig,
-         defaults=dict(dims=2, in_channels=1, channels=[32], kernel_sizes=[3], head="flatten",
-                       input_size=[28, 28], hidden_sizes=[128], num_classes=10),
-         modalities=("image",), tasks=("classification",),
-         description="Seed 000 SimpleCNN: conv 1->32 k3 p1, ReLU, maxpool, flatten, fc 128, fc 10 (28x28)",
-         when_to_use=_WHEN)
-register("cnn_lenet_cifar", family="cnn", model=CNN, config=CNNConfig,
-         defaults=dict(dims=2, in_channels=3, channels=[6, 16], kernel_sizes=[5], padding="valid",
-                       head="flatten", input_size=[32, 32], hidden_sizes=[120, 84], num_classes=10),
-         modalities=("image",), tasks=("classification",),
-         description="Seed 003 LeNet-style CIFAR-10 CNN: 3->6 conv5, pool, 6->16 conv5, pool, fc 120, 84, 10",
-         when_to_use=_WHEN)
-register("cnn_bn_cifar", family="cnn", model=CNN, config=CNNConfig,
-         defaults=dict(dims=2, in_channels=3, channels=[32, 64, 128], kernel_sizes=[3], norm="batch",
-                       conv_bias=True, head="flatten", input_size=[32, 32], hidden_sizes=[256],
-                       head_dropout=0.5, num_classes=10),
-         modalities=("image",), tasks=("classification",),
-         description="Seed 004 CNNPyTorch: 3 x Conv3-BN-ReLU-MaxPool (32/64/128), fc 256, Dropout 0.5, fc 10",
-         when_to_use=_WHEN)
-register("cnn1d_mnist1d", family="cnn", model=CNN, config=CNNConfig,
-         defaults=dict(dims=1, in_channels=1, channels=[32, 64, 64], kernel_sizes=[5, 5, 3], norm="batch",
-                       head="global_avg", input_size=[40], num_classes=10),
-         modalities=("time_series",), tasks=("classification",),
-         description="1-D Conv-BN-ReLU-MaxPool stack (32/64/64) with global average pool for MNIST-1D (B, 1, 40)",
-         when_to_use=_WHEN_1D)
-register("cnn_digits", family="cnn", model=CNN, config=CNNConfig,
-         defaults=dict(dims=2, in_channels=1, channels=[16, 32], kernel_sizes=[3], norm="batch",
-                       head="flatten", input_size=[8, 8], hidden_sizes=[64], head_dropout=0.2, num_classes=10),
-         modalities=("image",), tasks=("classification",),
-         description="Small Conv-BN CNN for 8x8 digits (B, 1, 8, 8): 16/32 channels, flatten, fc 64, fc 10",
-         when_to_use=_WHEN)
+register(
+    "cnn_simple_mnist",
+    family="cnn",
+    model=CNN,
+    config=CNNConfig,
+    defaults=dict(
+        dims=2,
+        in_channels=1,
+        channels=[32],
+        kernel_sizes=[3],
+        head="flatten",
+        input_size=[28, 28],
+        hidden_sizes=[128],
+        num_classes=10,
+    ),
+    modalities=("image",),
+    tasks=("classification",),
+    description="Seed 000 SimpleCNN: conv 1->32 k3 p1, ReLU, maxpool, flatten, fc 128, fc 10 (28x28)",
+    when_to_use=_WHEN,
+)
+register(
+    "cnn_lenet_cifar",
+    family="cnn",
+    model=CNN,
+    config=CNNConfig,
+    defaults=dict(
+        dims=2,
+        in_channels=3,
+        channels=[6, 16],
+        kernel_sizes=[5],
+        padding="valid",
+        head="flatten",
+        input_size=[32, 32],
+        hidden_sizes=[120, 84],
+        num_classes=10,
+    ),
+    modalities=("image",),
+    tasks=("classification",),
+    description="Seed 003 LeNet-style CIFAR-10 CNN: 3->6 conv5, pool, 6->16 conv5, pool, fc 120, 84, 10",
+    when_to_use=_WHEN,
+)
+register(
+    "cnn_bn_cifar",
+    family="cnn",
+    model=CNN,
+    config=CNNConfig,
+    defaults=dict(
+        dims=2,
+        in_channels=3,
+        channels=[32, 64, 128],
+        kernel_sizes=[3],
+        norm="batch",
+        conv_bias=True,
+        head="flatten",
+        input_size=[32, 32],
+        hidden_sizes=[256],
+        head_dropout=0.5,
+        num_classes=10,
+    ),
+    modalities=("image",),
+    tasks=("classification",),
+    description="Seed 004 CNNPyTorch: 3 x Conv3-BN-ReLU-MaxPool (32/64/128), fc 256, Dropout 0.5, fc 10",
+    when_to_use=_WHEN,
+)
+register(
+    "cnn1d_mnist1d",
+    family="cnn",
+    model=CNN,
+    config=CNNConfig,
+    defaults=dict(
+        dims=1,
+        in_channels=1,
+        channels=[32, 64, 64],
+        kernel_sizes=[5, 5, 3],
+        norm="batch",
+        head="global_avg",
+        input_size=[40],
+        num_classes=10,
+    ),
+    modalities=("time_series",),
+    tasks=("classification",),
+    description="1-D Conv-BN-ReLU-MaxPool stack (32/64/64) with global average pool for MNIST-1D (B, 1, 40)",
+    when_to_use=_WHEN_1D,
+)
+register(
+    "cnn_digits",
+    family="cnn",
+    model=CNN,
+    config=CNNConfig,
+    defaults=dict(
+        dims=2,
+        in_channels=1,
+        channels=[16, 32],
+        kernel_sizes=[3],
+        norm="batch",
+        head="flatten",
+        input_size=[8, 8],
+        hidden_sizes=[64],
+        head_dropout=0.2,
+        num_classes=10,
+    ),
+    modalities=("image",),
+    tasks=("classification",),
+    description="Small Conv-BN CNN for 8x8 digits (B, 1, 8, 8): 16/32 channels, flatten, fc 64, fc 10",
+    when_to_use=_WHEN,
+)

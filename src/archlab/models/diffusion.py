@@ -56,7 +56,11 @@ from archlab.registry import register
 
 class _DenoiserFields(ArchConfig):
     num_timesteps: Size = Field(1000, ge=1, description="T: timesteps t lie in [0, T).")
-    num_classes: Size = Field(0, ge=0, description="Classes for conditioning; 0 = unconditional. Index num_classes is the null class of classifier-free guidance.")
+    num_classes: Size = Field(
+        0,
+        ge=0,
+        description="Classes for conditioning; 0 = unconditional. Index num_classes is the null class of classifier-free guidance.",
+    )
 
 
 class DiffusionUNetConfig(_DenoiserFields):
@@ -64,10 +68,20 @@ class DiffusionUNetConfig(_DenoiserFields):
 
     in_channels: Width = Field(1, ge=1, description="Image channels (also the output channels: eps has x's shape).")
     image_size: Extent = Field(8, ge=4, description="Height = width of the images.")
-    base_channels: Width = Field(32, ge=4, description="Channels at full resolution; level i has base * channel_mults[i].")
-    channel_mults: int_list(64, max_length=8) = Field(default_factory=lambda: [1, 2], description="Channel multiplier per resolution level; each extra level halves H and W.")
-    num_res_blocks: Depth = Field(1, ge=1, description="Residual blocks per level on the way down (one more on the way up).")
-    attention_resolutions: int_list(MAX_EXTENT, min_length=0) = Field(default_factory=lambda: [4], description="Feature-map sizes that get self-attention after their residual blocks (low resolution only: cost is (H*W)^2).")
+    base_channels: Width = Field(
+        32, ge=4, description="Channels at full resolution; level i has base * channel_mults[i]."
+    )
+    channel_mults: int_list(64, max_length=8) = Field(
+        default_factory=lambda: [1, 2],
+        description="Channel multiplier per resolution level; each extra level halves H and W.",
+    )
+    num_res_blocks: Depth = Field(
+        1, ge=1, description="Residual blocks per level on the way down (one more on the way up)."
+    )
+    attention_resolutions: int_list(MAX_EXTENT, min_length=0) = Field(
+        default_factory=lambda: [4],
+        description="Feature-map sizes that get self-attention after their residual blocks (low resolution only: cost is (H*W)^2).",
+    )
     attention_heads: Width = Field(1, ge=1, description="Heads of each self-attention block.")
     groups: Width = Field(8, ge=1, description="GroupNorm groups; must divide every level's channels.")
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout inside residual blocks.")
@@ -83,7 +97,9 @@ class DiffusionUNetConfig(_DenoiserFields):
         for m in (1, *self.channel_mults):  # conv_in's output (the base width) is normed too
             ch = self.base_channels * m
             if ch % self.groups:
-                raise ValueError(f"groups={self.groups} must divide every level's channels; {ch} (base_channels={self.base_channels} x {m}) does not")
+                raise ValueError(
+                    f"groups={self.groups} must divide every level's channels; {ch} (base_channels={self.base_channels} x {m}) does not"
+                )
             if ch % self.attention_heads:
                 raise ValueError(f"attention_heads={self.attention_heads} must divide every level's channels; got {ch}")
         if self.base_channels % 2:
@@ -147,7 +163,10 @@ class DiffusionUNet(ParamCount, nn.Module):
         c = config
         base, emb_dim = c.base_channels, 4 * c.base_channels
         self.time_embed = nn.Sequential(
-            SinusoidalTimeEmbedding(base), nn.Linear(base, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim),
+            SinusoidalTimeEmbedding(base),
+            nn.Linear(base, emb_dim),
+            nn.SiLU(),
+            nn.Linear(emb_dim, emb_dim),
         )
         # one extra row: the null class used for unconditional eps in classifier-free guidance
         self.class_embed = nn.Embedding(c.num_classes + 1, emb_dim) if c.num_classes else None
@@ -295,19 +314,38 @@ class PointDenoiser(ParamCount, nn.Module):
 # -- presets ------------------------------------------------------------------------------------
 
 _WHEN = "Generative (images): diffusion for fidelity + stability (seed 001's first pick); GANs are faster to sample"
-register("ddpm_unet_digits", family="diffusion", model=DiffusionUNet, config=DiffusionUNetConfig,
-         defaults=dict(in_channels=1, image_size=8, base_channels=32, channel_mults=[1, 2], attention_resolutions=[4]),
-         modalities=("image",), tasks=("diffusion",),
-         description="DDPM U-Net (Ho et al. 2020) for 1x8x8 digits: 32/64 channels, GroupNorm res blocks, attention at 4x4",
-         when_to_use=_WHEN)
-register("ddpm_unet_cond", family="diffusion", model=DiffusionUNet, config=DiffusionUNetConfig,
-         defaults=dict(in_channels=1, image_size=8, base_channels=32, channel_mults=[1, 2], attention_resolutions=[4],
-                       num_classes=10),
-         modalities=("image",), tasks=("diffusion",),
-         description="Class-conditional DDPM U-Net with a null class for classifier-free guidance (Ho & Salimans 2022)",
-         when_to_use="Generative (images) with labels: classifier-free guidance trades diversity for fidelity (seed 001)")
-register("ddpm_points", family="diffusion", model=PointDenoiser, config=PointDenoiserConfig,
-         defaults=dict(dim=2, hidden=128, n_layers=3, time_dim=64),
-         modalities=("tabular", "points"), tasks=("diffusion",),
-         description="MLP denoiser on 2-D points with a sinusoidal time embedding (seed 001's toy DDPM sketch)",
-         when_to_use="Learning and teaching diffusion on 2-D toy densities; low-dimensional tabular generation")
+register(
+    "ddpm_unet_digits",
+    family="diffusion",
+    model=DiffusionUNet,
+    config=DiffusionUNetConfig,
+    defaults=dict(in_channels=1, image_size=8, base_channels=32, channel_mults=[1, 2], attention_resolutions=[4]),
+    modalities=("image",),
+    tasks=("diffusion",),
+    description="DDPM U-Net (Ho et al. 2020) for 1x8x8 digits: 32/64 channels, GroupNorm res blocks, attention at 4x4",
+    when_to_use=_WHEN,
+)
+register(
+    "ddpm_unet_cond",
+    family="diffusion",
+    model=DiffusionUNet,
+    config=DiffusionUNetConfig,
+    defaults=dict(
+        in_channels=1, image_size=8, base_channels=32, channel_mults=[1, 2], attention_resolutions=[4], num_classes=10
+    ),
+    modalities=("image",),
+    tasks=("diffusion",),
+    description="Class-conditional DDPM U-Net with a null class for classifier-free guidance (Ho & Salimans 2022)",
+    when_to_use="Generative (images) with labels: classifier-free guidance trades diversity for fidelity (seed 001)",
+)
+register(
+    "ddpm_points",
+    family="diffusion",
+    model=PointDenoiser,
+    config=PointDenoiserConfig,
+    defaults=dict(dim=2, hidden=128, n_layers=3, time_dim=64),
+    modalities=("tabular", "points"),
+    tasks=("diffusion",),
+    description="MLP denoiser on 2-D points with a sinusoidal time embedding (seed 001's toy DDPM sketch)",
+    when_to_use="Learning and teaching diffusion on 2-D toy densities; low-dimensional tabular generation",
+)

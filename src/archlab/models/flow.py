@@ -57,15 +57,21 @@ class RealNVPConfig(ArchConfig):
     """Config of a RealNVP flow on (B, D) vectors."""
 
     dim: Size = Field(2, ge=1, description="D: size of each data vector (>= 2: a coupling needs two parts).")
-    n_couplings: Depth = Field(8, ge=1, description="Affine coupling layers; masks alternate between even and odd features.")
+    n_couplings: Depth = Field(
+        8, ge=1, description="Affine coupling layers; masks alternate between even and odd features."
+    )
     hidden: Width = Field(64, ge=1, description="Width of each coupling's scale/translation MLP.")
     n_hidden_layers: Depth = Field(2, ge=1, description="Hidden layers of each coupling MLP.")
-    actnorm: bool = Field(True, description="ActNorm (Glow) before each coupling, data-initialised on the first training batch.")
+    actnorm: bool = Field(
+        True, description="ActNorm (Glow) before each coupling, data-initialised on the first training batch."
+    )
 
     @model_validator(mode="after")
     def _two_parts(self):
         if self.dim < 2:
-            raise ValueError(f"dim={self.dim}: a coupling splits features into two non-empty parts, so dim must be >= 2")
+            raise ValueError(
+                f"dim={self.dim}: a coupling splits features into two non-empty parts, so dim must be >= 2"
+            )
         return self
 
 
@@ -73,15 +79,21 @@ class RealNVPImageConfig(ArchConfig):
     """Config of a multi-scale RealNVP flow on (B, C, H, W) images."""
 
     in_channels: Width = Field(1, ge=1, description="Image channels.")
-    image_size: Extent = Field(8, ge=2, description="Height = width; must divide by 2**n_scales (each scale squeezes by 2).")
-    n_scales: Depth = Field(1, ge=1, description="Scales; each is checkerboard couplings, a 2x2 squeeze, channel couplings.")
+    image_size: Extent = Field(
+        8, ge=2, description="Height = width; must divide by 2**n_scales (each scale squeezes by 2)."
+    )
+    n_scales: Depth = Field(
+        1, ge=1, description="Scales; each is checkerboard couplings, a 2x2 squeeze, channel couplings."
+    )
     n_couplings: Depth = Field(3, ge=1, description="Couplings of each mask type per scale (masks alternate).")
     hidden_channels: Width = Field(32, ge=1, description="Channels of each coupling's conv net.")
-    actnorm: bool = Field(True, description="ActNorm (Glow) before each coupling, data-initialised on the first training batch.")
+    actnorm: bool = Field(
+        True, description="ActNorm (Glow) before each coupling, data-initialised on the first training batch."
+    )
 
     @model_validator(mode="after")
     def _divides(self):
-        factor = 2 ** self.n_scales
+        factor = 2**self.n_scales
         if self.image_size % factor:
             raise ValueError(
                 f"image_size={self.image_size} must divide by 2**n_scales={factor} (n_scales={self.n_scales}): "
@@ -210,8 +222,11 @@ def _convnet(channels: int, hidden: int) -> nn.Module:
     nn.init.zeros_(last.weight)
     nn.init.zeros_(last.bias)
     return nn.Sequential(
-        nn.Conv2d(channels, hidden, 3, padding=1), nn.ReLU(),
-        nn.Conv2d(hidden, hidden, 1), nn.ReLU(), last,
+        nn.Conv2d(channels, hidden, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(hidden, hidden, 1),
+        nn.ReLU(),
+        last,
     )
 
 
@@ -324,7 +339,9 @@ class RealNVPImage(_FlowMixin, ParamCount, nn.Module):
                 if c.actnorm:
                     layers.append(ActNorm(ch))
                 mask = board if k % 2 == 0 else 1 - board
-                layers.append(AffineCoupling(_convnet(ch, c.hidden_channels), mask.expand(1, ch, size, size).clone(), ch))
+                layers.append(
+                    AffineCoupling(_convnet(ch, c.hidden_channels), mask.expand(1, ch, size, size).clone(), ch)
+                )
             layers.append(Squeeze())
             ch, size = ch * 4, size // 2
             first = (torch.arange(ch) < ch // 2).float().view(1, ch, 1, 1)
@@ -332,7 +349,9 @@ class RealNVPImage(_FlowMixin, ParamCount, nn.Module):
                 if c.actnorm:
                     layers.append(ActNorm(ch))
                 mask = first if k % 2 == 0 else 1 - first
-                layers.append(AffineCoupling(_convnet(ch, c.hidden_channels), mask.expand(1, ch, size, size).clone(), ch))
+                layers.append(
+                    AffineCoupling(_convnet(ch, c.hidden_channels), mask.expand(1, ch, size, size).clone(), ch)
+                )
         self.flow = _Stack(layers)
         self.unsqueeze = _Stack([Squeeze(undo=True) for _ in range(c.n_scales)])
 
@@ -368,18 +387,36 @@ class RealNVPImage(_FlowMixin, ParamCount, nn.Module):
 # -- presets ------------------------------------------------------------------------------------
 
 _WHEN = "Exact likelihood + sampling (seed 001): density estimation, anomaly scores, learnt priors"
-register("realnvp_2d", family="flow", model=RealNVP, config=RealNVPConfig,
-         defaults=dict(dim=2, n_couplings=8, hidden=64, n_hidden_layers=2),
-         modalities=("points", "tabular"), tasks=("flow",),
-         description="RealNVP (Dinh et al. 2017) on 2-D points: 8 affine couplings with alternating masks + ActNorm",
-         when_to_use=_WHEN)
-register("realnvp_tabular", family="flow", model=RealNVP, config=RealNVPConfig,
-         defaults=dict(dim=8, n_couplings=6, hidden=128, n_hidden_layers=2),
-         modalities=("tabular",), tasks=("flow",),
-         description="RealNVP on 8 continuous tabular features: 6 affine couplings + ActNorm",
-         when_to_use=_WHEN)
-register("realnvp_image", family="flow", model=RealNVPImage, config=RealNVPImageConfig,
-         defaults=dict(in_channels=1, image_size=8, n_scales=1, n_couplings=3, hidden_channels=32),
-         modalities=("image",), tasks=("flow",),
-         description="Multi-scale RealNVP on 1x8x8 digits: checkerboard couplings, squeeze, channel couplings (dequantize pixels first)",
-         when_to_use=_WHEN + "; report bits/dim on dequantized pixels")
+register(
+    "realnvp_2d",
+    family="flow",
+    model=RealNVP,
+    config=RealNVPConfig,
+    defaults=dict(dim=2, n_couplings=8, hidden=64, n_hidden_layers=2),
+    modalities=("points", "tabular"),
+    tasks=("flow",),
+    description="RealNVP (Dinh et al. 2017) on 2-D points: 8 affine couplings with alternating masks + ActNorm",
+    when_to_use=_WHEN,
+)
+register(
+    "realnvp_tabular",
+    family="flow",
+    model=RealNVP,
+    config=RealNVPConfig,
+    defaults=dict(dim=8, n_couplings=6, hidden=128, n_hidden_layers=2),
+    modalities=("tabular",),
+    tasks=("flow",),
+    description="RealNVP on 8 continuous tabular features: 6 affine couplings + ActNorm",
+    when_to_use=_WHEN,
+)
+register(
+    "realnvp_image",
+    family="flow",
+    model=RealNVPImage,
+    config=RealNVPImageConfig,
+    defaults=dict(in_channels=1, image_size=8, n_scales=1, n_couplings=3, hidden_channels=32),
+    modalities=("image",),
+    tasks=("flow",),
+    description="Multi-scale RealNVP on 1x8x8 digits: checkerboard couplings, squeeze, channel couplings (dequantize pixels first)",
+    when_to_use=_WHEN + "; report bits/dim on dequantized pixels",
+)

@@ -77,8 +77,12 @@ class GANConfig(ArchConfig):
     g_hidden: Widths = Field(default_factory=lambda: [128], description="Generator hidden widths.")
     d_hidden: Widths = Field(default_factory=lambda: [128], description="Discriminator hidden widths.")
     g_activation: Activation = Field("relu", description="Generator hidden activation.")
-    d_activation: Activation = Field("leaky_relu", description="Discriminator hidden activation (leaky_relu is LeakyReLU(0.2)).")
-    output_activation: OutputActivation = Field("tanh", description="Generator output: tanh for data scaled to [-1, 1].")
+    d_activation: Activation = Field(
+        "leaky_relu", description="Discriminator hidden activation (leaky_relu is LeakyReLU(0.2))."
+    )
+    output_activation: OutputActivation = Field(
+        "tanh", description="Generator output: tanh for data scaled to [-1, 1]."
+    )
     init: InitScheme = Field("default", description="Weight init (the seeds keep PyTorch's defaults).")
 
 
@@ -88,18 +92,25 @@ class DCGANConfig(ArchConfig):
     latent_dim: Width = Field(100, ge=1, description="Size of the noise vector z.")
     image_channels: Width = Field(1, ge=1, description="Channels of generated images.")
     image_size: Extent = Field(32, ge=8, description="Height = width of images; a power of two >= 8.")
-    g_channels: Width = Field(32, ge=1, description="Generator width at the last hidden stage (ngf); doubles per stage towards z.")
+    g_channels: Width = Field(
+        32, ge=1, description="Generator width at the last hidden stage (ngf); doubles per stage towards z."
+    )
     d_channels: Width = Field(32, ge=1, description="Discriminator width at the first stage (ndf); doubles per stage.")
-    spectral_norm: bool = Field(False, description="Spectral-normalise every discriminator conv (Miyato et al. 2018); D then has no BatchNorm.")
-    num_classes: Optional[Size] = Field(None, ge=1, description="Classes to condition on: label embedding joined to z in G, projection discriminator (Miyato & Koyama 2018); None = unconditional.")
+    spectral_norm: bool = Field(
+        False, description="Spectral-normalise every discriminator conv (Miyato et al. 2018); D then has no BatchNorm."
+    )
+    num_classes: Optional[Size] = Field(
+        None,
+        ge=1,
+        description="Classes to condition on: label embedding joined to z in G, projection discriminator (Miyato & Koyama 2018); None = unconditional.",
+    )
 
     @model_validator(mode="after")
     def _power_of_two(self):
         s = self.image_size
         if s & (s - 1):
             raise ValueError(
-                f"image_size={s} must be a power of two >= 8 (8, 16, 32, 64, ...); "
-                "pad 28x28 images to 32x32"
+                f"image_size={s} must be a power of two >= 8 (8, 16, 32, 64, ...); pad 28x28 images to 32x32"
             )
         return self
 
@@ -131,11 +142,15 @@ def dcgan_generator(c: DCGANConfig, in_dim: int | None = None) -> nn.Sequential:
     width = c.g_channels * 2 ** (k - 1)
     layers: list[nn.Module] = [
         nn.ConvTranspose2d(in_dim or c.latent_dim, width, 4, 1, 0, bias=False),  # (B, z, 1, 1) -> (B, w, 4, 4)
-        nn.BatchNorm2d(width), nn.ReLU(),
+        nn.BatchNorm2d(width),
+        nn.ReLU(),
     ]
     for _ in range(k - 1):
-        layers += [nn.ConvTranspose2d(width, width // 2, 4, 2, 1, bias=False),  # doubles H, W
-                   nn.BatchNorm2d(width // 2), nn.ReLU()]
+        layers += [
+            nn.ConvTranspose2d(width, width // 2, 4, 2, 1, bias=False),  # doubles H, W
+            nn.BatchNorm2d(width // 2),
+            nn.ReLU(),
+        ]
         width //= 2
     layers += [nn.ConvTranspose2d(width, c.image_channels, 4, 2, 1, bias=False), nn.Tanh()]
     return nn.Sequential(*layers)
@@ -148,8 +163,11 @@ def dcgan_discriminator(c: DCGANConfig) -> nn.Sequential:
     width = c.d_channels
     layers: list[nn.Module] = [nn.Conv2d(c.image_channels, width, 4, 2, 1), nn.LeakyReLU(0.2)]  # halves H, W
     for _ in range(c.n_stages - 1):
-        layers += [nn.Conv2d(width, width * 2, 4, 2, 1, bias=not use_bn),
-                   nn.BatchNorm2d(width * 2) if use_bn else nn.Identity(), nn.LeakyReLU(0.2)]
+        layers += [
+            nn.Conv2d(width, width * 2, 4, 2, 1, bias=not use_bn),
+            nn.BatchNorm2d(width * 2) if use_bn else nn.Identity(),
+            nn.LeakyReLU(0.2),
+        ]
         width *= 2
     layers.append(nn.Conv2d(width, 1, 4, 1, 0))  # (B, w, 4, 4) -> (B, 1, 1, 1)
     dcgan_init(nn.Sequential(*layers))  # init the raw weights before spectral_norm wraps them
@@ -222,8 +240,7 @@ class _GAN(ParamCount, nn.Module):
         return self.discriminator(x).reshape(-1)  # (B, 1[, 1, 1]) -> (B,)
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None,
-               y: torch.Tensor | None = None) -> torch.Tensor:
+    def sample(self, n: int, generator: torch.Generator | None = None, y: torch.Tensor | None = None) -> torch.Tensor:
         """``n`` generated samples from z ~ N(0, I), without gradients; ``y`` (n,) class ids
         are required for a conditional GAN (sample i shows class y[i])."""
         z = prior_noise(self, n, self.config.latent_dim, generator)
@@ -246,7 +263,8 @@ class GAN(_GAN):
         d_last = c.d_hidden[-1] if c.d_hidden else c.out_features
         self.generator = nn.Sequential(
             dense_stack(c.latent_dim, c.g_hidden, act_layer=act_layer(c.g_activation)),
-            nn.Linear(g_last, c.out_features), activation(c.output_activation),
+            nn.Linear(g_last, c.out_features),
+            activation(c.output_activation),
         )
         self.discriminator = nn.Sequential(
             dense_stack(c.out_features, c.d_hidden, act_layer=act_layer(c.d_activation)),
@@ -300,35 +318,71 @@ class DCGAN(_GAN):
 
 _WHEN = "Image synthesis / data generation with fast one-pass sampling (seeds 000, 002, 003)"
 _TASKS = ("gan",)
-register("gan_mlp", family="gan", model=GAN, config=GANConfig,
-         defaults=dict(latent_dim=100, out_features=784, g_hidden=[128], d_hidden=[128]),
-         modalities=("image",), tasks=_TASKS,
-         description="Seed 000 GAN: G 100-128-784 (ReLU, Tanh), D 784-128-1 (LeakyReLU 0.2)",
-         when_to_use=_WHEN)
-register("gan_linear", family="gan", model=GAN, config=GANConfig,
-         defaults=dict(latent_dim=100, out_features=784, g_hidden=[], d_hidden=[128]),
-         modalities=("image",), tasks=_TASKS,
-         description="Seed 002 generator Linear(100, 784) + Tanh with seed 000's discriminator",
-         when_to_use=_WHEN)
-register("gan_mlp_mnist", family="gan", model=GAN, config=GANConfig,
-         defaults=dict(latent_dim=100, out_features=784, g_hidden=[128, 256, 512], d_hidden=[512, 256]),
-         modalities=("image",), tasks=_TASKS,
-         description="Seed 003 MNIST GAN: G 100-128-256-512-784, D 784-512-256-1",
-         when_to_use=_WHEN)
-register("dcgan", family="gan", model=DCGAN, config=DCGANConfig,
-         defaults=dict(latent_dim=100, image_channels=1, image_size=32, g_channels=32, d_channels=32),
-         modalities=("image",), tasks=_TASKS,
-         description="DCGAN (Radford et al. 2016) for 1x32x32 images: BN+ReLU transposed convs, LeakyReLU conv D",
-         when_to_use="Image generation: the convolutional GAN baseline; sharper than MLP GANs")
-register("dcgan_sn", family="gan", model=DCGAN, config=DCGANConfig,
-         defaults=dict(latent_dim=100, image_channels=1, image_size=32, g_channels=32, d_channels=32,
-                       spectral_norm=True),
-         modalities=("image",), tasks=_TASKS,
-         description="DCGAN with a spectrally normalised discriminator (Miyato et al. 2018)",
-         when_to_use="Image generation when plain DCGAN training is unstable; use hinge losses")
-register("cdcgan_digits", family="gan", model=DCGAN, config=DCGANConfig,
-         defaults=dict(latent_dim=64, image_channels=1, image_size=8, g_channels=128, d_channels=64,
-                       spectral_norm=True, num_classes=10),
-         modalities=("image",), tasks=_TASKS,
-         description="Class-conditional SN-DCGAN for 1x8x8 digits: label embedding + z in G, projection D (Miyato & Koyama 2018)",
-         when_to_use="Generate images of a chosen class (label-controlled generation); use hinge losses")
+register(
+    "gan_mlp",
+    family="gan",
+    model=GAN,
+    config=GANConfig,
+    defaults=dict(latent_dim=100, out_features=784, g_hidden=[128], d_hidden=[128]),
+    modalities=("image",),
+    tasks=_TASKS,
+    description="Seed 000 GAN: G 100-128-784 (ReLU, Tanh), D 784-128-1 (LeakyReLU 0.2)",
+    when_to_use=_WHEN,
+)
+register(
+    "gan_linear",
+    family="gan",
+    model=GAN,
+    config=GANConfig,
+    defaults=dict(latent_dim=100, out_features=784, g_hidden=[], d_hidden=[128]),
+    modalities=("image",),
+    tasks=_TASKS,
+    description="Seed 002 generator Linear(100, 784) + Tanh with seed 000's discriminator",
+    when_to_use=_WHEN,
+)
+register(
+    "gan_mlp_mnist",
+    family="gan",
+    model=GAN,
+    config=GANConfig,
+    defaults=dict(latent_dim=100, out_features=784, g_hidden=[128, 256, 512], d_hidden=[512, 256]),
+    modalities=("image",),
+    tasks=_TASKS,
+    description="Seed 003 MNIST GAN: G 100-128-256-512-784, D 784-512-256-1",
+    when_to_use=_WHEN,
+)
+register(
+    "dcgan",
+    family="gan",
+    model=DCGAN,
+    config=DCGANConfig,
+    defaults=dict(latent_dim=100, image_channels=1, image_size=32, g_channels=32, d_channels=32),
+    modalities=("image",),
+    tasks=_TASKS,
+    description="DCGAN (Radford et al. 2016) for 1x32x32 images: BN+ReLU transposed convs, LeakyReLU conv D",
+    when_to_use="Image generation: the convolutional GAN baseline; sharper than MLP GANs",
+)
+register(
+    "dcgan_sn",
+    family="gan",
+    model=DCGAN,
+    config=DCGANConfig,
+    defaults=dict(latent_dim=100, image_channels=1, image_size=32, g_channels=32, d_channels=32, spectral_norm=True),
+    modalities=("image",),
+    tasks=_TASKS,
+    description="DCGAN with a spectrally normalised discriminator (Miyato et al. 2018)",
+    when_to_use="Image generation when plain DCGAN training is unstable; use hinge losses",
+)
+register(
+    "cdcgan_digits",
+    family="gan",
+    model=DCGAN,
+    config=DCGANConfig,
+    defaults=dict(
+        latent_dim=64, image_channels=1, image_size=8, g_channels=128, d_channels=64, spectral_norm=True, num_classes=10
+    ),
+    modalities=("image",),
+    tasks=_TASKS,
+    description="Class-conditional SN-DCGAN for 1x8x8 digits: label embedding + z in G, projection D (Miyato & Koyama 2018)",
+    when_to_use="Generate images of a chosen class (label-controlled generation); use hinge losses",
+)

@@ -52,17 +52,29 @@ class GNNConfig(ArchConfig):
     """Config of a GCN / GAT / GraphSAGE network."""
 
     conv: Literal["gcn", "gat", "sage"] = Field("gcn", description="Message-passing layer type.")
-    task: Literal["node", "graph"] = Field("node", description="Node-level outputs, or one output per graph via readout.")
+    task: Literal["node", "graph"] = Field(
+        "node", description="Node-level outputs, or one output per graph via readout."
+    )
     in_features: Size = Field(16, ge=1, description="Node feature size.")
-    hidden_sizes: Widths = Field(default_factory=lambda: [16], description="Width of each hidden conv layer (per head for GAT).")
+    hidden_sizes: Widths = Field(
+        default_factory=lambda: [16], description="Width of each hidden conv layer (per head for GAT)."
+    )
     out_features: Size = Field(2, ge=1, description="Classes or targets per node (node) or per graph (graph).")
     heads: Width = Field(1, ge=1, description="GAT: attention heads of the hidden layers (concatenated).")
     out_heads: Width = Field(1, ge=1, description="GAT: heads of the output layer (averaged), node task only.")
-    readout: Literal["mean", "sum", "max"] = Field("mean", description="Graph task: how node rows become one row per graph.")
-    activation: Activation = Field("relu", description="Activation between conv layers (GAT paper: ELU-like; relu here).")
-    dropout: float = Field(0.5, ge=0.0, lt=1.0, description="Dropout on features before each conv (and on GAT attention).")
+    readout: Literal["mean", "sum", "max"] = Field(
+        "mean", description="Graph task: how node rows become one row per graph."
+    )
+    activation: Activation = Field(
+        "relu", description="Activation between conv layers (GAT paper: ELU-like; relu here)."
+    )
+    dropout: float = Field(
+        0.5, ge=0.0, lt=1.0, description="Dropout on features before each conv (and on GAT attention)."
+    )
     sage_normalize: bool = Field(False, description="SAGE: L2-normalise each layer's output rows.")
-    example_nodes: Extent = Field(8, ge=1, description="Nodes per graph in example_input (analysis only; any graph is accepted).")
+    example_nodes: Extent = Field(
+        8, ge=1, description="Nodes per graph in example_input (analysis only; any graph is accepted)."
+    )
     init: InitScheme = Field("xavier", description="Weight init of the linear maps (Glorot, as in the GCN/GAT papers).")
 
 
@@ -134,8 +146,7 @@ class GNN(ParamCount, nn.Module):
             x = self.act(conv(self.drop(x), edge_index))
         return x
 
-    def forward(self, x: torch.Tensor, edge_index: torch.Tensor,
-                batch: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, edge_index: torch.Tensor, batch: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Message passing and the head.
 
         Args:
@@ -159,31 +170,65 @@ class GNN(ParamCount, nn.Module):
         return self.head(self.drop(pooled))  # (G, out)
 
 
-
 _FAMILY = dict(family="gnn", model=GNN, config=GNNConfig)
 _WHEN = "Data with nodes + edges: molecules, social nets, citation graphs, KGs (seed 001 table and section 7)"
 
-register("gcn_karate", **_FAMILY,
-         defaults=dict(conv="gcn", task="node", in_features=34, hidden_sizes=[16], out_features=2,
-                       dropout=0.5, example_nodes=34),
-         modalities=("graph",), tasks=("node_classification",),
-         description="2-layer GCN (Kipf & Welling 2017) for Zachary's karate club: 34 one-hot features -> 16 -> 2 clubs",
-         when_to_use=_WHEN)
-register("gat", **_FAMILY,
-         defaults=dict(conv="gat", task="node", in_features=1433, hidden_sizes=[8], heads=8, out_heads=1,
-                       out_features=7, dropout=0.6, example_nodes=16),
-         modalities=("graph",), tasks=("node_classification",),
-         description="GAT (Velickovic et al. 2018), Cora sizes: 1433 features -> 8 heads x 8 -> 7 classes",
-         when_to_use=_WHEN)
-register("graphsage", **_FAMILY,
-         defaults=dict(conv="sage", task="node", in_features=64, hidden_sizes=[64], out_features=7,
-                       dropout=0.5, example_nodes=16),
-         modalities=("graph",), tasks=("node_classification",),
-         description="GraphSAGE-mean (Hamilton et al. 2017): 64 features -> 64 -> 7 classes",
-         when_to_use=_WHEN)
-register("gcn_graph_classifier", **_FAMILY,
-         defaults=dict(conv="gcn", task="graph", in_features=7, hidden_sizes=[64, 64], out_features=2,
-                       readout="mean", dropout=0.1, example_nodes=12),
-         modalities=("graph",), tasks=("graph_classification",),
-         description="GCN (64, 64) + mean readout + Linear for graph classification (MUTAG-sized: 7 atom types, 2 classes)",
-         when_to_use=_WHEN)
+register(
+    "gcn_karate",
+    **_FAMILY,
+    defaults=dict(
+        conv="gcn", task="node", in_features=34, hidden_sizes=[16], out_features=2, dropout=0.5, example_nodes=34
+    ),
+    modalities=("graph",),
+    tasks=("node_classification",),
+    description="2-layer GCN (Kipf & Welling 2017) for Zachary's karate club: 34 one-hot features -> 16 -> 2 clubs",
+    when_to_use=_WHEN,
+)
+register(
+    "gat",
+    **_FAMILY,
+    defaults=dict(
+        conv="gat",
+        task="node",
+        in_features=1433,
+        hidden_sizes=[8],
+        heads=8,
+        out_heads=1,
+        out_features=7,
+        dropout=0.6,
+        example_nodes=16,
+    ),
+    modalities=("graph",),
+    tasks=("node_classification",),
+    description="GAT (Velickovic et al. 2018), Cora sizes: 1433 features -> 8 heads x 8 -> 7 classes",
+    when_to_use=_WHEN,
+)
+register(
+    "graphsage",
+    **_FAMILY,
+    defaults=dict(
+        conv="sage", task="node", in_features=64, hidden_sizes=[64], out_features=7, dropout=0.5, example_nodes=16
+    ),
+    modalities=("graph",),
+    tasks=("node_classification",),
+    description="GraphSAGE-mean (Hamilton et al. 2017): 64 features -> 64 -> 7 classes",
+    when_to_use=_WHEN,
+)
+register(
+    "gcn_graph_classifier",
+    **_FAMILY,
+    defaults=dict(
+        conv="gcn",
+        task="graph",
+        in_features=7,
+        hidden_sizes=[64, 64],
+        out_features=2,
+        readout="mean",
+        dropout=0.1,
+        example_nodes=12,
+    ),
+    modalities=("graph",),
+    tasks=("graph_classification",),
+    description="GCN (64, 64) + mean readout + Linear for graph classification (MUTAG-sized: 7 atom types, 2 classes)",
+    when_to_use=_WHEN,
+)

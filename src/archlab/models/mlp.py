@@ -46,8 +46,11 @@ class MLP(ParamCount, nn.Module):
         super().__init__()
         self.config = config
         self.body = dense_stack(
-            config.in_features, config.hidden_sizes, act_layer=act_layer(config.activation),
-            norm_layer=norm_layer(config.norm), dropout=config.dropout,
+            config.in_features,
+            config.hidden_sizes,
+            act_layer=act_layer(config.activation),
+            norm_layer=norm_layer(config.norm),
+            dropout=config.dropout,
         )
         last = config.hidden_sizes[-1] if config.hidden_sizes else config.in_features
         self.head = nn.Linear(last, config.out_features)
@@ -70,19 +73,47 @@ class MLP(ParamCount, nn.Module):
 
 
 _WHEN = "Tabular data, small dense features, heads on encoders (seed 001: first pick after trees)"
-register("mlp_784_128_10", family="mlp", model=MLP, config=MLPConfig,
-         defaults=dict(in_features=784, hidden_sizes=[128], out_features=10),
-         modalities=("tabular", "image"), tasks=("classification",),
-         description="Seed 000/002 MLP: 784-128-10 with ReLU (flattened 28x28 images)", when_to_use=_WHEN)
-register("mlp_bn_dropout", family="mlp", model=MLP, config=MLPConfig,
-         defaults=dict(in_features=784, hidden_sizes=[512, 256, 128], out_features=10, norm="batch", dropout=0.3),
-         modalities=("tabular", "image"), tasks=("classification",),
-         description="Seed 004 MLP: [512, 256, 128] hidden with BatchNorm, ReLU and Dropout(0.3)", when_to_use=_WHEN)
-register("mlp_tabular", family="mlp", model=MLP, config=MLPConfig,
-         defaults=dict(in_features=30, hidden_sizes=[256, 256], out_features=2, dropout=0.1),
-         modalities=("tabular", "time_series"), tasks=("classification",),
-         description="Seed 001 tabular MLP: two 256-wide ReLU layers with dropout 0.1", when_to_use=_WHEN)
-register("mlp_regressor", family="mlp", model=MLP, config=MLPConfig,
-         defaults=dict(in_features=10, hidden_sizes=[256, 256], out_features=1, dropout=0.1),
-         modalities=("tabular",), tasks=("regression",),
-         description="Two-layer MLP with one output for regression", when_to_use=_WHEN)
+register(
+    "mlp_784_128_10",
+    family="mlp",
+    model=MLP,
+    config=MLPConfig,
+    defaults=dict(in_features=784, hidden_sizes=[128], out_features=10),
+    modalities=("tabular", "image"),
+    tasks=("classification",),
+    description="Seed 000/002 MLP: 784-128-10 with ReLU (flattened 28x28 images)",
+    when_to_use=_WHEN,
+)
+register(
+    "mlp_bn_dropout",
+    family="mlp",
+    model=MLP,
+    config=MLPConfig,
+    defaults=dict(in_features=784, hidden_sizes=[512, 256, 128], out_features=10, norm="batch", dropout=0.3),
+    modalities=("tabular", "image"),
+    tasks=("classification",),
+    description="Seed 004 MLP: [512, 256, 128] hidden with BatchNorm, ReLU and Dropout(0.3)",
+    when_to_use=_WHEN,
+)
+register(
+    "mlp_tabular",
+    family="mlp",
+    model=MLP,
+    config=MLPConfig,
+    defaults=dict(in_features=30, hidden_sizes=[256, 256], out_features=2, dropout=0.1),
+    modalities=("tabular", "time_series"),
+    tasks=("classification",),
+    description="Seed 001 tabular MLP: two 256-wide ReLU layers with dropout 0.1",
+    when_to_use=_WHEN,
+)
+register(
+    "mlp_regressor",
+    family="mlp",
+    model=MLP,
+    config=MLPConfig,
+    defaults=dict(in_features=10, hidden_sizes=[256, 256], out_features=1, dropout=0.1),
+    modalities=("tabular",),
+    tasks=("regression",),
+    description="Two-layer MLP with one output for regression",
+    when_to_use=_WHEN,
+)

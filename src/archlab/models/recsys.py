@@ -77,7 +77,9 @@ def _check_sparse(model: nn.Module, sparse: torch.Tensor, field_sizes: list[int]
     if sparse.device.type == "meta":
         return sparse
     for f, size in enumerate(field_sizes):
-        check_range(model, sparse[:, f], -1, size, name=f"sparse field {f} ids", inclusive=False, note=" (-1 for padding)")
+        check_range(
+            model, sparse[:, f], -1, size, name=f"sparse field {f} ids", inclusive=False, note=" (-1 for padding)"
+        )
     return sparse
 
 
@@ -87,7 +89,9 @@ def _check_inputs(model: nn.Module, dense: torch.Tensor, sparse: torch.Tensor) -
     dense = _check_dense(model, dense, c.dense_features)
     sparse = _check_sparse(model, sparse, c.field_sizes)
     if sparse.shape[0] != dense.shape[0]:
-        raise ShapeError(f"{model_name(model)} expects sparse with batch {dense.shape[0]} (as dense); got {sparse.shape[0]}")
+        raise ShapeError(
+            f"{model_name(model)} expects sparse with batch {dense.shape[0]} (as dense); got {sparse.shape[0]}"
+        )
     return dense, sparse
 
 
@@ -110,11 +114,16 @@ class WideDeepConfig(ArchConfig):
     """Config of a Wide & Deep CTR model."""
 
     dense_features: Size = Field(13, ge=1, description="Dense numerical features per sample.")
-    field_sizes: int_list(MAX_INT) = Field(default_factory=lambda: [100, 50, 20], description="Vocabulary size of each categorical field.")
+    field_sizes: int_list(MAX_INT) = Field(
+        default_factory=lambda: [100, 50, 20], description="Vocabulary size of each categorical field."
+    )
     embed_dim: Width = Field(16, ge=1, description="Embedding width of every field (deep part).")
-    hidden_sizes: Widths = Field(default_factory=lambda: [256, 256], description="Deep MLP widths (seed 001: 256, 256).")
-    cross_fields: Annotated[list[int_list(MAX_STAGES, low=0, min_length=2, max_length=4)], Field(max_length=MAX_STAGES)] = Field(default_factory=lambda: [[0, 1]],
-                                          description="Field groups crossed for the wide part, e.g. [[0, 1]].")
+    hidden_sizes: Widths = Field(
+        default_factory=lambda: [256, 256], description="Deep MLP widths (seed 001: 256, 256)."
+    )
+    cross_fields: Annotated[
+        list[int_list(MAX_STAGES, low=0, min_length=2, max_length=4)], Field(max_length=MAX_STAGES)
+    ] = Field(default_factory=lambda: [[0, 1]], description="Field groups crossed for the wide part, e.g. [[0, 1]].")
     cross_buckets: Size = Field(1000, ge=1, description="Hash buckets of the crossed ids (wide weights).")
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout in the deep MLP.")
     example_bag: int = Field(2, ge=1, le=16, description="Ids per field in example_input (any bag length is accepted).")
@@ -126,8 +135,7 @@ class WideDeepConfig(ArchConfig):
         for group in self.cross_fields:
             if len(group) < 2 or len(set(group)) != len(group) or any(not 0 <= f < n for f in group):
                 raise ValueError(
-                    f"cross_fields entry {group} must name >= 2 distinct fields in [0, {n}) "
-                    f"(there are {n} fields)"
+                    f"cross_fields entry {group} must name >= 2 distinct fields in [0, {n}) (there are {n} fields)"
                 )
         return self
 
@@ -140,10 +148,10 @@ class WideDeep(ParamCount, nn.Module):
         self.config = config
         c = config
         self.embed = FieldEmbeddings(c.field_sizes, c.embed_dim, mode="mean")
-        self.deep = dense_stack(len(c.field_sizes) * c.embed_dim + c.dense_features, c.hidden_sizes,
-                                dropout=c.dropout)
-        self.deep_out = nn.Linear(c.hidden_sizes[-1] if c.hidden_sizes else
-                                  len(c.field_sizes) * c.embed_dim + c.dense_features, 1)
+        self.deep = dense_stack(len(c.field_sizes) * c.embed_dim + c.dense_features, c.hidden_sizes, dropout=c.dropout)
+        self.deep_out = nn.Linear(
+            c.hidden_sizes[-1] if c.hidden_sizes else len(c.field_sizes) * c.embed_dim + c.dense_features, 1
+        )
         # Wide part: a linear model over dense features, one weight per raw id, one per crossed id.
         self.wide_dense = nn.Linear(c.dense_features, 1)
         self.wide_ids = FieldEmbeddings(c.field_sizes, 1, mode="sum")
@@ -212,10 +220,17 @@ class DLRMConfig(ArchConfig):
     """Config of a DLRM (deep learning recommendation model)."""
 
     dense_features: Size = Field(13, ge=1, description="Dense numerical features per sample.")
-    field_sizes: int_list(MAX_INT) = Field(default_factory=lambda: [100, 50, 20], description="Vocabulary size of each categorical field (one table each).")
+    field_sizes: int_list(MAX_INT) = Field(
+        default_factory=lambda: [100, 50, 20], description="Vocabulary size of each categorical field (one table each)."
+    )
     embed_dim: Width = Field(16, ge=1, description="Embedding width; the bottom MLP's last width must equal it.")
-    bottom_mlp: Widths = Field(default_factory=lambda: [64, 16], description="Bottom MLP widths over dense features; last = embed_dim.")
-    top_mlp: Widths = Field(default_factory=lambda: [64, 32], description="Top MLP widths over [dense vector, interactions], before the logit.")
+    bottom_mlp: Widths = Field(
+        default_factory=lambda: [64, 16], description="Bottom MLP widths over dense features; last = embed_dim."
+    )
+    top_mlp: Widths = Field(
+        default_factory=lambda: [64, 32],
+        description="Top MLP widths over [dense vector, interactions], before the logit.",
+    )
     self_interaction: bool = Field(False, description="Include each vector's dot with itself in the interactions.")
     example_bag: int = Field(1, ge=1, le=16, description="Ids per field in example_input (any bag length is accepted).")
     init: InitScheme = Field("kaiming", description="Weight init of the MLPs.")
@@ -291,15 +306,33 @@ class DLRM(ParamCount, nn.Module):
 
 _WHEN = "Tabular CTR / ranking with sparse categorical IDs + dense features (seed 001 table and section 9)"
 _SIZES = [1000, 500, 200, 100, 50, 20, 10, 5]  # Criteo-like field layout, scaled down
-register("wide_deep", family="recsys", model=WideDeep, config=WideDeepConfig,
-         defaults=dict(dense_features=13, field_sizes=_SIZES, embed_dim=16, hidden_sizes=[256, 256],
-                       cross_fields=[[0, 1], [2, 3]], cross_buckets=10_000, example_bag=3),
-         modalities=("tabular",), tasks=("ctr",),
-         description="Wide & Deep (Cheng et al. 2016): bagged ids (8 fields) + 13 dense -> MLP 256-256, wide over ids and hashed crosses",
-         when_to_use=_WHEN)
-register("dlrm", family="recsys", model=DLRM, config=DLRMConfig,
-         defaults=dict(dense_features=13, field_sizes=_SIZES, embed_dim=16, bottom_mlp=[64, 32, 16],
-                       top_mlp=[128, 64]),
-         modalities=("tabular",), tasks=("ctr",),
-         description="DLRM (Naumov et al. 2019): bottom MLP 64-32-16, 8 tables of 16-d, dot interactions, top MLP 128-64",
-         when_to_use=_WHEN)
+register(
+    "wide_deep",
+    family="recsys",
+    model=WideDeep,
+    config=WideDeepConfig,
+    defaults=dict(
+        dense_features=13,
+        field_sizes=_SIZES,
+        embed_dim=16,
+        hidden_sizes=[256, 256],
+        cross_fields=[[0, 1], [2, 3]],
+        cross_buckets=10_000,
+        example_bag=3,
+    ),
+    modalities=("tabular",),
+    tasks=("ctr",),
+    description="Wide & Deep (Cheng et al. 2016): bagged ids (8 fields) + 13 dense -> MLP 256-256, wide over ids and hashed crosses",
+    when_to_use=_WHEN,
+)
+register(
+    "dlrm",
+    family="recsys",
+    model=DLRM,
+    config=DLRMConfig,
+    defaults=dict(dense_features=13, field_sizes=_SIZES, embed_dim=16, bottom_mlp=[64, 32, 16], top_mlp=[128, 64]),
+    modalities=("tabular",),
+    tasks=("ctr",),
+    description="DLRM (Naumov et al. 2019): bottom MLP 64-32-16, 8 tables of 16-d, dot interactions, top MLP 128-64",
+    when_to_use=_WHEN,
+)

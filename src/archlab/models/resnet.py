@@ -49,16 +49,30 @@ from archlab.registry import register
 class ResNetConfig(ArchConfig):
     """Config of a 2-D ResNet (He et al. 2015)."""
 
-    block: Literal["basic", "bottleneck"] = Field("basic", description="BasicBlock (two 3x3) or Bottleneck (1x1-3x3-1x1, 4x wider out).")
-    layers: int_list(MAX_DEPTH) = Field(default_factory=lambda: [2, 2, 2, 2], description="Blocks per stage ([2,2,2,2] ResNet-18, [3,4,6,3] ResNet-34/50).")
-    widths: PositiveInts = Field(default_factory=lambda: [64, 128, 256, 512], description="Base width of each stage (Bottleneck outputs 4x this).")
-    stem: Literal["imagenet", "cifar"] = Field("imagenet", description="imagenet: conv7x7/2 + maxpool (1/4 size); cifar: conv3x3/1 for small images.")
+    block: Literal["basic", "bottleneck"] = Field(
+        "basic", description="BasicBlock (two 3x3) or Bottleneck (1x1-3x3-1x1, 4x wider out)."
+    )
+    layers: int_list(MAX_DEPTH) = Field(
+        default_factory=lambda: [2, 2, 2, 2],
+        description="Blocks per stage ([2,2,2,2] ResNet-18, [3,4,6,3] ResNet-34/50).",
+    )
+    widths: PositiveInts = Field(
+        default_factory=lambda: [64, 128, 256, 512],
+        description="Base width of each stage (Bottleneck outputs 4x this).",
+    )
+    stem: Literal["imagenet", "cifar"] = Field(
+        "imagenet", description="imagenet: conv7x7/2 + maxpool (1/4 size); cifar: conv3x3/1 for small images."
+    )
     stem_width: Width | None = Field(None, ge=1, description="Stem output channels; null: widths[0].")
     in_channels: Width = Field(3, ge=1, description="Input channels (3 RGB, 1 grey).")
     num_classes: Size = Field(1000, ge=1, description="Outputs of the classifier (logits).")
-    norm: Literal["batch", "group"] = Field("batch", description="Norm layer: batch, or group for tiny batches (seed 001's gotcha).")
+    norm: Literal["batch", "group"] = Field(
+        "batch", description="Norm layer: batch, or group for tiny batches (seed 001's gotcha)."
+    )
     conv_bias: bool = Field(False, description="Bias in the convs (He et al. have none; seed 004's net has them).")
-    zero_init_residual: bool = Field(False, description="Start each block's last norm gamma at 0 so blocks begin as identity.")
+    zero_init_residual: bool = Field(
+        False, description="Start each block's last norm gamma at 0 so blocks begin as identity."
+    )
     example_size: Extent = Field(64, ge=1, description="H = W of example_input; the net takes any size.")
 
     @model_validator(mode="after")
@@ -146,13 +160,15 @@ class ResNet(ParamCount, nn.Module):
         if c.stem == "imagenet":
             self.stem = nn.Sequential(
                 conv(2, c.in_channels, stem_w, 7, stride=2, padding=3, bias=c.conv_bias),
-                conv_norm(c.norm, 2, stem_w), nn.ReLU(inplace=True),
+                conv_norm(c.norm, 2, stem_w),
+                nn.ReLU(inplace=True),
                 nn.MaxPool2d(3, stride=2, padding=1),
             )
         else:
             self.stem = nn.Sequential(
                 conv(2, c.in_channels, stem_w, 3, padding=1, bias=c.conv_bias),
-                conv_norm(c.norm, 2, stem_w), nn.ReLU(inplace=True),
+                conv_norm(c.norm, 2, stem_w),
+                nn.ReLU(inplace=True),
             )
         stages = []
         width_in = stem_w
@@ -200,7 +216,10 @@ class ResNet1DConfig(ArchConfig):
 
     in_channels: Width = Field(1, ge=1, description="Channels (variables) of the series.")
     widths: PositiveInts = Field(default_factory=lambda: [64, 128, 128], description="Channels of each residual block.")
-    kernel_sizes: int_list(MAX_EXTENT) = Field(default_factory=lambda: [8, 5, 3], description="Kernel of each of the three convs inside a block ('same' padding).")
+    kernel_sizes: int_list(MAX_EXTENT) = Field(
+        default_factory=lambda: [8, 5, 3],
+        description="Kernel of each of the three convs inside a block ('same' padding).",
+    )
     num_classes: Size = Field(2, ge=1, description="Outputs of the classifier (logits).")
     norm: Literal["batch", "group"] = Field("batch", description="Norm after each conv.")
     length: Extent = Field(150, ge=1, description="Series length of example_input; the net takes any length.")
@@ -225,7 +244,8 @@ class ResidualBlock1D(nn.Module):
         # Fawaz et al.: 1x1 conv + BN when the width changes, else BN alone on the shortcut.
         self.shortcut = (
             nn.Sequential(conv(1, c_in, c_out, 1, bias=False), conv_norm(norm, 1, c_out))
-            if c_in != c_out else conv_norm(norm, 1, c_out)
+            if c_in != c_out
+            else conv_norm(norm, 1, c_out)
         )
         self.relu = nn.ReLU(inplace=True)
 
@@ -275,34 +295,93 @@ _WHEN_1D = "Time series / 1-D signal classification: strong deep baseline (Fawaz
 
 
 def _resnet(name: str, description: str, when: str = _WHEN, **defaults) -> None:
-    register(name, family="resnet", model=ResNet, config=ResNetConfig, defaults=defaults,
-             modalities=("image",), tasks=("classification",), description=description,
-             when_to_use=when)
+    register(
+        name,
+        family="resnet",
+        model=ResNet,
+        config=ResNetConfig,
+        defaults=defaults,
+        modalities=("image",),
+        tasks=("classification",),
+        description=description,
+        when_to_use=when,
+    )
 
 
-_resnet("resnet18", "ResNet-18 (He et al. 2015): BasicBlocks [2, 2, 2, 2], ImageNet stem",
-        block="basic", layers=[2, 2, 2, 2])
-_resnet("resnet34", "ResNet-34 (He et al. 2015): BasicBlocks [3, 4, 6, 3], ImageNet stem",
-        block="basic", layers=[3, 4, 6, 3])
-_resnet("resnet50", "ResNet-50 (He et al. 2015): Bottlenecks [3, 4, 6, 3], ImageNet stem, 25.6M params",
-        block="bottleneck", layers=[3, 4, 6, 3])
-_resnet("tiny_resnet", "Seed 001 TinyResNet: conv7x7/2-BN-ReLU-maxpool stem, four 64-wide BasicBlocks, GAP",
-        block="basic", layers=[4], widths=[64], num_classes=10)
-_resnet("resnet34_seed004", "Seed 004 ResNetPyTorch: BasicBlocks [3, 4, 6, 3] with conv bias, 10 classes",
-        block="basic", layers=[3, 4, 6, 3], conv_bias=True, num_classes=10)
-_resnet("resnet20_cifar", "ResNet-20 for CIFAR (He et al. 2015): 3x3 stem, 16/32/64 x 3 BasicBlocks",
-        when=_WHEN_SMALL, block="basic", layers=[3, 3, 3], widths=[16, 32, 64], stem="cifar",
-        num_classes=10, example_size=32)
-_resnet("resnet18_cifar", "ResNet-18 with the CIFAR stem (3x3 conv, no maxpool) for 32x32 images",
-        when=_WHEN_SMALL, block="basic", layers=[2, 2, 2, 2], stem="cifar", num_classes=10,
-        example_size=32)
-register("resnet1d", family="resnet", model=ResNet1D, config=ResNet1DConfig,
-         defaults=dict(in_channels=1, num_classes=2, length=150),
-         modalities=("time_series",), tasks=("classification",),
-         description="Fawaz et al. 2019 TSC ResNet: 3 blocks 64/128/128, kernels 8/5/3, GAP (GunPoint: L=150, 2 classes)",
-         when_to_use=_WHEN_1D)
-register("resnet1d_mnist1d", family="resnet", model=ResNet1D, config=ResNet1DConfig,
-         defaults=dict(in_channels=1, num_classes=10, length=40),
-         modalities=("time_series",), tasks=("classification",),
-         description="Fawaz et al. 2019 TSC ResNet sized for MNIST-1D: (B, 1, 40), 10 classes",
-         when_to_use=_WHEN_1D)
+_resnet(
+    "resnet18",
+    "ResNet-18 (He et al. 2015): BasicBlocks [2, 2, 2, 2], ImageNet stem",
+    block="basic",
+    layers=[2, 2, 2, 2],
+)
+_resnet(
+    "resnet34",
+    "ResNet-34 (He et al. 2015): BasicBlocks [3, 4, 6, 3], ImageNet stem",
+    block="basic",
+    layers=[3, 4, 6, 3],
+)
+_resnet(
+    "resnet50",
+    "ResNet-50 (He et al. 2015): Bottlenecks [3, 4, 6, 3], ImageNet stem, 25.6M params",
+    block="bottleneck",
+    layers=[3, 4, 6, 3],
+)
+_resnet(
+    "tiny_resnet",
+    "Seed 001 TinyResNet: conv7x7/2-BN-ReLU-maxpool stem, four 64-wide BasicBlocks, GAP",
+    block="basic",
+    layers=[4],
+    widths=[64],
+    num_classes=10,
+)
+_resnet(
+    "resnet34_seed004",
+    "Seed 004 ResNetPyTorch: BasicBlocks [3, 4, 6, 3] with conv bias, 10 classes",
+    block="basic",
+    layers=[3, 4, 6, 3],
+    conv_bias=True,
+    num_classes=10,
+)
+_resnet(
+    "resnet20_cifar",
+    "ResNet-20 for CIFAR (He et al. 2015): 3x3 stem, 16/32/64 x 3 BasicBlocks",
+    when=_WHEN_SMALL,
+    block="basic",
+    layers=[3, 3, 3],
+    widths=[16, 32, 64],
+    stem="cifar",
+    num_classes=10,
+    example_size=32,
+)
+_resnet(
+    "resnet18_cifar",
+    "ResNet-18 with the CIFAR stem (3x3 conv, no maxpool) for 32x32 images",
+    when=_WHEN_SMALL,
+    block="basic",
+    layers=[2, 2, 2, 2],
+    stem="cifar",
+    num_classes=10,
+    example_size=32,
+)
+register(
+    "resnet1d",
+    family="resnet",
+    model=ResNet1D,
+    config=ResNet1DConfig,
+    defaults=dict(in_channels=1, num_classes=2, length=150),
+    modalities=("time_series",),
+    tasks=("classification",),
+    description="Fawaz et al. 2019 TSC ResNet: 3 blocks 64/128/128, kernels 8/5/3, GAP (GunPoint: L=150, 2 classes)",
+    when_to_use=_WHEN_1D,
+)
+register(
+    "resnet1d_mnist1d",
+    family="resnet",
+    model=ResNet1D,
+    config=ResNet1DConfig,
+    defaults=dict(in_channels=1, num_classes=10, length=40),
+    modalities=("time_series",),
+    tasks=("classification",),
+    description="Fawaz et al. 2019 TSC ResNet sized for MNIST-1D: (B, 1, 40), 10 classes",
+    when_to_use=_WHEN_1D,
+)

@@ -64,20 +64,29 @@ class RNNConfig(ArchConfig):
     """Config of a recurrent network with one of four heads."""
 
     head: Literal["classifier", "tagger", "lm", "forecaster"] = Field(
-        "classifier", description="Output head: sequence classifier, per-step tagger, language model, forecaster.")
+        "classifier", description="Output head: sequence classifier, per-step tagger, language model, forecaster."
+    )
     cell: Literal["rnn", "lstm", "gru"] = Field("lstm", description="Recurrent cell type.")
     input_size: Size = Field(1, ge=1, description="Features per step of float input (unused when vocab_size is set).")
-    vocab_size: Optional[Size] = Field(None, ge=2, description="Token vocabulary; set it to feed (B, T) long ids (required for head=lm).")
+    vocab_size: Optional[Size] = Field(
+        None, ge=2, description="Token vocabulary; set it to feed (B, T) long ids (required for head=lm)."
+    )
     embed_dim: Width = Field(64, ge=1, description="Token embedding width (only with vocab_size).")
     hidden_size: Width = Field(64, ge=1, description="Hidden units per direction per layer.")
     n_layers: Depth = Field(1, ge=1, description="Stacked recurrent layers.")
     bidirectional: bool = Field(False, description="Run a second, backward recurrence and concatenate.")
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout between recurrent layers and before the head.")
-    pooling: Literal["last", "mean"] = Field("last", description="classifier/forecaster: final hidden state or mean over valid steps.")
+    pooling: Literal["last", "mean"] = Field(
+        "last", description="classifier/forecaster: final hidden state or mean over valid steps."
+    )
     out_features: Size = Field(2, ge=1, description="Classes (classifier) or tags (tagger).")
     horizon: Size = Field(1, ge=1, description="Future steps predicted by the forecaster head.")
-    seq_len: Extent = Field(32, ge=1, description="Typical sequence length, for example_input and analysis; any length is accepted.")
-    init: InitScheme = Field("orthogonal", description="Weight init; orthogonal = orthogonal recurrent, Xavier input weights.")
+    seq_len: Extent = Field(
+        32, ge=1, description="Typical sequence length, for example_input and analysis; any length is accepted."
+    )
+    init: InitScheme = Field(
+        "orthogonal", description="Weight init; orthogonal = orthogonal recurrent, Xavier input weights."
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> RNNConfig:
@@ -98,13 +107,18 @@ class RNNNet(ParamCount, nn.Module):
         self.embed = nn.Embedding(c.vocab_size, c.embed_dim) if c.vocab_size else None
         in_size = c.embed_dim if c.vocab_size else c.input_size
         self.rnn = _CELLS[c.cell](
-            in_size, c.hidden_size, num_layers=c.n_layers, batch_first=True,
-            bidirectional=c.bidirectional, dropout=c.dropout if c.n_layers > 1 else 0.0,
+            in_size,
+            c.hidden_size,
+            num_layers=c.n_layers,
+            batch_first=True,
+            bidirectional=c.bidirectional,
+            dropout=c.dropout if c.n_layers > 1 else 0.0,
         )
         self.drop = nn.Dropout(c.dropout)
         width = c.hidden_size * self.directions
-        out = {"classifier": c.out_features, "tagger": c.out_features,
-               "lm": c.vocab_size, "forecaster": c.horizon}[c.head]
+        out = {"classifier": c.out_features, "tagger": c.out_features, "lm": c.vocab_size, "forecaster": c.horizon}[
+            c.head
+        ]
         self.head = nn.Linear(width, out)
         init_weights(self, c.init, nonlinearity="tanh")
 
@@ -142,8 +156,9 @@ class RNNNet(ParamCount, nn.Module):
         return state
 
     # -- core ---------------------------------------------------------------------------------
-    def encode(self, x: torch.Tensor, lengths: torch.Tensor | None = None,
-               state: State | None = None) -> tuple[torch.Tensor, State]:
+    def encode(
+        self, x: torch.Tensor, lengths: torch.Tensor | None = None, state: State | None = None
+    ) -> tuple[torch.Tensor, State]:
         """Run the recurrence.
 
         Args:
@@ -176,11 +191,12 @@ class RNNNet(ParamCount, nn.Module):
         # "last": final hidden state of the top layer in each direction; with packing this is
         # the state at each sequence's own last valid step (and step 0 for the backward pass).
         h = state[0] if isinstance(state, tuple) else state  # (layers*dirs, B, H)
-        top = h[-self.directions:]  # (dirs, B, H)
+        top = h[-self.directions :]  # (dirs, B, H)
         return top.transpose(0, 1).reshape(h.shape[1], -1)  # (B, dirs*H)
 
-    def forward_with_state(self, x: torch.Tensor, state: State | None = None,
-                           lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, State]:
+    def forward_with_state(
+        self, x: torch.Tensor, state: State | None = None, lengths: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, State]:
         """Like :meth:`forward`, also taking and returning the recurrent state (streaming).
 
         Feeding a sequence in chunks, each with the state the previous chunk returned, gives
@@ -220,8 +236,14 @@ class RNNNet(ParamCount, nn.Module):
         return (out[:, -1] if out.dim() == 3 else out), state
 
     @torch.no_grad()
-    def generate(self, prompt_ids: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
-                 top_k: int | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+    def generate(
+        self,
+        prompt_ids: torch.Tensor,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
         """Sample continuations of ``prompt_ids`` (head ``lm`` only; call ``.eval()`` first).
 
         Args:
@@ -256,42 +278,89 @@ _WHEN_SEQ = "Sequential data, streaming/online modelling at low latency (seed 00
 _WHEN_LM = "Text generation on-device / small budgets: RNN-LM (seed 001 table, alternative to a GPT)"
 _WHEN_TS = "Time series forecasting with a recurrent state (seed 003's LSTM example; seed 001: TCN/Transformer first)"
 
-register("lstm_net", **_FAMILY,
-         defaults=dict(head="classifier", cell="lstm", input_size=50, hidden_size=128, n_layers=2,
-                       out_features=2, seq_len=20),
-         modalities=("time_series", "text"), tasks=("classification",),
-         description="Seed 000 LSTMNet: LSTM(50 -> 128, 2 layers), Linear on the last step -> 2",
-         when_to_use=_WHEN_SEQ)
-register("lstm_classifier", **_FAMILY,
-         defaults=dict(head="classifier", cell="lstm", input_size=100, hidden_size=128, n_layers=2,
-                       dropout=0.3, out_features=10, seq_len=20),
-         modalities=("time_series", "text"), tasks=("classification",),
-         description="Seed 004 LSTM: LSTM(100 -> 128, 2 layers, dropout 0.3), final hidden -> 10",
-         when_to_use=_WHEN_SEQ)
-register("lstm_sine_forecaster", **_FAMILY,
-         defaults=dict(head="forecaster", cell="lstm", input_size=1, hidden_size=64, horizon=1, seq_len=50),
-         modalities=("time_series",), tasks=("forecasting", "regression"),
-         description="Seed 003 LSTM forecaster: windows (B, 50, 1) -> LSTM(64) -> next value (B, 1)",
-         when_to_use=_WHEN_TS)
-register("gru_mnist1d", **_FAMILY,
-         defaults=dict(head="classifier", cell="gru", input_size=1, hidden_size=64, out_features=10, seq_len=40),
-         modalities=("time_series",), tasks=("classification",),
-         description="GRU(1 -> 64) classifier for MNIST-1D signals laid out (B, 40, 1), 10 classes",
-         when_to_use=_WHEN_SEQ)
-register("bilstm_tagger", **_FAMILY,
-         defaults=dict(head="tagger", cell="lstm", vocab_size=1000, embed_dim=64, hidden_size=64,
-                       bidirectional=True, out_features=9, dropout=0.1, seq_len=24),
-         modalities=("text", "time_series"), tasks=("tagging",),
-         description="BiLSTM tagger: token ids (B, T) -> embedding 64 -> BiLSTM(64) -> 9 tags per step",
-         when_to_use="Text understanding on small budgets (seed 001 table: BiLSTM+CRF as the small alternative to BERT)")
-register("lstm_char_lm", **_FAMILY,
-         defaults=dict(head="lm", cell="lstm", vocab_size=65, embed_dim=64, hidden_size=128, n_layers=2,
-                       dropout=0.1, seq_len=64),
-         modalities=("text",), tasks=("language_modeling",),
-         description="Character-level LSTM LM: vocab 65 -> embedding 64 -> LSTM(128, 2 layers) -> 65 logits",
-         when_to_use=_WHEN_LM)
-register("rnn_char_lm", **_FAMILY,
-         defaults=dict(head="lm", cell="rnn", vocab_size=65, embed_dim=128, hidden_size=128, seq_len=30),
-         modalities=("text",), tasks=("language_modeling",),
-         description="Seed 003 character RNN: embedding 128 -> vanilla RNN(128) -> vocab logits, windows of 30",
-         when_to_use=_WHEN_LM)
+register(
+    "lstm_net",
+    **_FAMILY,
+    defaults=dict(
+        head="classifier", cell="lstm", input_size=50, hidden_size=128, n_layers=2, out_features=2, seq_len=20
+    ),
+    modalities=("time_series", "text"),
+    tasks=("classification",),
+    description="Seed 000 LSTMNet: LSTM(50 -> 128, 2 layers), Linear on the last step -> 2",
+    when_to_use=_WHEN_SEQ,
+)
+register(
+    "lstm_classifier",
+    **_FAMILY,
+    defaults=dict(
+        head="classifier",
+        cell="lstm",
+        input_size=100,
+        hidden_size=128,
+        n_layers=2,
+        dropout=0.3,
+        out_features=10,
+        seq_len=20,
+    ),
+    modalities=("time_series", "text"),
+    tasks=("classification",),
+    description="Seed 004 LSTM: LSTM(100 -> 128, 2 layers, dropout 0.3), final hidden -> 10",
+    when_to_use=_WHEN_SEQ,
+)
+register(
+    "lstm_sine_forecaster",
+    **_FAMILY,
+    defaults=dict(head="forecaster", cell="lstm", input_size=1, hidden_size=64, horizon=1, seq_len=50),
+    modalities=("time_series",),
+    tasks=("forecasting", "regression"),
+    description="Seed 003 LSTM forecaster: windows (B, 50, 1) -> LSTM(64) -> next value (B, 1)",
+    when_to_use=_WHEN_TS,
+)
+register(
+    "gru_mnist1d",
+    **_FAMILY,
+    defaults=dict(head="classifier", cell="gru", input_size=1, hidden_size=64, out_features=10, seq_len=40),
+    modalities=("time_series",),
+    tasks=("classification",),
+    description="GRU(1 -> 64) classifier for MNIST-1D signals laid out (B, 40, 1), 10 classes",
+    when_to_use=_WHEN_SEQ,
+)
+register(
+    "bilstm_tagger",
+    **_FAMILY,
+    defaults=dict(
+        head="tagger",
+        cell="lstm",
+        vocab_size=1000,
+        embed_dim=64,
+        hidden_size=64,
+        bidirectional=True,
+        out_features=9,
+        dropout=0.1,
+        seq_len=24,
+    ),
+    modalities=("text", "time_series"),
+    tasks=("tagging",),
+    description="BiLSTM tagger: token ids (B, T) -> embedding 64 -> BiLSTM(64) -> 9 tags per step",
+    when_to_use="Text understanding on small budgets (seed 001 table: BiLSTM+CRF as the small alternative to BERT)",
+)
+register(
+    "lstm_char_lm",
+    **_FAMILY,
+    defaults=dict(
+        head="lm", cell="lstm", vocab_size=65, embed_dim=64, hidden_size=128, n_layers=2, dropout=0.1, seq_len=64
+    ),
+    modalities=("text",),
+    tasks=("language_modeling",),
+    description="Character-level LSTM LM: vocab 65 -> embedding 64 -> LSTM(128, 2 layers) -> 65 logits",
+    when_to_use=_WHEN_LM,
+)
+register(
+    "rnn_char_lm",
+    **_FAMILY,
+    defaults=dict(head="lm", cell="rnn", vocab_size=65, embed_dim=128, hidden_size=128, seq_len=30),
+    modalities=("text",),
+    tasks=("language_modeling",),
+    description="Seed 003 character RNN: embedding 128 -> vanilla RNN(128) -> vocab logits, windows of 30",
+    when_to_use=_WHEN_LM,
+)

@@ -50,10 +50,18 @@ from archlab.registry import register
 class SiameseConfig(ArchConfig):
     """Config of a shared encoder producing (optionally L2-normalised) embeddings."""
 
-    encoder: Literal["mlp", "cnn"] = Field("mlp", description="Encoder kind: mlp for vectors, cnn for images / signals.")
-    input_shape: int_list(MAX_INT, max_length=3) = Field(default_factory=lambda: [64], description="Shape of one input without the batch: [F] (mlp), [C, L] or [C, H, W] (cnn).")
+    encoder: Literal["mlp", "cnn"] = Field(
+        "mlp", description="Encoder kind: mlp for vectors, cnn for images / signals."
+    )
+    input_shape: int_list(MAX_INT, max_length=3) = Field(
+        default_factory=lambda: [64],
+        description="Shape of one input without the batch: [F] (mlp), [C, L] or [C, H, W] (cnn).",
+    )
     hidden_sizes: Widths = Field(default_factory=lambda: [256], description="Hidden widths of the mlp encoder.")
-    channels: Widths = Field(default_factory=lambda: [32, 64], description="Stage widths of the cnn encoder (conv -> norm -> act -> maxpool 2).")
+    channels: Widths = Field(
+        default_factory=lambda: [32, 64],
+        description="Stage widths of the cnn encoder (conv -> norm -> act -> maxpool 2).",
+    )
     kernel_size: Extent = Field(3, ge=1, description="Kernel size of the cnn encoder's convs ('same' padding).")
     norm: Literal["batch", "none"] = Field("none", description="BatchNorm after each hidden Linear / conv, or none.")
     activation: Activation = Field("relu", description="Hidden activation.")
@@ -68,9 +76,7 @@ class SiameseConfig(ArchConfig):
             raise ValueError(f"input_shape={self.input_shape} must be [F] for encoder='mlp'")
         if self.encoder == "cnn":
             if len(self.input_shape) not in (2, 3):
-                raise ValueError(
-                    f"input_shape={self.input_shape} must be [C, L] or [C, H, W] for encoder='cnn'"
-                )
+                raise ValueError(f"input_shape={self.input_shape} must be [C, L] or [C, H, W] for encoder='cnn'")
             if not self.channels:
                 raise ValueError("channels must list at least one stage width for encoder='cnn'; got []")
         return self
@@ -85,17 +91,31 @@ class SiameseNet(ParamCount, nn.Module):
         c = config
         if c.encoder == "mlp":
             self.encoder = nn.Sequential(
-                dense_stack(c.input_shape[0], c.hidden_sizes, act_layer=act_layer(c.activation),
-                            norm_layer=norm_layer(c.norm), dropout=c.dropout),
+                dense_stack(
+                    c.input_shape[0],
+                    c.hidden_sizes,
+                    act_layer=act_layer(c.activation),
+                    norm_layer=norm_layer(c.norm),
+                    dropout=c.dropout,
+                ),
                 nn.Linear(c.hidden_sizes[-1] if c.hidden_sizes else c.input_shape[0], c.embed_dim),
             )
         else:
             # A CNN whose "classifier" is the embedding projection: conv stages -> GAP -> Linear.
-            self.encoder = CNN(CNNConfig.build(
-                dims=len(c.input_shape) - 1, in_channels=c.input_shape[0], channels=c.channels,
-                kernel_sizes=[c.kernel_size], norm=c.norm, activation=c.activation, dropout=c.dropout,
-                head="global_avg", num_classes=c.embed_dim, init=c.init,
-            ))
+            self.encoder = CNN(
+                CNNConfig.build(
+                    dims=len(c.input_shape) - 1,
+                    in_channels=c.input_shape[0],
+                    channels=c.channels,
+                    kernel_sizes=[c.kernel_size],
+                    norm=c.norm,
+                    activation=c.activation,
+                    dropout=c.dropout,
+                    head="global_avg",
+                    num_classes=c.embed_dim,
+                    init=c.init,
+                )
+            )
         init_weights(self, c.init, nonlinearity=c.activation)
 
     def example_input(self, batch_size: int = 2) -> tuple[torch.Tensor]:
@@ -134,7 +154,7 @@ class SiameseNet(ParamCount, nn.Module):
         self._check(b, "b")
         if a.shape[1:] == b.shape[1:]:
             z = self(torch.cat([a, b], dim=0))  # (B + B', D)
-            return z[: a.shape[0]], z[a.shape[0]:]
+            return z[: a.shape[0]], z[a.shape[0] :]
         return self(a), self(b)
 
     def similarity(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -144,13 +164,25 @@ class SiameseNet(ParamCount, nn.Module):
 
 
 _WHEN = "Retrieval / verification / deduplication: Siamese/contrastive, metric space (seed 001); alt. triplet, ArcFace"
-register("siamese_mlp_digits", family="siamese", model=SiameseNet, config=SiameseConfig,
-         defaults=dict(encoder="mlp", input_shape=[64], hidden_sizes=[256], embed_dim=128),
-         modalities=("tabular", "image"), tasks=("contrastive",),
-         description="Seed 001 Siamese encoder: Linear(64, 256)-ReLU-Linear(256, 128), L2-normalised (flattened 8x8 digits)",
-         when_to_use=_WHEN)
-register("siamese_cnn_digits", family="siamese", model=SiameseNet, config=SiameseConfig,
-         defaults=dict(encoder="cnn", input_shape=[1, 8, 8], channels=[16, 32], norm="batch", embed_dim=64),
-         modalities=("image",), tasks=("contrastive",),
-         description="Conv-BN Siamese encoder (16/32 channels, GAP, Linear to 64), L2-normalised, for (B, 1, 8, 8) digits",
-         when_to_use=_WHEN)
+register(
+    "siamese_mlp_digits",
+    family="siamese",
+    model=SiameseNet,
+    config=SiameseConfig,
+    defaults=dict(encoder="mlp", input_shape=[64], hidden_sizes=[256], embed_dim=128),
+    modalities=("tabular", "image"),
+    tasks=("contrastive",),
+    description="Seed 001 Siamese encoder: Linear(64, 256)-ReLU-Linear(256, 128), L2-normalised (flattened 8x8 digits)",
+    when_to_use=_WHEN,
+)
+register(
+    "siamese_cnn_digits",
+    family="siamese",
+    model=SiameseNet,
+    config=SiameseConfig,
+    defaults=dict(encoder="cnn", input_shape=[1, 8, 8], channels=[16, 32], norm="batch", embed_dim=64),
+    modalities=("image",),
+    tasks=("contrastive",),
+    description="Conv-BN Siamese encoder (16/32 channels, GAP, Linear to 64), L2-normalised, for (B, 1, 8, 8) digits",
+    when_to_use=_WHEN,
+)

@@ -50,10 +50,15 @@ from archlab.registry import register
 class SSMConfig(ArchConfig):
     """Backbone fields shared by every SSM model."""
 
-    mixer: Literal["s4d", "mamba", "longconv"] = Field("s4d", description="Sequence mixer of each block: S4D (LTI, FFT conv), Mamba (selective scan) or long depthwise conv.")
+    mixer: Literal["s4d", "mamba", "longconv"] = Field(
+        "s4d",
+        description="Sequence mixer of each block: S4D (LTI, FFT conv), Mamba (selective scan) or long depthwise conv.",
+    )
     d_model: Width = Field(64, ge=1, description="Channels H carried through the blocks.")
     n_layers: Depth = Field(2, ge=1, description="Residual blocks.")
-    d_state: Width = Field(64, ge=1, description="State size N per channel (S4D: even, N/2 complex conjugate pairs; Mamba: typically 16).")
+    d_state: Width = Field(
+        64, ge=1, description="State size N per channel (S4D: even, N/2 complex conjugate pairs; Mamba: typically 16)."
+    )
     dt_min: float = Field(1e-3, gt=0, description="Smallest initial step size dt (S4D, Mamba).")
     dt_max: float = Field(1e-1, gt=0, description="Largest initial step size dt; larger dt = shorter memory.")
     expand: Width = Field(2, ge=1, description="Mamba: inner width = expand * d_model.")
@@ -76,7 +81,9 @@ class SSMClassifierConfig(SSMConfig):
 
     in_features: Size = Field(1, ge=1, description="Features per time step F.")
     num_classes: Size = Field(10, ge=1, description="Classes.")
-    pool: Literal["mean", "last"] = Field("mean", description="Sequence pooling before the head: mean over time or the last (causal) step.")
+    pool: Literal["mean", "last"] = Field(
+        "mean", description="Sequence pooling before the head: mean over time or the last (causal) step."
+    )
 
 
 class SSMForecasterConfig(SSMConfig):
@@ -245,33 +252,69 @@ class SSMLanguageModel(ParamCount, nn.Module):
 
 _WHEN_SEQ = "Long sequences at sub-quadratic cost (seed 001: S4/SSM, the time-series alternative to TCN/Transformer)"
 _CLS = dict(in_features=1, num_classes=10, seq_len=40, d_model=64, n_layers=2)
-register("ssm_s4d_classifier", family="ssm", model=SSMClassifier, config=SSMClassifierConfig,
-         defaults=dict(_CLS, mixer="s4d", d_state=64),
-         modalities=("time_series",), tasks=("classification",),
-         description="S4D (Gu et al. 2022) sequence classifier: 2 diagonal-SSM blocks, FFT convolution, mean pooling",
-         when_to_use=_WHEN_SEQ)
-register("longconv_classifier", family="ssm", model=SSMClassifier, config=SSMClassifierConfig,
-         defaults=dict(_CLS, mixer="longconv", kernel_size=64),
-         modalities=("time_series",), tasks=("classification",),
-         description="Seed 001's long-convolution SSM proxy: causal depthwise conv (k=64) blocks, mean pooling",
-         when_to_use=_WHEN_SEQ + "; the simplest long-range baseline")
-register("mamba_classifier", family="ssm", model=SSMClassifier, config=SSMClassifierConfig,
-         defaults=dict(_CLS, mixer="mamba", d_state=16),
-         modalities=("time_series",), tasks=("classification",),
-         description="Mamba (Gu & Dao 2023) sequence classifier: selective-scan blocks, mean pooling",
-         when_to_use=_WHEN_SEQ + "; input-dependent (selective) memory")
-register("ssm_forecaster", family="ssm", model=SSMForecaster, config=SSMForecasterConfig,
-         defaults=dict(in_features=1, out_features=1, horizon=12, seq_len=48, mixer="s4d", d_model=64, n_layers=2),
-         modalities=("time_series",), tasks=("forecasting", "regression"),
-         description="S4D forecaster: causal diagonal-SSM blocks, last state -> horizon x targets",
-         when_to_use="Time series with a long horizon (seed 001's table: S4/SSM alternative to TCN / Transformer)")
-register("mamba_lm", family="ssm", model=SSMLanguageModel, config=SSMLMConfig,
-         defaults=dict(vocab_size=65, seq_len=32, mixer="mamba", d_model=64, n_layers=2, d_state=16),
-         modalities=("text", "time_series"), tasks=("language_modeling",),
-         description="Character-level Mamba language model (Gu & Dao 2023), streaming step() for generation",
-         when_to_use="Text/code generation with long context and constant-memory decoding (seed 001: SSMs for long sequences)")
-register("s4d_lm", family="ssm", model=SSMLanguageModel, config=SSMLMConfig,
-         defaults=dict(vocab_size=65, seq_len=32, mixer="s4d", d_model=64, n_layers=2, d_state=64),
-         modalities=("text", "time_series"), tasks=("language_modeling",),
-         description="Character-level S4D language model: FFT convolution to train, recurrent step() to generate",
-         when_to_use="Text generation with long context (seed 001: S4 for 10k+ contexts)")
+register(
+    "ssm_s4d_classifier",
+    family="ssm",
+    model=SSMClassifier,
+    config=SSMClassifierConfig,
+    defaults=dict(_CLS, mixer="s4d", d_state=64),
+    modalities=("time_series",),
+    tasks=("classification",),
+    description="S4D (Gu et al. 2022) sequence classifier: 2 diagonal-SSM blocks, FFT convolution, mean pooling",
+    when_to_use=_WHEN_SEQ,
+)
+register(
+    "longconv_classifier",
+    family="ssm",
+    model=SSMClassifier,
+    config=SSMClassifierConfig,
+    defaults=dict(_CLS, mixer="longconv", kernel_size=64),
+    modalities=("time_series",),
+    tasks=("classification",),
+    description="Seed 001's long-convolution SSM proxy: causal depthwise conv (k=64) blocks, mean pooling",
+    when_to_use=_WHEN_SEQ + "; the simplest long-range baseline",
+)
+register(
+    "mamba_classifier",
+    family="ssm",
+    model=SSMClassifier,
+    config=SSMClassifierConfig,
+    defaults=dict(_CLS, mixer="mamba", d_state=16),
+    modalities=("time_series",),
+    tasks=("classification",),
+    description="Mamba (Gu & Dao 2023) sequence classifier: selective-scan blocks, mean pooling",
+    when_to_use=_WHEN_SEQ + "; input-dependent (selective) memory",
+)
+register(
+    "ssm_forecaster",
+    family="ssm",
+    model=SSMForecaster,
+    config=SSMForecasterConfig,
+    defaults=dict(in_features=1, out_features=1, horizon=12, seq_len=48, mixer="s4d", d_model=64, n_layers=2),
+    modalities=("time_series",),
+    tasks=("forecasting", "regression"),
+    description="S4D forecaster: causal diagonal-SSM blocks, last state -> horizon x targets",
+    when_to_use="Time series with a long horizon (seed 001's table: S4/SSM alternative to TCN / Transformer)",
+)
+register(
+    "mamba_lm",
+    family="ssm",
+    model=SSMLanguageModel,
+    config=SSMLMConfig,
+    defaults=dict(vocab_size=65, seq_len=32, mixer="mamba", d_model=64, n_layers=2, d_state=16),
+    modalities=("text", "time_series"),
+    tasks=("language_modeling",),
+    description="Character-level Mamba language model (Gu & Dao 2023), streaming step() for generation",
+    when_to_use="Text/code generation with long context and constant-memory decoding (seed 001: SSMs for long sequences)",
+)
+register(
+    "s4d_lm",
+    family="ssm",
+    model=SSMLanguageModel,
+    config=SSMLMConfig,
+    defaults=dict(vocab_size=65, seq_len=32, mixer="s4d", d_model=64, n_layers=2, d_state=64),
+    modalities=("text", "time_series"),
+    tasks=("language_modeling",),
+    description="Character-level S4D language model: FFT convolution to train, recurrent step() to generate",
+    when_to_use="Text generation with long context (seed 001: S4 for 10k+ contexts)",
+)

@@ -55,10 +55,12 @@ class TCNConfig(ArchConfig):
     """Config of a temporal convolutional network."""
 
     head: Literal["forecaster", "classifier", "sequence"] = Field(
-        "forecaster", description="Output head: multi-step forecast, sequence classifier, or per-step outputs.")
+        "forecaster", description="Output head: multi-step forecast, sequence classifier, or per-step outputs."
+    )
     in_features: Size = Field(1, ge=1, description="Features per time step.")
-    channels: int_list(MAX_WIDTH, max_length=24) = Field(default_factory=lambda: [32, 32, 32, 32],
-                                description="Width of each residual level; level i has dilation 2**i.")
+    channels: int_list(MAX_WIDTH, max_length=24) = Field(
+        default_factory=lambda: [32, 32, 32, 32], description="Width of each residual level; level i has dilation 2**i."
+    )
     kernel_size: Extent = Field(3, ge=2, description="Convolution kernel size.")
     dropout: float = Field(0.1, ge=0.0, lt=1.0, description="Dropout after each convolution.")
     weight_norm: bool = Field(True, description="Weight-normalise the dilated convolutions (as in Bai et al.).")
@@ -66,7 +68,9 @@ class TCNConfig(ArchConfig):
     pooling: Literal["last", "mean"] = Field("last", description="classifier: last step's features or mean over steps.")
     out_features: Size = Field(2, ge=1, description="Classes (classifier) or outputs per step (sequence).")
     horizon: Size = Field(1, ge=1, description="Future steps predicted by the forecaster head.")
-    seq_len: Extent = Field(64, ge=1, description="Typical input length, for example_input and analysis; any length is accepted.")
+    seq_len: Extent = Field(
+        64, ge=1, description="Typical input length, for example_input and analysis; any length is accepted."
+    )
     init: InitScheme = Field("kaiming", description="Weight init of the convolutions and head.")
 
 
@@ -100,7 +104,7 @@ class TCN(ParamCount, nn.Module):
         c = config
         blocks, width = [], c.in_features
         for i, ch in enumerate(c.channels):
-            blocks.append(TemporalBlock(width, ch, c.kernel_size, 2 ** i, c.dropout, c.causal))
+            blocks.append(TemporalBlock(width, ch, c.kernel_size, 2**i, c.dropout, c.causal))
             width = ch
         self.blocks = nn.Sequential(*blocks)
         out = c.horizon if c.head == "forecaster" else c.out_features
@@ -113,7 +117,7 @@ class TCN(ParamCount, nn.Module):
 
     @property
     def dilations(self) -> list[int]:
-        return [2 ** i for i in range(len(self.config.channels))]
+        return [2**i for i in range(len(self.config.channels))]
 
     @property
     def receptive_field(self) -> int:
@@ -146,25 +150,43 @@ class TCN(ParamCount, nn.Module):
         return self.head(pooled)  # (B, out)
 
 
-
 _FAMILY = dict(family="tcn", model=TCN, config=TCNConfig)
 _WHEN = "Time series forecasting/classification with long receptive fields (seed 001 table and section 5)"
 
-register("tcn_forecaster", **_FAMILY,
-         defaults=dict(head="forecaster", in_features=1, channels=[32, 32, 32, 32], kernel_size=3,
-                       horizon=12, seq_len=64),
-         modalities=("time_series",), tasks=("forecasting", "regression"),
-         description="Causal TCN (Bai et al. 2018): 4 levels of 32 channels, k=3, receptive field 61 -> 12-step forecast",
-         when_to_use=_WHEN)
-register("tcn_classifier", **_FAMILY,
-         defaults=dict(head="classifier", in_features=1, channels=[32, 32, 32, 32], kernel_size=3,
-                       out_features=10, seq_len=40),
-         modalities=("time_series",), tasks=("classification",),
-         description="Causal TCN classifier for (B, 40, 1) signals (e.g. MNIST-1D): 4 levels, receptive field 61 covers all 40 steps",
-         when_to_use=_WHEN)
-register("tcn_tiny", **_FAMILY,
-         defaults=dict(head="sequence", in_features=8, channels=[64, 64, 64], kernel_size=3, weight_norm=False,
-                       out_features=1, seq_len=64),
-         modalities=("time_series",), tasks=("forecasting", "regression"),
-         description="Seed 001 TinyTCN shape: dilations 1, 2, 4, 64 channels, one output per step",
-         when_to_use=_WHEN)
+register(
+    "tcn_forecaster",
+    **_FAMILY,
+    defaults=dict(head="forecaster", in_features=1, channels=[32, 32, 32, 32], kernel_size=3, horizon=12, seq_len=64),
+    modalities=("time_series",),
+    tasks=("forecasting", "regression"),
+    description="Causal TCN (Bai et al. 2018): 4 levels of 32 channels, k=3, receptive field 61 -> 12-step forecast",
+    when_to_use=_WHEN,
+)
+register(
+    "tcn_classifier",
+    **_FAMILY,
+    defaults=dict(
+        head="classifier", in_features=1, channels=[32, 32, 32, 32], kernel_size=3, out_features=10, seq_len=40
+    ),
+    modalities=("time_series",),
+    tasks=("classification",),
+    description="Causal TCN classifier for (B, 40, 1) signals (e.g. MNIST-1D): 4 levels, receptive field 61 covers all 40 steps",
+    when_to_use=_WHEN,
+)
+register(
+    "tcn_tiny",
+    **_FAMILY,
+    defaults=dict(
+        head="sequence",
+        in_features=8,
+        channels=[64, 64, 64],
+        kernel_size=3,
+        weight_norm=False,
+        out_features=1,
+        seq_len=64,
+    ),
+    modalities=("time_series",),
+    tasks=("forecasting", "regression"),
+    description="Seed 001 TinyTCN shape: dilations 1, 2, 4, 64 channels, one output per step",
+    when_to_use=_WHEN,
+)

@@ -59,8 +59,9 @@ from archlab.models.transformer_blocks import (
 from archlab.registry import register
 
 
-def _check_tokens(model: nn.Module, tokens, vocab_size: int, max_len: int, *, name: str = "tokens",
-                  offset: int = 0) -> torch.Tensor:
+def _check_tokens(
+    model: nn.Module, tokens, vocab_size: int, max_len: int, *, name: str = "tokens", offset: int = 0
+) -> torch.Tensor:
     check_tensor(model, tokens, "B T", name=name, dtype="long")
     check_index_range(model, tokens, vocab_size, name=name)
     check_max(model, offset + tokens.shape[1], max_len, f"{name} length T (max_seq_len)")
@@ -72,7 +73,8 @@ def _check_padding(model: nn.Module, mask, tokens: torch.Tensor, *, name: str = 
         return None
     B, T = tokens.shape
     check_tensor(model, mask, "B T", name=name, dtype="bool", B=B, T=T)
-    if mask.device.type != "meta" and bool(mask.all(dim=1).any()):
+    # A value check: skipped on meta and while a graph is traced (torch.compile / torch.export).
+    if mask.device.type != "meta" and not torch.compiler.is_compiling() and bool(mask.all(dim=1).any()):
         raise ShapeError(
             f"{model_name(model)} expects every sequence to keep at least one token in {name} "
             f"(True marks padding); got a row that is all padding"
@@ -89,8 +91,10 @@ class EncoderConfig(SequenceConfig):
     """Config of a bidirectional transformer encoder with a classification head."""
 
     pool: Literal["cls", "mean", "none"] = Field(
-        "cls", description="Sequence output from the first ([CLS]) token, the mean over unpadded tokens, "
-        "or 'none' for one output per token (tagging).")
+        "cls",
+        description="Sequence output from the first ([CLS]) token, the mean over unpadded tokens, "
+        "or 'none' for one output per token (tagging).",
+    )
     num_classes: Size = Field(2, ge=1, description="Classes of the head (per sequence, or per token if pool='none').")
     type_vocab_size: Size = Field(0, ge=0, description="Segment (token type) ids; BERT uses 2, 0 turns them off.")
     embed_norm: bool = Field(False, description="LayerNorm on the embeddings (BERT, a post-norm model).")
@@ -105,7 +109,9 @@ class TransformerEncoder(ParamCount, nn.Module):
         self.config = c = config
         self.embed = TokenEmbedding(c, type_vocab_size=c.type_vocab_size, norm=c.embed_norm)
         self.stack = TransformerStack(c, c.n_layers)
-        self.pooler = nn.Sequential(nn.Linear(c.d_model, c.d_model), nn.Tanh()) if c.pooler and c.pool != "none" else None
+        self.pooler = (
+            nn.Sequential(nn.Linear(c.d_model, c.d_model), nn.Tanh()) if c.pooler and c.pool != "none" else None
+        )
         self.head = nn.Linear(c.d_model, c.num_classes)
         init_transformer(self, c.init)
 
@@ -113,27 +119,33 @@ class TransformerEncoder(ParamCount, nn.Module):
         T = min(16, self.config.max_seq_len)
         tokens = torch.randint(0, self.config.vocab_size, (batch_size, T))
         padding = torch.zeros(batch_size, T, dtype=torch.bool)
-        padding[0, T - T // 4:] = True  # the first sequence ends in padding
+        padding[0, T - T // 4 :] = True  # the first sequence ends in padding
         return tokens, padding
 
-    def forward_features(self, tokens: torch.Tensor, padding_mask: torch.Tensor | None = None,
-                         token_types: torch.Tensor | None = None) -> torch.Tensor:
+    def forward_features(
+        self, tokens: torch.Tensor, padding_mask: torch.Tensor | None = None, token_types: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Contextual token vectors: (B, T) ids -> (B, T, d_model)."""
         c = self.config
         _check_tokens(self, tokens, c.vocab_size, c.max_seq_len)
         _check_padding(self, padding_mask, tokens)
         if token_types is not None:
             if not c.type_vocab_size:
-                raise ShapeError(f"{model_name(self)} got token_types but has type_vocab_size=0 (no segment embeddings)")
-            check_tensor(self, token_types, "B T", name="token_types", dtype="long", B=tokens.shape[0], T=tokens.shape[1])
+                raise ShapeError(
+                    f"{model_name(self)} got token_types but has type_vocab_size=0 (no segment embeddings)"
+                )
+            check_tensor(
+                self, token_types, "B T", name="token_types", dtype="long", B=tokens.shape[0], T=tokens.shape[1]
+            )
             check_index_range(self, token_types, c.type_vocab_size, name="token_types")
         x, rope = self.embed(tokens, token_types=token_types)
         T = tokens.shape[1]
         mask, _ = attention_mask(T, T, causal=False, padding_mask=padding_mask, device=tokens.device)
         return self.stack(x, attn_mask=mask, rope=rope)
 
-    def forward(self, tokens: torch.Tensor, padding_mask: torch.Tensor | None = None,
-                token_types: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, tokens: torch.Tensor, padding_mask: torch.Tensor | None = None, token_types: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Classify sequences (or tag tokens).
 
         Args:
@@ -170,7 +182,10 @@ class TransformerEncoder(ParamCount, nn.Module):
 class DecoderConfig(SequenceConfig):
     """Config of a causal (decoder-only) language model."""
 
-    tie_embeddings: bool = Field(True, description="Share the token embedding with the output layer (GPT-2); saves vocab_size * d_model parameters.")
+    tie_embeddings: bool = Field(
+        True,
+        description="Share the token embedding with the output layer (GPT-2); saves vocab_size * d_model parameters.",
+    )
 
 
 class TransformerDecoder(ParamCount, nn.Module):
@@ -215,9 +230,17 @@ class TransformerDecoder(ParamCount, nn.Module):
         return self.lm_head(x)  # (B, T, C) -> (B, T, vocab)
 
     @torch.no_grad()
-    def generate(self, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
-                 top_k: int | None = None, use_cache: bool = True, *,
-                 generator: torch.Generator | None = None, return_logits: bool = False):
+    def generate(
+        self,
+        idx: torch.Tensor,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        use_cache: bool = True,
+        *,
+        generator: torch.Generator | None = None,
+        return_logits: bool = False,
+    ):
         """Continue ``idx`` (B, T) by ``max_new_tokens`` tokens, nanoGPT style.
 
         Args:
@@ -240,10 +263,10 @@ class TransformerDecoder(ParamCount, nn.Module):
         cache, steps = None, []
         for _ in range(max_new_tokens):
             if not use_cache:
-                logits = self(idx[:, -c.max_seq_len:])
+                logits = self(idx[:, -c.max_seq_len :])
             elif cache is None or cache.length >= c.max_seq_len:
                 cache = self.new_cache()  # (re)fill from the cropped context
-                logits = self(idx[:, -c.max_seq_len:], cache)
+                logits = self(idx[:, -c.max_seq_len :], cache)
             else:
                 logits = self(idx[:, -1:], cache)  # only the newest token
             last = logits[:, -1, :]  # (B, T, V) -> (B, V)
@@ -265,7 +288,9 @@ class Seq2SeqConfig(SequenceConfig):
 
     n_layers: Depth = Field(6, ge=1, description="Encoder blocks.")
     n_decoder_layers: Depth = Field(6, ge=1, description="Decoder blocks (causal self-attention + cross-attention).")
-    tie_embeddings: bool = Field(True, description="Share the token table of encoder, decoder and output layer (T5, BART).")
+    tie_embeddings: bool = Field(
+        True, description="Share the token table of encoder, decoder and output layer (T5, BART)."
+    )
 
 
 class TransformerSeq2Seq(ParamCount, nn.Module):
@@ -285,8 +310,10 @@ class TransformerSeq2Seq(ParamCount, nn.Module):
 
     def example_input(self, batch_size: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
         c = self.config
-        return (torch.randint(0, c.vocab_size, (batch_size, min(12, c.max_seq_len))),
-                torch.randint(0, c.vocab_size, (batch_size, min(8, c.max_seq_len))))
+        return (
+            torch.randint(0, c.vocab_size, (batch_size, min(12, c.max_seq_len))),
+            torch.randint(0, c.vocab_size, (batch_size, min(8, c.max_seq_len))),
+        )
 
     def encode(self, src_tokens: torch.Tensor, src_padding_mask: torch.Tensor | None = None) -> torch.Tensor:
         """(B, S) source ids -> (B, S, d_model) encoder output ("memory")."""
@@ -298,9 +325,14 @@ class TransformerSeq2Seq(ParamCount, nn.Module):
         mask, _ = attention_mask(S, S, causal=False, padding_mask=src_padding_mask, device=src_tokens.device)
         return self.encoder(x, attn_mask=mask, rope=rope)
 
-    def decode(self, tgt_tokens: torch.Tensor, memory: torch.Tensor,
-               src_padding_mask: torch.Tensor | None = None, tgt_padding_mask: torch.Tensor | None = None,
-               cache: KVCache | None = None) -> torch.Tensor:
+    def decode(
+        self,
+        tgt_tokens: torch.Tensor,
+        memory: torch.Tensor,
+        src_padding_mask: torch.Tensor | None = None,
+        tgt_padding_mask: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+    ) -> torch.Tensor:
         """(B, T) target ids + (B, S, C) memory -> (B, T, vocab) logits (causal in the target)."""
         c = self.config
         offset = cache.length if cache is not None else 0
@@ -313,13 +345,18 @@ class TransformerSeq2Seq(ParamCount, nn.Module):
             pad = torch.cat([pad.new_zeros(pad.shape[0], offset), pad], dim=1)
         mask, is_causal = attention_mask(T, offset + T, causal=True, padding_mask=pad, device=tgt_tokens.device)
         memory_mask = None if src_padding_mask is None else ~src_padding_mask[:, None, None, :]  # (B, 1, 1, S)
-        x = self.decoder(x, attn_mask=mask, is_causal=is_causal, rope=rope, cache=cache,
-                         memory=memory, memory_mask=memory_mask)
+        x = self.decoder(
+            x, attn_mask=mask, is_causal=is_causal, rope=rope, cache=cache, memory=memory, memory_mask=memory_mask
+        )
         return self.lm_head(x)
 
-    def forward(self, src_tokens: torch.Tensor, tgt_tokens: torch.Tensor,
-                src_padding_mask: torch.Tensor | None = None,
-                tgt_padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        src_tokens: torch.Tensor,
+        tgt_tokens: torch.Tensor,
+        src_padding_mask: torch.Tensor | None = None,
+        tgt_padding_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Teacher-forced logits.
 
         Args:
@@ -336,10 +373,19 @@ class TransformerSeq2Seq(ParamCount, nn.Module):
         return self.decode(tgt_tokens, memory, src_padding_mask, tgt_padding_mask)
 
     @torch.no_grad()
-    def generate(self, src_tokens: torch.Tensor, max_new_tokens: int, start_id: int = 0,
-                 temperature: float = 1.0, top_k: int | None = None, use_cache: bool = True, *,
-                 src_padding_mask: torch.Tensor | None = None,
-                 generator: torch.Generator | None = None, return_logits: bool = False):
+    def generate(
+        self,
+        src_tokens: torch.Tensor,
+        max_new_tokens: int,
+        start_id: int = 0,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        use_cache: bool = True,
+        *,
+        src_padding_mask: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        return_logits: bool = False,
+    ):
         """Decode up to ``max_new_tokens`` after ``start_id`` for each source sequence.
 
         Returns (B, 1 + max_new_tokens) ids starting with ``start_id`` (and the per-step
@@ -372,54 +418,155 @@ _TEXT_UNDERSTANDING = "Text understanding / classification (seed 001: encoder tr
 _GENERATION = "Text/code generation (seed 001: decoder transformer, GPT; alt. RNN-LM on device)"
 _SEQ2SEQ = "Seq2seq such as translation (seed 001: encoder-decoder T5/BART; alignment via attention)"
 
-register("transformer_encoder_256", family="transformer", model=TransformerEncoder, config=EncoderConfig,
-         defaults=dict(vocab_size=1000, max_seq_len=512, d_model=256, n_heads=8, n_layers=3, d_ff=512,
-                       activation="relu", norm_first=False, pos="none", pool="mean", num_classes=10,
-                       dropout=0.1),
-         modalities=("text",), tasks=("classification",),
-         description="Seed 004 TransformerPyTorch: 3 post-norm layers, d_model 256, 8 heads, d_ff 512, mean pool, 10 classes",
-         when_to_use=_TEXT_UNDERSTANDING)
-register("transformer_encoder_512", family="transformer", model=TransformerEncoder, config=EncoderConfig,
-         defaults=dict(vocab_size=1000, max_seq_len=512, d_model=512, n_heads=8, n_layers=6, d_ff=2048,
-                       activation="relu", norm_first=True, pos="learned", pool="cls", num_classes=2,
-                       dropout=0.1),
-         modalities=("text",), tasks=("classification",),
-         description="Seed 001 pre-norm TransformerBlock x6: d_model 512, 8 heads, d_ff 2048, ReLU, [CLS] pooling",
-         when_to_use=_TEXT_UNDERSTANDING)
-register("transformer_tagger", family="transformer", model=TransformerEncoder, config=EncoderConfig,
-         defaults=dict(vocab_size=1000, max_seq_len=256, d_model=128, n_heads=4, n_layers=2, pool="none",
-                       num_classes=9, norm_first=True),
-         modalities=("text",), tasks=("tagging",),
-         description="Small pre-norm encoder with one prediction per token (tagging, NER with 9 BIO tags)",
-         when_to_use="Sequence labelling / NER (seed 001: encoder transformer; alt. BiLSTM+CRF when small)")
-_BERT = dict(vocab_size=30522, max_seq_len=512, type_vocab_size=2, embed_norm=True, pooler=True,
-             norm_first=False, activation="gelu", pos="learned", pool="cls", dropout=0.1, norm_eps=1e-12,
-             num_classes=2)
-register("bert_tiny", family="transformer", model=TransformerEncoder, config=EncoderConfig,
-         defaults=dict(_BERT, d_model=128, n_heads=2, n_layers=2, d_ff=512),
-         modalities=("text",), tasks=("classification",),
-         description="BERT-Tiny (Turc et al. 2019): 2 layers, 128 wide, 2 heads; 4.39M-parameter backbone",
-         when_to_use=_TEXT_UNDERSTANDING)
-register("bert_base", family="transformer", model=TransformerEncoder, config=EncoderConfig,
-         defaults=dict(_BERT, d_model=768, n_heads=12, n_layers=12, d_ff=3072),
-         modalities=("text",), tasks=("classification",),
-         description="BERT-base (seed 002's bert-base-uncased): 12 layers, 768 wide, 12 heads; 109.5M-parameter backbone",
-         when_to_use=_TEXT_UNDERSTANDING)
-register("gpt_nano", family="transformer", model=TransformerDecoder, config=DecoderConfig,
-         defaults=dict(vocab_size=65, max_seq_len=256, d_model=384, n_heads=6, n_layers=6, dropout=0.2,
-                       pos="learned", bias=False),
-         modalities=("text",), tasks=("language_modeling",),
-         description="nanoGPT shakespeare-char baby GPT: 6 layers, 6 heads, 384 wide, block 256, 65 characters",
-         when_to_use="Character-level text generation on a small corpus (seed 001: decoder transformer)")
-register("gpt2_small", family="transformer", model=TransformerDecoder, config=DecoderConfig,
-         defaults=dict(vocab_size=50257, max_seq_len=1024, d_model=768, n_heads=12, n_layers=12, dropout=0.0,
-                       pos="learned"),
-         modalities=("text",), tasks=("language_modeling",),
-         description="GPT-2 small (Radford et al. 2019): 12 layers, 768 wide, vocab 50257, block 1024; 124.4M parameters",
-         when_to_use=_GENERATION)
-register("t5_small", family="transformer", model=TransformerSeq2Seq, config=Seq2SeqConfig,
-         defaults=dict(vocab_size=32128, max_seq_len=512, d_model=512, n_heads=8, n_layers=6, n_decoder_layers=6,
-                       d_ff=2048, activation="relu", dropout=0.1, pos="learned", norm="rmsnorm", norm_eps=1e-6),
-         modalities=("text",), tasks=("seq2seq",),
-         description="T5-small-sized encoder-decoder: 6 + 6 pre-norm RMSNorm layers, 512 wide, 8 heads, shared tied embeddings",
-         when_to_use=_SEQ2SEQ)
+register(
+    "transformer_encoder_256",
+    family="transformer",
+    model=TransformerEncoder,
+    config=EncoderConfig,
+    defaults=dict(
+        vocab_size=1000,
+        max_seq_len=512,
+        d_model=256,
+        n_heads=8,
+        n_layers=3,
+        d_ff=512,
+        activation="relu",
+        norm_first=False,
+        pos="none",
+        pool="mean",
+        num_classes=10,
+        dropout=0.1,
+    ),
+    modalities=("text",),
+    tasks=("classification",),
+    description="Seed 004 TransformerPyTorch: 3 post-norm layers, d_model 256, 8 heads, d_ff 512, mean pool, 10 classes",
+    when_to_use=_TEXT_UNDERSTANDING,
+)
+register(
+    "transformer_encoder_512",
+    family="transformer",
+    model=TransformerEncoder,
+    config=EncoderConfig,
+    defaults=dict(
+        vocab_size=1000,
+        max_seq_len=512,
+        d_model=512,
+        n_heads=8,
+        n_layers=6,
+        d_ff=2048,
+        activation="relu",
+        norm_first=True,
+        pos="learned",
+        pool="cls",
+        num_classes=2,
+        dropout=0.1,
+    ),
+    modalities=("text",),
+    tasks=("classification",),
+    description="Seed 001 pre-norm TransformerBlock x6: d_model 512, 8 heads, d_ff 2048, ReLU, [CLS] pooling",
+    when_to_use=_TEXT_UNDERSTANDING,
+)
+register(
+    "transformer_tagger",
+    family="transformer",
+    model=TransformerEncoder,
+    config=EncoderConfig,
+    defaults=dict(
+        vocab_size=1000,
+        max_seq_len=256,
+        d_model=128,
+        n_heads=4,
+        n_layers=2,
+        pool="none",
+        num_classes=9,
+        norm_first=True,
+    ),
+    modalities=("text",),
+    tasks=("tagging",),
+    description="Small pre-norm encoder with one prediction per token (tagging, NER with 9 BIO tags)",
+    when_to_use="Sequence labelling / NER (seed 001: encoder transformer; alt. BiLSTM+CRF when small)",
+)
+_BERT = dict(
+    vocab_size=30522,
+    max_seq_len=512,
+    type_vocab_size=2,
+    embed_norm=True,
+    pooler=True,
+    norm_first=False,
+    activation="gelu",
+    pos="learned",
+    pool="cls",
+    dropout=0.1,
+    norm_eps=1e-12,
+    num_classes=2,
+)
+register(
+    "bert_tiny",
+    family="transformer",
+    model=TransformerEncoder,
+    config=EncoderConfig,
+    defaults=dict(_BERT, d_model=128, n_heads=2, n_layers=2, d_ff=512),
+    modalities=("text",),
+    tasks=("classification",),
+    description="BERT-Tiny (Turc et al. 2019): 2 layers, 128 wide, 2 heads; 4.39M-parameter backbone",
+    when_to_use=_TEXT_UNDERSTANDING,
+)
+register(
+    "bert_base",
+    family="transformer",
+    model=TransformerEncoder,
+    config=EncoderConfig,
+    defaults=dict(_BERT, d_model=768, n_heads=12, n_layers=12, d_ff=3072),
+    modalities=("text",),
+    tasks=("classification",),
+    description="BERT-base (seed 002's bert-base-uncased): 12 layers, 768 wide, 12 heads; 109.5M-parameter backbone",
+    when_to_use=_TEXT_UNDERSTANDING,
+)
+register(
+    "gpt_nano",
+    family="transformer",
+    model=TransformerDecoder,
+    config=DecoderConfig,
+    defaults=dict(
+        vocab_size=65, max_seq_len=256, d_model=384, n_heads=6, n_layers=6, dropout=0.2, pos="learned", bias=False
+    ),
+    modalities=("text",),
+    tasks=("language_modeling",),
+    description="nanoGPT shakespeare-char baby GPT: 6 layers, 6 heads, 384 wide, block 256, 65 characters",
+    when_to_use="Character-level text generation on a small corpus (seed 001: decoder transformer)",
+)
+register(
+    "gpt2_small",
+    family="transformer",
+    model=TransformerDecoder,
+    config=DecoderConfig,
+    defaults=dict(vocab_size=50257, max_seq_len=1024, d_model=768, n_heads=12, n_layers=12, dropout=0.0, pos="learned"),
+    modalities=("text",),
+    tasks=("language_modeling",),
+    description="GPT-2 small (Radford et al. 2019): 12 layers, 768 wide, vocab 50257, block 1024; 124.4M parameters",
+    when_to_use=_GENERATION,
+)
+register(
+    "t5_small",
+    family="transformer",
+    model=TransformerSeq2Seq,
+    config=Seq2SeqConfig,
+    defaults=dict(
+        vocab_size=32128,
+        max_seq_len=512,
+        d_model=512,
+        n_heads=8,
+        n_layers=6,
+        n_decoder_layers=6,
+        d_ff=2048,
+        activation="relu",
+        dropout=0.1,
+        pos="learned",
+        norm="rmsnorm",
+        norm_eps=1e-6,
+    ),
+    modalities=("text",),
+    tasks=("seq2seq",),
+    description="T5-small-sized encoder-decoder: 6 + 6 pre-norm RMSNorm layers, 512 wide, 8 heads, shared tied embeddings",
+    when_to_use=_SEQ2SEQ,
+)

@@ -38,11 +38,18 @@ class TransformerBaseConfig(ArchConfig):
     n_heads: Width = Field(8, ge=1, description="Attention heads; d_model must be divisible by it.")
     n_layers: Depth = Field(4, ge=1, description="Transformer blocks in the stack.")
     d_ff: Width | None = Field(None, ge=1, description="Hidden width of each block's MLP; None means 4 * d_model.")
-    dropout: float = Field(0.1, ge=0.0, lt=1.0, description="Dropout on attention weights, residual branches and embeddings.")
-    norm_first: bool = Field(True, description="Pre-norm (x + f(LN(x)); GPT-2, ViT) if true, post-norm (LN(x + f(x)); BERT, original Transformer) if false.")
+    dropout: float = Field(
+        0.1, ge=0.0, lt=1.0, description="Dropout on attention weights, residual branches and embeddings."
+    )
+    norm_first: bool = Field(
+        True,
+        description="Pre-norm (x + f(LN(x)); GPT-2, ViT) if true, post-norm (LN(x + f(x)); BERT, original Transformer) if false.",
+    )
     activation: TransformerActivation = Field("gelu", description="MLP activation.")
     bias: bool = Field(True, description="Biases in Linear and LayerNorm layers.")
-    norm: Literal["layernorm", "rmsnorm"] = Field("layernorm", description="Norm layer: LayerNorm (GPT-2, BERT, ViT) or RMSNorm (T5, LLaMA; a scale, no shift).")
+    norm: Literal["layernorm", "rmsnorm"] = Field(
+        "layernorm", description="Norm layer: LayerNorm (GPT-2, BERT, ViT) or RMSNorm (T5, LLaMA; a scale, no shift)."
+    )
     norm_eps: float = Field(1e-5, gt=0.0, description="Norm epsilon (BERT uses 1e-12).")
     init: InitScheme = Field("normal", description="Weight init; 'normal' is N(0, 0.02) as in GPT-2 and BERT.")
 
@@ -71,7 +78,9 @@ class SequenceConfig(TransformerBaseConfig):
 
     vocab_size: Size = Field(1000, ge=1, description="Number of token ids; ids must lie in [0, vocab_size).")
     max_seq_len: Size = Field(512, ge=1, description="Longest sequence (context length / block size).")
-    pos: PositionKind = Field("learned", description="Positions: learned table, fixed sinusoidal, rotary (RoPE, inside attention) or none.")
+    pos: PositionKind = Field(
+        "learned", description="Positions: learned table, fixed sinusoidal, rotary (RoPE, inside attention) or none."
+    )
 
     @model_validator(mode="after")
     def _rotary_even_heads(self):
@@ -86,8 +95,14 @@ class SequenceConfig(TransformerBaseConfig):
 class TokenEmbedding(nn.Module):
     """Token ids -> vectors with positions (added, or rotary handed on to attention)."""
 
-    def __init__(self, config: SequenceConfig, *, type_vocab_size: int = 0, norm: bool = False,
-                 shared: nn.Embedding | None = None):
+    def __init__(
+        self,
+        config: SequenceConfig,
+        *,
+        type_vocab_size: int = 0,
+        norm: bool = False,
+        shared: nn.Embedding | None = None,
+    ):
         super().__init__()
         c = config
         # ``shared``: an encoder-decoder's encoder and decoder use one token table (T5, BART).
@@ -124,21 +139,41 @@ class TransformerStack(nn.Module):
         norm, act = c.layer_classes()
         self.blocks = nn.ModuleList(
             TransformerBlock(
-                c.d_model, c.n_heads, c.ff_dim, dropout=c.dropout, norm_first=c.norm_first,
-                act_layer=act, norm_layer=norm, bias=c.bias, cross_attention=cross_attention,
+                c.d_model,
+                c.n_heads,
+                c.ff_dim,
+                dropout=c.dropout,
+                norm_first=c.norm_first,
+                act_layer=act,
+                norm_layer=norm,
+                bias=c.bias,
+                cross_attention=cross_attention,
             )
             for _ in range(n_layers)
         )
         self.norm = norm(c.d_model) if c.norm_first else nn.Identity()
 
-    def forward(self, x: torch.Tensor, *, attn_mask=None, is_causal=False, rope=None,
-                cache: KVCache | None = None, memory=None, memory_mask=None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        *,
+        attn_mask=None,
+        is_causal=False,
+        rope=None,
+        cache: KVCache | None = None,
+        memory=None,
+        memory_mask=None,
+    ) -> torch.Tensor:
         """(B, T, C) -> (B, T, C)."""
         for i, block in enumerate(self.blocks):
             x = block(
-                x, attn_mask=attn_mask, is_causal=is_causal, rope=rope,
+                x,
+                attn_mask=attn_mask,
+                is_causal=is_causal,
+                rope=rope,
                 cache=cache.self_attn[i] if cache is not None else None,
-                memory=memory, memory_mask=memory_mask,
+                memory=memory,
+                memory_mask=memory_mask,
                 cross_cache=cache.cross_attn[i] if cache is not None else None,
             )
         return self.norm(x)

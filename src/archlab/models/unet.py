@@ -52,9 +52,13 @@ class UNetConfig(ArchConfig):
     out_channels: Width = Field(2, ge=1, description="Segmentation classes (logits per pixel), or output channels.")
     depth: int = Field(4, ge=1, le=8, description="Number of 2x downsamplings (the paper uses 4).")
     base_width: Width = Field(64, ge=1, description="Channels of the first level; level i has base_width * 2**i.")
-    upsample: Literal["transpose", "bilinear"] = Field("transpose", description="Decoder upsampling: transposed conv 2x2/2, or bilinear x2 then 1x1 conv.")
+    upsample: Literal["transpose", "bilinear"] = Field(
+        "transpose", description="Decoder upsampling: transposed conv 2x2/2, or bilinear x2 then 1x1 conv."
+    )
     norm: ConvNorm = Field("batch", description="Norm after each 3x3 conv: batch, group or none (the paper has none).")
-    pad_mode: Literal["reflect", "zero"] = Field("reflect", description="How inputs not divisible by 2**depth are padded (then the output is cropped back).")
+    pad_mode: Literal["reflect", "zero"] = Field(
+        "reflect", description="How inputs not divisible by 2**depth are padded (then the output is cropped back)."
+    )
     example_size: Extent = Field(32, ge=1, description="H = W of example_input; the net takes any size.")
 
     @model_validator(mode="after")
@@ -85,8 +89,9 @@ class Up(nn.Module):
         if mode == "transpose":
             self.up = conv_transpose(2, c_in, c_out, 2, stride=2)
         else:
-            self.up = nn.Sequential(nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
-                                    conv(2, c_in, c_out, 1))
+            self.up = nn.Sequential(
+                nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False), conv(2, c_in, c_out, 1)
+            )
         self.conv = DoubleConv(2 * c_out, c_out, norm)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
@@ -120,7 +125,7 @@ class UNet(ParamCount, nn.Module):
 
     def _pad(self, x: torch.Tensor) -> torch.Tensor:
         """Pad bottom/right so H and W are multiples of 2**depth."""
-        m = 2 ** self.config.depth
+        m = 2**self.config.depth
         h, w = x.shape[-2:]
         ph, pw = (-h) % m, (-w) % m
         if ph == 0 and pw == 0:
@@ -158,13 +163,25 @@ class UNet(ParamCount, nn.Module):
 
 
 _WHEN = "Images (segmentation), denoising, image-to-image: multi-scale + skips (seed 001's first pick)"
-register("unet", family="unet", model=UNet, config=UNetConfig,
-         defaults=dict(in_channels=1, out_channels=2, depth=4, base_width=64, upsample="transpose", norm="none"),
-         modalities=("image",), tasks=("segmentation",),
-         description="Classic U-Net (Ronneberger et al. 2015): depth 4, 64..1024 channels, transposed convs",
-         when_to_use=_WHEN)
-register("unet_small", family="unet", model=UNet, config=UNetConfig,
-         defaults=dict(in_channels=1, out_channels=2, depth=3, base_width=16, norm="batch"),
-         modalities=("image",), tasks=("segmentation",),
-         description="Small U-Net: depth 3, base width 16, BatchNorm (quick segmentation experiments)",
-         when_to_use=_WHEN)
+register(
+    "unet",
+    family="unet",
+    model=UNet,
+    config=UNetConfig,
+    defaults=dict(in_channels=1, out_channels=2, depth=4, base_width=64, upsample="transpose", norm="none"),
+    modalities=("image",),
+    tasks=("segmentation",),
+    description="Classic U-Net (Ronneberger et al. 2015): depth 4, 64..1024 channels, transposed convs",
+    when_to_use=_WHEN,
+)
+register(
+    "unet_small",
+    family="unet",
+    model=UNet,
+    config=UNetConfig,
+    defaults=dict(in_channels=1, out_channels=2, depth=3, base_width=16, norm="batch"),
+    modalities=("image",),
+    tasks=("segmentation",),
+    description="Small U-Net: depth 3, base width 16, BatchNorm (quick segmentation experiments)",
+    when_to_use=_WHEN,
+)

@@ -65,19 +65,29 @@ class VAEConfig(ArchConfig):
     """Config of a dense Gaussian VAE; the decoder mirrors the encoder."""
 
     in_features: Size = Field(784, ge=1, description="Size of each (flattened) input vector.")
-    hidden_sizes: Widths = Field(default_factory=lambda: [400], description="Encoder hidden widths, in order; the decoder uses them reversed.")
+    hidden_sizes: Widths = Field(
+        default_factory=lambda: [400], description="Encoder hidden widths, in order; the decoder uses them reversed."
+    )
     latent_dim: Width = Field(20, ge=1, description="Size of the latent z.")
     activation: Activation = Field("relu", description="Hidden-layer activation.")
-    output_activation: OutputActivation = Field("sigmoid", description="sigmoid: Bernoulli means for recon='bce'; identity: Gaussian means for recon='mse'.")
+    output_activation: OutputActivation = Field(
+        "sigmoid", description="sigmoid: Bernoulli means for recon='bce'; identity: Gaussian means for recon='mse'."
+    )
     init: InitScheme = Field("default", description="Weight init (the classic example keeps PyTorch's defaults).")
-    num_classes: Optional[Size] = Field(None, ge=1, description="Classes to condition on (conditional VAE, Sohn et al. 2015): the one-hot label joins the encoder input and z; None = unconditional.")
+    num_classes: Optional[Size] = Field(
+        None,
+        ge=1,
+        description="Classes to condition on (conditional VAE, Sohn et al. 2015): the one-hot label joins the encoder input and z; None = unconditional.",
+    )
 
 
 class ConvVAEConfig(ConvAutoencoderConfig):
     """Config of a convolutional Gaussian VAE for (C, S, S) images: the conv autoencoder's fields
     and checks, with the VAE's defaults."""
 
-    channels: PositiveInts = Field(default_factory=lambda: [32, 64], description="Channels of each stride-2 conv stage (decoder mirrors them).")
+    channels: PositiveInts = Field(
+        default_factory=lambda: [32, 64], description="Channels of each stride-2 conv stage (decoder mirrors them)."
+    )
     latent_dim: Width = Field(16, ge=1, description="Size of the latent z.")
     output_activation: OutputActivation = Field("sigmoid", description="sigmoid for pixels in [0, 1] and recon='bce'.")
 
@@ -85,16 +95,15 @@ class ConvVAEConfig(ConvAutoencoderConfig):
 # -- shared pieces ------------------------------------------------------------------------------
 
 
-def reparameterize(mu: torch.Tensor, logvar: torch.Tensor,
-                   generator: torch.Generator | None = None) -> torch.Tensor:
+def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """z = mu + sigma * eps with eps ~ N(0, I) (Kingma & Welling, sec. 2.4); same shape as mu."""
-    eps = torch.randn(mu.shape, generator=generator, device=generator.device if generator else mu.device,
-                      dtype=mu.dtype).to(mu.device)
+    eps = torch.randn(
+        mu.shape, generator=generator, device=generator.device if generator else mu.device, dtype=mu.dtype
+    ).to(mu.device)
     return mu + torch.exp(0.5 * logvar) * eps
 
 
-def prior_noise(model: nn.Module, n: int, latent_dim: int,
-                generator: torch.Generator | None = None) -> torch.Tensor:
+def prior_noise(model: nn.Module, n: int, latent_dim: int, generator: torch.Generator | None = None) -> torch.Tensor:
     """(n, latent_dim) draws from N(0, I) on the model's device; ``n`` must be a positive int.
 
     Shared by every generative model's ``sample`` (VAE, GAN).
@@ -117,12 +126,16 @@ def check_labels(model: nn.Module, y: torch.Tensor | None, batch: int) -> torch.
     k = int(getattr(model.config, "num_classes", None) or 0)
     if k == 0:
         if y is not None:
-            raise ConfigError(f"{model_name(model)} is unconditional (num_classes=None); got class labels y - "
-                              "build it with num_classes=K to condition on classes")
+            raise ConfigError(
+                f"{model_name(model)} is unconditional (num_classes=None); got class labels y - "
+                "build it with num_classes=K to condition on classes"
+            )
         return None
     if y is None:
-        raise ConfigError(f"{model_name(model)} is class-conditional (num_classes={k}); pass class labels "
-                          f"y, a ({batch},) long tensor of ids in [0, {k}); got y=None")
+        raise ConfigError(
+            f"{model_name(model)} is class-conditional (num_classes={k}); pass class labels "
+            f"y, a ({batch},) long tensor of ids in [0, {k}); got y=None"
+        )
     y = check_tensor(model, y, "B", name="y", dtype="long", B=batch)
     check_index_range(model, y, k, name="y")
     return y
@@ -154,12 +167,15 @@ class _GaussianVAE(ParamCount, nn.Module):
         check_tensor(self, z, "B Z", name="z", Z=self.config.latent_dim)
         return self._decode(z, check_labels(self, y, z.shape[0]))
 
-    def reparameterize(self, mu: torch.Tensor, logvar: torch.Tensor,
-                       generator: torch.Generator | None = None) -> torch.Tensor:
+    def reparameterize(
+        self, mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """z = mu + exp(logvar / 2) * eps; see :func:`reparameterize`."""
         return reparameterize(mu, logvar, generator)
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, y: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Encode, sample z (train mode) or take z = mu (eval mode), decode.
 
         Args:
@@ -176,8 +192,7 @@ class _GaussianVAE(ParamCount, nn.Module):
         return self._decode(z, y), mu, logvar
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None,
-               y: torch.Tensor | None = None) -> torch.Tensor:
+    def sample(self, n: int, generator: torch.Generator | None = None, y: torch.Tensor | None = None) -> torch.Tensor:
         """Decode ``n`` draws z ~ N(0, I) from the prior: (n, *input shape), no gradients.
 
         ``y``: (n,) class ids, required for a conditional VAE (sample i shows class y[i]).
@@ -208,7 +223,8 @@ class VAE(_GaussianVAE):
         dec_last = dec_hidden[-1] if dec_hidden else c.latent_dim + k
         self.decoder = nn.Sequential(
             dense_stack(c.latent_dim + k, dec_hidden, act_layer=act_layer(c.activation)),
-            nn.Linear(dec_last, c.in_features), activation(c.output_activation),
+            nn.Linear(dec_last, c.in_features),
+            activation(c.output_activation),
         )
         init_weights(self, c.init, nonlinearity=c.activation)
 
@@ -258,24 +274,48 @@ class ConvVAE(_GaussianVAE):
 
 _WHEN = "Generative modelling with a smooth, sampleable latent space; stable training (seed 001: VAE)"
 _TASKS = ("vae",)
-register("vae_mlp", family="vae", model=VAE, config=VAEConfig,
-         defaults=dict(in_features=784, hidden_sizes=[400], latent_dim=20),
-         modalities=("image",), tasks=_TASKS,
-         description="Kingma & Welling VAE as in the PyTorch example: 784-400-(20, 20), Bernoulli decoder",
-         when_to_use=_WHEN)
-register("vae_digits", family="vae", model=VAE, config=VAEConfig,
-         defaults=dict(in_features=64, hidden_sizes=[128], latent_dim=8),
-         modalities=("image", "tabular"), tasks=_TASKS,
-         description="Small dense VAE for 8x8 digits (64 values in [0, 1]): 64-128-(8, 8)",
-         when_to_use=_WHEN)
-register("vae_conv", family="vae", model=ConvVAE, config=ConvVAEConfig,
-         defaults=dict(in_channels=1, image_size=28, channels=[32, 64], latent_dim=16),
-         modalities=("image",), tasks=_TASKS,
-         description="Convolutional VAE for 1x28x28 images: convs 32-64 (stride 2), latent 16",
-         when_to_use=_WHEN)
+register(
+    "vae_mlp",
+    family="vae",
+    model=VAE,
+    config=VAEConfig,
+    defaults=dict(in_features=784, hidden_sizes=[400], latent_dim=20),
+    modalities=("image",),
+    tasks=_TASKS,
+    description="Kingma & Welling VAE as in the PyTorch example: 784-400-(20, 20), Bernoulli decoder",
+    when_to_use=_WHEN,
+)
+register(
+    "vae_digits",
+    family="vae",
+    model=VAE,
+    config=VAEConfig,
+    defaults=dict(in_features=64, hidden_sizes=[128], latent_dim=8),
+    modalities=("image", "tabular"),
+    tasks=_TASKS,
+    description="Small dense VAE for 8x8 digits (64 values in [0, 1]): 64-128-(8, 8)",
+    when_to_use=_WHEN,
+)
+register(
+    "vae_conv",
+    family="vae",
+    model=ConvVAE,
+    config=ConvVAEConfig,
+    defaults=dict(in_channels=1, image_size=28, channels=[32, 64], latent_dim=16),
+    modalities=("image",),
+    tasks=_TASKS,
+    description="Convolutional VAE for 1x28x28 images: convs 32-64 (stride 2), latent 16",
+    when_to_use=_WHEN,
+)
 
-register("cvae_digits", family="vae", model=VAE, config=VAEConfig,
-         defaults=dict(in_features=64, hidden_sizes=[128], latent_dim=8, num_classes=10),
-         modalities=("image", "tabular"), tasks=("vae",),
-         description="Conditional VAE (Sohn et al. 2015) for 8x8 digits: one-hot label into encoder and decoder, 64-128-(8, 8)",
-         when_to_use="Generate samples of a chosen class (label-controlled generation) with stable VAE training")
+register(
+    "cvae_digits",
+    family="vae",
+    model=VAE,
+    config=VAEConfig,
+    defaults=dict(in_features=64, hidden_sizes=[128], latent_dim=8, num_classes=10),
+    modalities=("image", "tabular"),
+    tasks=("vae",),
+    description="Conditional VAE (Sohn et al. 2015) for 8x8 digits: one-hot label into encoder and decoder, 64-128-(8, 8)",
+    when_to_use="Generate samples of a chosen class (label-controlled generation) with stable VAE training",
+)

@@ -38,15 +38,17 @@ class ViTConfig(TransformerBaseConfig):
     patch_size: Extent = Field(16, ge=1, description="Side of each square patch; image_size must be divisible by it.")
     in_channels: Width = Field(3, ge=1, description="Image channels.")
     num_classes: Size = Field(1000, ge=1, description="Classes of the head.")
-    pool: Literal["cls", "mean"] = Field("cls", description="Classify from the [CLS] token or the mean of the patch tokens.")
-    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout on attention weights, residual branches and embeddings.")
+    pool: Literal["cls", "mean"] = Field(
+        "cls", description="Classify from the [CLS] token or the mean of the patch tokens."
+    )
+    dropout: float = Field(
+        0.0, ge=0.0, lt=1.0, description="Dropout on attention weights, residual branches and embeddings."
+    )
 
     @model_validator(mode="after")
     def _patches_tile_image(self):
         if self.image_size % self.patch_size:
-            raise ValueError(
-                f"image_size={self.image_size} is not divisible by patch_size={self.patch_size}"
-            )
+            raise ValueError(f"image_size={self.image_size} is not divisible by patch_size={self.patch_size}")
         return self
 
     @property
@@ -101,15 +103,45 @@ class ViT(ParamCount, nn.Module):
 
 
 _WHEN = "Images (classification) with pretraining or lots of data (seed 001: ResNet / ViT; alt. ConvNeXt)"
-register("vit_tiny", family="vit", model=ViT, config=ViTConfig,
-         defaults=dict(image_size=32, patch_size=4, in_channels=3, num_classes=10, d_model=192, n_heads=3,
-                       n_layers=12, d_ff=768, norm_eps=1e-6),
-         modalities=("image",), tasks=("classification",),
-         description="ViT-Tiny sizes on 32x32 images in 4x4 patches (CIFAR-10, 10 classes)",
-         when_to_use=_WHEN)
-register("vit_b16", family="vit", model=ViT, config=ViTConfig,
-         defaults=dict(image_size=224, patch_size=16, in_channels=3, num_classes=1000, d_model=768, n_heads=12,
-                       n_layers=12, d_ff=3072, norm_eps=1e-6),
-         modalities=("image",), tasks=("classification",),
-         description="ViT-B/16 (Dosovitskiy et al. 2021): 224x224, 16x16 patches, 768 wide, 12 layers; 86.6M parameters",
-         when_to_use=_WHEN)
+register(
+    "vit_tiny",
+    family="vit",
+    model=ViT,
+    config=ViTConfig,
+    defaults=dict(
+        image_size=32,
+        patch_size=4,
+        in_channels=3,
+        num_classes=10,
+        d_model=192,
+        n_heads=3,
+        n_layers=12,
+        d_ff=768,
+        norm_eps=1e-6,
+    ),
+    modalities=("image",),
+    tasks=("classification",),
+    description="ViT-Tiny sizes on 32x32 images in 4x4 patches (CIFAR-10, 10 classes)",
+    when_to_use=_WHEN,
+)
+register(
+    "vit_b16",
+    family="vit",
+    model=ViT,
+    config=ViTConfig,
+    defaults=dict(
+        image_size=224,
+        patch_size=16,
+        in_channels=3,
+        num_classes=1000,
+        d_model=768,
+        n_heads=12,
+        n_layers=12,
+        d_ff=3072,
+        norm_eps=1e-6,
+    ),
+    modalities=("image",),
+    tasks=("classification",),
+    description="ViT-B/16 (Dosovitskiy et al. 2021): 224x224, 16x16 patches, 768 wide, 12 layers; 86.6M parameters",
+    when_to_use=_WHEN,
+)

@@ -12,15 +12,27 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from archlab.errors import ConfigError
 from archlab.io import atomic_write_bytes, atomic_write_text
 
 # file extension -> format
-EXTENSIONS = {".md": "md", ".html": "html", ".htm": "html", ".json": "json", ".txt": "text", ".svg": "svg",
-              ".mmd": "mermaid", ".mermaid": "mermaid", ".dot": "dot", ".gv": "dot", ".png": "png"}
+EXTENSIONS = {
+    ".md": "md",
+    ".html": "html",
+    ".htm": "html",
+    ".json": "json",
+    ".txt": "text",
+    ".svg": "svg",
+    ".mmd": "mermaid",
+    ".mermaid": "mermaid",
+    ".dot": "dot",
+    ".gv": "dot",
+    ".png": "png",
+}
 
 
 def _renderers() -> dict[str, dict[str, Callable[[Any], Any]]]:
@@ -28,13 +40,24 @@ def _renderers() -> dict[str, dict[str, Callable[[Any], Any]]]:
     from archlab.report import compare, diagram, summary
 
     table: dict[str, dict[str, Callable[[Any], Any]]] = {
-        "ModelSummary": {"rich": summary.summary_rich, "md": summary.summary_markdown, "html": summary.summary_html,
-                         "text": summary.summary_text},
-        "ModelGraph": {"mermaid": diagram.to_mermaid, "dot": diagram.to_dot, "svg": diagram.to_svg,
-                       "text": diagram.to_mermaid},
-        "Comparison": {"rich": compare.comparison_rich, "md": compare.comparison_markdown,
-                       "png": lambda c: compare.comparison_chart(c, "png"),
-                       "svg": lambda c: compare.comparison_chart(c, "svg").decode()},
+        "ModelSummary": {
+            "rich": summary.summary_rich,
+            "md": summary.summary_markdown,
+            "html": summary.summary_html,
+            "text": summary.summary_text,
+        },
+        "ModelGraph": {
+            "mermaid": diagram.to_mermaid,
+            "dot": diagram.to_dot,
+            "svg": diagram.to_svg,
+            "text": diagram.to_mermaid,
+        },
+        "Comparison": {
+            "rich": compare.comparison_rich,
+            "md": compare.comparison_markdown,
+            "png": lambda c: compare.comparison_chart(c, "png"),
+            "svg": lambda c: compare.comparison_chart(c, "svg").decode(),
+        },
     }
     from archlab.report import design as design_render
 
@@ -77,8 +100,10 @@ def render(result: Any, fmt: str | None = None, *, out: str | os.PathLike | None
         ext = Path(out).suffix.lower()
         if fmt is None:
             if ext not in EXTENSIONS:
-                raise ConfigError(f"cannot tell the format of {str(out)!r} from its extension; "
-                                  f"use one of {', '.join(sorted(EXTENSIONS))}")
+                raise ConfigError(
+                    f"cannot tell the format of {str(out)!r} from its extension; "
+                    f"use one of {', '.join(sorted(EXTENSIONS))}"
+                )
             fmt = EXTENSIONS[ext]
     if fmt is None:
         fmt = "text"
@@ -121,9 +146,11 @@ def register_notebook_display() -> bool:
         return False
     html = shell.display_formatter.formatters["text/html"]
     md = shell.display_formatter.formatters["text/markdown"]
-    for module, cls, fmt in (("archlab.analysis.summary", "ModelSummary", "html"),
-                             ("archlab.analysis.diagram", "ModelGraph", "svg"),
-                             ("archlab.analysis.compare", "Comparison", "md")):
+    for module, cls, fmt in (
+        ("archlab.analysis.summary", "ModelSummary", "html"),
+        ("archlab.analysis.diagram", "ModelGraph", "svg"),
+        ("archlab.analysis.compare", "Comparison", "md"),
+    ):
         target = html if fmt in ("html", "svg") else md
         target.for_type_by_name(module, cls, lambda r, f=fmt: render(r, f))
     return True

@@ -4,8 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
-_COLS = ("backend", "mode", "batch", "p50 ms", "p90 ms", "p99 ms", "calls", "samples/s", "first call ms",
-         "peak MB", "GFLOP/s", "MFU", "max abs diff", "status")
+_COLS = (
+    "backend",
+    "mode",
+    "batch",
+    "p50 ms",
+    "p90 ms",
+    "p99 ms",
+    "calls",
+    "samples/s",
+    "first call ms",
+    "peak MB",
+    "GFLOP/s",
+    "MFU",
+    "max abs diff",
+    "status",
+)
 
 
 def _f(v: Any, digits: int = 3) -> str:
@@ -21,19 +35,34 @@ def _cells(result: Any, row: Any) -> list[str]:
     status = row.status if row.ok else f"{row.status}: {row.reason or ''}"
     if fastest is row and sum(r.batch_size == row.batch_size and r.mode == row.mode for r in result.rows) > 1:
         status += " (fastest)"
-    return [row.backend, row.mode, str(row.batch_size), _f(row.p50_ms), _f(row.p90_ms), _f(row.p99_ms),
-            str(row.calls or ""), _f(row.samples_per_s), _f(row.first_call_ms), _f(row.peak_mem_mb),
-            _f(row.achieved_flops / 1e9 if row.achieved_flops else None),
-            f"{row.mfu:.1%}" if row.mfu else "", _f(row.max_abs_diff, 2), status]
+    return [
+        row.backend,
+        row.mode,
+        str(row.batch_size),
+        _f(row.p50_ms),
+        _f(row.p90_ms),
+        _f(row.p99_ms),
+        str(row.calls or ""),
+        _f(row.samples_per_s),
+        _f(row.first_call_ms),
+        _f(row.peak_mem_mb),
+        _f(row.achieved_flops / 1e9 if row.achieved_flops else None),
+        f"{row.mfu:.1%}" if row.mfu else "",
+        _f(row.max_abs_diff, 2),
+        status,
+    ]
 
 
 def _caption(result: Any) -> str:
     m = result.machine
     peak = ", ".join(f"{k} {v / 1e9:.1f} GFLOP/s" for k, v in result.peak_flops.items())
-    return (f"{result.model} on {m.get('cpu')} ({m.get('cores')} cores, flags {' '.join(m.get('isa_flags') or [])}"
-            f"{', GPU ' + m['gpu'] if m.get('gpu') else ''}), {result.threads} thread(s), torch {m.get('torch')}, "
-            f"onnxruntime {m.get('onnxruntime')}" + (f"; measured GEMM peak {peak}" if peak else "")
-            + ("; each configuration in a fresh process" if result.isolate else ""))
+    return (
+        f"{result.model} on {m.get('cpu')} ({m.get('cores')} cores, flags {' '.join(m.get('isa_flags') or [])}"
+        f"{', GPU ' + m['gpu'] if m.get('gpu') else ''}), {result.threads} thread(s), torch {m.get('torch')}, "
+        f"onnxruntime {m.get('onnxruntime')}"
+        + (f"; measured GEMM peak {peak}" if peak else "")
+        + ("; each configuration in a fresh process" if result.isolate else "")
+    )
 
 
 def bench_markdown(result: Any) -> str:
@@ -50,8 +79,7 @@ def bench_rich(result: Any):
 
     table = Table(title=_caption(result), title_justify="left")
     for c in _COLS:
-        table.add_column(c, justify="left" if c in ("backend", "mode", "status") else "right",
-                         overflow="fold")
+        table.add_column(c, justify="left" if c in ("backend", "mode", "status") else "right", overflow="fold")
     for r in result.rows:
         table.add_row(*_cells(result, r), style=None if r.ok else "red")
     return table

@@ -9,23 +9,41 @@ from archlab.report.format import fmt_bytes, fmt_count, fmt_shapes
 if TYPE_CHECKING:  # pragma: no cover
     from archlab.analysis.compare import Comparison
 
-COLUMNS = ("Model", "Input", "Params", "FLOPs (fwd)", "MACs (fwd)", "Weights", "Activations (bwd)",
-           "Training peak (fp32, Adam)")
+COLUMNS = (
+    "Model",
+    "Input",
+    "Params",
+    "FLOPs (fwd)",
+    "MACs (fwd)",
+    "Weights",
+    "Activations (bwd)",
+    "Training peak (fp32, Adam)",
+)
 
 
-def _cells(c: "Comparison") -> list[list[str]]:
-    return [[r["model"], fmt_shapes(r["input_shapes"], 3), fmt_count(r["params"]), fmt_count(r["flops"]),
-             fmt_count(r["macs"]), fmt_bytes(r["param_bytes"]), fmt_bytes(r["activation_bytes"]),
-             fmt_bytes(r["training_peak_bytes"])] for r in c.rows()]
+def _cells(c: Comparison) -> list[list[str]]:
+    return [
+        [
+            r["model"],
+            fmt_shapes(r["input_shapes"], 3),
+            fmt_count(r["params"]),
+            fmt_count(r["flops"]),
+            fmt_count(r["macs"]),
+            fmt_bytes(r["param_bytes"]),
+            fmt_bytes(r["activation_bytes"]),
+            fmt_bytes(r["training_peak_bytes"]),
+        ]
+        for r in c.rows()
+    ]
 
 
-def comparison_markdown(c: "Comparison") -> str:
+def comparison_markdown(c: Comparison) -> str:
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(cells) + " |" for cells in _cells(c)]
     return "\n".join(lines) + "\n"
 
 
-def comparison_rich(c: "Comparison"):
+def comparison_rich(c: Comparison):
     from rich.table import Table
 
     table = Table(title="model comparison (each at the input shown)")
@@ -36,7 +54,7 @@ def comparison_rich(c: "Comparison"):
     return table
 
 
-def comparison_chart(c: "Comparison", fmt: str = "png") -> bytes:
+def comparison_chart(c: Comparison, fmt: str = "png") -> bytes:
     """Parameters, forward FLOPs and training memory as bar charts (log scale across decades)."""
     from archlab.report.plots import compare_chart
 

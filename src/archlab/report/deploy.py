@@ -18,23 +18,59 @@ def _sections(report: Any) -> list[tuple[str, list[tuple[str, str]]]]:
     return [
         ("Model", [("model", report.model), ("parameters", f"{report.params:,}")]),
         ("Size on disk (MB, files written)", [(k, _v(v)) for k, v in report.size_mb.items()]),
-        ("Latency at batch 1 (ms)", [(k, f"p50 {_v(v['p50'])}, p99 {_v(v['p99'])} ({v['status']})")
-                                     for k, v in report.latency_ms.items()]),
-        ("Throughput", [(k, f"{_v(v['samples_per_s'])} samples/s at batch {v['batch_size']} ({v['status']})")
-                        for k, v in report.throughput.items()]),
+        (
+            "Latency at batch 1 (ms)",
+            [(k, f"p50 {_v(v['p50'])}, p99 {_v(v['p99'])} ({v['status']})") for k, v in report.latency_ms.items()],
+        ),
+        (
+            "Throughput",
+            [
+                (k, f"{_v(v['samples_per_s'])} samples/s at batch {v['batch_size']} ({v['status']})")
+                for k, v in report.throughput.items()
+            ],
+        ),
         ("RAM to serve (MB)", [(k, _v(v)) for k, v in report.ram_mb.items()]),
-        ("Largest batch within memory", [(f"{report.max_batch['budget_mb']:g} MB",
-                                          f"{report.max_batch['max_batch']} ({report.max_batch['stopped_because']})")]),
-        ("Machine", [("cpu", f"{m['cpu']} ({m['cores']} cores, {m['threads_used']} threads used)"),
-                     ("isa flags", " ".join(m["isa_flags"]) or "n/a"), ("gpu", m["gpu"] or "none"),
-                     ("torch", m["torch"]), ("onnxruntime", _v(m["onnxruntime"]))]),
-        ("Runtime packages", [(k, ", ".join(f"{p} {ver}" for p, ver in v.items())) for k, v in report.packages.items()]),
-        ("Signature", [(f"input {i['name']}", f"{i['dtype']} {i['shape']} {i['layout']}") for i in report.signature["inputs"]]
-         + [(f"output {o['name']}", f"{o['dtype']} {o['shape']}") for o in report.signature["outputs"]]
-         + [("preprocessing", "; ".join(report.signature["preprocessing"]["steps"]))]),
-        ("Budgets", [(b.name, f"{'PASS' if b.passed else 'FAIL' if b.passed is False else 'n/a'}: "
-                      f"{_v(b.measured)} {b.unit} vs {b.limit:g} {b.unit} ({b.basis})") for b in report.budgets]
-         or [("none given", "")]),
+        (
+            "Largest batch within memory",
+            [
+                (
+                    f"{report.max_batch['budget_mb']:g} MB",
+                    f"{report.max_batch['max_batch']} ({report.max_batch['stopped_because']})",
+                )
+            ],
+        ),
+        (
+            "Machine",
+            [
+                ("cpu", f"{m['cpu']} ({m['cores']} cores, {m['threads_used']} threads used)"),
+                ("isa flags", " ".join(m["isa_flags"]) or "n/a"),
+                ("gpu", m["gpu"] or "none"),
+                ("torch", m["torch"]),
+                ("onnxruntime", _v(m["onnxruntime"])),
+            ],
+        ),
+        (
+            "Runtime packages",
+            [(k, ", ".join(f"{p} {ver}" for p, ver in v.items())) for k, v in report.packages.items()],
+        ),
+        (
+            "Signature",
+            [(f"input {i['name']}", f"{i['dtype']} {i['shape']} {i['layout']}") for i in report.signature["inputs"]]
+            + [(f"output {o['name']}", f"{o['dtype']} {o['shape']}") for o in report.signature["outputs"]]
+            + [("preprocessing", "; ".join(report.signature["preprocessing"]["steps"]))],
+        ),
+        (
+            "Budgets",
+            [
+                (
+                    b.name,
+                    f"{'PASS' if b.passed else 'FAIL' if b.passed is False else 'n/a'}: "
+                    f"{_v(b.measured)} {b.unit} vs {b.limit:g} {b.unit} ({b.basis})",
+                )
+                for b in report.budgets
+            ]
+            or [("none given", "")],
+        ),
     ]
 
 

@@ -37,18 +37,25 @@ def _facts_line(rec) -> str:
 
 
 def _rule_ids(reasons: list[str]) -> str:
-    ids = [r[1:r.index("]")] for r in reasons if r.startswith("[") and "]" in r]
+    ids = [r[1 : r.index("]")] for r in reasons if r.startswith("[") and "]" in r]
     return ", ".join(ids) if ids else "; ".join(reasons)
 
 
 def recommendation_markdown(rec) -> str:
     """The recommendation as Markdown: facts, ranked table, reasons, warnings, baseline."""
-    lines = [f"# Recommendation — {_facts_line(rec)}", "", f"Budgets: {_budgets(rec.budgets)}", "",
-             "| rank | model | family | why (rules) | params | FLOPs | latency ms | fits budget |",
-             "|---:|---|---|---|---:|---:|---:|---|"]
+    lines = [
+        f"# Recommendation — {_facts_line(rec)}",
+        "",
+        f"Budgets: {_budgets(rec.budgets)}",
+        "",
+        "| rank | model | family | why (rules) | params | FLOPs | latency ms | fits budget |",
+        "|---:|---|---|---|---:|---:|---:|---|",
+    ]
     for c in rec.candidates:
-        lines.append(f"| {c.rank} | {c.name} | {c.family} | {_rule_ids(c.reasons)} | {_n(c.params)} | "
-                     f"{_n(c.flops)} | {_ms(c.latency_ms)} | {'yes' if c.fits_budget else 'no'} |")
+        lines.append(
+            f"| {c.rank} | {c.name} | {c.family} | {_rule_ids(c.reasons)} | {_n(c.params)} | "
+            f"{_n(c.flops)} | {_ms(c.latency_ms)} | {'yes' if c.fits_budget else 'no'} |"
+        )
     lines += ["", "## Why"]
     for c in rec.candidates:
         lines.append(f"- **{c.name}** — trade-offs: {c.tradeoffs}")
@@ -80,29 +87,55 @@ def recommendation_rich(rec):
     if rec.baseline:
         b = rec.baseline
         caption.append(f"baseline {b['model']}: {b['metric']}={b['value']:.4f} ({b['split']})")
-    table = Table(title=f"{_facts_line(rec)}  (budgets: {_budgets(rec.budgets)})",
-                  caption="\n".join(caption) or None)
-    for col, just in (("rank", "right"), ("model", "left"), ("why", "left"), ("params", "right"),
-                      ("FLOPs", "right"), ("latency ms", "right"), ("fits budget", "left")):
+    table = Table(title=f"{_facts_line(rec)}  (budgets: {_budgets(rec.budgets)})", caption="\n".join(caption) or None)
+    for col, just in (
+        ("rank", "right"),
+        ("model", "left"),
+        ("why", "left"),
+        ("params", "right"),
+        ("FLOPs", "right"),
+        ("latency ms", "right"),
+        ("fits budget", "left"),
+    ):
         table.add_column(col, justify=just)
     for c in rec.candidates:
-        table.add_row(str(c.rank), c.name, _rule_ids(c.reasons), _n(c.params), _n(c.flops), _ms(c.latency_ms),
-                      "yes" if c.fits_budget else "[red]no[/]")
+        table.add_row(
+            str(c.rank),
+            c.name,
+            _rule_ids(c.reasons),
+            _n(c.params),
+            _n(c.flops),
+            _ms(c.latency_ms),
+            "yes" if c.fits_budget else "[red]no[/]",
+        )
     return table
 
 
 def sized_markdown(sized) -> str:
     """An auto-sizing result as Markdown: the chosen config, why it stopped, the candidates."""
-    lines = [f"# autosize {sized.name} ({sized.family})", "",
-             f"Budgets: {_budgets(sized.budgets)} at batch {sized.batch}", "",
-             f"Chosen: {_n(sized.params)} params, {_n(sized.flops)} FLOPs, latency {_ms(sized.latency_ms)} ms — "
-             f"{'fits' if sized.fits else 'does NOT fit'}", "", f"Stopped: {sized.stop_reason}", "",
-             "```yaml", sized.to_yaml().rstrip(), "```", "",
-             "| knobs | params | FLOPs | memory MiB | latency ms | fits | Pareto |", "|---|---:|---:|---:|---:|---|---|"]
+    lines = [
+        f"# autosize {sized.name} ({sized.family})",
+        "",
+        f"Budgets: {_budgets(sized.budgets)} at batch {sized.batch}",
+        "",
+        f"Chosen: {_n(sized.params)} params, {_n(sized.flops)} FLOPs, latency {_ms(sized.latency_ms)} ms — "
+        f"{'fits' if sized.fits else 'does NOT fit'}",
+        "",
+        f"Stopped: {sized.stop_reason}",
+        "",
+        "```yaml",
+        sized.to_yaml().rstrip(),
+        "```",
+        "",
+        "| knobs | params | FLOPs | memory MiB | latency ms | fits | Pareto |",
+        "|---|---:|---:|---:|---:|---|---|",
+    ]
     for c in sized.candidates:
         mem = "—" if c.memory_mb is None else f"{c.memory_mb:.1f}"
-        lines.append(f"| {c.knobs} | {_n(c.params)} | {_n(c.flops)} | {mem} | {_ms(c.latency_ms)} | "
-                     f"{'yes' if c.fits else 'no: ' + ', '.join(c.over)} | {'*' if c.pareto else ''} |")
+        lines.append(
+            f"| {c.knobs} | {_n(c.params)} | {_n(c.flops)} | {mem} | {_ms(c.latency_ms)} | "
+            f"{'yes' if c.fits else 'no: ' + ', '.join(c.over)} | {'*' if c.pareto else ''} |"
+        )
     if sized.latency_method:
         lines += ["", f"Latency measured with {sized.latency_method}."]
     return "\n".join(lines) + "\n"
@@ -112,12 +145,20 @@ def sized_rich(sized):
     """The candidates tried as a rich Table; the chosen config and stop reason in the caption."""
     from rich.table import Table
 
-    table = Table(title=f"autosize {sized.name}: {_n(sized.params)} params "
-                        f"({'fits' if sized.fits else 'does not fit'} {_budgets(sized.budgets)})",
-                  caption=f"{sized.stop_reason}\nchosen: {sized.overrides}")
+    table = Table(
+        title=f"autosize {sized.name}: {_n(sized.params)} params "
+        f"({'fits' if sized.fits else 'does not fit'} {_budgets(sized.budgets)})",
+        caption=f"{sized.stop_reason}\nchosen: {sized.overrides}",
+    )
     for col in ("knobs", "params", "FLOPs", "latency ms", "fits", "Pareto"):
         table.add_column(col, justify="left" if col in ("knobs", "fits") else "right")
     for c in sized.candidates:
-        table.add_row(str(c.knobs), _n(c.params), _n(c.flops), _ms(c.latency_ms),
-                      "yes" if c.fits else ", ".join(c.over), "*" if c.pareto else "")
+        table.add_row(
+            str(c.knobs),
+            _n(c.params),
+            _n(c.flops),
+            _ms(c.latency_ms),
+            "yes" if c.fits else ", ".join(c.over),
+            "*" if c.pareto else "",
+        )
     return table

@@ -15,7 +15,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from archlab.analysis.diagram import ModelGraph, Node
 
 
-def node_lines(n: "Node") -> list[str]:
+def node_lines(n: Node) -> list[str]:
     if n.kind in ("input", "output", "op"):
         return [n.label]
     lines = [n.label or n.type, n.type + (f" x {n.repeat}" if n.repeat > 1 else "")]
@@ -24,7 +24,7 @@ def node_lines(n: "Node") -> list[str]:
     return lines
 
 
-def _group_tree(graph: "ModelGraph"):
+def _group_tree(graph: ModelGraph):
     """children[group or None] -> (subgroups, nodes), groups nested as the nodes say."""
     members: dict[str | None, list] = {None: []}
     sub: dict[str | None, list[str]] = {None: []}
@@ -44,7 +44,7 @@ def _mm_text(s: str) -> str:
     return s.replace('"', "#quot;").replace("<", "#lt;").replace(">", "#gt;")
 
 
-def to_mermaid(graph: "ModelGraph") -> str:
+def to_mermaid(graph: ModelGraph) -> str:
     out = ["flowchart TD"]
     members, sub = _group_tree(graph)
 
@@ -68,10 +68,13 @@ def _dot_text(s: str) -> str:
     return s.replace("\\", "\\\\").replace('"', '\\"')
 
 
-def to_dot(graph: "ModelGraph") -> str:
-    out = [f'digraph "{_dot_text(graph.model)}" {{', "  rankdir=TB;",
-           '  node [shape=box, style="rounded,filled", fillcolor="#eef3fb", fontname="Helvetica"];',
-           '  edge [fontname="Helvetica", fontsize=10];']
+def to_dot(graph: ModelGraph) -> str:
+    out = [
+        f'digraph "{_dot_text(graph.model)}" {{',
+        "  rankdir=TB;",
+        '  node [shape=box, style="rounded,filled", fillcolor="#eef3fb", fontname="Helvetica"];',
+        '  edge [fontname="Helvetica", fontsize=10];',
+    ]
     members, sub = _group_tree(graph)
 
     def emit(group: str | None, indent: str) -> None:
@@ -111,7 +114,7 @@ class _EView:
         self.points = [tuple(p) for p in pts]
 
 
-def _layout(graph: "ModelGraph"):
+def _layout(graph: ModelGraph):
     from archlab.errors import require
 
     require("grandalf", "viz", "SVG diagrams")
@@ -160,7 +163,7 @@ def _layout(graph: "ModelGraph"):
     return verts, gedges
 
 
-def to_svg(graph: "ModelGraph") -> str:
+def to_svg(graph: ModelGraph) -> str:
     verts, gedges = _layout(graph)
     by_id = {n.id: n for n in graph.nodes}
     xs = [v.view.xy[0] - v.view.w / 2 for v in verts.values()] + [v.view.xy[0] + v.view.w / 2 for v in verts.values()]
@@ -185,9 +188,13 @@ def to_svg(graph: "ModelGraph") -> str:
         gy0 = min(v.xy[1] - v.h / 2 for v in vs) - 24
         gx1 = max(v.xy[0] + v.w / 2 for v in vs) + 14
         gy1 = max(v.xy[1] + v.h / 2 for v in vs) + 10
-        parts.append(f'<rect x="{gx0:.1f}" y="{gy0:.1f}" width="{gx1 - gx0:.1f}" height="{gy1 - gy0:.1f}" '
-                     'fill="none" stroke="#8a8a8a" stroke-dasharray="6 4" rx="6"/>')
-        parts.append(f'<text x="{gx0 + 6:.1f}" y="{gy0 + 14:.1f}" fill="#555" font-weight="bold">{escape(label)}</text>')
+        parts.append(
+            f'<rect x="{gx0:.1f}" y="{gy0:.1f}" width="{gx1 - gx0:.1f}" height="{gy1 - gy0:.1f}" '
+            'fill="none" stroke="#8a8a8a" stroke-dasharray="6 4" rx="6"/>'
+        )
+        parts.append(
+            f'<text x="{gx0 + 6:.1f}" y="{gy0 + 14:.1f}" fill="#555" font-weight="bold">{escape(label)}</text>'
+        )
     for ge in gedges:
         pts = ge.view.points
         a, b = ge.v[0].view, ge.v[1].view
@@ -199,18 +206,24 @@ def to_svg(graph: "ModelGraph") -> str:
         parts.append(f'<path d="{d}" fill="none" stroke="#555" stroke-width="1.2" marker-end="url(#arrow)"/>')
         label = ge.info.label
         if label:
-            mx, my = pts[len(pts) // 2] if len(pts) > 2 else ((pts[0][0] + pts[-1][0]) / 2, (pts[0][1] + pts[-1][1]) / 2)
+            mx, my = (
+                pts[len(pts) // 2] if len(pts) > 2 else ((pts[0][0] + pts[-1][0]) / 2, (pts[0][1] + pts[-1][1]) / 2)
+            )
             parts.append(f'<text x="{mx + 5:.1f}" y="{my:.1f}" fill="#1f5fa8" font-size="10">{escape(label)}</text>')
     for nid, v in verts.items():
         n = by_id[nid]
         x, y, w, h = v.view.xy[0] - v.view.w / 2, v.view.xy[1] - v.view.h / 2, v.view.w, v.view.h
         rx = h / 2 if n.kind in ("input", "output", "op") else 6
-        parts.append(f'<g><rect x="{x:.1f}" y="{y:.1f}" width="{w:.1f}" height="{h:.1f}" rx="{rx:.1f}" '
-                     f'fill="{_FILL.get(n.kind, "#eef3fb")}" stroke="#34495e"/>')
+        parts.append(
+            f'<g><rect x="{x:.1f}" y="{y:.1f}" width="{w:.1f}" height="{h:.1f}" rx="{rx:.1f}" '
+            f'fill="{_FILL.get(n.kind, "#eef3fb")}" stroke="#34495e"/>'
+        )
         for i, line in enumerate(node_lines(n)):
             weight = ' font-weight="bold"' if i == 0 and n.kind == "module" else ""
-            parts.append(f'<text x="{v.view.xy[0]:.1f}" y="{y + _PAD + (i + 0.8) * _LINE_H:.1f}" '
-                         f'text-anchor="middle"{weight}>{escape(line)}</text>')
+            parts.append(
+                f'<text x="{v.view.xy[0]:.1f}" y="{y + _PAD + (i + 0.8) * _LINE_H:.1f}" '
+                f'text-anchor="middle"{weight}>{escape(line)}</text>'
+            )
         parts.append("</g>")
     parts.append("</svg>")
     return "\n".join(parts) + "\n"

@@ -68,8 +68,10 @@ def _render(make: Callable[[Any], Any], fmt: str = "png") -> bytes:
 def _format_of(path: str | Path) -> str:
     ext = Path(path).suffix.lower().lstrip(".")
     if ext not in FORMATS:
-        raise ConfigError(f"unknown figure format {('.' + ext) if ext else '(no extension)'!r} for {str(path)!r}; "
-                          f"use one of {', '.join('.' + f for f in FORMATS)}")
+        raise ConfigError(
+            f"unknown figure format {('.' + ext) if ext else '(no extension)'!r} for {str(path)!r}; "
+            f"use one of {', '.join('.' + f for f in FORMATS)}"
+        )
     return ext
 
 
@@ -85,8 +87,9 @@ def plot_curves(records: list[dict[str, Any]], path: str | Path) -> Path | None:
     evals = [r for r in records if r.get("kind") == "eval"]
     if not train and not evals:
         return None
-    metric_keys = sorted({k for r in evals for k in r if k.startswith("val_") and k != "val_loss"
-                          and isinstance(r[k], (int, float))})
+    metric_keys = sorted(
+        {k for r in evals for k in r if k.startswith("val_") and k != "val_loss" and isinstance(r[k], (int, float))}
+    )
 
     def make(plt):
         n = 1 + len(metric_keys)
@@ -117,8 +120,9 @@ def plot_curves(records: list[dict[str, Any]], path: str | Path) -> Path | None:
 
 
 # ------------------------------------------------------------------------------------ bar charts
-def _bars(ax, labels: Sequence[str], values: Sequence[float], title: str,
-          value_format: Callable[[float], str] = fmt_count) -> None:
+def _bars(
+    ax, labels: Sequence[str], values: Sequence[float], title: str, value_format: Callable[[float], str] = fmt_count
+) -> None:
     """Horizontal bars, first label on top, each value written beside its bar; a log axis when
     the values span more than a decade (non-positive values are drawn as 1)."""
     values = [max(v, 1) for v in values]
@@ -132,12 +136,20 @@ def _bars(ax, labels: Sequence[str], values: Sequence[float], title: str,
     ax.grid(axis="x")
 
 
-def bar_chart(labels: Sequence[str], values: Sequence[float], path: str | Path | None = None, *, title: str = "",
-              value_format: Callable[[float], str] = fmt_count, fmt: str = "png") -> bytes | Path:
+def bar_chart(
+    labels: Sequence[str],
+    values: Sequence[float],
+    path: str | Path | None = None,
+    *,
+    title: str = "",
+    value_format: Callable[[float], str] = fmt_count,
+    fmt: str = "png",
+) -> bytes | Path:
     """One horizontal bar chart: the bytes (``fmt``), or the path written when ``path`` is given."""
     if len(labels) != len(values) or not labels:
-        raise ConfigError(f"bar_chart needs one value per label (at least one); got {len(labels)} labels, "
-                          f"{len(values)} values")
+        raise ConfigError(
+            f"bar_chart needs one value per label (at least one); got {len(labels)} labels, {len(values)} values"
+        )
 
     def make(plt):
         fig, ax = plt.subplots(figsize=(5.5, 0.45 * len(labels) + 1.6))
@@ -148,8 +160,13 @@ def bar_chart(labels: Sequence[str], values: Sequence[float], path: str | Path |
     return _write(make, path) if path is not None else _render(make, fmt)
 
 
-def compare_chart(rows: Sequence[dict[str, Any]], metrics: Sequence[tuple[str, str]], path: str | Path | None = None,
-                  *, fmt: str = "png") -> bytes | Path:
+def compare_chart(
+    rows: Sequence[dict[str, Any]],
+    metrics: Sequence[tuple[str, str]],
+    path: str | Path | None = None,
+    *,
+    fmt: str = "png",
+) -> bytes | Path:
     """The model comparison: one bar panel per ``(title, key)`` of ``metrics`` over ``rows`` (each
     with a ``model`` name); keys ending in ``bytes`` are labelled in bytes, others as counts.
 
@@ -161,8 +178,7 @@ def compare_chart(rows: Sequence[dict[str, Any]], metrics: Sequence[tuple[str, s
     names = [str(r["model"]) for r in rows]
 
     def make(plt):
-        fig, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics), 0.45 * len(rows) + 2.2),
-                                 squeeze=False)
+        fig, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics), 0.45 * len(rows) + 2.2), squeeze=False)
         for ax, (title, key) in zip(axes[0], metrics):
             _bars(ax, names, [r[key] for r in rows], title, fmt_bytes if "bytes" in key else fmt_count)
         fig.suptitle("Model comparison")
@@ -212,13 +228,21 @@ def _points(plt, p: PointsPlot):
     axes[k].set_title("samples")
     k += 1
     if p.log_prob is not None:
-        gx, gy = torch.meshgrid(torch.linspace(float(lo[0]), float(hi[0]), 120),
-                                torch.linspace(float(lo[1]), float(hi[1]), 120), indexing="xy")
+        gx, gy = torch.meshgrid(
+            torch.linspace(float(lo[0]), float(hi[0]), 120),
+            torch.linspace(float(lo[1]), float(hi[1]), 120),
+            indexing="xy",
+        )
         grid = torch.stack([gx.reshape(-1), gy.reshape(-1)], dim=1)  # (120 * 120, 2)
         with torch.no_grad():
             dens = p.log_prob(grid).exp().reshape(120, 120).cpu()
-        axes[k].imshow(dens.numpy(), origin="lower", extent=(float(lo[0]), float(hi[0]), float(lo[1]), float(hi[1])),
-                       cmap="viridis", aspect="auto")
+        axes[k].imshow(
+            dens.numpy(),
+            origin="lower",
+            extent=(float(lo[0]), float(hi[0]), float(lo[1]), float(hi[1])),
+            cmap="viridis",
+            aspect="auto",
+        )
         axes[k].set_title("model density")
     for ax in axes:
         ax.set_xlim(float(lo[0]), float(hi[0]))

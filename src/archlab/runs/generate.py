@@ -34,9 +34,18 @@ class Generated:
     real: torch.Tensor | None = None
 
 
-def generate_from_run(run_dir: str | Path, n: int = 64, *, steps: int | None = None, guidance: float | None = None,
-                      seed: int = 0, prompt: str = "\n", temperature: float = 1.0, top_k: int | None = None,
-                      device: str = "cpu") -> Generated:
+def generate_from_run(
+    run_dir: str | Path,
+    n: int = 64,
+    *,
+    steps: int | None = None,
+    guidance: float | None = None,
+    seed: int = 0,
+    prompt: str = "\n",
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    device: str = "cpu",
+) -> Generated:
     """Text (``n`` characters) or ``n`` samples from the run in ``run_dir``.
 
     Args:
@@ -81,8 +90,16 @@ def generate_from_run(run_dir: str | Path, n: int = 64, *, steps: int | None = N
     if k:
         labels = torch.arange(n) % k
     kind = "images" if samples.ndim == 4 else "points" if samples.ndim == 2 and samples.shape[1] == 2 else "vectors"
-    return Generated(kind=kind, task=task_name, model_name=model_name, samples=samples, labels=labels, model=model,
-                     task_obj=task, real=bundle.train.inputs[0][:1000])
+    return Generated(
+        kind=kind,
+        task=task_name,
+        model_name=model_name,
+        samples=samples,
+        labels=labels,
+        model=model,
+        task_obj=task,
+        real=bundle.train.inputs[0][:1000],
+    )
 
 
 def write_generated(g: Generated, out: str | Path) -> Path:

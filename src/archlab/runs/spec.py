@@ -26,8 +26,9 @@ Unknown sections are rejected; a run directory's own ``config.yaml`` is a valid 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -58,7 +59,7 @@ class Section(BaseModel):
     options: dict[str, Any] = Field(default_factory=dict)
 
     @classmethod
-    def parse(cls, value: Any, what: str) -> "Section":
+    def parse(cls, value: Any, what: str) -> Section:
         if value is None:
             return cls()
         if isinstance(value, str):
@@ -95,7 +96,7 @@ class RunSpec(BaseModel):
         return value
 
     @classmethod
-    def from_dict(cls, doc: Any, source: str = "run file") -> "RunSpec":
+    def from_dict(cls, doc: Any, source: str = "run file") -> RunSpec:
         if not isinstance(doc, dict):
             raise ConfigError(f"{source}: expected a mapping with model/data/task/train; got {type(doc).__name__}")
         unknown = sorted(set(doc) - set(SECTIONS))
@@ -110,17 +111,26 @@ class RunSpec(BaseModel):
                     value = train.pop(old)
                     if new is not None:
                         run.setdefault(new, value)
-                    log.info("%s: train.%s is not a training setting; %s", source, old,
-                             f"using it as run.{new}" if new else "ignored (progress display is the caller's choice)")
+                    log.info(
+                        "%s: train.%s is not a training setting; %s",
+                        source,
+                        old,
+                        f"using it as run.{new}" if new else "ignored (progress display is the caller's choice)",
+                    )
         try:
-            return cls(model=Section.parse(doc.get("model"), "model"), data=Section.parse(doc.get("data"), "data"),
-                       task=Section.parse(doc.get("task"), "task"), train=train, run=run)
+            return cls(
+                model=Section.parse(doc.get("model"), "model"),
+                data=Section.parse(doc.get("data"), "data"),
+                task=Section.parse(doc.get("task"), "task"),
+                train=train,
+                run=run,
+            )
         except ValidationError as exc:
             first = exc.errors()[0]
             raise ConfigError(f"{source}: {'.'.join(str(p) for p in first['loc'])}: {first['msg']}") from None
 
     @classmethod
-    def from_file(cls, path: str | Path) -> "RunSpec":
+    def from_file(cls, path: str | Path) -> RunSpec:
         """Parse a YAML run file; every failure is a ConfigError naming the file."""
         path = Path(path)
         if not path.is_file():
@@ -136,11 +146,15 @@ class RunSpec(BaseModel):
             raise ConfigError(f"run file {path} is not valid YAML{line}: {problem}") from None
         return cls.from_dict(doc if doc is not None else {}, str(path))
 
-    def with_sets(self, sets: Iterable[str]) -> "RunSpec":
+    def with_sets(self, sets: Iterable[str]) -> RunSpec:
         """A copy with ``--set`` overrides applied (see the module docstring for the scheme)."""
         spec = self.model_copy(deep=True)
-        sections = {"model": spec.model.options, "data": spec.data.options, "task": spec.task.options,
-                    "train": spec.train}
+        sections = {
+            "model": spec.model.options,
+            "data": spec.data.options,
+            "task": spec.task.options,
+            "train": spec.train,
+        }
         for item in sets:
             key, value = parse_override(item)
             head, _, rest = key.partition(".")

@@ -87,7 +87,9 @@ def _run_path(out_dir: str | Path, run_name: str | None, model_name: str, data_n
     if run_name:
         path = root / run_name
         if (path / "config.yaml").exists():
-            raise ConfigError(f"run directory {path} already holds a run; resume it (--resume {path}) or pick another name")
+            raise ConfigError(
+                f"run directory {path} already holds a run; resume it (--resume {path}) or pick another name"
+            )
         return path
     base = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{model_name}-{data_name}-{time.strftime('%Y%m%d-%H%M%S')}")
     path, i = root / base, 1
@@ -121,10 +123,20 @@ def _draw_curves(run_dir: Path, history: list[dict[str, Any]]) -> None:
         log.warning("no curves.png: %s", exc)
 
 
-def fit(model: nn.Module | str, data: DataBundle | str, task: Any = None, *, task_options: dict[str, Any] | None = None,
-        model_overrides: dict[str, Any] | None = None, data_spec: dict[str, Any] | None = None,
-        out_dir: str | Path = "runs", run_name: str | None = None, tensorboard: bool = False,
-        reporter: Reporter | None = None, **train_config: Any) -> RunResult:
+def fit(
+    model: nn.Module | str,
+    data: DataBundle | str,
+    task: Any = None,
+    *,
+    task_options: dict[str, Any] | None = None,
+    model_overrides: dict[str, Any] | None = None,
+    data_spec: dict[str, Any] | None = None,
+    out_dir: str | Path = "runs",
+    run_name: str | None = None,
+    tensorboard: bool = False,
+    reporter: Reporter | None = None,
+    **train_config: Any,
+) -> RunResult:
     """Train ``model`` on ``data`` for ``task`` and write a run directory.
 
     >>> result = archlab.fit("mlp_tabular", "breast_cancer", max_steps=200, lr=1e-3)
@@ -160,20 +172,30 @@ def fit(model: nn.Module | str, data: DataBundle | str, task: Any = None, *, tas
     bundle.info["model_selection"] = policy.to_dict()
     model_name = getattr(model, "registry_name", type(model).__name__)
     run = RunDir(_run_path(out_dir, run_name, model_name, bundle.name))
-    run.write_config({
-        "model": {"name": model_name, "config": model.config.to_dict() if hasattr(model, "config") else None},
-        "data": data_spec or {"name": bundle.name},
-        "task": {"name": task.name, "options": task.options()},
-        "train": cfg.to_dict(),
-    })
+    run.write_config(
+        {
+            "model": {"name": model_name, "config": model.config.to_dict() if hasattr(model, "config") else None},
+            "data": data_spec or {"name": bundle.name},
+            "task": {"name": task.name, "options": task.options()},
+            "train": cfg.to_dict(),
+        }
+    )
     atomic_write_json(run.path / "data_info.json", _jsonable(bundle.info))
-    result = engine_fit(model, bundle, task, cfg, run_dir=run.path, reporter=_reporters(run.path, reporter, tensorboard))
+    result = engine_fit(
+        model, bundle, task, cfg, run_dir=run.path, reporter=_reporters(run.path, reporter, tensorboard)
+    )
     _draw_curves(run.path, result.history)
     return result
 
 
-def resume(run_dir: str | Path, data: DataBundle | None = None, *, reporter: Reporter | None = None,
-           tensorboard: bool = False, **changes: Any) -> RunResult:
+def resume(
+    run_dir: str | Path,
+    data: DataBundle | None = None,
+    *,
+    reporter: Reporter | None = None,
+    tensorboard: bool = False,
+    **changes: Any,
+) -> RunResult:
     """Continue the run in ``run_dir`` exactly where its last complete checkpoint left it.
 
     The model is rebuilt from config.yaml after seeding (so a run killed before its first
@@ -194,7 +216,8 @@ def resume(run_dir: str | Path, data: DataBundle | None = None, *, reporter: Rep
     task_saved = saved.get("task") or {}
     task = get_task(task_saved.get("name") or bundle.task, **(task_saved.get("options") or {}))
     model = create_from_config({"model": saved["model"]["name"], "config": saved["model"]["config"]})
-    result = engine_fit(model, bundle, task, cfg, run_dir=run.path, resume=True,
-                        reporter=_reporters(run.path, reporter, tensorboard))
+    result = engine_fit(
+        model, bundle, task, cfg, run_dir=run.path, resume=True, reporter=_reporters(run.path, reporter, tensorboard)
+    )
     _draw_curves(run.path, result.history)
     return result

@@ -15,7 +15,6 @@ from archlab.tasks import get_task
 from archlab.train.config import TrainConfig
 from archlab.train.evaluate import evaluate_split, predict_split
 
-
 # Display options that older run files kept in their train section; they are not training settings.
 _LEGACY_TRAIN_KEYS = ("quiet", "tensorboard", "out_dir", "run_name")
 
@@ -63,8 +62,9 @@ def evaluate(run_dir: str | Path, data: str | None = None, splits: list[str] | N
         raise DataError(f"dataset {bundle.name!r} has no split(s) {missing}; it has {sorted(have)}")
     metrics: dict[str, float] = {}
     for s in wanted:
-        metrics.update(evaluate_split(model, task, have[s], batch_size=cfg.eval_batch_size or 512, device=device,
-                                      prefix=s))
+        metrics.update(
+            evaluate_split(model, task, have[s], batch_size=cfg.eval_batch_size or 512, device=device, prefix=s)
+        )
     return metrics
 
 
@@ -82,7 +82,9 @@ def predict(run_dir: str | Path, inputs: str | Path | tuple[torch.Tensor, ...]) 
         bundle = _run_data(saved, None)
         have = bundle.splits()
         if str(inputs) not in have:
-            raise DataError(f"INPUT {str(inputs)!r} is neither an .npy file nor a split of {bundle.name!r} ({sorted(have)})")
+            raise DataError(
+                f"INPUT {str(inputs)!r} is neither an .npy file nor a split of {bundle.name!r} ({sorted(have)})"
+            )
         inputs = have[str(inputs)].inputs
     return predict_split(model, task, tuple(inputs), batch_size=512, device=torch.device("cpu"))
 

@@ -94,8 +94,9 @@ class Task:
         opt = build_optimizer(model, cfg)
         return [opt], [build_scheduler(opt, cfg, total_steps)]
 
-    def training_step(self, model: nn.Module, batch: Split, optimizers: list,
-                      ctx: StepContext) -> dict[str, torch.Tensor]:
+    def training_step(
+        self, model: nn.Module, batch: Split, optimizers: list, ctx: StepContext
+    ) -> dict[str, torch.Tensor]:
         """One micro-batch: forward, loss, backward; step the optimizer when ``ctx.sync``.
 
         Returns:

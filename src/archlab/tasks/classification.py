@@ -25,7 +25,9 @@ from archlab.tasks.base import Task, TaskOptions, output_tensor, torchmetrics
 Kind = Literal["auto", "binary", "multiclass", "multilabel"]
 
 
-def focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float, weight: torch.Tensor | None = None) -> torch.Tensor:
+def focal_loss(
+    logits: torch.Tensor, target: torch.Tensor, gamma: float, weight: torch.Tensor | None = None
+) -> torch.Tensor:
     """Multiclass focal loss: mean of (1 - p_t)^gamma * CE (Lin et al. 2017)."""
     logp = F.log_softmax(logits.float(), dim=-1)
     logp_t = logp.gather(-1, target.unsqueeze(-1)).squeeze(-1)
@@ -36,7 +38,9 @@ def focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float, weight:
     return loss.mean()
 
 
-def binary_focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float, pos_weight: torch.Tensor | None = None) -> torch.Tensor:
+def binary_focal_loss(
+    logits: torch.Tensor, target: torch.Tensor, gamma: float, pos_weight: torch.Tensor | None = None
+) -> torch.Tensor:
     bce = F.binary_cross_entropy_with_logits(logits.float(), target, reduction="none", pos_weight=pos_weight)
     p = torch.sigmoid(logits.float())
     p_t = p * target + (1 - p) * (1 - target)
@@ -47,8 +51,9 @@ class ClassificationOptions(TaskOptions):
     """Options of :class:`ClassificationTask`."""
 
     kind: Kind = Field("auto", description="auto detects it from the targets in setup (and saves what it found)")
-    threshold: float = Field(0.5, gt=0, lt=1, description="probability above which binary / multilabel "
-                                                          "predictions are positive")
+    threshold: float = Field(
+        0.5, gt=0, lt=1, description="probability above which binary / multilabel predictions are positive"
+    )
 
 
 class ClassificationTask(Task):
@@ -96,8 +101,11 @@ class ClassificationTask(Task):
                 raise ShapeError(f"class ids must be in [0, {self.num_classes - 1}]; got [{lo}, {hi}]")
         if cfg.class_weights is not None:
             if cfg.class_weights == "balanced":
-                counts = torch.bincount(y.reshape(-1).long().cpu(), minlength=self.num_classes).float() if self.kind != "multilabel" \
+                counts = (
+                    torch.bincount(y.reshape(-1).long().cpu(), minlength=self.num_classes).float()
+                    if self.kind != "multilabel"
                     else y.float().sum(0).cpu()
+                )
                 w = counts.sum() / (self.num_classes * counts.clamp(min=1))
             else:
                 w = torch.tensor(cfg.class_weights, dtype=torch.float32)
@@ -105,7 +113,9 @@ class ClassificationTask(Task):
                     raise ConfigError(f"class_weights has {len(w)} entries; the data has {self.num_classes} classes")
             self.weight = w.to(device)
         if cfg.label_smoothing and self.kind != "multiclass":
-            raise ConfigError(f"label_smoothing={cfg.label_smoothing} applies to multiclass only; this task is {self.kind}")
+            raise ConfigError(
+                f"label_smoothing={cfg.label_smoothing} applies to multiclass only; this task is {self.kind}"
+            )
 
     # -- loss --------------------------------------------------------------------------------------
     def loss(self, output: Any, target: torch.Tensor) -> torch.Tensor:
@@ -138,12 +148,18 @@ class ClassificationTask(Task):
                 "ece": tm.MulticlassCalibrationError(num_classes=k),
             }
         elif self.kind == "binary":
-            m = {"accuracy": tm.BinaryAccuracy(threshold=self.opts.threshold), "f1": tm.BinaryF1Score(threshold=self.opts.threshold),
-                 "auroc": tm.BinaryAUROC(), "ece": tm.BinaryCalibrationError()}
+            m = {
+                "accuracy": tm.BinaryAccuracy(threshold=self.opts.threshold),
+                "f1": tm.BinaryF1Score(threshold=self.opts.threshold),
+                "auroc": tm.BinaryAUROC(),
+                "ece": tm.BinaryCalibrationError(),
+            }
         else:
-            m = {"accuracy": tm.MultilabelAccuracy(num_labels=k, threshold=self.opts.threshold),
-                 "f1": tm.MultilabelF1Score(num_labels=k, threshold=self.opts.threshold),
-                 "auroc": tm.MultilabelAUROC(num_labels=k)}
+            m = {
+                "accuracy": tm.MultilabelAccuracy(num_labels=k, threshold=self.opts.threshold),
+                "f1": tm.MultilabelF1Score(num_labels=k, threshold=self.opts.threshold),
+                "auroc": tm.MultilabelAUROC(num_labels=k),
+            }
         return {name: metric.to(device) for name, metric in m.items()}
 
     def probabilities(self, output: Any) -> torch.Tensor:
@@ -165,5 +181,8 @@ class ClassificationTask(Task):
         probs = self.probabilities(model(*inputs))
         if self.kind == "multiclass":
             return probs.argmax(-1)
-        return (probs >= self.opts.threshold).long().reshape(probs.shape[0], -1).squeeze(-1) if self.kind == "binary" \
+        return (
+            (probs >= self.opts.threshold).long().reshape(probs.shape[0], -1).squeeze(-1)
+            if self.kind == "binary"
             else (probs >= self.opts.threshold).long()
+        )

@@ -161,8 +161,9 @@ def recall_at_k(queries: torch.Tensor, keys: torch.Tensor, k: int = 1) -> float:
 
 
 # ------------------------------------------------------------------------------------ the task
-def augment(x: torch.Tensor, *, shift: int, erase: int, noise: float, drop: float,
-            generator: torch.Generator | None = None) -> torch.Tensor:
+def augment(
+    x: torch.Tensor, *, shift: int, erase: int, noise: float, drop: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """One random view of a batch (see module docs); x is (B, C, H, W) images or (B, ...) other."""
     b = x.shape[0]
     dev = x.device
@@ -172,8 +173,8 @@ def augment(x: torch.Tensor, *, shift: int, erase: int, noise: float, drop: floa
             padded = F.pad(x, (shift, shift, shift, shift))
             dy = torch.randint(0, 2 * shift + 1, (b,), device=dev, generator=generator)
             dx = torch.randint(0, 2 * shift + 1, (b,), device=dev, generator=generator)
-            rows = (dy[:, None] + torch.arange(h, device=dev)[None])  # (B, H)
-            cols = (dx[:, None] + torch.arange(w, device=dev)[None])  # (B, W)
+            rows = dy[:, None] + torch.arange(h, device=dev)[None]  # (B, H)
+            cols = dx[:, None] + torch.arange(w, device=dev)[None]  # (B, W)
             idx_r = rows[:, None, :, None].expand(b, x.shape[1], h, padded.shape[-1])
             x = padded.gather(2, idx_r)  # (B, C, H, W + 2s)
             idx_c = cols[:, None, None, :].expand(b, x.shape[1], h, w)
@@ -183,8 +184,9 @@ def augment(x: torch.Tensor, *, shift: int, erase: int, noise: float, drop: floa
             x0 = torch.randint(0, max(1, w - erase + 1), (b,), device=dev, generator=generator)
             ry = torch.arange(h, device=dev)[None]
             rx = torch.arange(w, device=dev)[None]
-            m = ((ry >= y0[:, None]) & (ry < y0[:, None] + erase))[:, :, None] & \
-                ((rx >= x0[:, None]) & (rx < x0[:, None] + erase))[:, None, :]  # (B, H, W)
+            m = ((ry >= y0[:, None]) & (ry < y0[:, None] + erase))[:, :, None] & (
+                (rx >= x0[:, None]) & (rx < x0[:, None] + erase)
+            )[:, None, :]  # (B, H, W)
             x = x.masked_fill(m[:, None], 0.0)
     elif drop > 0:
         keep = torch.rand(x.shape, device=dev, generator=generator) >= drop

@@ -114,7 +114,9 @@ def _check_timesteps(t: torch.Tensor, schedule: Schedule, batch: int) -> None:
         raise ShapeError(f"diffusion expects t ({batch},) long; got {got}")
     lo, hi = int(t.min()), int(t.max())
     if lo < 0 or hi >= schedule.T:
-        raise ShapeError(f"diffusion expects timesteps t in [0, {schedule.T}) (T={schedule.T}); got values in [{lo}, {hi}]")
+        raise ShapeError(
+            f"diffusion expects timesteps t in [0, {schedule.T}) (T={schedule.T}); got values in [{lo}, {hi}]"
+        )
 
 
 def _gather(values: torch.Tensor, t: torch.Tensor, ndim: int, like: torch.Tensor) -> torch.Tensor:
@@ -145,9 +147,7 @@ def _check_shape(model: nn.Module, shape: Sequence[int]) -> tuple[int, ...]:
     shape = tuple(int(s) for s in shape)
     want = tuple(getattr(model, "data_shape", ()))
     if want and (len(shape) != len(want) + 1 or shape[1:] != want or shape[0] < 1):
-        raise ShapeError(
-            f"{model_name(model)} samples shape (B, {', '.join(map(str, want))}); got shape={shape}"
-        )
+        raise ShapeError(f"{model_name(model)} samples shape (B, {', '.join(map(str, want))}); got shape={shape}")
     return shape
 
 
@@ -156,8 +156,9 @@ def _device(model: nn.Module) -> torch.device:
     return p.device if p is not None else torch.device("cpu")
 
 
-def guided_eps(model: nn.Module, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None,
-               guidance: float | None) -> torch.Tensor:
+def guided_eps(
+    model: nn.Module, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None, guidance: float | None
+) -> torch.Tensor:
     """eps_theta(x_t, t, y), with classifier-free guidance when ``guidance`` is a number.
 
     Ho & Salimans 2022, eq. 6: eps~ = (1 + w) eps(x_t, y) - w eps(x_t, null). w = 0 is plain
@@ -275,8 +276,9 @@ def ddpm_sample(
         else:
             # posterior mean mu~(x_t, x0) of q(x_{t-1} | x_t, x_0) (Ho et al. 2020, eq. 7)
             x0 = ((x - math.sqrt(1 - ab_t) * eps) / math.sqrt(ab_t)).clamp(-clip_x0, clip_x0)
-            mean = (math.sqrt(ab_prev) * float(betas[i]) / (1 - ab_t)) * x0 + \
-                   (math.sqrt(float(alphas[i])) * (1 - ab_prev) / (1 - ab_t)) * x
+            mean = (math.sqrt(ab_prev) * float(betas[i]) / (1 - ab_t)) * x0 + (
+                math.sqrt(float(alphas[i])) * (1 - ab_prev) / (1 - ab_t)
+            ) * x
         if i > 0:
             var = float(betas[i]) if variance == "beta" else float(betas[i]) * (1 - ab_prev) / (1 - ab_t)
             z = torch.randn(shape, device=dev, generator=generator)
@@ -364,10 +366,12 @@ def ddim_sample(
 class DiffusionOptions(GenerativeOptions):
     """Options of :class:`DiffusionTask`."""
 
-    schedule: Literal["linear", "cosine"] = Field("linear", description="noise schedule over the model's "
-                                                                         "num_timesteps (see make_schedule)")
-    p_uncond: float = Field(0.1, ge=0, le=1, description="label-drop probability for classifier-free guidance "
-                                                          "(class-conditional models)")
+    schedule: Literal["linear", "cosine"] = Field(
+        "linear", description="noise schedule over the model's num_timesteps (see make_schedule)"
+    )
+    p_uncond: float = Field(
+        0.1, ge=0, le=1, description="label-drop probability for classifier-free guidance (class-conditional models)"
+    )
 
 
 class DiffusionTask(GenerativeTask):
@@ -413,8 +417,16 @@ class DiffusionTask(GenerativeTask):
         return {}
 
     @torch.no_grad()
-    def sample(self, model: nn.Module, n: int, generator: torch.Generator | None = None, *, steps: int | None = None,
-               guidance: float | None = None, labels: torch.Tensor | None = None) -> torch.Tensor:
+    def sample(
+        self,
+        model: nn.Module,
+        n: int,
+        generator: torch.Generator | None = None,
+        *,
+        steps: int | None = None,
+        guidance: float | None = None,
+        labels: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """``n`` samples in the data layout (images in [0, 1]).
 
         Args:

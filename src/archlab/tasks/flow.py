@@ -87,9 +87,13 @@ def dequantize(x: torch.Tensor, n_bins: int = 256, generator: torch.Generator | 
 class FlowOptions(GenerativeOptions):
     """Options of :class:`FlowTask`."""
 
-    dequantize: int | None = Field(None, ge=2, description="discrete levels per pixel to dequantize (17 for "
-                                                            "sklearn's digits, 256 for 8-bit images); None for "
-                                                            "continuous data")
+    dequantize: int | None = Field(
+        None,
+        ge=2,
+        description="discrete levels per pixel to dequantize (17 for "
+        "sklearn's digits, 256 for 8-bit images); None for "
+        "continuous data",
+    )
 
 
 class FlowTask(GenerativeTask):

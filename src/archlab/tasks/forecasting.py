@@ -26,8 +26,9 @@ from archlab.tasks.regression import match_target
 from archlab.train.evaluate import predict_split
 
 
-def seasonal_naive(window: torch.Tensor, horizon: int, season: int | None, target_index: int = 0,
-                   target_ndim: int = 2) -> torch.Tensor:
+def seasonal_naive(
+    window: torch.Tensor, horizon: int, season: int | None, target_index: int = 0, target_ndim: int = 2
+) -> torch.Tensor:
     """Seasonal-naive forecast of ``horizon`` steps from ``window`` (B, L) or (B, L, C).
 
     Step ``h`` (0-based) is ``window[L - season + (h % season)]``; ``season=None`` (or 1) repeats
@@ -35,20 +36,24 @@ def seasonal_naive(window: torch.Tensor, horizon: int, season: int | None, targe
     """
     x = window
     if x.ndim == 3 and target_ndim == 2:
-        x = x[:, :, target_index]          # (B, L, C) -> (B, L)
+        x = x[:, :, target_index]  # (B, L, C) -> (B, L)
     L = x.shape[1]
     s = season if season and season > 1 else 1
     if s > L:
         raise ShapeError(f"seasonal naive needs windows of at least season={s} steps; got length {L}")
     idx = torch.tensor([L - s + (h % s) for h in range(horizon)], device=x.device)
-    return x.index_select(1, idx)           # (B, H) or (B, H, C)
+    return x.index_select(1, idx)  # (B, H) or (B, H, C)
 
 
 class ForecastingOptions(TaskOptions):
     """Options of :class:`ForecastingTask`."""
 
-    season: int | None = Field(None, ge=1, description="period of the seasonal-naive baseline (default: the "
-                                                        "data's info['season']; None repeats the last value)")
+    season: int | None = Field(
+        None,
+        ge=1,
+        description="period of the seasonal-naive baseline (default: the "
+        "data's info['season']; None repeats the last value)",
+    )
 
 
 class ForecastingTask(Task):
@@ -67,7 +72,10 @@ class ForecastingTask(Task):
 
     def model_overrides(self, info, data: DataBundle) -> dict[str, Any]:
         y = data.train.target
-        return {"out": int(torch.tensor(y.shape[1:]).prod()) if y.ndim > 1 else 1, "horizon": int(y.shape[1]) if y.ndim > 1 else 1}
+        return {
+            "out": int(torch.tensor(y.shape[1:]).prod()) if y.ndim > 1 else 1,
+            "horizon": int(y.shape[1]) if y.ndim > 1 else 1,
+        }
 
     def setup(self, data: DataBundle, cfg, device) -> None:
         super().setup(data, cfg, device)
@@ -92,7 +100,11 @@ class ForecastingTask(Task):
         t2 = t if t.ndim > 1 else t.unsqueeze(1)
         naive = seasonal_naive(batch.inputs[0].float(), t2.shape[1], self.season, self.target_index, t2.ndim)
         err = naive.reshape(t2.shape) - t2
-        return {"naive_abs": err.abs().sum(), "naive_sq": err.pow(2).sum(), "n": torch.tensor(float(t.numel()), device=t.device)}
+        return {
+            "naive_abs": err.abs().sum(),
+            "naive_sq": err.pow(2).sum(),
+            "n": torch.tensor(float(t.numel()), device=t.device),
+        }
 
     def finish_extras(self, sums: dict[str, torch.Tensor]) -> dict[str, float]:
         n = float(sums["n"])
@@ -114,5 +126,11 @@ class ForecastingTask(Task):
         def first_step(t: torch.Tensor) -> torch.Tensor:  # (N, H[, C]) -> (N,): step 1 of the horizon, channel 0
             return data.denormalize_target(t.reshape(t2.shape))[:, 0].reshape(len(t2), -1)[:, 0]
 
-        return {"forecast": ForecastPlot(first_step(target), first_step(pred), first_step(naive),
-                                         title=f"{data.name}: one-step-ahead forecasts on the held-out split")}
+        return {
+            "forecast": ForecastPlot(
+                first_step(target),
+                first_step(pred),
+                first_step(naive),
+                title=f"{data.name}: one-step-ahead forecasts on the held-out split",
+            )
+        }

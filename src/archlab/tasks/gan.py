@@ -134,9 +134,13 @@ def gan_step(
         opt_d.zero_grad(set_to_none=True)
         opt_g.zero_grad(set_to_none=True)
     if z is None:
-        z = torch.randn(real.shape[0], model.config.latent_dim, generator=generator,
-                        device=generator.device if generator is not None else real.device,
-                        dtype=next(model.parameters()).dtype).to(real.device)
+        z = torch.randn(
+            real.shape[0],
+            model.config.latent_dim,
+            generator=generator,
+            device=generator.device if generator is not None else real.device,
+            dtype=next(model.parameters()).dtype,
+        ).to(real.device)
     cond = () if y is None else (y,)  # an unconditional model gets no labels
 
     # D step: fake is detached so this update does not reach the generator.
@@ -163,8 +167,12 @@ def gan_step(
     if ctx.sync:
         ctx.step(opt_g)
 
-    out = {"d_loss": loss_d.detach(), "g_loss": loss_g.detach(),
-           "d_real": real_logits.detach().mean(), "d_fake": fake_logits.detach().mean()}
+    out = {
+        "d_loss": loss_d.detach(),
+        "g_loss": loss_g.detach(),
+        "d_real": real_logits.detach().mean(),
+        "d_fake": fake_logits.detach().mean(),
+    }
     return {k: v.item() for k, v in out.items()} if plain else out
 
 
@@ -172,8 +180,9 @@ def gan_step(
 class GANOptions(GenerativeOptions):
     """Options of :class:`GANTask`."""
 
-    loss: LossKind = Field("nonsaturating", description="nonsaturating (Goodfellow et al. 2014) or hinge "
-                                                        "(for a spectral-norm D)")
+    loss: LossKind = Field(
+        "nonsaturating", description="nonsaturating (Goodfellow et al. 2014) or hinge (for a spectral-norm D)"
+    )
     d_lr_ratio: float = Field(1.0, gt=0, description="discriminator lr / generator lr (TTUR, Heusel et al. 2017)")
     grid_every: int = Field(10, ge=0, description="a fixed-noise sample grid every this many evaluations; 0: none")
 
@@ -212,12 +221,14 @@ class GANTask(GenerativeTask):
         opt_g = build_optimizer(list(model.generator.named_parameters()), cfg)
         return [opt_d, opt_g], [build_scheduler(opt_d, cfg, total_steps), build_scheduler(opt_g, cfg, total_steps)]
 
-    def training_step(self, model: nn.Module, batch: Split, optimizers: list,
-                      ctx: StepContext) -> dict[str, torch.Tensor]:
+    def training_step(
+        self, model: nn.Module, batch: Split, optimizers: list, ctx: StepContext
+    ) -> dict[str, torch.Tensor]:
         opt_d, opt_g = optimizers
         y = batch_labels(model, batch)  # (labels,) for a conditional GAN, () otherwise
-        out = gan_step(model, self.prepare(model, batch.inputs[0]), opt_d, opt_g, self.opts.loss,
-                       y=y[0] if y else None, ctx=ctx)
+        out = gan_step(
+            model, self.prepare(model, batch.inputs[0]), opt_d, opt_g, self.opts.loss, y=y[0] if y else None, ctx=ctx
+        )
         return {"loss": out["d_loss"] + out["g_loss"], "d_loss": out["d_loss"], "g_loss": out["g_loss"]}
 
     # -- evaluation: both losses on held-out real data and fixed noise ---------------------------
@@ -240,14 +251,20 @@ class GANTask(GenerativeTask):
         real_logits, fake_logits = output
         n = float(real_logits.numel())
         kind = self.opts.loss
-        return {"d_loss": d_loss(real_logits, fake_logits, kind) * n, "g_loss": g_loss(fake_logits, kind) * n,
-                "d_acc": ((real_logits > 0).float().sum() + (fake_logits < 0).float().sum()) / 2,
-                "n": torch.tensor(n, device=real_logits.device)}
+        return {
+            "d_loss": d_loss(real_logits, fake_logits, kind) * n,
+            "g_loss": g_loss(fake_logits, kind) * n,
+            "d_acc": ((real_logits > 0).float().sum() + (fake_logits < 0).float().sum()) / 2,
+            "n": torch.tensor(n, device=real_logits.device),
+        }
 
     def finish_extras(self, sums) -> dict[str, float]:
         n = max(1.0, float(sums["n"]))
-        return {"d_loss": float(sums["d_loss"]) / n, "g_loss": float(sums["g_loss"]) / n,
-                "d_accuracy": float(sums["d_acc"]) / n}
+        return {
+            "d_loss": float(sums["d_loss"]) / n,
+            "g_loss": float(sums["g_loss"]) / n,
+            "d_accuracy": float(sums["d_acc"]) / n,
+        }
 
     @torch.no_grad()
     def on_evaluate(self, model: nn.Module, step: int) -> dict[str, Picture]:
@@ -266,8 +283,15 @@ class GANTask(GenerativeTask):
         return {f"samples_step{step:06d}": ImageGrid(images, title=f"fixed noise, step {step}")}
 
     @torch.no_grad()
-    def sample(self, model: nn.Module, n: int, generator: torch.Generator | None = None, *,
-               labels: torch.Tensor | None = None, **_: Any) -> torch.Tensor:
+    def sample(
+        self,
+        model: nn.Module,
+        n: int,
+        generator: torch.Generator | None = None,
+        *,
+        labels: torch.Tensor | None = None,
+        **_: Any,
+    ) -> torch.Tensor:
         """``n`` generated samples in the data layout, in [0, 1] for images; a conditional GAN
         draws class ``labels`` (n,) (default: cycled 0..K-1)."""
         model.eval()

@@ -77,8 +77,10 @@ def batch_labels(model: nn.Module, batch: Split) -> tuple[torch.Tensor, ...]:
     if k == 0:
         return ()
     if batch.target is None:
-        raise ConfigError(f"a class-conditional {model.__class__.__name__} (num_classes={k}) needs labelled data; "
-                          "the batch has no target y")
+        raise ConfigError(
+            f"a class-conditional {model.__class__.__name__} (num_classes={k}) needs labelled data; "
+            "the batch has no target y"
+        )
     return (batch.target.long(),)
 
 
@@ -88,9 +90,11 @@ def fit_shape(x: torch.Tensor, shape: tuple[int, ...] | None, what: str) -> torc
         return x
     if math.prod(x.shape[1:]) == math.prod(shape):
         return x.reshape(x.shape[0], *shape)  # (B, 1, 8, 8) <-> (B, 64)
-    raise ShapeError(f"{what} expects samples of shape {shape} ({math.prod(shape)} values); the data has "
-                     f"{tuple(x.shape[1:])} ({math.prod(x.shape[1:])} values) - pick a preset sized for the data "
-                     "or override its in_features / image_size")
+    raise ShapeError(
+        f"{what} expects samples of shape {shape} ({math.prod(shape)} values); the data has "
+        f"{tuple(x.shape[1:])} ({math.prod(x.shape[1:])} values) - pick a preset sized for the data "
+        "or override its in_features / image_size"
+    )
 
 
 class GenerativeTask(Task):
@@ -116,8 +120,10 @@ class GenerativeTask(Task):
         wanted = self.opts.data_range
         self.range = wanted if wanted != "auto" else (self.image_range if data.modality == "image" else "standard")
         if self.range != "standard" and data.modality != "image":
-            raise ConfigError(f"data_range={self.range!r} rescales image pixels; dataset {data.name!r} is "
-                              f"{data.modality} - use data_range='standard'")
+            raise ConfigError(
+                f"data_range={self.range!r} rescales image pixels; dataset {data.name!r} is "
+                f"{data.modality} - use data_range='standard'"
+            )
 
     # -- value range -------------------------------------------------------------------------------
     def _stats(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:

@@ -44,8 +44,10 @@ class NodeClassificationTask(ClassificationTask):
 
     def setup(self, data: DataBundle, cfg, device: torch.device) -> None:
         if data.train.mask is None:
-            raise ShapeError(f"node classification expects a whole-graph split with a node mask; dataset "
-                             f"{data.name!r} has an indexable train split (use graph_classification or classification)")
+            raise ShapeError(
+                f"node classification expects a whole-graph split with a node mask; dataset "
+                f"{data.name!r} has an indexable train split (use graph_classification or classification)"
+            )
         super().setup(_masked_bundle(data), cfg, device)
 
     def _select(self, output: Any, batch: Split) -> tuple[torch.Tensor, torch.Tensor]:
@@ -74,8 +76,10 @@ def union_batch(x: torch.Tensor, edges: torch.Tensor, num_nodes: torch.Tensor) -
         ``(x (N, F), edge_index (2, E), batch (N,))`` with N = num_nodes.sum().
     """
     if x.ndim != 3 or edges.ndim != 3 or edges.shape[-1] != 2 or num_nodes.shape != (x.shape[0],):
-        raise ShapeError(f"graph batches expect x (G, n_max, F), edges (G, e_max, 2), num_nodes (G,); got "
-                         f"{tuple(x.shape)}, {tuple(edges.shape)}, {tuple(num_nodes.shape)}")
+        raise ShapeError(
+            f"graph batches expect x (G, n_max, F), edges (G, e_max, 2), num_nodes (G,); got "
+            f"{tuple(x.shape)}, {tuple(edges.shape)}, {tuple(num_nodes.shape)}"
+        )
     g, n_max = x.shape[:2]
     dev = x.device
     node_mask = torch.arange(n_max, device=dev)[None, :] < num_nodes[:, None]  # (G, n_max)

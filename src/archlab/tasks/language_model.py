@@ -33,8 +33,10 @@ class LanguageModelTask(Task):
         logits = output_tensor(output).float()
         t = batch.target
         if logits.ndim != 3 or logits.shape[:2] != t.shape:
-            raise ShapeError(f"language modelling expects logits (B, T, V) matching target {tuple(t.shape)}; "
-                             f"got {tuple(logits.shape)}")
+            raise ShapeError(
+                f"language modelling expects logits (B, T, V) matching target {tuple(t.shape)}; "
+                f"got {tuple(logits.shape)}"
+            )
         ls = self.cfg.label_smoothing if self.cfg else 0.0
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), t.reshape(-1), label_smoothing=ls)
 
@@ -109,4 +111,4 @@ def sample_text(
                 out = torch.cat([out, sample_next(logits, temperature, top_k, generator)], dim=1)
     finally:
         model.train(was_training)
-    return "".join(vocab[i] for i in out[0, idx.shape[1]:].tolist())
+    return "".join(vocab[i] for i in out[0, idx.shape[1] :].tolist())

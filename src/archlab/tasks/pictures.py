@@ -87,8 +87,10 @@ class ForecastPlot:
 
     def __post_init__(self) -> None:
         if not (self.actual.shape == self.predicted.shape == self.naive.shape and self.actual.ndim == 1):
-            raise ShapeError(f"ForecastPlot expects three (N,) series; got {tuple(self.actual.shape)}, "
-                             f"{tuple(self.predicted.shape)}, {tuple(self.naive.shape)}")
+            raise ShapeError(
+                f"ForecastPlot expects three (N,) series; got {tuple(self.actual.shape)}, "
+                f"{tuple(self.predicted.shape)}, {tuple(self.naive.shape)}"
+            )
         self.actual, self.predicted, self.naive = _cpu(self.actual), _cpu(self.predicted), _cpu(self.naive)
 
 

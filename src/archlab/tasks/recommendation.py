@@ -43,14 +43,18 @@ class CTRTask(Task):
         super().setup(data, cfg, device)
         y = data.train.target
         if y.ndim != 1 or not bool(((y == 0) | (y == 1)).all()):
-            raise ShapeError(f"ctr expects targets (N,) of 0/1 clicks; got {tuple(y.shape)} with values "
-                             f"{sorted(set(y.unique().tolist()))[:5]}")
+            raise ShapeError(
+                f"ctr expects targets (N,) of 0/1 clicks; got {tuple(y.shape)} with values "
+                f"{sorted(set(y.unique().tolist()))[:5]}"
+            )
         self.base_rate = float(y.float().mean().clamp(1e-6, 1 - 1e-6))
 
     def _logits(self, output: Any, target: torch.Tensor) -> torch.Tensor:
         logits = output_tensor(output).float()
         if logits.numel() != target.numel():
-            raise ShapeError(f"ctr expects one logit per row (B,) for {target.numel()} targets; got {tuple(logits.shape)}")
+            raise ShapeError(
+                f"ctr expects one logit per row (B,) for {target.numel()} targets; got {tuple(logits.shape)}"
+            )
         return logits.reshape(target.shape)
 
     def loss(self, output: Any, target: torch.Tensor) -> torch.Tensor:
@@ -58,8 +62,11 @@ class CTRTask(Task):
 
     def make_metrics(self, device: torch.device) -> dict[str, Any]:
         tm = torchmetrics().classification
-        return {"auroc": tm.BinaryAUROC().to(device), "accuracy": tm.BinaryAccuracy().to(device),
-                "ece": tm.BinaryCalibrationError().to(device)}
+        return {
+            "auroc": tm.BinaryAUROC().to(device),
+            "accuracy": tm.BinaryAccuracy().to(device),
+            "ece": tm.BinaryCalibrationError().to(device),
+        }
 
     def update_metrics(self, metrics: dict[str, Any], output: Any, batch: Split) -> None:
         p = torch.sigmoid(self._logits(output, batch.target))
@@ -75,7 +82,11 @@ class CTRTask(Task):
     def finish_extras(self, sums) -> dict[str, float]:
         n = max(1.0, float(sums["n"]))
         ll, base = float(sums["ll"]) / n, float(sums["base"]) / n
-        return {"log_loss": ll, "base_rate_log_loss": base, "normalized_entropy": ll / base if base > 0 else float("nan")}
+        return {
+            "log_loss": ll,
+            "base_rate_log_loss": base,
+            "normalized_entropy": ll / base if base > 0 else float("nan"),
+        }
 
     def predict(self, model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
         """Click probabilities (B,)."""

@@ -39,8 +39,7 @@ def check_pair(x_hat: torch.Tensor, x: torch.Tensor, kind: str, where: str) -> N
         raise ShapeError(f"{where} expects tensors x_hat and x; got {type(x_hat).__name__}, {type(x).__name__}")
     if x_hat.shape != x.shape:
         raise ShapeError(
-            f"{where} expects x_hat and x of the same shape; got x_hat {tuple(x_hat.shape)} "
-            f"and x {tuple(x.shape)}"
+            f"{where} expects x_hat and x of the same shape; got x_hat {tuple(x_hat.shape)} and x {tuple(x.shape)}"
         )
     if x.dim() < 2:
         raise ShapeError(f"{where} expects x (B, ...) with a batch dimension; got {tuple(x.shape)}")
@@ -48,8 +47,7 @@ def check_pair(x_hat: torch.Tensor, x: torch.Tensor, kind: str, where: str) -> N
         lo, hi = float(x_hat.detach().min()), float(x_hat.detach().max())
         if lo < 0.0 or hi > 1.0:
             raise ShapeError(
-                f"{where} kind='bce' expects x_hat in [0, 1] (a sigmoid output); got values in "
-                f"[{lo:.3g}, {hi:.3g}]"
+                f"{where} kind='bce' expects x_hat in [0, 1] (a sigmoid output); got values in [{lo:.3g}, {hi:.3g}]"
             )
 
 
@@ -80,9 +78,7 @@ def _reconstruction(out) -> torch.Tensor:
         return out
     if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
         return out[0]
-    raise ShapeError(
-        f"anomaly_scores expects the model to return x_hat or (x_hat, ...); got {type(out).__name__}"
-    )
+    raise ShapeError(f"anomaly_scores expects the model to return x_hat or (x_hat, ...); got {type(out).__name__}")
 
 
 @torch.no_grad()
@@ -127,9 +123,7 @@ def choose_threshold(scores_val: torch.Tensor, quantile: float = 0.99) -> float:
     if not isinstance(scores_val, torch.Tensor):
         scores_val = torch.as_tensor(scores_val, dtype=torch.float32)
     if scores_val.dim() != 1 or scores_val.numel() == 0:
-        raise ShapeError(
-            f"choose_threshold expects scores_val (N,) with N >= 1; got {tuple(scores_val.shape)}"
-        )
+        raise ShapeError(f"choose_threshold expects scores_val (N,) with N >= 1; got {tuple(scores_val.shape)}")
     if not torch.isfinite(scores_val).all():
         raise ShapeError("choose_threshold expects finite scores_val; got NaN or inf values")
     return float(torch.quantile(scores_val.detach().double().cpu(), quantile))

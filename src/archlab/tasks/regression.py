@@ -38,15 +38,20 @@ class RegressionTask(Task):
     def setup(self, data: DataBundle, cfg, device) -> None:
         super().setup(data, cfg, device)
         if not data.train.target.is_floating_point():
-            raise ShapeError(f"regression expects float targets; got {data.train.target.dtype} (use task 'classification' for class ids)")
+            raise ShapeError(
+                f"regression expects float targets; got {data.train.target.dtype} (use task 'classification' for class ids)"
+            )
 
     def loss(self, output: Any, target: torch.Tensor) -> torch.Tensor:
         return F.mse_loss(match_target(output, target, self.name).float(), target.float())
 
     def make_metrics(self, device):
         tm = torchmetrics().regression
-        return {"mae": tm.MeanAbsoluteError().to(device), "rmse": tm.MeanSquaredError(squared=False).to(device),
-                "r2": tm.R2Score().to(device)}
+        return {
+            "mae": tm.MeanAbsoluteError().to(device),
+            "rmse": tm.MeanSquaredError(squared=False).to(device),
+            "r2": tm.R2Score().to(device),
+        }
 
     def update_metrics(self, metrics, output, batch: Split) -> None:
         pred = match_target(output, batch.target, self.name).float().reshape(-1)

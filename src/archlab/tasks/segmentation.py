@@ -21,7 +21,7 @@ from archlab.tasks.base import Task, TaskOptions, output_tensor, torchmetrics
 
 def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
     """1 - mean over classes of 2|P∩T| / (|P| + |T|) with P the softmax probabilities."""
-    probs = logits.float().softmax(1)                                   # (B, C, H, W)
+    probs = logits.float().softmax(1)  # (B, C, H, W)
     onehot = F.one_hot(target, probs.shape[1]).movedim(-1, 1).float()  # (B, H, W) -> (B, C, H, W)
     dims = (0,) + tuple(range(2, probs.ndim))
     inter = (probs * onehot).sum(dims)
@@ -58,17 +58,21 @@ class SegmentationTask(Task):
     def loss(self, output, target):
         logits = output_tensor(output)
         if logits.ndim != target.ndim + 1 or logits.shape[2:] != target.shape[1:]:
-            raise ShapeError(f"segmentation expects logits (B, C, *spatial) matching target {tuple(target.shape)}; "
-                             f"got {tuple(logits.shape)}")
+            raise ShapeError(
+                f"segmentation expects logits (B, C, *spatial) matching target {tuple(target.shape)}; "
+                f"got {tuple(logits.shape)}"
+            )
         ce = F.cross_entropy(logits.float(), target, label_smoothing=self.cfg.label_smoothing if self.cfg else 0.0)
         return ce + self.opts.dice_weight * soft_dice_loss(logits, target)
 
     def make_metrics(self, device):
         tm = torchmetrics().classification
         k = self.num_classes
-        return {"pixel_accuracy": tm.MulticlassAccuracy(num_classes=k, average="micro").to(device),
-                "dice": tm.MulticlassF1Score(num_classes=k, average="macro").to(device),
-                "iou": tm.MulticlassJaccardIndex(num_classes=k, average="macro").to(device)}
+        return {
+            "pixel_accuracy": tm.MulticlassAccuracy(num_classes=k, average="micro").to(device),
+            "dice": tm.MulticlassF1Score(num_classes=k, average="macro").to(device),
+            "iou": tm.MulticlassJaccardIndex(num_classes=k, average="macro").to(device),
+        }
 
     def update_metrics(self, metrics, output, batch: Split) -> None:
         pred = output_tensor(output).argmax(1)

@@ -64,9 +64,15 @@ class TaggingTask(Task):
         logits = output_tensor(output).float()
         t = self._target(batch)
         if logits.shape[:2] != t.shape:
-            raise ShapeError(f"tagging expects logits (B, T, C) matching target {tuple(t.shape)}; got {tuple(logits.shape)}")
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), t.reshape(-1), ignore_index=self.ignore_index,
-                               label_smoothing=self.cfg.label_smoothing if self.cfg else 0.0)
+            raise ShapeError(
+                f"tagging expects logits (B, T, C) matching target {tuple(t.shape)}; got {tuple(logits.shape)}"
+            )
+        return F.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]),
+            t.reshape(-1),
+            ignore_index=self.ignore_index,
+            label_smoothing=self.cfg.label_smoothing if self.cfg else 0.0,
+        )
 
     def loss(self, output, target):
         return self.batch_loss(output, Split(inputs=(), target=target))
@@ -74,8 +80,12 @@ class TaggingTask(Task):
     def make_metrics(self, device):
         tm = torchmetrics().classification
         k = self.num_classes
-        return {"accuracy": tm.MulticlassAccuracy(num_classes=k, average="micro", ignore_index=self.ignore_index).to(device),
-                "f1": tm.MulticlassF1Score(num_classes=k, average="macro", ignore_index=self.ignore_index).to(device)}
+        return {
+            "accuracy": tm.MulticlassAccuracy(num_classes=k, average="micro", ignore_index=self.ignore_index).to(
+                device
+            ),
+            "f1": tm.MulticlassF1Score(num_classes=k, average="macro", ignore_index=self.ignore_index).to(device),
+        }
 
     def update_metrics(self, metrics, output, batch: Split) -> None:
         logits = output_tensor(output).float()

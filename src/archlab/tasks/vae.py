@@ -88,9 +88,7 @@ def elbo_loss(
     check_pair(x_hat, x, recon, "elbo_loss")
     kl = gaussian_kl(mu, logvar)
     if kl.shape[0] != x.shape[0]:
-        raise ShapeError(
-            f"elbo_loss expects mu (B, latent_dim) with B = x's batch {x.shape[0]}; got {tuple(mu.shape)}"
-        )
+        raise ShapeError(f"elbo_loss expects mu (B, latent_dim) with B = x's batch {x.shape[0]}; got {tuple(mu.shape)}")
     if recon == "bce":
         per_feature = F.binary_cross_entropy(x_hat, x, reduction="none")
     else:
@@ -123,8 +121,9 @@ class VAETask(GenerativeTask):
 
     def parts(self, output) -> dict[str, torch.Tensor]:
         x_hat, x, mu, logvar = output
-        return elbo_loss(x_hat.float(), x.float(), mu.float(), logvar.float(), beta=self.opts.beta,
-                         recon=self.opts.recon)
+        return elbo_loss(
+            x_hat.float(), x.float(), mu.float(), logvar.float(), beta=self.opts.beta, recon=self.opts.recon
+        )
 
     def batch_loss(self, output, batch: Split) -> torch.Tensor:
         return self.parts(output)["total"]
@@ -135,22 +134,35 @@ class VAETask(GenerativeTask):
         ctx.backward(parts["total"])
         if ctx.sync:
             ctx.step(optimizers[0])
-        return {"loss": parts["total"].detach(), "reconstruction": parts["reconstruction"].detach(),
-                "kl": parts["kl"].detach()}
+        return {
+            "loss": parts["total"].detach(),
+            "reconstruction": parts["reconstruction"].detach(),
+            "kl": parts["kl"].detach(),
+        }
 
     def eval_extras(self, output, batch: Split) -> dict[str, torch.Tensor]:
         p = self.parts(output)
         n = float(output[1].shape[0])
-        return {"reconstruction": p["reconstruction"] * n, "kl": p["kl"] * n,
-                "n": torch.tensor(n, device=p["kl"].device)}
+        return {
+            "reconstruction": p["reconstruction"] * n,
+            "kl": p["kl"] * n,
+            "n": torch.tensor(n, device=p["kl"].device),
+        }
 
     def finish_extras(self, sums) -> dict[str, float]:
         n = max(1.0, float(sums["n"]))
         return {"reconstruction": float(sums["reconstruction"]) / n, "kl": float(sums["kl"]) / n}
 
     @torch.no_grad()
-    def sample(self, model: nn.Module, n: int, generator: torch.Generator | None = None, *,
-               labels: torch.Tensor | None = None, **_: Any) -> torch.Tensor:
+    def sample(
+        self,
+        model: nn.Module,
+        n: int,
+        generator: torch.Generator | None = None,
+        *,
+        labels: torch.Tensor | None = None,
+        **_: Any,
+    ) -> torch.Tensor:
         """``n`` prior samples in the data layout for viewing; a conditional VAE draws class
         ``labels`` (n,) (default: cycled 0..K-1)."""
         model.eval()

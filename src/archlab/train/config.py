@@ -23,61 +23,98 @@ class TrainConfig(ArchConfig):
     """
 
     # -- length ---------------------------------------------------------------------------------
-    epochs: int | None = Field(None, ge=1, description="Passes over the training split (default 10 when max_steps is unset).")
+    epochs: int | None = Field(
+        None, ge=1, description="Passes over the training split (default 10 when max_steps is unset)."
+    )
     max_steps: int | None = Field(None, ge=1, description="Optimizer steps to run; wins over epochs when both are set.")
     batch_size: int = Field(64, ge=1, description="Samples per micro-batch.")
-    eval_batch_size: int | None = Field(None, ge=1, description="Samples per evaluation batch (default max(batch_size, 512)).")
-    shuffle: bool = Field(True, description="Reshuffle the training split each epoch; False keeps in-order batches (MNIST-1D paper recipe).")
+    eval_batch_size: int | None = Field(
+        None, ge=1, description="Samples per evaluation batch (default max(batch_size, 512))."
+    )
+    shuffle: bool = Field(
+        True,
+        description="Reshuffle the training split each epoch; False keeps in-order batches (MNIST-1D paper recipe).",
+    )
     drop_last: bool = Field(False, description="Drop the last incomplete batch of each epoch.")
 
     # -- optimizer ------------------------------------------------------------------------------
-    optimizer: Literal["adamw", "adam", "sgd"] = Field("adamw", description="Optimizer; AdamW decays only parameters with ndim >= 2.")
+    optimizer: Literal["adamw", "adam", "sgd"] = Field(
+        "adamw", description="Optimizer; AdamW decays only parameters with ndim >= 2."
+    )
     lr: float = Field(1e-3, gt=0, description="Peak learning rate.")
-    weight_decay: float = Field(0.01, ge=0, description="Weight decay on weights (ndim >= 2); biases and norm parameters get none.")
+    weight_decay: float = Field(
+        0.01, ge=0, description="Weight decay on weights (ndim >= 2); biases and norm parameters get none."
+    )
     betas: tuple[float, float] = Field((0.9, 0.999), description="Adam/AdamW betas.")
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum.")
     nesterov: bool = Field(False, description="SGD Nesterov momentum.")
 
     # -- schedule -------------------------------------------------------------------------------
     schedule: Literal["warmup_cosine", "onecycle", "step", "constant"] = Field(
-        "warmup_cosine", description="Learning-rate schedule, stepped once per optimizer step.")
-    warmup_steps: int | None = Field(None, ge=0, description="Linear warmup steps (default 5% of the run for warmup_cosine, 0 otherwise).")
+        "warmup_cosine", description="Learning-rate schedule, stepped once per optimizer step."
+    )
+    warmup_steps: int | None = Field(
+        None, ge=0, description="Linear warmup steps (default 5% of the run for warmup_cosine, 0 otherwise)."
+    )
     min_lr_ratio: float = Field(0.0, ge=0, le=1, description="Final lr / peak lr for cosine schedules.")
-    step_size: int | None = Field(None, ge=1, description="Steps between decays of the 'step' schedule (default a third of the run).")
+    step_size: int | None = Field(
+        None, ge=1, description="Steps between decays of the 'step' schedule (default a third of the run)."
+    )
     gamma: float = Field(0.1, gt=0, le=1, description="Decay factor of the 'step' schedule.")
 
     # -- stability ------------------------------------------------------------------------------
-    grad_clip: float | None = Field(None, gt=0, description="Clip the global gradient norm to this value (seed 001: for RNNs/Transformers).")
+    grad_clip: float | None = Field(
+        None, gt=0, description="Clip the global gradient norm to this value (seed 001: for RNNs/Transformers)."
+    )
     grad_accum: int = Field(1, ge=1, description="Micro-batches per optimizer step.")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
-        "auto", description="auto: bf16 autocast where native, fp16 + GradScaler on other CUDA, else fp32.")
-    deterministic: bool = Field(False, description="torch.use_deterministic_algorithms during the run (exact resume on CPU holds either way).")
+        "auto", description="auto: bf16 autocast where native, fp16 + GradScaler on other CUDA, else fp32."
+    )
+    allow_nonfinite_inputs: bool = Field(
+        False, description="Train on inputs or targets holding NaN/Inf (default: refuse them with a DataError)."
+    )
+    deterministic: bool = Field(
+        False, description="torch.use_deterministic_algorithms during the run (exact resume on CPU holds either way)."
+    )
 
     # -- early stopping -------------------------------------------------------------------------
     monitor: str = Field("val_loss", description="Metric that picks the best checkpoint and drives early stopping.")
-    mode: Literal["auto", "min", "max"] = Field("auto", description="Whether lower or higher 'monitor' is better; auto asks the metric.")
-    patience: int | None = Field(None, ge=1, description="Evaluations without improvement before stopping; None disables early stopping.")
+    mode: Literal["auto", "min", "max"] = Field(
+        "auto", description="Whether lower or higher 'monitor' is better; auto asks the metric."
+    )
+    patience: int | None = Field(
+        None, ge=1, description="Evaluations without improvement before stopping; None disables early stopping."
+    )
     min_delta: float = Field(0.0, ge=0, description="Smallest change of 'monitor' that counts as an improvement.")
     restore_best: bool = Field(True, description="Load the best checkpoint's weights before the final evaluation.")
 
     # -- loss options (classification-style tasks) ----------------------------------------------
     label_smoothing: float = Field(0.0, ge=0, lt=1, description="Cross-entropy label smoothing.")
     class_weights: list[float] | Literal["balanced"] | None = Field(
-        None, description="Per-class loss weights, or 'balanced' (n / (k * count) from the training labels).")
-    focal_gamma: float | None = Field(None, ge=0, description="Use focal loss with this gamma (Lin et al. 2017) instead of cross-entropy.")
+        None, description="Per-class loss weights, or 'balanced' (n / (k * count) from the training labels)."
+    )
+    focal_gamma: float | None = Field(
+        None, ge=0, description="Use focal loss with this gamma (Lin et al. 2017) instead of cross-entropy."
+    )
 
     # -- system ---------------------------------------------------------------------------------
     seed: int = Field(0, description="Seeds python, numpy, torch and the data order.")
     device: str = Field("auto", description="auto (cuda, then mps, then cpu), or a torch device string.")
-    num_workers: int = Field(0, ge=0, description="Loader workers; in-memory splits are batched by indexing and need none.")
+    num_workers: int = Field(
+        0, ge=0, description="Loader workers; in-memory splits are batched by indexing and need none."
+    )
 
     # -- logging and checkpoints ----------------------------------------------------------------
-    eval_every: int | None = Field(None, ge=1, description="Evaluate every this many optimizer steps (default once per epoch).")
+    eval_every: int | None = Field(
+        None, ge=1, description="Evaluate every this many optimizer steps (default once per epoch)."
+    )
     log_every: int = Field(50, ge=1, description="Log training loss every this many optimizer steps.")
-    checkpoint_every: int | None = Field(None, ge=1, description="Write last/ every this many steps (default at each evaluation).")
+    checkpoint_every: int | None = Field(
+        None, ge=1, description="Write last/ every this many steps (default at each evaluation)."
+    )
 
     @model_validator(mode="after")
-    def _check(self) -> "TrainConfig":
+    def _check(self) -> TrainConfig:
         if self.optimizer == "sgd" and self.nesterov and self.momentum == 0:
             raise ValueError(f"nesterov=True needs momentum > 0; got momentum={self.momentum}")
         if not all(0 <= b < 1 for b in self.betas):

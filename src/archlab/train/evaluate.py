@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 from torch import nn
@@ -22,8 +22,16 @@ def iter_batches(split: Split, batch_size: int) -> Iterator[Split]:
 
 
 @torch.no_grad()
-def evaluate_split(model: nn.Module, task, split: Split, *, batch_size: int, device: torch.device,
-                   precision: str = "fp32", prefix: str = "val") -> dict[str, float]:
+def evaluate_split(
+    model: nn.Module,
+    task,
+    split: Split,
+    *,
+    batch_size: int,
+    device: torch.device,
+    precision: str = "fp32",
+    prefix: str = "val",
+) -> dict[str, float]:
     """Loss and metrics of ``model`` on ``split``, keyed ``{prefix}_{name}``.
 
     Everything accumulates on the device; there is one host sync per metric at the end.
@@ -57,8 +65,9 @@ def evaluate_split(model: nn.Module, task, split: Split, *, batch_size: int, dev
 
 
 @torch.no_grad()
-def predict_split(model: nn.Module, task, inputs: tuple[torch.Tensor, ...], *, batch_size: int,
-                  device: torch.device) -> torch.Tensor:
+def predict_split(
+    model: nn.Module, task, inputs: tuple[torch.Tensor, ...], *, batch_size: int, device: torch.device
+) -> torch.Tensor:
     """The task's predictions for ``inputs`` (batched, on CPU)."""
     model.eval()
     split = Split(inputs=tuple(t.to(device) for t in inputs))

@@ -11,7 +11,6 @@ moment and resumed ends with the same weights, bitwise, as one that was never in
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import time
@@ -23,9 +22,9 @@ import torch
 from torch import nn
 
 from archlab.data.base import DataBundle
-from archlab.errors import ArchlabError, CheckpointError, ConfigError
+from archlab.errors import ArchlabError, ConfigError, DataError
 from archlab.io import atomic_write_json
-from archlab.rundir import RunDir, find_checkpoint
+from archlab.rundir import RunDir, find_checkpoint, read_marker
 from archlab.train.config import TrainConfig
 from archlab.train.evaluate import evaluate_split, metric_mode
 from archlab.train.precision import resolve_device, resolve_precision
@@ -34,7 +33,6 @@ from archlab.train.state import TrainState, load_model_weights, restore_checkpoi
 from archlab.train.step import StepContext
 
 log = logging.getLogger("archlab.train")
-
 
 
 @dataclass
@@ -79,10 +77,15 @@ class _FiniteGuard:
         n = len(self.steps)
         if not bool(self.flags[:n].all()):
             bad = self.steps[int((~self.flags[:n]).nonzero()[0])]
-            where = f"the last good checkpoint is {self.last_good}" if self.last_good else "no checkpoint had been written yet"
+            where = (
+                f"the last good checkpoint is {self.last_good}"
+                if self.last_good
+                else "no checkpoint had been written yet"
+            )
             raise NonFiniteLossError(
                 f"training loss became NaN/Inf at step {bad}; training stopped and {where}. "
-                "Try a lower lr, grad_clip, or precision='fp32'.")
+                "Try a lower lr, grad_clip, or precision='fp32'."
+            )
         self.steps.clear()
 
 
@@ -107,32 +110,47 @@ class _Run:
     run: RunDir
     device: torch.device
     precision: str
-    train: Any                      # the training Split, on the device
-    val: Any                        # the validation Split or None
+    train: Any  # the training Split, on the device
+    val: Any  # the validation Split or None
     optimizers: list
     schedulers: list
     ctx: StepContext
-    data_gen: torch.Generator       # the data order; its state is in every checkpoint
+    data_gen: torch.Generator  # the data order; its state is in every checkpoint
     state: TrainState
-    total: int                      # optimizer steps of the whole run
+    total: int  # optimizer steps of the whole run
     batches_per_epoch: int
     eval_every: int
     ckpt_every: int
     eval_bs: int
-    mode: str                       # "min" / "max" for cfg.monitor
+    mode: str  # "min" / "max" for cfg.monitor
     reporter: Reporter
     guard: _FiniteGuard
     last_ckpt: Path | None = None
 
     def save_last(self) -> None:
         self.guard.check()
-        write_checkpoint(self.run.last, self.model, state=self.state, optimizers=self.optimizers,
-                         schedulers=self.schedulers, scaler=self.ctx.scaler, data_gen=self.data_gen)
+        write_checkpoint(
+            self.run.last,
+            self.model,
+            state=self.state,
+            optimizers=self.optimizers,
+            schedulers=self.schedulers,
+            scaler=self.ctx.scaler,
+            data_gen=self.data_gen,
+        )
         self.last_ckpt = self.guard.last_good = self.run.last
 
 
-def fit(model: nn.Module, data: DataBundle, task: Any, config: TrainConfig, *, run_dir: str | Path,
-        reporter: Reporter | None = None, resume: bool = False) -> RunResult:
+def fit(
+    model: nn.Module,
+    data: DataBundle,
+    task: Any,
+    config: TrainConfig,
+    *,
+    run_dir: str | Path,
+    reporter: Reporter | None = None,
+    resume: bool = False,
+) -> RunResult:
     """Train ``model`` on ``data`` for ``task`` and write checkpoints and metrics into ``run_dir``.
 
     The engine takes objects, never names (``archlab.fit`` in :mod:`archlab.runs` resolves those,
@@ -167,11 +185,14 @@ def fit(model: nn.Module, data: DataBundle, task: Any, config: TrainConfig, *, r
 
 def _prepare(model, data: DataBundle, task, cfg: TrainConfig, run: RunDir, reporter: Reporter, resume: bool) -> _Run:
     """Device, precision, batching, optimizers and the state to start from (fresh or restored)."""
-    if not resume:
+    if not resume or find_checkpoint(run.path, "last") is None:
+        # A fresh run, or a resumed one killed before any checkpoint: the same seeded start.
         seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
     precision = resolve_precision(cfg.precision, device)
     model.to(device)
+    if not cfg.allow_nonfinite_inputs:
+        _check_finite(data)
     task.setup(data, cfg, device)
     train = data.train.to(device)
     val = data.val.to(device) if data.val is not None else None
@@ -188,16 +209,33 @@ def _prepare(model, data: DataBundle, task, cfg: TrainConfig, run: RunDir, repor
     total = cfg.total_steps(batches_per_epoch)
     eval_every = cfg.eval_every or max(1, batches_per_epoch // cfg.grad_accum)
     if cfg.patience is not None and val is None:
-        raise ConfigError(f"early stopping (patience={cfg.patience}) needs a validation split; dataset {data.name!r} has none")
+        raise ConfigError(
+            f"early stopping (patience={cfg.patience}) needs a validation split; dataset {data.name!r} has none"
+        )
     optimizers, schedulers = task.configure_optimizers(model, cfg, total)
-    r = _Run(model=model, task=task, cfg=cfg, run=run, device=device, precision=precision, train=train, val=val,
-             optimizers=optimizers, schedulers=schedulers,
-             ctx=StepContext(device, precision, cfg.grad_clip, cfg.grad_accum),
-             data_gen=torch.Generator().manual_seed(cfg.seed), state=TrainState(), total=total,
-             batches_per_epoch=batches_per_epoch, eval_every=eval_every, ckpt_every=cfg.checkpoint_every or eval_every,
-             eval_bs=cfg.eval_batch_size or max(bs, 512),
-             mode=cfg.mode if cfg.mode != "auto" else metric_mode(task, cfg.monitor),
-             reporter=reporter, guard=_FiniteGuard(cfg.log_every, device))
+    r = _Run(
+        model=model,
+        task=task,
+        cfg=cfg,
+        run=run,
+        device=device,
+        precision=precision,
+        train=train,
+        val=val,
+        optimizers=optimizers,
+        schedulers=schedulers,
+        ctx=StepContext(device, precision, cfg.grad_clip, cfg.grad_accum),
+        data_gen=torch.Generator().manual_seed(cfg.seed),
+        state=TrainState(),
+        total=total,
+        batches_per_epoch=batches_per_epoch,
+        eval_every=eval_every,
+        ckpt_every=cfg.checkpoint_every or eval_every,
+        eval_bs=cfg.eval_batch_size or max(bs, 512),
+        mode=cfg.mode if cfg.mode != "auto" else metric_mode(task, cfg.monitor),
+        reporter=reporter,
+        guard=_FiniteGuard(cfg.log_every, device),
+    )
     run.path.mkdir(parents=True, exist_ok=True)
     if resume:
         run.clean_partial()
@@ -216,6 +254,22 @@ def _prepare(model, data: DataBundle, task, cfg: TrainConfig, run: RunDir, repor
     return r
 
 
+def _check_finite(data: DataBundle) -> None:
+    """NaN/Inf in any float input or target of any split is a DataError naming where (one pass
+    over the in-memory tensors before training, instead of a check per batch)."""
+    for split_name, split in data.splits().items():
+        named = [(f"input {i}", t) for i, t in enumerate(split.inputs)] + [("target", split.target)]
+        for what, t in named:
+            if isinstance(t, torch.Tensor) and t.is_floating_point() and t.numel():
+                bad = ~torch.isfinite(t)
+                if bool(bad.any()):
+                    raise DataError(
+                        f"dataset {data.name!r}: {split_name} {what} holds {int(bad.sum())} NaN/Inf values "
+                        f"(first at index {tuple(int(v) for v in bad.nonzero()[0])}); expected finite numbers. "
+                        "Clean the data, or set allow_nonfinite_inputs=True"
+                    )
+
+
 def _next_batch(r: _Run):
     """The next micro-batch in the order fixed by the data generator; advances the epoch counters."""
     state, bs = r.state, r.cfg.batch_size
@@ -224,7 +278,7 @@ def _next_batch(r: _Run):
     elif r.cfg.shuffle:
         if state.perm is None:
             state.perm = torch.randperm(len(r.train), generator=r.data_gen).to(r.device)
-        batch = r.train.take(state.perm[state.pos * bs:(state.pos + 1) * bs])
+        batch = r.train.take(state.perm[state.pos * bs : (state.pos + 1) * bs])
     else:
         batch = r.train.take(slice(state.pos * bs, (state.pos + 1) * bs))
     state.pos += 1
@@ -263,10 +317,14 @@ def _loop(r: _Run) -> None:
         if step % cfg.log_every == 0 or step == r.total:
             r.guard.check()
             now = time.perf_counter()
-            rec = {"step": step, "epoch": state.epoch, "kind": "train",
-                   **{k: float(v) / state.loss_count for k, v in state.loss_sums.items()},
-                   "lr": r.optimizers[0].param_groups[0]["lr"],
-                   "samples_per_s": samples_since_log / max(now - t_log, 1e-9)}
+            rec = {
+                "step": step,
+                "epoch": state.epoch,
+                "kind": "train",
+                **{k: float(v) / state.loss_count for k, v in state.loss_sums.items()},
+                "lr": r.optimizers[0].param_groups[0]["lr"],
+                "samples_per_s": samples_since_log / max(now - t_log, 1e-9),
+            }
             state.loss_sums, state.loss_count, t_log, samples_since_log = {}, 0, now, 0
             r.run.append_metrics(rec)
             r.reporter.record(rec)
@@ -280,18 +338,25 @@ def _evaluate(r: _Run, step: int) -> None:
     """Validation metrics, the task's pictures, and the best checkpoint / early stopping on ``monitor``."""
     state, cfg = r.state, r.cfg
     r.guard.check()
-    rec = {"step": step, "epoch": state.epoch, "kind": "eval",
-           **evaluate_split(r.model, r.task, r.val, batch_size=r.eval_bs, device=r.device, precision=r.precision)}
+    rec = {
+        "step": step,
+        "epoch": state.epoch,
+        "kind": "eval",
+        **evaluate_split(r.model, r.task, r.val, batch_size=r.eval_bs, device=r.device, precision=r.precision),
+    }
     r.run.append_metrics(rec)
     r.reporter.record(rec)
     for name, picture in r.task.on_evaluate(r.model, step).items():  # e.g. a GAN's fixed-noise grid
         r.reporter.picture(name, picture)
     if cfg.monitor not in rec:
-        raise ConfigError(f"monitor={cfg.monitor!r} is not a metric of this run; have "
-                          f"{sorted(k for k in rec if k.startswith('val_'))}")
+        raise ConfigError(
+            f"monitor={cfg.monitor!r} is not a metric of this run; have "
+            f"{sorted(k for k in rec if k.startswith('val_'))}"
+        )
     value = rec[cfg.monitor]
     better = state.best_value is None or (
-        value < state.best_value - cfg.min_delta if r.mode == "min" else value > state.best_value + cfg.min_delta)
+        value < state.best_value - cfg.min_delta if r.mode == "min" else value > state.best_value + cfg.min_delta
+    )
     if better:
         state.best_value, state.best_step, state.bad_evals = value, step, 0
         write_checkpoint(r.run.best, r.model, extra={"step": step, "monitor": cfg.monitor, "value": value})
@@ -307,25 +372,41 @@ def _finish(r: _Run, data: DataBundle, train_time: float, train_cpu: float) -> R
     use_best = cfg.restore_best and best_dir is not None
     if use_best:
         load_model_weights(best_dir, r.model)
-    final: dict[str, Any] = {"step": state.step, "epoch": state.epoch, "best_step": state.best_step,
-                             "best_" + cfg.monitor: state.best_value, "stopped_early": state.stopped_early,
-                             "precision": r.precision, "device": str(r.device), "train_time_s": round(train_time, 3),
-                             "train_cpu_s": round(train_cpu, 3), "weights": "best" if use_best else "last"}
+    final: dict[str, Any] = {
+        "step": state.step,
+        "epoch": state.epoch,
+        "best_step": state.best_step,
+        "best_" + cfg.monitor: state.best_value,
+        "stopped_early": state.stopped_early,
+        "precision": r.precision,
+        "device": str(r.device),
+        "train_time_s": round(train_time, 3),
+        "train_cpu_s": round(train_cpu, 3),
+        "weights": "best" if use_best else "last",
+    }
     for prefix, split in (("val", data.val), ("test", data.test)):
         if split is not None:
-            final.update(evaluate_split(r.model, r.task, split, batch_size=r.eval_bs, device=r.device,
-                                        precision=r.precision, prefix=prefix))
+            final.update(
+                evaluate_split(
+                    r.model, r.task, split, batch_size=r.eval_bs, device=r.device, precision=r.precision, prefix=prefix
+                )
+            )
     atomic_write_json(r.run.path / "final_metrics.json", final)
     r.run.append_metrics({"kind": "final", **final})
     r.reporter.record({"kind": "final", **final})
     for name, picture in r.task.on_fit_end(r.model, data).items():  # e.g. a forecaster's forecast vs actual
         r.reporter.picture(name, picture)
-    return RunResult(run_dir=r.run.path, model=r.model, metrics=final, steps=state.step, best_step=state.best_step,
-                     best_value=state.best_value, stopped_early=state.stopped_early, history=r.run.read_metrics())
+    return RunResult(
+        run_dir=r.run.path,
+        model=r.model,
+        metrics=final,
+        steps=state.step,
+        best_step=state.best_step,
+        best_value=state.best_value,
+        stopped_early=state.stopped_early,
+        history=r.run.read_metrics(),
+    )
 
 
 def _ckpt_step(directory: Path) -> int:
-    try:
-        return int(json.loads((directory / "COMPLETE").read_text())["step"] or 0)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise CheckpointError(f"{directory} has an unreadable COMPLETE marker ({exc})") from None
+    return int(read_marker(directory).get("step") or 0)

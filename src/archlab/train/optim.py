@@ -9,7 +9,7 @@ arithmetic, so its state is a few numbers that save as JSON (no pickled closures
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 from torch import nn

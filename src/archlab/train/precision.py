@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import torch
 

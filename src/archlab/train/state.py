@@ -54,11 +54,11 @@ STATE_JSON = "state.json"
 class TrainState:
     """Where the loop is: counters, data order, early stopping and running loss sums."""
 
-    step: int = 0                 # optimizer steps done
-    micro: int = 0                # micro-batches done (grad accumulation)
-    epoch: int = 0                # epochs started and finished
-    pos: int = 0                  # next batch index within the current epoch
-    perm: torch.Tensor | None = None   # this epoch's sample order
+    step: int = 0  # optimizer steps done
+    micro: int = 0  # micro-batches done (grad accumulation)
+    epoch: int = 0  # epochs started and finished
+    pos: int = 0  # next batch index within the current epoch
+    perm: torch.Tensor | None = None  # this epoch's sample order
     best_value: float | None = None
     best_step: int | None = None
     bad_evals: int = 0
@@ -216,7 +216,10 @@ def write_checkpoint(
 _SCALAR_KINDS = {  # TrainState annotation -> (check, what the message says is expected)
     "int": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "an integer >= 0"),
     "int | None": (lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool)), "an integer or null"),
-    "float | None": (lambda v: v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)), "a number or null"),
+    "float | None": (
+        lambda v: v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)),
+        "a number or null",
+    ),
     "bool": (lambda v: isinstance(v, bool), "true or false"),
 }
 
@@ -256,11 +259,26 @@ def read_checkpoint_meta(directory: Path) -> dict[str, Any]:
         _expect(isinstance(meta.get(key), list), path, key, "a list", meta.get(key))
     for i, o in enumerate(meta["optimizers"]):
         _expect(isinstance(o, dict) and "__dict__" in o, path, f"optimizers.{i}", "an optimizer state", o)
-    _expect(meta.get("scaler") is None or isinstance(meta["scaler"], dict), path, "scaler", "a mapping or null", meta.get("scaler"))
+    _expect(
+        meta.get("scaler") is None or isinstance(meta["scaler"], dict),
+        path,
+        "scaler",
+        "a mapping or null",
+        meta.get("scaler"),
+    )
     rng = meta.get("rng")
-    _expect(isinstance(rng, dict) and isinstance(rng.get("numpy"), list) and len(rng["numpy"]) == 4
-            and isinstance(rng.get("python"), list) and len(rng["python"]) == 3
-            and isinstance(rng["python"][1], list), path, "rng", "the numpy and python RNG states", rng)
+    _expect(
+        isinstance(rng, dict)
+        and isinstance(rng.get("numpy"), list)
+        and len(rng["numpy"]) == 4
+        and isinstance(rng.get("python"), list)
+        and len(rng["python"]) == 3
+        and isinstance(rng["python"][1], list),
+        path,
+        "rng",
+        "the numpy and python RNG states",
+        rng,
+    )
     return meta
 
 
@@ -305,11 +323,12 @@ def restore_checkpoint(
         raise CheckpointError(f"{source} lacks the RNG tensors {missing}")
     if len(meta["optimizers"]) != len(optimizers):
         raise CheckpointError(
-            f"{directory} holds {len(meta['optimizers'])} optimizer states; the task has {len(optimizers)}")
+            f"{directory} holds {len(meta['optimizers'])} optimizer states; the task has {len(optimizers)}"
+        )
     for key, value in meta["train"].items():
         setattr(state, key, value)
     state.perm = tensors["data.perm"].to(device) if "data.perm" in tensors else None
-    state.loss_sums = {k[len("loss_sum."):]: v.to(device) for k, v in tensors.items() if k.startswith("loss_sum.")}
+    state.loss_sums = {k[len("loss_sum.") :]: v.to(device) for k, v in tensors.items() if k.startswith("loss_sum.")}
     try:
         for opt, ostate in zip(optimizers, meta["optimizers"]):
             sd = _join_tensors(ostate, tensors)
