@@ -57,8 +57,9 @@ def flatten_outputs(out: Any) -> list[tuple[str, Any]]:
 
 
 def is_token_input(t: Any) -> bool:
-    """An integer (or bool mask) tensor shaped (B, T, ...): its dimension 1 is a sequence."""
-    return isinstance(t, torch.Tensor) and t.dim() >= 2 and not t.is_floating_point() and not t.is_complex()
+    """An integer (or bool mask) tensor shaped (B, T): its dimension 1 is a sequence. Higher-rank
+    integer inputs (a recommender's (B, fields, bag) ids) have fixed inner dimensions."""
+    return isinstance(t, torch.Tensor) and t.dim() == 2 and not t.is_floating_point() and not t.is_complex()
 
 
 def dynamic_shapes(args: tuple, kwargs: Mapping[str, Any], *, sequence: bool = True) -> tuple[tuple, dict]:

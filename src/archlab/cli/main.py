@@ -32,7 +32,12 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in argv
     if debug:
         argv.remove("--debug")
-    logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, format="%(message)s")
+    # archlab's own messages at INFO; other libraries (onnxscript, onnxruntime, torch.onnx) only
+    # when something is wrong, unless --debug.
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(message)s")
+    logging.getLogger("archlab").setLevel(logging.DEBUG if debug else logging.INFO)
+    if not debug:
+        logging.getLogger("torch.onnx").setLevel(logging.ERROR)
     _register_commands()
     import typer
     from typer.exceptions import TyperException  # base of typer's (vendored click's) usage errors
