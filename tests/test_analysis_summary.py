@@ -163,3 +163,44 @@ def test_huge_config_on_meta_allocates_nothing():
 def test_top_level_exports():
     assert archlab.summary("mlp_tabular").total_params > 0
     assert callable(archlab.diagram) and callable(archlab.compare)
+
+
+def _empirical_rf(model, x):
+    """Span of input positions that reach the centre output, from the gradient (positive weights
+    and inputs, so no contribution cancels)."""
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(p.abs() + 0.01)
+    x = x.abs().add(0.1).requires_grad_(True)
+    y = model(x)
+    centre = tuple(s // 2 for s in y.shape[2:])
+    y[(0, 0, *centre)].backward()
+    nz = x.grad[0, 0].nonzero()
+    return tuple(int(nz[:, d].max() - nz[:, d].min() + 1) for d in range(nz.shape[1]))
+
+
+@pytest.mark.parametrize(
+    "model,x",
+    [
+        (nn.Sequential(nn.Conv1d(1, 2, 5), nn.AvgPool1d(2), nn.Conv1d(2, 2, 5)), torch.randn(1, 1, 64)),
+        (
+            nn.Sequential(
+                nn.Conv1d(1, 2, 3, dilation=2),
+                nn.AvgPool1d(3, stride=2),
+                nn.Conv1d(2, 2, 3, stride=2),
+                nn.Conv1d(2, 2, 3),
+            ),
+            torch.randn(1, 1, 128),
+        ),
+        (nn.Sequential(nn.Conv2d(1, 2, 5), nn.AvgPool2d(2), nn.Conv2d(2, 2, 3, dilation=2)), torch.randn(1, 1, 48, 48)),
+    ],
+)
+def test_receptive_field_matches_gradient_tracing(model, x):
+    """1-D and 2-D stacks with pooling, stride and dilation (issue 15: 1-D pooling was lost)."""
+    traced = summary(model, x, device="cpu").receptive_field.size
+    assert traced == _empirical_rf(model, x)
+
+
+def test_receptive_field_through_1d_max_pooling():
+    m = nn.Sequential(nn.Conv1d(1, 4, 5), nn.MaxPool1d(2), nn.Conv1d(4, 4, 5))
+    assert summary(m, torch.randn(1, 1, 64), device="cpu").receptive_field.size == (14,)

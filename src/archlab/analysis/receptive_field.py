@@ -72,6 +72,19 @@ def _tup(v, n: int, default: int) -> tuple[int, ...]:
     return v * n if len(v) == 1 else v
 
 
+def _fit_rank(r: tuple, j: tuple, n: int) -> tuple[tuple, tuple]:
+    """(r, j) for an op with ``n`` spatial dims. PyTorch runs 1-D pooling as 2-D pooling on an
+    input unsqueezed to (B, C, 1, L) and squeezes the result back, so a 1-D field gains or loses
+    a leading unit dimension on the way; anything else starts afresh."""
+    if len(r) == n:
+        return r, j
+    if len(r) == n - 1:
+        return (1, *r), (1.0, *j)
+    if len(r) == n + 1 and r[0] == 1:
+        return r[1:], j[1:]
+    return (1,) * n, (1.0,) * n
+
+
 class RFTracker:
     """Follows (r, j) through the ops of one forward pass."""
 
@@ -100,9 +113,7 @@ class RFTracker:
             info = self._get(x) if isinstance(x, torch.Tensor) else None
             n = x.dim() - 2 if packet in _CONV else (x.dim() - 2 if x.dim() >= 3 else x.dim() - 1)
             n = max(n, 1)
-            r, j = info if info is not None else ((), ())
-            r = r if len(r) == n else (1,) * n
-            j = j if len(j) == n else (1.0,) * n
+            r, j = _fit_rank(*(info if info is not None else ((), ())), n)
             if packet in _CONV:
                 k = tuple(args[1].shape[2:])
                 stride, dil, transposed = _tup(args[3], n, 1), _tup(args[5], n, 1), bool(args[6])

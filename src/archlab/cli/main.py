@@ -65,6 +65,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         err_console.print("interrupted", highlight=False)
         return 130
+    except Exception as exc:  # a failure archlab did not anticipate: still one line, the traceback on --debug
+        if debug:
+            raise
+        err_console.print(
+            f"[bold red]{type(exc).__name__}:[/] {_one_line(exc)} (unexpected; run with --debug for the traceback)",
+            highlight=False,
+            markup=True,
+        )
+        return 1
     return 0
 
 

@@ -22,9 +22,9 @@ from torch import nn
 from archlab.data.base import DataBundle
 from archlab.errors import ConfigError, MissingExtraError
 from archlab.io import atomic_write_json
-from archlab.rundir import RunDir
+from archlab.rundir import RunDir, find_checkpoint, read_marker
 from archlab.tasks import get_task
-from archlab.train import RunResult, TrainConfig
+from archlab.train import NonFiniteLossError, RunResult, TrainConfig
 from archlab.train import fit as engine_fit
 from archlab.train.progress import Reporter, Reporters
 from archlab.train.small_data import apply_policy
@@ -80,6 +80,27 @@ def as_bundle(data: DataBundle | str, options: dict[str, Any] | None = None) -> 
 
         return load(str(data), **(options or {}))
     raise ConfigError(f"data must be a DataBundle, a dataset name or a path; got {type(data).__name__}")
+
+
+def check_fits(name: str, bundle: DataBundle, task: Any) -> None:
+    """Before anything is built: the registry model takes the data's modality and the task.
+
+    Raises:
+        ConfigError: naming both, the models that do fit, and ``archlab recommend``.
+    """
+    from archlab.registry import get_entry, list_models
+
+    entry = get_entry(name)
+    problems = []
+    if entry.modalities and bundle.modality not in entry.modalities:
+        problems.append(f"takes {'/'.join(entry.modalities)} data; dataset {bundle.name!r} is {bundle.modality}")
+    if entry.tasks and task.name not in entry.tasks:
+        problems.append(f"is trained for {'/'.join(entry.tasks)}; the task is {task.name}")
+    if problems:
+        fitting = list_models(modality=bundle.modality, task=task.name)
+        more = " ..." if len(fitting) > 6 else ""
+        hint = f"models that fit: {', '.join(fitting[:6])}{more}" if fitting else "no registry model fits this"
+        raise ConfigError(f"{name} {' and '.join(problems)}; {hint} (see `archlab recommend {bundle.name}`)")
 
 
 def _run_path(out_dir: str | Path, run_name: str | None, model_name: str, data_name: str) -> Path:
@@ -162,6 +183,7 @@ def fit(
     if isinstance(model, str):
         from archlab.runs.adapt import build_model
 
+        check_fits(model, bundle, task)
         model = build_model(model, bundle, task, model_overrides)
     elif model_overrides:
         raise ConfigError("model_overrides apply to registry names; this model is already built")
@@ -181,11 +203,30 @@ def fit(
         }
     )
     atomic_write_json(run.path / "data_info.json", _jsonable(bundle.info))
-    result = engine_fit(
-        model, bundle, task, cfg, run_dir=run.path, reporter=_reporters(run.path, reporter, tensorboard)
-    )
+    try:
+        # seeded above, before the model was built: the engine continues that RNG stream
+        result = engine_fit(
+            model, bundle, task, cfg, run_dir=run.path, reporter=_reporters(run.path, reporter, tensorboard), seed=False
+        )
+    except NonFiniteLossError:
+        raise  # the run and its last good checkpoint stay, as the error says
+    except Exception:
+        _remove_if_nothing_learned(run)
+        raise
     _draw_curves(run.path, result.history)
     return result
+
+
+def _remove_if_nothing_learned(run: RunDir) -> None:
+    """A run that failed before its first periodic checkpoint (a model that does not fit the data,
+    a bad option found at the first evaluation) has nothing worth resuming: remove it, so its name
+    can be reused."""
+    import shutil
+
+    last = find_checkpoint(run.path, "last")
+    if (last is None or not read_marker(last).get("step")) and find_checkpoint(run.path, "best") is None:
+        log.info("removing %s: the run failed before its first step", run.path)
+        shutil.rmtree(run.path, ignore_errors=True)
 
 
 def resume(
@@ -216,8 +257,17 @@ def resume(
     task_saved = saved.get("task") or {}
     task = get_task(task_saved.get("name") or bundle.task, **(task_saved.get("options") or {}))
     model = create_from_config({"model": saved["model"]["name"], "config": saved["model"]["config"]})
+    # Seeded, data loaded and model built in the same order as fit(): a run killed before its
+    # first checkpoint continues from the same RNG state.
     result = engine_fit(
-        model, bundle, task, cfg, run_dir=run.path, resume=True, reporter=_reporters(run.path, reporter, tensorboard)
+        model,
+        bundle,
+        task,
+        cfg,
+        run_dir=run.path,
+        resume=True,
+        seed=False,
+        reporter=_reporters(run.path, reporter, tensorboard),
     )
     _draw_curves(run.path, result.history)
     return result

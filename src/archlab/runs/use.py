@@ -92,6 +92,9 @@ def predict(run_dir: str | Path, inputs: str | Path | tuple[torch.Tensor, ...]) 
 def _read_npy(path: Path) -> torch.Tensor:
     if not path.is_file():
         raise DataError(f"input file {path} does not exist")
+    with open(path, "rb") as fh:
+        if fh.read(6) != b"\x93NUMPY":
+            raise DataError(f"{path}: expected a .npy file (numpy's format, np.save); its header is not one")
     try:
         arr = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:

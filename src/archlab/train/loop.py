@@ -150,6 +150,7 @@ def fit(
     run_dir: str | Path,
     reporter: Reporter | None = None,
     resume: bool = False,
+    seed: bool = True,
 ) -> RunResult:
     """Train ``model`` on ``data`` for ``task`` and write checkpoints and metrics into ``run_dir``.
 
@@ -163,13 +164,17 @@ def fit(
         config: the validated training config.
         run_dir: the run directory (created if missing).
         reporter: receives every logged record and every picture (default: silent).
-        resume: continue from the last complete checkpoint in ``run_dir`` (from step 0 when
-            there is none yet: the run is seeded, so it restarts identically).
+        resume: continue from the last complete checkpoint in ``run_dir`` (``last/`` is first
+            written at step 0, with the RNG states, so there always is one unless the run was
+            killed inside that first write; then it starts again from the same seeded state).
+        seed: seed python, numpy and torch from ``config.seed`` before a start from step 0. The
+            runs layer seeds before it builds the model and passes False, so that training
+            continues the RNG stream the model's initialisation left.
 
     Returns:
         A :class:`RunResult` with the run directory, the trained model and the final metrics.
     """
-    r = _prepare(model, data, task, config, RunDir(run_dir), reporter or Reporter(), resume)
+    r = _prepare(model, data, task, config, RunDir(run_dir), reporter or Reporter(), resume, seed)
     r.reporter.start(r.total, r.state.step, f"{getattr(model, 'registry_name', type(model).__name__)} on {data.name}")
     try:
         with _deterministic(r.cfg.deterministic):
@@ -183,9 +188,11 @@ def fit(
         r.reporter.close()
 
 
-def _prepare(model, data: DataBundle, task, cfg: TrainConfig, run: RunDir, reporter: Reporter, resume: bool) -> _Run:
+def _prepare(
+    model, data: DataBundle, task, cfg: TrainConfig, run: RunDir, reporter: Reporter, resume: bool, seed: bool
+) -> _Run:
     """Device, precision, batching, optimizers and the state to start from (fresh or restored)."""
-    if not resume or find_checkpoint(run.path, "last") is None:
+    if seed and (not resume or find_checkpoint(run.path, "last") is None):
         # A fresh run, or a resumed one killed before any checkpoint: the same seeded start.
         seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
