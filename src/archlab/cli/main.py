@@ -13,8 +13,10 @@ def _register_commands() -> None:
     # Each module adds its commands to `app` when imported; one line per command module.
     from archlab.cli import analysis, data, generate, models, train  # noqa: F401
     from archlab.cli import recommend as recommend_cli
+    from archlab.cli import report as report_cli
 
     recommend_cli.register(app)
+    report_cli.register(app)
     try:
         from archlab.cli import bench
     except ImportError:  # pragma: no cover - the bench layer is optional until it lands

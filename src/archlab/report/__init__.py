@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import os
+import sys as _sys
+import types as _types
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -154,3 +156,18 @@ def register_notebook_display() -> bool:
         target = html if fmt in ("html", "svg") else md
         target.for_type_by_name(module, cls, lambda r, f=fmt: render(r, f))
     return True
+
+
+class _CallableModule(_types.ModuleType):
+    """Lets ``archlab.report(subject, out=...)`` write the design report while ``archlab.report``
+    stays this package (``archlab.report.render``, ``archlab.report.plots``)."""
+
+    def __call__(self, subject: Any, out: str | os.PathLike = "report.html", **options: Any) -> Path:
+        """The design report of a registry name, a module or a run directory: see
+        :func:`archlab.report.document.report`."""
+        from archlab.report.document import report
+
+        return report(subject, out, **options)
+
+
+_sys.modules[__name__].__class__ = _CallableModule
