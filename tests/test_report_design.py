@@ -15,8 +15,9 @@ pytest.importorskip("jinja2")
 import archlab  # noqa: E402
 from archlab.errors import ConfigError  # noqa: E402
 from archlab.report import document  # noqa: E402
-from archlab.report.document import RUN_SECTIONS, SECTIONS, build_report, report, write_report  # noqa: E402
-from archlab.report.html import bar_svg  # noqa: E402
+from archlab.report.document import RUN_SECTIONS, SECTIONS, build_report  # noqa: E402
+from archlab.report.output import report, write_report  # noqa: E402
+from archlab.report.svg import bar_svg  # noqa: E402
 
 SIX = list(SECTIONS)
 # a src= / href= / url() that reaches the network (an SVG's xmlns is not a resource)

@@ -27,7 +27,8 @@ def report_cmd(
     size_mb: Optional[float] = typer.Option(None, "--size-mb", help="Artifact size budget."),
 ) -> None:
     """Write the design report: architecture, parameters, layers, data flow, benchmarks, deployment."""
-    from archlab.report.document import build_report, write_report
+    from archlab.report.document import build_report
+    from archlab.report.output import write_report
 
     if len(subjects) > 1 and not compare:
         raise ConfigError(f"got {len(subjects)} subjects; give one, or add --compare to put them side by side")

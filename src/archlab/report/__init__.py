@@ -164,8 +164,8 @@ class _CallableModule(_types.ModuleType):
 
     def __call__(self, subject: Any, out: str | os.PathLike = "report.html", **options: Any) -> Path:
         """The design report of a registry name, a module or a run directory: see
-        :func:`archlab.report.document.report`."""
-        from archlab.report.document import report
+        :func:`archlab.report.output.report`."""
+        from archlab.report.output import report
 
         return report(subject, out, **options)
 

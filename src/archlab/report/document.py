@@ -30,7 +30,6 @@ from torch import nn
 
 from archlab._version import __version__
 from archlab.errors import ArchlabError, ConfigError
-from archlab.io import atomic_write_text
 from archlab.report.format import fmt_bytes, fmt_count
 
 log = logging.getLogger(__name__)
@@ -287,7 +286,7 @@ def _advisor(model: str, run_cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 def _parameters(rep: DesignReport) -> None:
-    from archlab.report.html import bar_svg
+    from archlab.report.svg import bar_svg
 
     s = rep.summary
     top = [r for r in s.rows if r.depth == 1] or [r for r in s.rows if r.depth == 0]
@@ -354,7 +353,7 @@ def _dataflow(rep: DesignReport, target: Any) -> None:
 
 def _benchmarks(rep: DesignReport, target: Any) -> None:
     from archlab.bench import benchmark
-    from archlab.report.html import bar_svg
+    from archlab.report.svg import bar_svg
 
     res = benchmark(target, batch_sizes=(1, 8), backends=("eager", "onnxruntime"), min_time_s=0.3, isolate=False)
     rep.bench = res
@@ -476,7 +475,7 @@ def _test_metric(metrics: dict[str, Any] | None) -> tuple[str, float] | None:
 def _comparison(rep: DesignReport, subjects: Sequence[Any], bench: bool) -> None:
     """Seed 004's figure: parameters on a log scale, beside FLOPs, memory, latency, test metric."""
     from archlab.analysis import summary
-    from archlab.report.html import bar_svg
+    from archlab.report.svg import bar_svg
 
     rows: list[dict[str, Any]] = []
     for subj in subjects:
@@ -620,46 +619,3 @@ def build_report(
             rep.comparison = []
     rep.timings_s["total"] = round(time.perf_counter() - t_start, 3)
     return rep
-
-
-def report(
-    subject: nn.Module | str | os.PathLike,
-    out: str | os.PathLike = "report.html",
-    **options: Any,
-) -> Path:
-    """Write the design report of ``subject`` to ``out`` (.html, .md or .json).
-
-    The HTML is one self-contained file (inline CSS and SVG, PNGs as data URIs, no network);
-    the Markdown writes its figures into ``<name>_files/`` beside it; the JSON carries
-    ``schema_version``, every section's data and every figure. ``options`` are
-    :func:`build_report`'s (``bench``, ``deploy``, ``compare``, budgets).
-
-    Returns:
-        The path written.
-    """
-    out = Path(out)
-    ext = out.suffix.lower()
-    if ext not in (".html", ".htm", ".md", ".json"):
-        raise ConfigError(f"a report is written as .html, .md or .json; got {str(out)!r}")
-    rep = build_report(subject, **options)
-    return write_report(rep, out)
-
-
-def write_report(rep: DesignReport, out: str | os.PathLike) -> Path:
-    """Write an already gathered report; the format follows ``out``'s extension."""
-    out = Path(out)
-    ext = out.suffix.lower()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if ext in (".html", ".htm"):
-        from archlab.report.html import report_html
-
-        atomic_write_text(out, report_html(rep))
-    elif ext == ".md":
-        from archlab.report.markdown import write_markdown
-
-        write_markdown(rep, out)
-    elif ext == ".json":
-        atomic_write_text(out, json.dumps(rep.to_dict(), indent=2, default=str))
-    else:
-        raise ConfigError(f"a report is written as .html, .md or .json; got {str(out)!r}")
-    return out
