@@ -159,7 +159,9 @@ def predict_cmd(
         from archlab.deploy.serve import predict_file
 
         out = predict_file(run_dir, input_, output)
-        console.print(f"{tuple(out.shape)} outputs" + (f"; wrote {output}" if output is not None else ""))
+        first = f"; argmax of the first rows: {out.argmax(axis=1)[:10].tolist()}" if out.ndim == 2 else ""
+        written = f"; wrote {output}" if output is not None else ""
+        console.print(f"{tuple(out.shape)} outputs (the exported model's raw output){first}{written}")
         return
     from archlab.runs import predict
 
