@@ -22,10 +22,12 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
+# The design pipeline end to end on scikit-learn's 8x8 digits (bundled, nothing downloaded): the
+# advisor's top 3 (a ResNet, a CNN, an MLP) sized to 2 ms / 100k parameters, trained, compared,
+# the winner trained, benchmarked, exported to ONNX and written up in runs/demo-digits/report.html.
 demo: install
-	$(VENV)/bin/archlab train --model cnn1d_mnist1d --data mnist1d --task classification \
-		--set train.lr=1e-2 --set train.batch_size=100 --set train.max_steps=3000 \
-		--out-dir runs
+	rm -rf runs/demo-digits
+	$(VENV)/bin/archlab design digits --latency-ms 2 --params-max 100000 --budget-s 60 -o runs/demo-digits
 
 # Habits: ruff (lint + format check) and the import-linter layer contracts (pyproject.toml).
 lint: install-dev

@@ -18,6 +18,13 @@ Usage::
 
     python benchmarks/bench_learning.py                 # everything (see the budget in the table)
     python benchmarks/bench_learning.py digits_cnn moons_realnvp   # a subset
+    python benchmarks/bench_learning.py --seeds 3 digits_cnn       # mean ± std over training seeds 0, 1, 2
+
+With ``--seeds N`` a row trains its example N times with training seeds 0..N-1 (the data split
+stays the example's, so the spread is the training's: initial weights, batch order, dropout) and
+reports its headline figure as mean ± sample std with the 95% t-interval
+(:func:`archlab.runs.stats.summarize`); "met" then means met by every seed. Rows run without
+``--seeds`` say "single run".
 
 Writes ``benchmarks/results/learning.md`` (a subset run merges into the existing table) and
 ``benchmarks/results/learning.json``; sample grids and generated text go to
@@ -42,13 +49,17 @@ ART = RESULTS / "learning"
 RUNS = ROOT / "runs" / "bench_learning"
 
 
+#: train-config overrides for every example run (``--seeds`` sets the training seed here)
+_OVERRIDES: dict[str, Any] = {}
+
+
 def run_example(name: str, **train_overrides: Any):
     """Train examples/<name>.yaml like ``archlab train`` (same parsing), into runs/bench_learning."""
     from archlab.data import load
     from archlab.runs import RunSpec, fit
 
     spec = RunSpec.from_file(ROOT / "examples" / f"{name}.yaml")
-    train = {**spec.train, **train_overrides}
+    train = {**spec.train, **_OVERRIDES, **train_overrides}
     bundle = load(spec.data.name, **spec.data.options)
     return fit(
         spec.model.name,
@@ -68,9 +79,20 @@ def _acc(name: str, target: float, label: str) -> Callable[[], dict]:
         acc = r.metrics["test_accuracy"]
         if name == "digits_cnn":
             _JUDGE.update(model=r.model.eval(), acc=acc)
-        return {"result": f"test accuracy {acc:.2%}", "target": label, "met": acc >= target, "run": str(r.run_dir)}
+        return {
+            "result": f"test accuracy {acc:.2%}",
+            "target": label,
+            "met": acc >= target,
+            "run": str(r.run_dir),
+            **_headline("test accuracy", acc),
+        }
 
     return bench
+
+
+def _headline(metric: str, value: float | None) -> dict[str, Any]:
+    """The row's one figure that ``--seeds`` summarises over seeds."""
+    return {"metric": metric, "value": None if value is None else float(value)}
 
 
 # -- digits classifier used to judge generated digits -----------------------------------------------
@@ -125,6 +147,7 @@ def _generative(name: str, steps: int | None = None, guidance: float | None = No
             "target": "mean max-prob >= 0.9, histogram near uniform",
             "met": conf >= 0.9 and tv <= 0.15,
             "run": str(r.run_dir),
+            **_headline("mean max-prob", conf),
             "grid": f"learning/{name}.png",
         }
 
@@ -140,6 +163,7 @@ def _mnist1d(name: str, paper: float, row: str) -> Callable[[], dict]:
             "target": f"beat paper {row} {paper:.0%}",
             "met": acc > paper,
             "run": str(r.run_dir),
+            **_headline("test accuracy", acc),
         }
 
     return bench
@@ -155,6 +179,7 @@ def _sunspots(name: str) -> Callable[[], dict]:
             "target": "MAE < seasonal-naive MAE",
             "met": mae is not None and naive is not None and mae < naive,
             "run": str(r.run_dir),
+            **_headline("test MAE", mae),
         }
 
     return bench
@@ -174,6 +199,7 @@ def _shakespeare(name: str) -> Callable[[], dict]:
             "met": None,
             "run": str(r.run_dir),
             "text": g.text[:200],
+            **_headline("val nats/char", nats),
         }
 
     return bench
@@ -191,6 +217,7 @@ def _flow() -> dict:
         "target": "NLL < Gaussian NLL",
         "met": nll < gauss,
         "run": str(r.run_dir),
+        **_headline("test NLL", nll),
         "grid": "learning/moons_realnvp.png",
     }
 
@@ -212,6 +239,7 @@ def _segmentation(name: str) -> Callable[[], dict]:
             "met": None,
             "run": str(r.run_dir),
             "figure": grid,
+            **_headline("test mIoU", m["test_iou"]),
         }
 
     return bench
@@ -261,6 +289,7 @@ def _simple(name: str, keys: list[str], target: str = "report") -> Callable[[], 
             "target": target,
             "met": None,
             "run": str(r.run_dir),
+            **_headline(keys[0], r.metrics.get(keys[0])),
         }
 
     return bench
@@ -303,19 +332,24 @@ def render(results: dict[str, dict]) -> str:
     lines = [
         "# Learning quality",
         "",
-        "`python benchmarks/bench_learning.py [NAME ...]` - each row trains `examples/NAME.yaml` as "
+        "`python benchmarks/bench_learning.py [--seeds N] [NAME ...]` - each row trains `examples/NAME.yaml` as "
         "`archlab train examples/NAME.yaml` does (CPU, `torch.set_num_threads(1)`, a 2-core machine shared "
         "with other jobs, so wall times are pessimistic).",
         "",
-        "| benchmark | result | target | met | wall time |",
-        "|---|---|---|---|---|",
+        "'over seeds': the row's headline figure as mean ± sample std over training seeds 0..N-1 with its "
+        "95% t-interval (`--seeds N`; the data split is the example's, so this is the training's spread); "
+        "'result' is seed 0's run; with several seeds 'met' means met by every seed. "
+        "'single run' rows were trained once (time).",
+        "",
+        "| benchmark | result | over seeds | target | met | wall time |",
+        "|---|---|---|---|---|---|",
     ]
     for name, r in results.items():
         met = {True: "yes", False: "**no**", None: "-"}[r.get("met")]
         if "error" in r:
-            lines.append(f"| {name} | error: {r['error']} | | **no** | {r.get('wall_s', 0):.0f} s |")
+            lines.append(f"| {name} | error: {r['error']} | | | **no** | {r.get('wall_s', 0):.0f} s |")
             continue
-        lines.append(f"| {name} | {r['result']} | {r['target']} | {met} | {r['wall_s']:.0f} s |")
+        lines.append(f"| {name} | {r['result']} | {_spread_cell(r)} | {r['target']} | {met} | {r['wall_s']:.0f} s |")
     lines += ["", f"Total wall time of the rows above: {total:.0f} s.", ""]
     for name, r in results.items():
         if r.get("grid"):
@@ -327,12 +361,53 @@ def render(results: dict[str, dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _spread_cell(r: dict[str, Any]) -> str:
+    s = r.get("spread")
+    if not s:
+        return "single run"
+    pct = "accuracy" in r.get("metric", "")
+    f = (lambda v: f"{100 * v:.2f}") if pct else (lambda v: f"{v:.3g}")
+    unit = "%" if pct else ""
+    return (
+        f"{r['metric']} {f(s['mean'])} ± {f(s['std'])}{unit} (n={s['n']}; 95% CI [{f(s['ci95_low'])}, "
+        f"{f(s['ci95_high'])}]{unit})"
+    )
+
+
+def run_seeds(name: str, seeds: int) -> dict[str, Any]:
+    """The row once per training seed; seed 0's result with the headline's spread over all of them."""
+    from archlab.runs.stats import summarize
+
+    runs = []
+    for s in range(seeds):
+        _OVERRIDES["seed"] = s
+        torch.manual_seed(s)
+        try:
+            runs.append(BENCHES[name]())
+        finally:
+            _OVERRIDES.pop("seed", None)
+    res = dict(runs[0])
+    values = [r.get("value") for r in runs]
+    if seeds > 1 and all(v is not None for v in values):
+        res["values"] = values
+        res["spread"] = summarize(values)
+        mets = [r.get("met") for r in runs]
+        res["met"] = None if any(m is None for m in mets) else all(mets)
+    return res
+
+
 def main(argv: list[str]) -> int:
+    import argparse
+
     from archlab.io import atomic_write_text
 
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", help="rows to run (default all)")
+    parser.add_argument("--seeds", type=int, default=1, help="training seeds per row (default 1: a single run)")
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(1)
-    names = argv or list(BENCHES)
+    names = args.names or list(BENCHES)
     unknown = [n for n in names if n not in BENCHES]
     if unknown:
         print(f"unknown benchmarks {unknown}; known: {list(BENCHES)}")
@@ -342,9 +417,8 @@ def main(argv: list[str]) -> int:
     results = json.loads(store.read_text()) if store.is_file() else {}
     for name in names:
         t0 = time.perf_counter()
-        torch.manual_seed(0)
         try:
-            res = BENCHES[name]()
+            res = run_seeds(name, args.seeds)
         except Exception as exc:  # a failing row is reported, not hidden
             res = {"error": f"{type(exc).__name__}: {exc}"[:300], "met": False}
         res["wall_s"] = round(time.perf_counter() - t0, 1)

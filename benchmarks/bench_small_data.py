@@ -79,7 +79,11 @@ def run_row(name: str, recipe: dict[str, Any], seeds: list[int], epoch_scale: fl
         n_val = 0 if bundle.val is None else len(bundle.val)
         policy = selection_policy(n_val, TrainConfig.build({**train, "seed": s}))
         rules = {"old": {"restore_best": True}, "new": dict(policy.overrides)}
+        configs = {rule: TrainConfig.build({**train, **o, "seed": s}).to_dict() for rule, o in rules.items()}
         for rule, overrides in rules.items():
+            if rule == "new" and configs["new"] == configs["old"]:  # val >= threshold: the same run again
+                acc["new"].append(acc["old"][-1])
+                continue
             result = fit(
                 recipe["model"],
                 load(recipe["data"], seed=s),
@@ -155,8 +159,12 @@ def main(argv: list[str]) -> None:
     parser.add_argument("rows", nargs="*", help="rows to run (default all): " + ", ".join(recipes()))
     parser.add_argument("--seeds", type=int, default=5, help="seeds per row (default 5)")
     parser.add_argument("--epoch-scale", type=float, default=1.0, help="multiply every recipe's epochs (quick runs)")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: a shared machine)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    import torch
+
+    torch.set_num_threads(args.threads)
     all_recipes = recipes()
     unknown = [r for r in args.rows if r not in all_recipes]
     if unknown:

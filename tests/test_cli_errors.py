@@ -66,22 +66,29 @@ def _yaml_tag(tmp_path):
 
 
 CASES = {
-    "mistyped command": (lambda r, t: ["trian"], "No such command"),
-    "unknown option": (lambda r, t: ["train", "--bogus"], "No such option"),
-    "unknown model": (lambda r, t: ["train", "--model", "mlp_tabluar", "--data", "iris"], "did you mean"),
-    "bad --set value": (lambda r, t: ["train", "--model", "mlp_tabular", "--data", "iris", "--set", "lr=abc"], "lr"),
+    # (arguments, the substrings naming what was received and what was expected)
+    "mistyped command": (lambda r, t: ["trian"], ("No such command 'trian'", "Did you mean 'train'")),
+    "unknown option": (lambda r, t: ["train", "--bogus"], ("No such option: --bogus", "archlab --help")),
+    "unknown model": (
+        lambda r, t: ["train", "--model", "mlp_tabluar", "--data", "iris"],
+        ("unknown model 'mlp_tabluar'", "did you mean 'mlp_tabular'"),
+    ),
+    "bad --set value": (
+        lambda r, t: ["train", "--model", "mlp_tabular", "--data", "iris", "--set", "lr=abc"],
+        ("lr='abc'", "valid number"),
+    ),
     "unknown key": (
         lambda r, t: ["train", "--model", "mlp_tabular", "--data", "iris", "--set", "model.widht=3"],
-        "unknown key 'widht'",
+        ("unknown key 'widht'", "allowed keys"),
     ),
-    "nonexistent path": (lambda r, t: ["summary", "/no/such/run"], "no such file or directory"),
+    "nonexistent path": (lambda r, t: ["summary", "/no/such/run"], ("/no/such/run: no such file", "expected")),
     "wrong-shaped predict input": (lambda r, t: ["predict", str(r), str(_npy(t, (2, 7)))], "expects"),
     "NaN predict input": (lambda r, t: ["predict", str(r), str(_npy(t, (2, 4), nan=True))], "NaN"),
     "not an npy file": (lambda r, t: ["predict", str(r), str(_garbage(t))], ".npy"),
     "generate on a classifier": (lambda r, t: ["generate", str(r)], "generate works for"),
     "model that does not fit the data": (
         lambda r, t: ["train", "--model", "gcn_karate", "--data", "iris"],
-        "takes graph data",
+        ("takes graph data", "'iris' is tabular"),
     ),
     "corrupt checkpoint": (lambda r, t: ["evaluate", str(_corrupt(r, t))], "CheckpointError"),
     "truncated safetensors": (lambda r, t: ["evaluate", str(_truncated(r, t))], "CheckpointError"),
@@ -113,7 +120,8 @@ def test_failure_is_one_line(case, run_dir, tmp_path, capsys):
     assert rc != 0
     assert "Traceback" not in err
     assert len(lines) == 1, err
-    assert expected in lines[0], lines[0]
+    for part in (expected,) if isinstance(expected, str) else expected:
+        assert part in lines[0], lines[0]
 
 
 def test_failed_run_leaves_its_name_free(tmp_path, capsys):
@@ -124,3 +132,18 @@ def test_failed_run_leaves_its_name_free(tmp_path, capsys):
     assert not (tmp_path / "n").exists()
     assert main([*args, "--set", "max_steps=2"]) == 0
     assert (tmp_path / "n" / "final_metrics.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        (["trian"], "UsageError"),
+        (["train", "--model", "mlp_tabluar", "--data", "iris"], "ConfigError"),
+        (["summary", "/no/such/run"], "ConfigError"),
+    ],
+)
+def test_debug_shows_the_traceback(args, error):
+    """``--debug`` re-raises, so the traceback of the one-line failure is shown."""
+    with pytest.raises(Exception) as info:
+        main(["--debug", *args])
+    assert error in type(info.value).__name__

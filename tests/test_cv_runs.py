@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import yaml
 
 import archlab.runs.training as training
 from archlab.errors import ConfigError
@@ -106,3 +107,20 @@ def test_repeat_seeds(tmp_path):
     assert repeat_seeds("mlp_tabular", "iris", n=2, base_seed=5, out_dir=tmp_path, **TINY).skipped == [0, 1]
     with pytest.raises(ConfigError, match="seed"):
         repeat_seeds("mlp_tabular", "iris", n=2, seed=1, out_dir=tmp_path)
+
+
+def test_grouped_cv_keeps_each_group_out_of_its_folds_training(tmp_path):
+    import numpy as np
+
+    groups = np.arange(105) // 5  # iris's 105 training rows as 21 "subjects" of 5 rows
+    cv = cross_validate("mlp_tabular", "iris", k=3, seed=0, groups=groups, out_dir=tmp_path, **TINY)
+    seen = []
+    for d in cv.member_dirs:
+        fold = json.loads((d / "data_info.json").read_text())["fold"]
+        val = np.asarray(fold["val_indices"])
+        train = np.setdiff1d(np.arange(105), val)
+        assert fold["grouped"] and not set(groups[val]) & set(groups[train])  # no subject on both sides
+        seen += val.tolist()
+    assert sorted(seen) == list(range(105))
+    spec = yaml.safe_load((cv.member_dirs[0] / "config.yaml").read_text())["data"]
+    assert spec["fold"]["grouped"]  # recorded, so a comparison does not rebuild the fold without its groups

@@ -13,6 +13,7 @@ import torch
 import yaml
 
 from archlab.checkpoint import save
+from archlab.data.preprocess import Preprocessing
 from archlab.registry import create
 
 pytest.importorskip("onnxruntime")
@@ -43,6 +44,7 @@ def run_dir(tmp_path_factory):
     )
     info = {k: v for k, v in bundle.info.items() if isinstance(v, (int, float, str, list, dict))}
     info["class_names"] = [f"digit {i}" for i in range(10)]
+    info["preprocessing"] = Preprocessing.from_bundle(bundle).to_json()
     (path / "data_info.json").write_text(json.dumps(info))
     return path
 
@@ -103,6 +105,30 @@ def test_serve_rejects_a_wrong_rank(exported):
 
         with pytest.raises(ValueError, match="expected shape"):
             serve.load(exported[1]).predict(np.zeros((2, 64), np.float32))
+    finally:
+        sys.path.remove(str(exported[1]))
+        sys.modules.pop("serve", None)
+
+
+def test_serve_applies_the_recorded_steps_to_raw_pixels(exported, run_dir):
+    """Raw digits (pixel values 0..16, (N, 8, 8)) through serve.py's numpy steps give the model
+    the same inputs as archlab's own Preprocessing (pixel scaling, then train statistics)."""
+    from sklearn.datasets import load_digits
+
+    raw = load_digits().images[:20]
+    prep = Preprocessing.from_json(json.loads((run_dir / "data_info.json").read_text())["preprocessing"])
+    assert any(s["op"] == "scale" for s in prep.steps)
+    sys.path.insert(0, str(exported[1]))
+    try:
+        import serve
+
+        p = serve.load(exported[1])
+        np.testing.assert_allclose(p.normalize(raw), prep.apply(raw), rtol=0, atol=1e-6)
+        got = p.predict(raw.astype(np.float32), normalize=True)[0]
+        ref = p.predict(prep.apply(raw))[0]
+        np.testing.assert_allclose(got, ref, atol=1e-5)
+        with pytest.raises(ValueError, match="expected samples of shape"):
+            p.normalize(np.zeros((2, 65)))
     finally:
         sys.path.remove(str(exported[1]))
         sys.modules.pop("serve", None)

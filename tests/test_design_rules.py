@@ -6,7 +6,14 @@ import pytest
 
 from archlab.design import rules as R
 from archlab.design.facts import DataFacts
-from archlab.design.recommend import Context, _candidate_checks, recommend, tcn_receptive_field
+from archlab.design.recommend import (
+    Context,
+    _candidate_checks,
+    capacity_check,
+    deepen_tcn,
+    recommend,
+    tcn_receptive_field,
+)
 from archlab.errors import ConfigError
 
 
@@ -41,7 +48,7 @@ CASES = {
     "graph-gnn": (ctx("graph", "node_classification"), ctx("tabular", "classification")),
     "points-mlp": (ctx("points", "classification"), ctx("image", "classification")),
 }
-CANDIDATE_RULES = {"receptive-field-short", "positions-too-short"}
+CANDIDATE_RULES = {"receptive-field-short", "positions-too-short", "capacity-vs-data"}
 
 
 def test_every_rule_has_a_case_and_a_source():
@@ -68,6 +75,15 @@ def test_receptive_field_rule():
     short = DataFacts(modality="time_series", task="forecasting", seq_len=24, season=12)
     assert "receptive-field-short" in {c[0] for c in _candidate_checks(entry, cfg, long_season, set())}
     assert "receptive-field-short" not in {c[0] for c in _candidate_checks(entry, cfg, short, set())}
+    # the fix: levels added until the receptive field covers the season; then the check is quiet
+    deeper = deepen_tcn(cfg, long_season)
+    assert deeper and len(deeper) > len(cfg["channels"]) and deepen_tcn(cfg, short) is None
+    assert tcn_receptive_field(deeper, cfg["kernel_size"]) >= rf + 50
+    fixed = {**cfg, "channels": deeper}
+    assert "receptive-field-short" not in {c[0] for c in _candidate_checks(entry, fixed, long_season, set())}
+    rec = recommend(modality="time_series", task="classification", seq_len=300, num_classes=2, top=10)
+    tcn = next(c for c in rec.candidates if c.family == "tcn")
+    assert len(tcn.overrides["channels"]) > len(cfg["channels"]) and "receptive-field-short" in rec.rules_fired
 
 
 def test_positions_rule():
@@ -81,6 +97,30 @@ def test_positions_rule():
     assert "positions-too-short" not in {c[0] for c in _candidate_checks(entry, cfg, short, set())}
     rec = recommend(modality="text", task="classification", seq_len=1024, num_classes=2, top=3)
     assert "positions-too-short" in rec.rules_fired
+
+
+def test_capacity_rule():
+    # 1,000 samples: a moderate size is 10,000 parameters; 5 M is 500 times that (oversized)
+    big, note_big = capacity_check(5_000_000, 1_000)
+    fair, note_fair = capacity_check(12_000, 1_000)
+    small, _ = capacity_check(500, 1_000)
+    assert note_big and "5,000 per sample" in note_big and note_fair is None
+    assert big < -1 < small < fair <= 0
+    assert capacity_check(5_000_000, 1_000_000)[1] is None  # the same model on plenty of data is fine
+    assert capacity_check(None, 100) == (0.0, None)
+    # tiny data: the floor (10,000) sets the scale, so a 35,000-parameter TCN on 33 series is fine
+    assert capacity_check(35_000, 33)[1] is None and capacity_check(2_000_000, 33)[1]
+
+
+def test_capacity_rule_reorders_presets_the_rules_rate_alike():
+    # text classification on 200 samples: the rules give both encoders the same score, and the
+    # 19 M-parameter transformer_encoder_512 is ~100,000 parameters per sample
+    rec = recommend(modality="text", task="classification", seq_len=64, num_classes=2, n_samples=200, top=10)
+    by_name = {c.name: c for c in rec.candidates}
+    small, large = by_name["transformer_encoder_256"], by_name["transformer_encoder_512"]
+    assert small.params < large.params and small.rank < large.rank
+    assert any(n.startswith("[capacity-vs-data]") for n in large.notes)
+    assert "capacity-vs-data" in rec.rules_fired and "capacity-vs-data" in {w.rule for w in rec.warnings}
 
 
 def test_recommend_small_tabular_warns_and_reports_trees():

@@ -57,7 +57,7 @@ def test_train_evaluate_predict_roundtrip(tmp_path, capsys):
     x = np.random.default_rng(0).normal(size=(5, 30)).astype(np.float32)
     np.save(tmp_path / "x.npy", x)
     assert main(["predict", run, str(tmp_path / "x.npy")]) == 0
-    assert "(5,) predictions" in capsys.readouterr().out
+    assert "5 predictions" in capsys.readouterr().out
 
     # resuming a finished run changes nothing and reports the same metrics
     assert main(["train", "--resume", run, "--quiet"]) == 0

@@ -5,9 +5,6 @@ run that was never interrupted."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -15,6 +12,7 @@ import pytest
 import torch
 
 from archlab.checkpoint import tensors_from_bytes
+from test_train_support import run_child
 
 TESTS = Path(__file__).resolve().parent
 
@@ -59,17 +57,7 @@ CHILD = textwrap.dedent(r"""
 
 
 def _run(run_dir: Path, mode: str, kind: str = "none", n: int = 0) -> int:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
-    proc = subprocess.run(
-        [sys.executable, "-c", CHILD, str(run_dir), mode, kind, str(n), str(TESTS)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    if proc.returncode not in (0, -9):
-        raise AssertionError(f"child failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    return proc.returncode
+    return run_child(CHILD, str(run_dir), mode, kind, str(n), str(TESTS))
 
 
 def _weights(run_dir: Path) -> dict[str, torch.Tensor]:

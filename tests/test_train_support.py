@@ -99,3 +99,19 @@ def sunspots_bundle(window: int = 22, horizon: int = 3) -> DataBundle:
         Split((x[b:],), y[b:]),
         info={"season": 11, "horizon": horizon, "seq_len": window, "in_features": 1},
     )
+
+
+def run_child(code: str, *args: str) -> int:
+    """Run ``python -c code args...`` single-threaded; its return code, 0 or -9 (SIGKILLed by itself).
+
+    The kill-and-resume tests run training in such a child so that it can SIGKILL itself.
+    """
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
+    proc = subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, timeout=300)
+    if proc.returncode not in (0, -9):
+        raise AssertionError(f"child failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return proc.returncode

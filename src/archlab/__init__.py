@@ -2,28 +2,58 @@
 
 Choose an architecture, build it from a typed config, see it (shapes, parameters, FLOPs, memory,
 diagram), train it, measure it and ship it.
+
+Every name below is imported on first use (PEP 562), so ``import archlab`` and ``archlab --help``
+do not pay for torch and the layers until something needs them; ``archlab.fit`` and
+``from archlab import fit`` work as usual.
 """
 
 from __future__ import annotations
 
-from archlab._version import __version__
-from archlab.analysis import Comparison, ModelGraph, ModelSummary, compare, diagram, summary
-from archlab.checkpoint import load, save
-from archlab.design import autosize, recommend
-from archlab.errors import (
-    ArchlabError,
-    CheckpointError,
-    ConfigError,
-    DataError,
-    MissingExtraError,
-    ShapeError,
-)
-from archlab.registry import create, create_from_config, list_models, model_info, register
-from archlab.report import render
-from archlab.runs import RunSpec, evaluate, fit, predict, resume
-from archlab.train import Reporter, RunResult, TrainConfig
+import importlib
+import sys
+from typing import TYPE_CHECKING, Any
 
-__all__ = [
+from archlab._version import __version__
+
+# public name -> the module that defines it
+_EXPORTS: dict[str, str] = {
+    "ArchlabError": "archlab.errors",
+    "CheckpointError": "archlab.errors",
+    "ConfigError": "archlab.errors",
+    "DataError": "archlab.errors",
+    "MissingExtraError": "archlab.errors",
+    "ShapeError": "archlab.errors",
+    "create": "archlab.registry",
+    "create_from_config": "archlab.registry",
+    "list_models": "archlab.registry",
+    "model_info": "archlab.registry",
+    "register": "archlab.registry",
+    "save": "archlab.checkpoint",
+    "load": "archlab.checkpoint",
+    "fit": "archlab.runs",
+    "resume": "archlab.runs",
+    "evaluate": "archlab.runs",
+    "predict": "archlab.runs",
+    "RunSpec": "archlab.runs",
+    "RunResult": "archlab.train",
+    "TrainConfig": "archlab.train",
+    "Reporter": "archlab.train",
+    "summary": "archlab.analysis",
+    "diagram": "archlab.analysis",
+    "compare": "archlab.analysis",
+    "ModelSummary": "archlab.analysis",
+    "ModelGraph": "archlab.analysis",
+    "Comparison": "archlab.analysis",
+    "render": "archlab.report",
+    "recommend": "archlab.design",
+    "autosize": "archlab.design",
+    "benchmark": "archlab.bench",
+    "export": "archlab.deploy",
+    "deploy_report": "archlab.deploy",
+}
+
+__all__ = [  # spelled out (not derived from _EXPORTS) so that linters and IDEs read it
     "__version__",
     "ArchlabError",
     "CheckpointError",
@@ -55,20 +85,50 @@ __all__ = [
     "render",
     "recommend",
     "autosize",
+    "benchmark",
+    "export",
+    "deploy_report",
 ]
 
-from archlab.report import register_notebook_display as _register_notebook_display  # noqa: E402
+if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
+    from archlab.analysis import Comparison, ModelGraph, ModelSummary, compare, diagram, summary
+    from archlab.bench import benchmark
+    from archlab.checkpoint import load, save
+    from archlab.deploy import deploy_report, export
+    from archlab.design import autosize, recommend
+    from archlab.errors import (
+        ArchlabError,
+        CheckpointError,
+        ConfigError,
+        DataError,
+        MissingExtraError,
+        ShapeError,
+    )
+    from archlab.registry import create, create_from_config, list_models, model_info, register
+    from archlab.report import render
+    from archlab.runs import RunSpec, evaluate, fit, predict, resume
+    from archlab.train import Reporter, RunResult, TrainConfig
 
-_register_notebook_display()
 
-_LAZY = {"benchmark": "archlab.bench", "export": "archlab.deploy", "deploy_report": "archlab.deploy"}
-__all__ += list(_LAZY)
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:  # a subpackage, e.g. archlab.report(...) or archlab.data.load(...)
+        try:
+            return importlib.import_module(f"archlab.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"archlab.{name}":
+                raise
+        raise AttributeError(f"module 'archlab' has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
 
 
-def __getattr__(name: str):
-    # Measuring and shipping pull in their backends (onnx, onnxruntime) only when first used.
-    if name in _LAZY:
-        import importlib
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
 
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'archlab' has no attribute {name!r}")
+
+if "IPython" in sys.modules:  # results render as Markdown/HTML in a notebook (the report layer is heavy)
+    from archlab.report import register_notebook_display as _register_notebook_display
+
+    _register_notebook_display()

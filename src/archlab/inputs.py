@@ -19,7 +19,12 @@ from archlab.errors import ConfigError
 
 
 def unwrap(model: nn.Module) -> nn.Module:
-    """The plain module inside ``torch.compile`` and DDP/DataParallel wrappers."""
+    """The plain module inside ``torch.compile`` and DDP/DataParallel wrappers; for a Keras 3
+    model (torch backend), its archlab view (:func:`archlab.models.keras_adapter.from_keras`)."""
+    from archlab.models.keras_adapter import from_keras, is_keras_model
+
+    if is_keras_model(model):
+        return from_keras(model)
     while True:
         inner = getattr(model, "_orig_mod", None)
         if isinstance(inner, nn.Module):

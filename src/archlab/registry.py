@@ -12,6 +12,12 @@ A family file registers named presets::
 
 ``create("resnet18", num_classes=10)`` validates defaults + overrides into the config and builds
 the model. A duplicate name raises; an unknown name suggests the closest ones.
+
+Models from outside archlab register the same way (``register`` also decorates a class, see its
+docstring). The CLI sees them when their module is imported with ``archlab --plugin MODULE``, or
+when an installed package names the module in the entry-point group ``archlab.plugins``
+(``[project.entry-points."archlab.plugins"] mine = "mypkg.models"``); those are imported the
+first time the registry is used, and one that fails to import is skipped with a warning.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import contextlib
 import difflib
 import fnmatch
 import importlib
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +37,11 @@ from torch import nn
 from archlab import capabilities
 from archlab.config import ArchConfig
 from archlab.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+#: entry-point group of installed packages that register models (imported on first registry use)
+PLUGIN_GROUP = "archlab.plugins"
 
 # Family modules imported on first use of the registry, so registration happens exactly once.
 FAMILY_MODULES = (
@@ -50,6 +62,7 @@ FAMILY_MODULES = (
     "diffusion",
     "flow",
     "ssm",
+    "hf",  # Hugging Face encoders; transformers is imported only when one is built
 )
 
 
@@ -93,7 +106,7 @@ def register(
     name: str,
     *,
     family: str,
-    model: type[nn.Module],
+    model: type[nn.Module] | None = None,
     config: type[ArchConfig],
     defaults: dict[str, Any] | None = None,
     modalities: Iterable[str] = (),
@@ -101,21 +114,70 @@ def register(
     description: str = "",
     when_to_use: str = "",
     knobs: dict[str, str] | None = None,
-) -> ModelEntry:
-    """Register a named preset.
+) -> Any:
+    """Register a named preset; without ``model``, a class decorator that registers the class.
 
-    ``modalities`` and ``tasks`` are words of :mod:`archlab.capabilities` (an unknown word raises);
-    ``knobs`` names the config fields that scale the model (see :mod:`archlab.design`). Your own
-    architecture registers the same way and then works everywhere a preset does::
+    Your own architecture then works everywhere a preset does: ``archlab.fit("my_mlp", data)``
+    adapts it to the data (config fields named like ``in_features``, ``num_classes``,
+    ``in_channels`` are filled from it), ``summary``, ``bench``, ``export``, save and load; on
+    the command line after ``archlab --plugin mymodels`` (the module holding this code)::
 
-        class MyConfig(archlab.config.ArchConfig):
-            width: int = 64
-        archlab.register("my_net", family="mine", model=MyNet, config=MyConfig,
-                         modalities=("tabular",), tasks=("classification",))
+        import torch
+        from torch import nn
+
+        import archlab
+        from archlab.config import ArchConfig
+
+
+        class MyMLPConfig(ArchConfig):
+            in_features: int = 4
+            num_classes: int = 3
+            hidden: int = 64
+
+
+        @archlab.register("my_mlp", family="mine", config=MyMLPConfig,
+                          modalities=("tabular",), tasks=("classification",),
+                          description="two-layer MLP", knobs={"hidden": "width"})
+        class MyMLP(nn.Module):
+            def __init__(self, config: MyMLPConfig):
+                super().__init__()
+                self.net = nn.Sequential(nn.Linear(config.in_features, config.hidden), nn.ReLU(),
+                                         nn.Linear(config.hidden, config.num_classes))
+
+            def forward(self, x):  # (B, in_features) -> (B, num_classes)
+                return self.net(x)
+
+            def example_input(self, batch_size: int = 2):
+                return (torch.randn(batch_size, self.config.in_features),)
+
+    The model class takes its config as its one argument; ``archlab.create`` sets ``.config``.
+    ``modalities`` and ``tasks`` are words of :mod:`archlab.capabilities` (an unknown word
+    raises); ``knobs`` names the config fields that scale the model (see :mod:`archlab.design`).
+
+    Returns:
+        The :class:`ModelEntry`, or (without ``model``) the decorator, which returns the class.
 
     Raises:
         ConfigError: ``name`` is taken, or a modality / task is not in the vocabulary.
     """
+    if model is None:
+
+        def decorate(cls: type[nn.Module]) -> type[nn.Module]:
+            register(
+                name,
+                family=family,
+                model=cls,
+                config=config,
+                defaults=defaults,
+                modalities=modalities,
+                tasks=tasks,
+                description=description,
+                when_to_use=when_to_use,
+                knobs=knobs,
+            )
+            return cls
+
+        return decorate
     if name in _REGISTRY:
         raise ConfigError(f"model name {name!r} is already registered (family {_REGISTRY[name].family!r})")
     mods = tuple(dict.fromkeys(capabilities.modality(m) for m in modalities))
@@ -143,6 +205,41 @@ def _ensure_loaded() -> None:
     _loaded = True
     for mod in FAMILY_MODULES:
         importlib.import_module(f"archlab.models.{mod}")
+    load_entry_point_plugins()
+
+
+def load_entry_point_plugins() -> list[str]:
+    """Import the modules installed packages name in the ``archlab.plugins`` entry-point group.
+
+    Returns:
+        The names of the entry points imported; one that fails is skipped with a warning.
+    """
+    from importlib.metadata import entry_points
+
+    loaded = []
+    for ep in entry_points(group=PLUGIN_GROUP):
+        try:
+            ep.load()
+        except Exception as exc:  # a broken third-party package must not break archlab
+            log.warning("plugin %r (%s) skipped: %s: %s", ep.name, ep.value, type(exc).__name__, exc)
+            continue
+        loaded.append(ep.name)
+    return loaded
+
+
+def load_plugin(module: str) -> None:
+    """Import ``module`` (``archlab --plugin MODULE``) so the models it registers are listed.
+
+    Raises:
+        ConfigError: the module cannot be imported, naming it and why.
+    """
+    try:
+        importlib.import_module(module)
+    except ImportError as exc:
+        raise ConfigError(
+            f"--plugin {module!r}: expected an importable module (on PYTHONPATH or installed); "
+            f"got {type(exc).__name__}: {exc}"
+        ) from None
 
 
 def get_entry(name: str) -> ModelEntry:
@@ -153,7 +250,10 @@ def get_entry(name: str) -> ModelEntry:
     except KeyError:
         close = difflib.get_close_matches(name, list(_REGISTRY), n=3, cutoff=0.5)
         hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-        raise ConfigError(f"unknown model {name!r}{hint} (see `archlab models` for all {len(_REGISTRY)})") from None
+        raise ConfigError(
+            f"unknown model {name!r}{hint} (see `archlab models` for all {len(_REGISTRY)};"
+            " a model of your own needs --plugin MODULE)"
+        ) from None
 
 
 def model_info(name: str) -> ModelEntry:

@@ -7,8 +7,7 @@ from typing import Optional
 
 import typer
 
-from archlab.cli.app import app, console
-from archlab.config import parse_overrides
+from archlab.cli.app import app, console, parse_overrides
 from archlab.errors import ConfigError
 from archlab.report import render
 
@@ -95,14 +94,34 @@ def diagram_cmd(
 
 @app.command("compare")
 def compare_cmd(
-    targets: list[str] = typer.Argument(..., help="Registered model names or run directories."),
+    targets: list[str] = typer.Argument(
+        ..., help="Registered model names or saved models; or two training runs / CV or seed groups."
+    ),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Chart file: .png or .svg."),
-    fmt: str = typer.Option("table", "--format", "-f", help="table or md."),
+    fmt: str = typer.Option("table", "--format", "-f", help="table or md (runs: also json)."),
     input_shape: Optional[str] = typer.Option(None, "--input-shape", help="One input for every model, e.g. 1,3,32,32."),
+    metric: Optional[str] = typer.Option(None, "--metric", help="Runs: the test metric (default test_accuracy)."),
 ) -> None:
-    """Parameters, FLOPs and memory side by side (each at the input shown), with an optional chart."""
-    from archlab.analysis import compare
+    """Parameters, FLOPs and memory side by side (each at the input shown), with an optional chart.
 
+    Given two training runs (or two CV / seed groups), compares their test metric instead: the
+    difference A - B with a 95% interval (paired bootstrap over the shared test samples, or
+    across folds / seeds), naming a winner only when the interval excludes zero.
+    """
+    from archlab.analysis import compare
+    from archlab.runs.compare_runs import compare_runs, is_run_or_group
+
+    if len(targets) == 2 and all(is_run_or_group(t) for t in targets):
+        if output is not None or input_shape is not None:
+            raise ConfigError("comparing two runs or groups prints a table; --output / --input-shape do not apply")
+        rc = compare_runs(targets[0], targets[1], metric=metric)
+        if fmt in ("md", "json"):
+            console.print(render(rc, fmt), markup=False, highlight=False, soft_wrap=True)
+        else:
+            console.print(render(rc, "rich"))
+        return
+    if metric is not None:
+        raise ConfigError("--metric applies when comparing two runs or groups")
     if output is not None and output.suffix.lower() not in _CHART_EXTENSIONS:
         raise ConfigError(
             f"unknown chart format {output.suffix or '(no extension)'!r}; use one of {', '.join(_CHART_EXTENSIONS)}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -18,3 +19,11 @@ app = typer.Typer(
 console = Console(width=None if sys.stdout.isatty() else 160)
 # Errors go on one line whatever the terminal width (no hard wrap when stderr is a pipe).
 err_console = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 10_000)
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """:func:`archlab.config.parse_overrides`, imported when a command runs: command modules import
+    this one at start-up, and pydantic alone takes a fifth of a second to import."""
+    from archlab.config import parse_overrides as parse
+
+    return parse(items)

@@ -10,7 +10,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from archlab.config import parse_overrides
+from archlab.cli.app import parse_overrides
 from archlab.errors import ConfigError
 
 _FORMATS = ("table", "md", "json")

@@ -8,7 +8,6 @@ import typer
 from rich.table import Table
 
 from archlab.cli.app import app, console
-from archlab.data import list_datasets
 
 
 @app.command("datasets")
@@ -19,6 +18,8 @@ def datasets_cmd(
     task: Optional[str] = typer.Option(None, "--task", "-t", help="classification, regression, forecasting, ..."),
 ) -> None:
     """List bundled datasets (installed with archlab[data]; nothing is downloaded)."""
+    from archlab.data import list_datasets
+
     rows = list_datasets(modality=modality, task=task)
     table = Table(title=f"archlab datasets ({len(rows)})")
     for col in ("name", "modality", "size", "tasks", "source", "description"):

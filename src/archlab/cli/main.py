@@ -1,17 +1,42 @@
-"""Entry point of the ``archlab`` command: register the command modules, run, print errors in one line."""
+"""Entry point of the ``archlab`` command: register the command modules, run, print errors in one line.
+
+Start-up stays light (``archlab --help`` imports neither torch nor pydantic): ``archlab`` is a lazy
+package and the command modules import the layers inside their commands.
+"""
 
 from __future__ import annotations
 
 import logging
 import sys
 
+import typer
+
 from archlab.cli.app import app, err_console
 from archlab.errors import ArchlabError
 
 
+@app.callback()
+def _global_options(
+    plugin: list[str] = typer.Option(
+        [],
+        "--plugin",
+        metavar="MODULE",
+        help="Import MODULE first, so the models it registers with archlab.register are available "
+        "(models, summary, train, ...). Repeatable.",
+    ),
+    debug: bool = typer.Option(False, "--debug", help="Show the full traceback of a failure."),  # main() reads it
+) -> None:
+    """A PyTorch workbench for designing neural networks."""
+    if plugin:
+        from archlab.registry import load_plugin
+
+        for module in plugin:
+            load_plugin(module)
+
+
 def _register_commands() -> None:
     # Each module adds its commands to `app` when imported; one line per command module.
-    from archlab.cli import analysis, data, generate, models, train  # noqa: F401
+    from archlab.cli import analysis, data, design, generate, models, train  # noqa: F401
     from archlab.cli import recommend as recommend_cli
     from archlab.cli import report as report_cli
 
@@ -41,7 +66,6 @@ def main(argv: list[str] | None = None) -> int:
     if not debug:
         logging.getLogger("torch.onnx").setLevel(logging.ERROR)
     _register_commands()
-    import typer
     from typer.exceptions import TyperException  # base of typer's (vendored click's) usage errors
 
     try:

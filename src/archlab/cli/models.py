@@ -9,8 +9,6 @@ from rich.syntax import Syntax
 from rich.table import Table
 
 from archlab.cli.app import app, console
-from archlab.config import parse_overrides
-from archlab.registry import create, get_entry, list_models
 
 
 @app.command("models")
@@ -23,6 +21,8 @@ def models_cmd(
     task: Optional[str] = typer.Option(None, "--task", "-t", help="classification, regression, forecasting, ..."),
 ) -> None:
     """List registered models with their family, modalities, tasks and when to use them."""
+    from archlab.registry import get_entry, list_models
+
     names = list_models(pattern, family=family, modality=modality, task=task)
     table = Table(title=f"archlab models ({len(names)})", show_lines=False)
     for col in ("name", "family", "modalities", "tasks", "description"):
@@ -39,6 +39,9 @@ def show_cmd(
     set_: list[str] = typer.Option([], "--set", "-s", help="Config override key=value (repeatable)."),
 ) -> None:
     """Print a model's capabilities, validated config (YAML) and module tree."""
+    from archlab.config import parse_overrides
+    from archlab.registry import create, get_entry
+
     entry = get_entry(name)
     model = create(name, device="meta", **parse_overrides(set_))
     n_params = sum(p.numel() for p in model.parameters())

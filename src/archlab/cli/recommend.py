@@ -22,6 +22,17 @@ def _check_format(fmt: str) -> str:
     return fmt
 
 
+def _data_options(items: list[str]) -> dict:
+    """``--set data.KEY=V`` (or plain ``KEY=V``) items as loader options."""
+    from archlab.cli.app import parse_overrides
+
+    parsed = parse_overrides(items)
+    options = parsed.pop("data", {})
+    if not isinstance(options, dict):
+        raise ConfigError(f"--set data.KEY=V sets a loader option; got data={options!r}")
+    return {**parsed, **options}
+
+
 def recommend_cmd(
     data: str = typer.Argument(..., help="Dataset name or path (archlab datasets)."),
     task: Optional[str] = typer.Option(None, "--task", "-t", help="Task (default: the dataset's)."),
@@ -36,6 +47,12 @@ def recommend_cmd(
     streaming: bool = typer.Option(False, "--streaming", help="The model must run step by step (on-device)."),
     top: int = typer.Option(5, "--top", "-k", help="How many candidates."),
     fmt: str = typer.Option("table", "--format", "-f", help="table | md | json"),
+    set_: list[str] = typer.Option(
+        [],
+        "--set",
+        "-s",
+        help="Loader option data.KEY=V, as for archlab train (e.g. data.time=date data.target=units; repeatable).",
+    ),
 ) -> None:
     """Rank architectures for a dataset and budgets, with the rules behind each."""
     from archlab.cli.app import console
@@ -54,6 +71,7 @@ def recommend_cmd(
         batch=batch,
         streaming=streaming,
         top=top,
+        data_options=_data_options(set_),
     )
     if fmt == "json":
         typer.echo(json.dumps(rec.to_dict(), indent=2, default=str))

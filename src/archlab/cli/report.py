@@ -1,6 +1,7 @@
 """``archlab report SUBJECT -o FILE [--compare A B C] [--no-bench]``: the design report.
 
-SUBJECT is a registry name, a saved model or a run directory; the format follows FILE's
+SUBJECT is a registry name, a saved model, a run directory or a design directory (``archlab
+design``: the winner's report and why it was chosen); the format follows FILE's
 extension (.html, .md, .json). With ``--compare``, the names after SUBJECT are drawn beside it
 (seed 004's comparison figure: parameters on a log scale, FLOPs, memory, latency, test metric).
 """
@@ -17,7 +18,9 @@ from archlab.errors import ConfigError
 
 
 def report_cmd(
-    subjects: list[str] = typer.Argument(..., help="Registry name or run directory (with --compare: several)."),
+    subjects: list[str] = typer.Argument(
+        ..., help="Registry name, run directory or design directory (with --compare: several)."
+    ),
     out: Path = typer.Option(Path("report.html"), "--out", "-o", help="Report file: .html, .md or .json."),
     compare: bool = typer.Option(False, "--compare", help="Put the other SUBJECTs beside the first one."),
     no_bench: bool = typer.Option(False, "--no-bench", help="Skip the benchmark and deployment measurements."),

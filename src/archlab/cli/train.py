@@ -133,10 +133,16 @@ def _train_group(spec, cv: int | None, seeds: int | None, out_dir: str, name: st
 @app.command("evaluate")
 def evaluate_cmd(
     run_dir: Path = typer.Argument(..., help="A run directory."),
-    data: Optional[str] = typer.Option(None, "--data", "-d", help="Dataset name or path (default: the run's)."),
+    data: Optional[str] = typer.Option(
+        None,
+        "--data",
+        "-d",
+        help="Dataset name (default: the run's), or a file with targets (CSV with the target column, "
+        "image folder of class subfolders, text) read with the run's preprocessing.",
+    ),
     split: list[str] = typer.Option([], "--split", help="Splits to evaluate (default: val and test)."),
 ) -> None:
-    """Evaluate a run's final weights on a dataset's splits."""
+    """Evaluate a run's final weights on a dataset's splits, or on a file of new labelled data."""
     from archlab.runs import evaluate
 
     _print_metrics(evaluate(run_dir, data, split or None), f"{run_dir} on {data or 'its dataset'}")
@@ -148,13 +154,16 @@ def predict_cmd(
     input_: str = typer.Argument(
         ...,
         metavar="INPUT",
-        help="An .npy file of model inputs, or a split name of the run's dataset (train/val/test).",
+        help="Raw data as the user has it: an .npy of raw values, CSV rows (training columns), an image "
+        "file or folder, a text file; or a split name of the run's dataset (train/val/test).",
     ),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write predictions to this .npy file."),
+    output: Optional[Path] = typer.Option(
+        None, "--output", "-o", help="Write the predictions to this .csv, .json or .npy file."
+    ),
 ) -> None:
     """Predict with a run's final weights, or with an exported model (ONNX Runtime, no torch).
-    An .npy input must already be in the model's input format (normalised like the training
-    data, see the run's data_info.json)."""
+    INPUT goes through the run's recorded preprocessing (scaling, normalisation, categories,
+    image size, vocabulary), the same steps its training data went through."""
     if (run_dir / "preprocessing.json").is_file():  # an export folder
         from archlab.deploy.serve import predict_file
 
@@ -163,19 +172,20 @@ def predict_cmd(
         written = f"; wrote {output}" if output is not None else ""
         console.print(f"{tuple(out.shape)} outputs (the exported model's raw output){first}{written}")
         return
-    from archlab.runs import predict
+    from rich.table import Table
+
+    from archlab.runs.use import predict, run_preprocessing, save_predictions
 
     preds = predict(run_dir, input_)
+    readable = run_preprocessing(run_dir).readable(preds.numpy())
+    n = len(readable)
+    console.print(f"{n} prediction{'s' if n != 1 else ''}" + (", the first 10:" if n > 10 else ":"))
+    table = Table()
+    table.add_column("row", justify="right")
+    table.add_column("prediction")
+    for i, value in enumerate(readable[:10]):
+        table.add_row(str(i), str(value)[:80])
+    console.print(table)
     if output is not None:
-        import io
-
-        import numpy as np
-
-        from archlab.io import atomic_write_bytes
-
-        buf = io.BytesIO()
-        np.save(buf, preds.numpy(), allow_pickle=False)
-        atomic_write_bytes(output, buf.getvalue())
+        save_predictions(output, preds, readable)
         console.print(f"wrote {tuple(preds.shape)} predictions to {output}")
-    else:
-        console.print(f"{tuple(preds.shape)} predictions; first ones: {preds.reshape(len(preds), -1)[:10, 0].tolist()}")

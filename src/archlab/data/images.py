@@ -1,9 +1,12 @@
 """Images: the bundled ``digits``, and readers for image folders, MNIST IDX and CIFAR-10 batches.
 
-Every image bundle has inputs ``(N, C, H, W)`` float32: pixels scaled to [0, 1], then (when
-``normalize``) standardised per channel with train statistics (``info["normalization"]`` with
-``over="channel"``); targets ``(N,)`` int64 in ``0..K-1``. ``info`` carries ``in_channels``,
-``image_size`` ([H, W]), ``num_classes`` and ``class_names``.
+Every image bundle has inputs ``(N, C, H, W)`` float32: raw pixels divided by ``pixel_max``
+(16 for ``digits``, 255 for image files) to [0, 1], then (when ``normalize``) standardised per
+channel with train statistics (``info["normalization"]`` with ``over="channel"``); targets
+``(N,)`` int64 in ``0..K-1``. ``info`` carries ``in_channels``, ``image_size`` ([H, W]),
+``pixel_max``, ``mode`` (``L`` or ``RGB``), ``num_classes`` and ``class_names``: what
+:class:`archlab.data.preprocess.Preprocessing` needs to turn a user's raw pixels or image files
+into the same inputs.
 
 MNIST and CIFAR-10 (the seeds' datasets) cannot be downloaded at run time; a user who has the
 standard files points :func:`archlab.data.load` at them.
@@ -34,22 +37,27 @@ def image_bundle(
     val_fraction: float,
     test_fraction: float,
     normalize: bool,
+    pixel_max: float,
     fixed_test: tuple[np.ndarray, np.ndarray] | None = None,
     info: dict | None = None,
 ) -> DataBundle:
-    """Pack (N, C, H, W) images in [0, 1] and int labels into a bundle (per-channel statistics)."""
+    """Pack (N, C, H, W) raw pixels in [0, pixel_max] and int labels into a bundle: pixels are
+    scaled to [0, 1] here (and recorded), then standardised per channel with train statistics."""
     info = dict(info or {})
     info.update(
         in_channels=int(x.shape[1]),
         image_size=[int(x.shape[2]), int(x.shape[3])],
+        pixel_max=float(pixel_max),
         num_classes=len(class_names),
         class_names=class_names,
     )
+    info.setdefault("mode", "L" if x.shape[1] == 1 else "RGB")
+    scale = lambda a: np.asarray(a, dtype=np.float64) / float(pixel_max)  # noqa: E731
     return supervised_bundle(
         name,
         "image",
         "classification",
-        x,
+        scale(x),
         y,
         seed=seed,
         val_fraction=val_fraction,
@@ -57,7 +65,7 @@ def image_bundle(
         normalize=normalize,
         norm_axes=(0, 2, 3),
         norm_over="channel",
-        fixed_test=fixed_test,
+        fixed_test=None if fixed_test is None else (scale(fixed_test[0]), fixed_test[1]),
         info=info,
     )
 
@@ -73,7 +81,7 @@ def load_digits(
     """
     datasets = require("sklearn.datasets", "data", "the digits dataset")
     raw = datasets.load_digits()
-    x = (np.asarray(raw.images, dtype=np.float64) / 16.0)[:, None]  # (N, 8, 8) -> (N, 1, 8, 8)
+    x = np.asarray(raw.images, dtype=np.float64)[:, None]  # (N, 8, 8) -> (N, 1, 8, 8), values 0..16
     y = np.asarray(raw.target, dtype=np.int64)
     return image_bundle(
         "digits",
@@ -84,6 +92,7 @@ def load_digits(
         val_fraction=val_fraction,
         test_fraction=test_fraction,
         normalize=normalize,
+        pixel_max=16.0,
         info={"source": "sklearn.datasets.load_digits"},
     )
 
@@ -105,10 +114,36 @@ def _class_dirs(root: Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
+def image_files(folder: Path) -> list[Path]:
+    """The image files directly in ``folder``, sorted by name."""
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def open_image(path: Path):
+    """A loaded PIL image; DataError if the file is not a readable image."""
+    Image = require("PIL.Image", "data", "reading images")
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return im.copy()
+    except Exception as exc:
+        raise DataError(f"{path}: not a readable image ({exc})") from None
+
+
+def image_pixels(im, mode: str, size: tuple[int, int] | None) -> np.ndarray:
+    """(C, H, W) float64 pixels 0..255 of a PIL image in ``mode``, resized to ``size`` (H, W) if given."""
+    from PIL import Image
+
+    im = im.convert(mode)
+    if size is not None and im.size != (size[1], size[0]):
+        im = im.resize((size[1], size[0]), Image.BILINEAR)
+    a = np.asarray(im, dtype=np.float64)
+    return a[None] if a.ndim == 2 else a.transpose(2, 0, 1)  # (H, W, C) -> (C, H, W)
+
+
 def _read_folder(
     root: Path, size: tuple[int, int] | None, mode: str | None, class_names: list[str] | None = None
 ) -> tuple[np.ndarray, np.ndarray, list[str], dict]:
-    Image = require("PIL.Image", "data", "reading image folders")
     dirs = _class_dirs(root)
     if not dirs:
         raise DataError(f"{root}: expected one subfolder per class; found no subfolders")
@@ -117,18 +152,11 @@ def _read_folder(
         raise DataError(f"{root}: class folders {names} differ from the train folders {class_names}")
     files: list[tuple[Path, int]] = []
     for label, d in enumerate(dirs):
-        imgs = sorted(p for p in d.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        imgs = image_files(d)
         if not imgs:
             raise DataError(f"class folder {d} holds no images (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
         files.extend((p, label) for p in imgs)
-    opened = []
-    for path, _ in files:
-        try:
-            with Image.open(path) as im:
-                im.load()
-                opened.append(im.copy())
-        except Exception as exc:
-            raise DataError(f"{path}: not a readable image ({exc})") from None
+    opened = [open_image(path) for path, _ in files]
     if mode is None:  # grey only when every image is grey
         mode = "L" if all(im.mode in ("L", "1", "I", "I;16", "F") for im in opened) else "RGB"
     if mode not in ("L", "RGB"):
@@ -136,17 +164,13 @@ def _read_folder(
     first = opened[0].size  # (W, H)
     arrays = []
     for (path, _), im in zip(files, opened):
-        im = im.convert(mode)
-        if size is not None:
-            im = im.resize((size[1], size[0]), Image.BILINEAR)
-        elif im.size != first:
+        if size is None and im.size != first:
             raise DataError(
                 f"{path}: size {im.size[0]}x{im.size[1]} differs from {files[0][0]} ({first[0]}x{first[1]}); "
                 "pass resize=(height, width)"
             )
-        a = np.asarray(im, dtype=np.float64) / 255.0
-        arrays.append(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))  # (H, W, C) -> (C, H, W)
-    x = np.stack(arrays)
+        arrays.append(image_pixels(im, mode, size))
+    x = np.stack(arrays)  # (N, C, H, W) pixels 0..255
     y = np.array([label for _, label in files], dtype=np.int64)
     return x, y, names, {"mode": mode}
 
@@ -168,7 +192,8 @@ def load_image_folder(
         mode: ``"L"`` (grey, C=1) or ``"RGB"`` (C=3); by default grey only if every image is.
 
     Returns inputs (N, C, H, W) float32 (pixels / 255, then per-channel standardised with train
-    statistics), target (N,) int64; class ids follow the sorted folder names.
+    statistics), target (N,) int64; class ids follow the sorted folder names. ``info["resize"]``
+    records whether images were resized (prediction then resizes new images the same way).
 
     Raises:
         DataError: a class folder with no images, an unreadable image, mixed sizes without resize.
@@ -189,8 +214,9 @@ def load_image_folder(
             val_fraction=val_fraction,
             test_fraction=0.0,
             normalize=normalize,
+            pixel_max=255.0,
             fixed_test=(xt, yt),
-            info={"source": "image folder", **meta},
+            info={"source": "image folder", "resize": resize is not None, **meta},
         )
     x, y, names, meta = _read_folder(root, size, mode)
     return image_bundle(
@@ -202,7 +228,8 @@ def load_image_folder(
         val_fraction=val_fraction,
         test_fraction=test_fraction,
         normalize=normalize,
-        info={"source": "image folder", **meta},
+        pixel_max=255.0,
+        info={"source": "image folder", "resize": resize is not None, **meta},
     )
 
 
@@ -282,7 +309,7 @@ def load_idx(
     else:
         x, y = _idx_pair(path, Path(labels) if labels else None)
     k = int(max(y.max(), fixed[1].max() if fixed else 0)) + 1
-    prep = lambda a: a.astype(np.float64)[:, None] / 255.0  # noqa: E731  (N, H, W) -> (N, 1, H, W)
+    prep = lambda a: a.astype(np.float64)[:, None]  # noqa: E731  (N, H, W) -> (N, 1, H, W)
     fixed_t = None if fixed is None else (prep(fixed[0]), fixed[1])
     return image_bundle(
         str(path),
@@ -293,6 +320,7 @@ def load_idx(
         val_fraction=val_fraction,
         test_fraction=0.0 if fixed else test_fraction,
         normalize=normalize,
+        pixel_max=255.0,
         fixed_test=fixed_t,
         info={"source": "MNIST IDX"},
     )
@@ -370,7 +398,7 @@ def load_cifar(
     k = int(max(y.max(), fixed[1].max() if fixed else 0)) + 1
     if names is None or len(names) < k:
         names = [str(i) for i in range(k)]
-    prep = lambda a: a.astype(np.float64) / 255.0  # noqa: E731
+    prep = lambda a: a.astype(np.float64)  # noqa: E731
     fixed_t = None if fixed is None else (prep(fixed[0]), fixed[1])
     return image_bundle(
         str(path),
@@ -381,6 +409,7 @@ def load_cifar(
         val_fraction=val_fraction,
         test_fraction=0.0 if fixed else test_fraction,
         normalize=normalize,
+        pixel_max=255.0,
         fixed_test=fixed_t,
         info={"source": "CIFAR-10 python batches"},
     )

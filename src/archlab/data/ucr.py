@@ -57,7 +57,7 @@ def read_ts(path: str | Path) -> tuple[np.ndarray, list[str], dict]:
     line_nos: list[int] = []
     for line_no, line in enumerate(text.splitlines(), start=1):
         line = line.strip()
-        if not line or line.startswith("#"):
+        if not line or line.startswith(("#", "%")):  # sktime files also comment with %
             continue
         if not in_data:
             if not line.startswith("@"):

@@ -1,11 +1,14 @@
-"""``preprocessing.json``: what a server must do to raw data before the model sees it, taken from
-the run's ``data_info.json`` (statistics fitted on the train split), plus the input signature."""
+"""``preprocessing.json``: what a server must do to raw data before the model sees it - the run's
+recorded :class:`~archlab.data.preprocess.Preprocessing` (statistics fitted on the train split) -
+plus the input signature."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import torch
+
+from archlab.data.preprocess import Preprocessing
 
 # data_info keys a server needs; everything else (row counts, dropped rows) stays behind.
 _SERVING_KEYS = (
@@ -59,24 +62,32 @@ def signature(
 def preprocessing(info: dict[str, Any], inputs: list[dict[str, Any]], model_name: str) -> dict[str, Any]:
     """The contents of ``preprocessing.json``.
 
+    The run's recorded :class:`~archlab.data.preprocess.Preprocessing` goes in whole under
+    ``"preprocessing"`` (``Preprocessing.from_json`` reads it back and applies it); ``"steps"``
+    says the same in words. The flat keys (``normalization``, ``class_names``, ...) stay for
+    servers that read them directly.
+
     Args:
         info: the run's data_info.json ({} for a registry name: nothing is known about the data).
         inputs: the input signature (:func:`signature`).
         model_name: the registry name.
     """
     kept = {k: info[k] for k in _SERVING_KEYS if k in info}
-    norm = kept.get("normalization")
-    steps = []
-    if norm:
-        steps.append(
-            "x = (x - normalization.mean) / normalization.std  (train-split statistics, per channel / feature)"
-        )
-    if "vocab" in kept:
-        steps.append("tokens = [vocab.index(ch) for ch in text]  (ids into vocab)")
+    recorded = info.get("preprocessing")
+    prep = Preprocessing.from_json(recorded) if isinstance(recorded, dict) else None
+    if prep is not None:
+        steps = prep.describe()
+    else:  # a run from before the preprocessing was recorded: what data_info.json says
+        steps = []
+        if kept.get("normalization"):
+            steps.append("x = (x - mean) / std  (train-split statistics, per channel / feature)")
+        if "vocab" in kept:
+            steps.append("tokens = [vocab.index(ch) for ch in text]  (ids into vocab)")
     return {
-        "schema_version": 1,
+        "schema_version": 2,
         "model": model_name,
         "inputs": inputs,
         "steps": steps or ["none recorded: the model takes its inputs as they are"],
+        "preprocessing": None if prep is None else prep.to_json(),
         **kept,
     }

@@ -6,7 +6,8 @@ This file is copied into every ONNX export folder, so a server needs nothing els
 
 ``input.npy`` holds the first input (e.g. (N, 1, 8, 8) float32 images); a model with several
 inputs takes an ``.npz`` with one array per input name (see preprocessing.json). ``--normalize``
-applies the training statistics of preprocessing.json to raw inputs first.
+applies the run's recorded preprocessing (scaling, train-split statistics, layout) to raw inputs
+first, so ``input.npy`` may hold raw values as the data source gives them.
 
 In Python::
 
@@ -37,6 +38,41 @@ _NP_DTYPES = {
 }
 
 
+def _reshape(x: np.ndarray, step: dict[str, Any]) -> np.ndarray:
+    shape = tuple(step["shape"])
+    if x.shape[1:] == shape:
+        return x
+    if x.ndim >= 2 and int(np.prod(x.shape[1:])) == int(np.prod(shape)):
+        return x.reshape((len(x), *shape))  # (N, 64) or (N, 8, 8) -> (N, 1, 8, 8)
+    raise ValueError(f"expected samples of shape {list(shape)}; got an array of shape {list(x.shape)}")
+
+
+def _standardize(x: np.ndarray, step: dict[str, Any]) -> np.ndarray:
+    """(x - mean) / std broadcast as fitted: per feature (last axis), per channel (axis 1) or one
+    value for a whole series."""
+    mean, std = np.asarray(step["mean"], np.float64), np.asarray(step["std"], np.float64)
+    if step.get("over") == "channel":
+        shape = (1, -1) + (1,) * (x.ndim - 2)
+        mean, std = mean.reshape(shape), std.reshape(shape)
+    elif mean.size == 1:
+        mean, std = mean.reshape(()), std.reshape(())
+    return (x - mean) / std
+
+
+def _layout(x: np.ndarray, step: dict[str, Any]) -> np.ndarray:
+    if step["layout"] == "sequence":
+        return np.ascontiguousarray(x.transpose(0, 2, 1))  # (N, C, L) -> (N, L, C)
+    return x.reshape(len(x), -1)  # flat
+
+
+_STEPS = {
+    "reshape": _reshape,
+    "scale": lambda x, step: x / step["divide_by"],
+    "standardize": _standardize,
+    "layout": _layout,
+}
+
+
 class Predictor:
     """An ONNX Runtime session plus the export's preprocessing facts.
 
@@ -62,15 +98,21 @@ class Predictor:
         self.inputs = self.pre["inputs"]
 
     def normalize(self, x: np.ndarray) -> np.ndarray:
-        """Apply the training split's normalisation (preprocessing.json) to a raw float input."""
-        stats = self.pre.get("normalization")
-        if not stats:
-            return x
-        mean, std = np.asarray(stats["mean"], np.float32), np.asarray(stats["std"], np.float32)
-        if x.ndim > 2 and mean.ndim == 1 and mean.size == x.shape[1]:  # per channel: (C,) -> (C, 1, 1)
-            shape = (1, -1) + (1,) * (x.ndim - 2)
-            mean, std = mean.reshape(shape), std.reshape(shape)
-        return (x - mean) / std
+        """Raw input -> model input with the run's recorded steps (preprocessing.json).
+
+        The steps are those archlab's ``Preprocessing.apply`` runs, redone here in numpy so the
+        server needs no torch: reshape to one sample's shape, scale (e.g. digits' pixels / 16),
+        standardise with the train split's statistics, and the signal layout. An export of a run
+        from before the steps were recorded has only its ``normalization`` statistics.
+        """
+        steps = (self.pre.get("preprocessing") or {}).get("steps")
+        if steps is None:
+            stats = self.pre.get("normalization")
+            steps = [{"op": "standardize", **stats}] if stats else []
+        x = np.asarray(x, np.float64)
+        for step in steps:
+            x = _STEPS[step["op"]](x, step)
+        return x.astype(np.float32)
 
     def predict(self, *arrays: np.ndarray, normalize: bool = False, **named: np.ndarray) -> list[np.ndarray]:
         """Run the model: positional arrays in input order, or arrays by input name."""
@@ -136,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("input", help=".npy (first input) or .npz (inputs by name)")
     ap.add_argument("-o", "--output", help="write the first output to this .npy file")
     ap.add_argument("--int8", action="store_true", help="use model.int8.onnx")
-    ap.add_argument("--normalize", action="store_true", help="apply preprocessing.json's normalisation")
+    ap.add_argument("--normalize", action="store_true", help="apply preprocessing.json's recorded steps to raw inputs")
     a = ap.parse_args(argv)
     out = predict_file(a.export_dir, a.input, a.output, int8=a.int8, normalize=a.normalize)
     if a.output is None:

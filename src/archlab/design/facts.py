@@ -50,14 +50,25 @@ class DataFacts:
         return d
 
 
-def load_bundle(data: Any, task: str | None = None):
-    """A DataBundle from a bundle, a bundled name or a path (``task`` passed to loaders that take it)."""
+def load_bundle(data: Any, task: str | None = None, options: dict[str, Any] | None = None):
+    """A DataBundle from a bundle, a bundled name or a path, loaded with ``options``.
+
+    A user's CSV also gets ``task`` (``forecasting`` reads it as a time series; ``classification`` /
+    ``regression`` pick the tabular target's kind); bundled names choose their task after loading.
+    """
+    from pathlib import Path
+
     from archlab.data import load
     from archlab.data.base import DataBundle
+    from archlab.data.bundled import is_bundled_name
 
     if isinstance(data, DataBundle):
         return data
-    return load(data)
+    options = dict(options or {})
+    is_csv = not (isinstance(data, str) and is_bundled_name(data)) and Path(data).suffix.lower() == ".csv"
+    if task and is_csv:
+        options.setdefault("task", task)
+    return load(data, **options)
 
 
 def inspect_data(bundle, task: str | None = None) -> DataFacts:

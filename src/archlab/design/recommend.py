@@ -10,8 +10,11 @@ trade-offs, its parameters and FLOPs and whether it fits every budget.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 from typing import Any
+
+import torch
 
 from archlab.design import rules as R
 from archlab.design.autosize import SCHEMA_VERSION, autosize
@@ -111,6 +114,9 @@ class RecCandidate:
     fits_budget: bool
     budget_note: str = ""
     notes: list[str] = field(default_factory=list)
+    #: loader options the candidate needs on top of the user's (``{"layout": "sequence"}`` for an
+    #: RNN on a signal dataset loaded as (N, C, L)); pass them to ``archlab.data.load`` / ``fit``.
+    data_options: dict[str, Any] = field(default_factory=dict)
 
     @property
     def why(self) -> str:
@@ -133,6 +139,7 @@ class RecCandidate:
                 "fits_budget",
                 "budget_note",
                 "notes",
+                "data_options",
             )
         }
 
@@ -177,6 +184,21 @@ def tcn_receptive_field(channels: list[int], kernel_size: int) -> int:
     return 1 + 2 * (kernel_size - 1) * sum(2**i for i in range(len(channels)))
 
 
+MAX_TCN_LEVELS = 12  # the fix for a short receptive field adds levels up to this many
+
+
+def deepen_tcn(cfg: dict[str, Any], facts: DataFacts) -> list[int] | None:
+    """The fix of rule ``receptive-field-short``: a TCN ``channels`` list long enough to see
+    ``max(season, seq_len)`` steps (the last width repeated), or None when no level is needed."""
+    channels, k = list(cfg.get("channels") or []), int(cfg.get("kernel_size", 3))
+    need = max(facts.season or 0, facts.seq_len or 0)
+    if not channels or not need or tcn_receptive_field(channels, k) >= need:
+        return None
+    while tcn_receptive_field(channels, k) < need and len(channels) < MAX_TCN_LEVELS:
+        channels.append(channels[-1])
+    return channels
+
+
 def _candidate_checks(
     entry, cfg: dict[str, Any], facts: DataFacts, fired_ids: set[str]
 ) -> list[tuple[str, str, float]]:
@@ -195,7 +217,29 @@ def _candidate_checks(
     return out
 
 
-def _hgb_baseline(bundle, task: str) -> dict[str, Any] | None:
+def capacity_check(params: int | None, n_samples: int | None) -> tuple[float, str | None]:
+    """Rule ``capacity-vs-data``: (score delta, note or None) for a preset of ``params`` on ``n_samples``.
+
+    A soft pull towards a moderate size, ``target = max(PARAMS_FLOOR, PARAMS_PER_SAMPLE * n)``:
+    -0.25 per decade away from it (so it only reorders presets the other rules rate alike, whose
+    scores differ by whole points), and a further -1 with a note when the model is more than
+    ``OVERSIZED`` times that size (1,000 parameters per sample above the floor).
+    """
+    if not params or not n_samples:
+        return 0.0, None
+    target = max(R.PARAMS_FLOOR, R.PARAMS_PER_SAMPLE * n_samples)
+    delta = -0.25 * abs(math.log10(params / target))
+    if params > R.OVERSIZED * target:
+        per_sample = params / n_samples
+        note = (
+            f"{params:,} parameters for {n_samples:,} training samples ({per_sample:,.0f} per sample; "
+            f"a moderate size is {target:,})"
+        )
+        return delta - 1.0, note
+    return delta, None
+
+
+def hgb_baseline(bundle, task: str) -> dict[str, Any] | None:
     """A scikit-learn HistGradientBoosting score on the bundle's own split (None without sklearn)."""
     try:
         from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
@@ -223,16 +267,77 @@ def _hgb_baseline(bundle, task: str) -> dict[str, Any] | None:
     }
 
 
+# -- signal layouts ---------------------------------------------------------------------------------
+
+#: the layout of a signal dataset (N, C, L) each family reads first (``archlab.data.splits.apply_layout``).
+FAMILY_LAYOUT = {"cnn": "channels", "resnet": "channels", "mlp": "flat"}  # the others: sequence
+
+
+def _is_signal(bundle) -> bool:
+    """A signal dataset whose layout can change: time series (N, C, L), not forecasting windows."""
+    if bundle is None or bundle.modality != "time_series" or "window" in bundle.info:
+        return False
+    x = bundle.train.inputs[0] if bundle.train.inputs else None
+    return x is not None and x.ndim == 3 and bundle.info.get("layout", "channels") == "channels"
+
+
+def _relaid(bundle, layout: str, cache: dict[str, Any]):
+    """A copy of a signal bundle in ``layout`` (the splits' tensors are shared until converted)."""
+    import dataclasses
+
+    from archlab.data.splits import apply_layout
+
+    if layout not in cache:
+        copy = dataclasses.replace(
+            bundle,
+            info=dict(bundle.info),
+            **{k: dataclasses.replace(v) for k, v in bundle.splits().items() if v is not None},
+        )
+        cache[layout] = copy if layout == "channels" else apply_layout(copy, layout)
+    return cache[layout]
+
+
+def _forward_check(entry, fitted: dict[str, Any], bundle) -> None:
+    """Images and tables: the preset, fitted to the data, reads two of its samples (e.g. an MLP
+    built for flat (B, 784) vectors does not read (B, 1, 8, 8) images), else a ConfigError."""
+    if bundle is None or bundle.modality not in ("image", "tabular") or not bundle.train.indexable:
+        return
+    from archlab.registry import create
+
+    try:
+        model = create(entry.name, **fitted).eval()
+        with torch.no_grad():
+            model(*(t[:2] for t in bundle.train.inputs))
+    except Exception as exc:
+        raise ConfigError(f"{entry.name} does not read this data's inputs: {exc}") from None
+
+
+def _fit_layout(entry, bundle, task, facts, cache):
+    """(overrides, layout) for the first layout this preset reads: tried by a forward of 2 samples."""
+    from archlab.registry import create
+
+    first = FAMILY_LAYOUT.get(entry.family, "sequence")
+    errors = []
+    for layout in [first] + [lay for lay in ("sequence", "channels", "flat") if lay != first]:
+        data = _relaid(bundle, layout, cache)
+        try:
+            fitted = fit_to_data(entry, data, task, facts=facts)
+            model = create(entry.name, **fitted).eval()
+            with torch.no_grad():
+                model(*(t[:2] for t in data.train.inputs))
+            return fitted, layout
+        except Exception as exc:  # a shape the preset does not read: try the next layout
+            errors.append(f"{layout}: {exc}")
+    raise ConfigError(f"{entry.name} reads none of the signal layouts ({'; '.join(errors)[:300]})")
+
+
 # -- the advisor ------------------------------------------------------------------------------------
 
 
 def _candidates(modality: str, task: str | None) -> list[str]:
     from archlab.registry import list_models
 
-    names = list_models(modality=modality, task=task) if task else list_models(modality=modality)
-    if not names and modality == "points":  # low-dimensional points are tabular rows to a model
-        names = list_models(modality="tabular", task=task) if task else []
-    return names
+    return list_models(modality=modality, task=task) if task else list_models(modality=modality)
 
 
 def recommend(
@@ -253,6 +358,7 @@ def recommend(
     streaming: bool = False,
     pretrained_ok: bool = True,
     top: int = 5,
+    data_options: dict[str, Any] | None = None,
 ) -> Recommendation:
     """Rank registry presets for this data and these constraints, with reasons.
 
@@ -268,13 +374,16 @@ def recommend(
         streaming: the model must run step by step (streaming / on-device).
         pretrained_ok: whether pretrained weights may be used.
         top: how many candidates to return.
+        data_options: loader options when ``data`` is a name or path (``archlab.data.load``), e.g.
+            ``{"fill": "interpolate"}`` for ``co2`` or ``{"time": "date", "target": "units"}`` for
+            a user's series CSV (a CSV is read as a series with ``task="forecasting"`` too).
 
     Raises:
         ConfigError / DataError: unknown words, no data and no modality, or no preset for the pair.
     """
     if top < 1:
         raise ConfigError(f"recommend: top must be >= 1; got {top}")
-    bundle = load_bundle(data, task) if data is not None else None
+    bundle = load_bundle(data, task, data_options) if data is not None else None
     if bundle is not None:
         facts = inspect_data(bundle, task)
         for k, v in dict(n_samples=n_samples, num_classes=num_classes, seq_len=seq_len).items():
@@ -328,7 +437,7 @@ def recommend(
     baseline = None
     if "tabular-small-trees" in fired_ids and bundle is not None:
         try:
-            baseline = _hgb_baseline(bundle, facts.task)
+            baseline = hgb_baseline(bundle, facts.task)
         except Exception as exc:  # the baseline is a courtesy; never fail the advice for it
             log.debug("baseline failed: %s", exc)
     rules_fired = [r.id for r in fired] + [rid for rid in extra_ids if rid not in fired_ids]
@@ -368,14 +477,29 @@ def _rank(names, bundle, facts, fired, fired_ids, budgets, ctx):
     rows: list[RecCandidate] = []
     extra: dict[str, tuple[str, list[str]]] = {}
     latency_method = None
+    layouts: dict[str, Any] = {}
     for name in names:
         entry = get_entry(name)
+        layout = None
         try:
-            fitted = fit_to_data(entry, bundle, facts.task, facts=facts)
+            if _is_signal(bundle):
+                fitted, layout = _fit_layout(entry, bundle, facts.task, facts, layouts)
+            else:
+                fitted = fit_to_data(entry, bundle, facts.task, facts=facts)
+                _forward_check(entry, fitted, bundle)
             cfg = entry.config.build({**entry.defaults, **fitted}).model_dump()
         except ArchlabError as exc:
             log.debug("recommend: %s does not fit the data: %s", name, exc)
             continue
+        notes = []
+        deeper = deepen_tcn(cfg, facts) if entry.family == "tcn" and not budgets else None
+        if deeper:  # apply the rule's fix (with budgets, autosize sets the depth instead)
+            fitted = {**fitted, "channels": deeper}
+            cfg = {**cfg, "channels": deeper}
+            rf = tcn_receptive_field(deeper, int(cfg.get("kernel_size", 3)))
+            fix = f"fixed: {len(deeper)} levels, receptive field {rf}"
+            notes.append(f"[receptive-field-short] {fix}")
+            extra.setdefault("receptive-field-short", (fix, []))[1].append(name)
         score, reasons = 0.0, []
         for r in fired:
             s = r.prefer.get(entry.family, 0)
@@ -384,7 +508,6 @@ def _rank(names, bundle, facts, fired, fired_ids, budgets, ctx):
                 reasons.append(f"[{r.id}] {r.advice}")
             elif s < 0:
                 reasons.append(f"[{r.id}] counts against {entry.family}")
-        notes = []
         for rid, note, delta in _candidate_checks(entry, cfg, facts, fired_ids):
             score += delta
             notes.append(f"[{rid}] {note}")
@@ -395,7 +518,7 @@ def _rank(names, bundle, facts, fired, fired_ids, budgets, ctx):
             if budgets:
                 sized = autosize(
                     name,
-                    bundle,
+                    bundle if layout is None else layouts[layout],
                     task=facts.task,
                     batch=ctx.batch,
                     overrides=fitted if bundle is None else None,
@@ -412,6 +535,11 @@ def _rank(names, bundle, facts, fired, fired_ids, budgets, ctx):
         except Exception as exc:  # a preset that cannot be built for this data is left out
             log.debug("recommend: %s failed: %s", name, exc)
             continue
+        delta, note_cap = capacity_check(params, facts.n_samples)
+        score += delta
+        if note_cap:
+            notes.append(f"[capacity-vs-data] {note_cap}")
+            extra.setdefault("capacity-vs-data", (note_cap, []))[1].append(name)
         if not reasons:
             reasons.append(f"registry: trains on {facts.modality} for {facts.task}")
         rows.append(
@@ -419,7 +547,7 @@ def _rank(names, bundle, facts, fired, fired_ids, budgets, ctx):
                 0,
                 name,
                 entry.family,
-                score,
+                round(score, 2),
                 reasons,
                 TRADEOFFS.get(entry.family, ""),
                 overrides,
@@ -429,6 +557,7 @@ def _rank(names, bundle, facts, fired, fired_ids, budgets, ctx):
                 fits,
                 note,
                 notes,
+                {} if layout in (None, "channels") else {"layout": layout},
             )
         )
     rows.sort(key=lambda r: (-r.fits_budget, -r.score, r.params or 0))
@@ -445,4 +574,4 @@ def _diverse(rows: list[RecCandidate]) -> list[RecCandidate]:
     return first + rest
 
 
-__all__ = ["Advice", "Context", "RecCandidate", "Recommendation", "recommend"]
+__all__ = ["Advice", "Context", "RecCandidate", "Recommendation", "capacity_check", "hgb_baseline", "recommend"]

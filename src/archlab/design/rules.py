@@ -8,8 +8,9 @@ A rule has an id, the modality it applies to (``*`` for all), a condition on
 the families it favours (a score added to their rank) or disfavours, an optional ``fix`` archlab
 would apply, and its source. ``kind="warning"`` rules become warnings; ``kind="prefer"`` rules only
 rank. Per-candidate checks (a learned position table shorter than the data's sequences, a TCN's
-receptive field shorter than the season) live in :mod:`archlab.design.recommend` and cite the ids
-``positions-too-short`` and ``receptive-field-short`` below.
+receptive field shorter than the season, a parameter count out of scale with the data) live in
+:mod:`archlab.design.recommend` and cite the ids ``positions-too-short``, ``receptive-field-short``
+and ``capacity-vs-data`` below.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ BN_MIN_BATCH = 8  # below this BatchNorm's batch statistics are too noisy
 FEW_SAMPLES = 64  # a training split this small gives tiny batches whatever the setting
 LONG_FOR_RNN = 200  # steps beyond which recurrent nets struggle to carry information
 SMALL_IMAGE_SET = 20_000  # images below which a ViT trained from scratch loses to a CNN
+PARAMS_PER_SAMPLE = 10  # a moderate capacity: about this many parameters per training sample ...
+PARAMS_FLOOR = 10_000  # ... but never asks for a model below this size (tiny data still needs width)
+OVERSIZED = 100  # times the moderate size beyond which a model is too big for the data
 
 
 @dataclass(frozen=True)
@@ -107,6 +111,17 @@ RULES: tuple[Rule, ...] = (
         "Retrieval / verification: a Siamese encoder trained contrastively builds a metric space.",
         S001_TABLE,
         {"siamese": 3},
+    ),
+    Rule(
+        "capacity-vs-data",
+        "*",
+        lambda c: False,  # a per-candidate check (recommend.capacity_check): it needs the params
+        "Match capacity to the data: among presets the other rules rate alike, prefer the one "
+        f"nearest a moderate size (about {PARAMS_PER_SAMPLE} parameters per training sample, at least "
+        f"{PARAMS_FLOOR:,}); one {OVERSIZED} times that size mostly memorises the training set.",
+        S001_CHECK + " (data shape and scale; compute budget)",
+        fix="take a smaller preset or shrink it with --params-max",
+        kind="warning",
     ),
     # -- tabular ---------------------------------------------------------------------------------
     Rule(

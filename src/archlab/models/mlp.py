@@ -101,7 +101,7 @@ register(
     model=MLP,
     config=MLPConfig,
     defaults=dict(in_features=30, hidden_sizes=[256, 256], out_features=2, dropout=0.1),
-    modalities=("tabular", "time_series"),
+    modalities=("tabular", "time_series", "points"),
     tasks=("classification",),
     description="Seed 001 tabular MLP: two 256-wide ReLU layers with dropout 0.1",
     when_to_use=_WHEN,

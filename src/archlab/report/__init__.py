@@ -77,6 +77,10 @@ def _renderers() -> dict[str, dict[str, Callable[[Any], Any]]]:
         table["DeployReport"] = {"rich": deploy_render.deploy_rich, "md": deploy_render.deploy_markdown}
     except ImportError:  # pragma: no cover
         pass
+    from archlab.report import runs_compare, spread  # issue 17: run comparisons, group spreads
+
+    table["RunsComparison"] = runs_compare.RENDERERS
+    table["GroupSpread"] = spread.RENDERERS
     return table
 
 

@@ -17,175 +17,36 @@ from __future__ import annotations
 
 import base64
 import datetime as _dt
-import json
 import logging
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
-from archlab._version import __version__
 from archlab.errors import ArchlabError, ConfigError
-from archlab.report.format import fmt_bytes, fmt_count
+from archlab.report.report_data import (  # noqa: F401 - the section names are part of this module's API
+    CHOICE_SECTION,
+    COMPARE_SECTION,
+    RUN_SECTIONS,
+    SCHEMA_VERSION,
+    SECTIONS,
+    DesignReport,
+    Figure,
+    fmt_float,
+    kind_of,
+    read_json,
+)
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
-#: the six deliverables of seed 004, in reading order: section id -> heading
-SECTIONS: dict[str, str] = {
-    "architecture": "1. Architecture definition",
-    "parameters": "2. Parameter count analysis",
-    "layers": "3. Layer-by-layer description",
-    "dataflow": "4. Data-flow diagram",
-    "benchmarks": "5. Performance benchmarks",
-    "deployment": "6. Deployment requirements",
-}
-#: sections a training run adds after the six
-RUN_SECTIONS: dict[str, str] = {
-    "data": "Data",
-    "training": "Training curves",
-    "metrics": "Final metrics",
-    "pictures": "Task pictures",
-}
-COMPARE_SECTION = ("comparison", "Model comparison")
 #: text a task may leave in a run directory (generated samples) shown verbatim, at most this much
 _TEXT_LIMIT = 4000
 
 
-@dataclass
-class Figure:
-    """One figure: SVG markup (``mime`` image/svg+xml) or base64 PNG (image/png)."""
-
-    id: str
-    title: str
-    mime: str
-    data: str
-    caption: str = ""
-
-    @property
-    def ext(self) -> str:
-        return "svg" if self.mime == "image/svg+xml" else "png"
-
-    def to_bytes(self) -> bytes:
-        return self.data.encode() if self.ext == "svg" else base64.b64decode(self.data)
-
-    def data_uri(self) -> str:
-        if self.ext == "svg":
-            return "data:image/svg+xml;base64," + base64.b64encode(self.data.encode()).decode()
-        return "data:image/png;base64," + self.data
-
-
-@dataclass
-class DesignReport:
-    """Everything the report shows, as plain data (``to_dict`` is the JSON form).
-
-    ``skipped`` maps a section id to the reason it has no measurement (``--no-bench``, a package
-    missing, a model that cannot be traced); ``figures`` maps a figure id to its
-    :class:`Figure`; the ``section`` fields hold the tables each section draws.
-    """
-
-    title: str
-    subject: str
-    kind: str  # "registry" | "module" | "saved" | "run"
-    model: str
-    created: str
-    archlab_version: str = __version__
-    config_yaml: str | None = None
-    module_tree: str = ""
-    rationale: dict[str, Any] = field(default_factory=dict)
-    summary: Any = None  # ModelSummary
-    params: dict[str, Any] = field(default_factory=dict)
-    graph: dict[str, Any] | None = None
-    bench: Any = None  # BenchResult
-    deploy: Any = None  # DeployReport
-    run: dict[str, Any] | None = None
-    comparison: list[dict[str, Any]] | None = None
-    figures: dict[str, Figure] = field(default_factory=dict)
-    skipped: dict[str, str] = field(default_factory=dict)
-    timings_s: dict[str, float] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def section_ids(self) -> list[str]:
-        ids = list(SECTIONS)
-        if self.run is not None:
-            ids += list(RUN_SECTIONS)
-        if self.comparison is not None:
-            ids.insert(0, COMPARE_SECTION[0])
-        return ids
-
-    def heading(self, section_id: str) -> str:
-        return {**SECTIONS, **RUN_SECTIONS, COMPARE_SECTION[0]: COMPARE_SECTION[1]}[section_id]
-
-    def add_figure(self, fig: Figure | None) -> None:
-        if fig is not None:
-            self.figures[fig.id] = fig
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able data: every section's tables and every figure (SVG text / PNG base64)."""
-        s = self.summary
-        sections: dict[str, Any] = {
-            "architecture": {
-                "config_yaml": self.config_yaml,
-                "module_tree": self.module_tree,
-                "rationale": self.rationale,
-            },
-            "parameters": self.params,
-            "layers": s.to_dict() if s is not None else None,
-            "dataflow": self.graph,
-            "benchmarks": self.bench.to_dict() if self.bench is not None else None,
-            "deployment": self.deploy.to_dict() if self.deploy is not None else None,
-        }
-        if self.run is not None:
-            run = self.run
-            sections["data"] = {"config": run.get("data_config"), "data_info": run.get("data_info")}
-            sections["training"] = {"train_config": run.get("train_config"), "records": run.get("n_records")}
-            sections["metrics"] = run.get("final_metrics")
-            sections["pictures"] = {"images": run.get("pictures", []), "texts": run.get("texts", {})}
-        if self.comparison is not None:
-            sections["comparison"] = {"rows": self.comparison}
-        return {
-            "schema_version": SCHEMA_VERSION,
-            "title": self.title,
-            "subject": self.subject,
-            "kind": self.kind,
-            "model": self.model,
-            "created": self.created,
-            "archlab_version": self.archlab_version,
-            "section_ids": self.section_ids,
-            "sections": sections,
-            "skipped": dict(self.skipped),
-            "figures": {k: asdict(f) for k, f in self.figures.items()},
-            "timings_s": dict(self.timings_s),
-            "notes": list(self.notes),
-        }
-
-
 # ------------------------------------------------------------------------------------ subjects
-def _kind_of(subject: Any) -> str:
-    if isinstance(subject, nn.Module):
-        return "module"
-    if not isinstance(subject, (str, os.PathLike)):
-        raise ConfigError(
-            f"a report's subject is a registry name, an nn.Module or a run directory; got {type(subject).__name__}"
-        )
-    path = Path(subject)
-    if path.is_dir():
-        if (path / "config.yaml").is_file():
-            return "run"
-        if (path / "config.json").is_file():
-            return "saved"
-        raise ConfigError(f"{path} is neither a run directory (config.yaml) nor a saved model (config.json)")
-    from archlab.registry import get_entry
-
-    get_entry(str(subject))  # raises with the closest names
-    return "registry"
-
-
 def _load_module(subject: Any, kind: str, run_cfg: dict[str, Any] | None) -> tuple[nn.Module | None, str | None]:
     """The module to describe (trained weights for a run), or None and why not."""
     from archlab import checkpoint
@@ -353,10 +214,16 @@ def _dataflow(rep: DesignReport, target: Any) -> None:
 
 def _benchmarks(rep: DesignReport, target: Any) -> None:
     from archlab.bench import benchmark
+
+    rep.bench = benchmark(target, batch_sizes=(1, 8), backends=("eager", "onnxruntime"), min_time_s=0.3, isolate=False)
+    _bench_figures(rep)
+
+
+def _bench_figures(rep: DesignReport) -> None:
+    """Latency and throughput bars of ``rep.bench`` (measured here, or a design's bench.json)."""
     from archlab.report.svg import bar_svg
 
-    res = benchmark(target, batch_sizes=(1, 8), backends=("eager", "onnxruntime"), min_time_s=0.3, isolate=False)
-    rep.bench = res
+    res = rep.bench
     ok = [r for r in res.rows if r.ok and r.p50_ms is not None]
     failed = [r for r in res.rows if not r.ok]
     if failed:
@@ -371,7 +238,7 @@ def _benchmarks(rep: DesignReport, target: Any) -> None:
                 "bench_latency",
                 "Latency (p50, ms per call)",
                 "image/svg+xml",
-                bar_svg(labels, [r.p50_ms for r in ok], "p50 latency (ms)", fmt=_fmt_float),
+                bar_svg(labels, [r.p50_ms for r in ok], "p50 latency (ms)", fmt=fmt_float),
             )
         )
         rep.add_figure(
@@ -379,7 +246,7 @@ def _benchmarks(rep: DesignReport, target: Any) -> None:
                 "bench_throughput",
                 "Throughput (samples/s)",
                 "image/svg+xml",
-                bar_svg(labels, [r.samples_per_s or 0 for r in ok], "samples / s", fmt=_fmt_float),
+                bar_svg(labels, [r.samples_per_s or 0 for r in ok], "samples / s", fmt=fmt_float),
             )
         )
 
@@ -395,10 +262,6 @@ def _deployment(rep: DesignReport, target: Any, budgets: dict[str, float | None]
         )
 
 
-def _fmt_float(v: float) -> str:
-    return f"{v:.3g}" if abs(v) < 1000 else fmt_count(v)
-
-
 def _step(rep: DesignReport, section: str, fn, *args: Any) -> None:
     """Run one section's gathering; a failure becomes the section's stated reason."""
     t0 = time.perf_counter()
@@ -412,14 +275,6 @@ def _step(rep: DesignReport, section: str, fn, *args: Any) -> None:
 
 
 # ------------------------------------------------------------------------------------ runs
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        log.warning("report: cannot read %s: %s", path, exc)
-        return None
-
-
 def _png(path: Path, fig_id: str, title: str) -> Figure:
     return Figure(fig_id, title, "image/png", base64.b64encode(path.read_bytes()).decode(), path.name)
 
@@ -433,8 +288,8 @@ def _run_files(rep: DesignReport, run_dir: Path, run_cfg: dict[str, Any]) -> Non
         "data_config": run_cfg.get("data"),
         "task_config": run_cfg.get("task"),
         "train_config": run_cfg.get("train"),
-        "data_info": _read_json(run_dir / "data_info.json") if (run_dir / "data_info.json").is_file() else None,
-        "final_metrics": _read_json(run_dir / "final_metrics.json")
+        "data_info": read_json(run_dir / "data_info.json") if (run_dir / "data_info.json").is_file() else None,
+        "final_metrics": read_json(run_dir / "final_metrics.json")
         if (run_dir / "final_metrics.json").is_file()
         else None,
         "n_records": len(records),
@@ -450,94 +305,11 @@ def _run_files(rep: DesignReport, run_dir: Path, run_cfg: dict[str, Any]) -> Non
     for txt in sorted(run_dir.glob("*.txt")):
         text = txt.read_text(encoding="utf-8", errors="replace")
         run["texts"][txt.name] = text[:_TEXT_LIMIT] + ("\n..." if len(text) > _TEXT_LIMIT else "")
+    from archlab.report.spread import group_spread  # issue 17: mean ± std over the run's CV / seed group
+
+    spread = group_spread(run_dir)
+    run["spread"] = spread.to_dict() if spread is not None else None
     rep.run = run
-
-
-# ------------------------------------------------------------------------------------ compare
-def _test_metric(metrics: dict[str, Any] | None) -> tuple[str, float] | None:
-    if not isinstance(metrics, dict):
-        return None
-    flat = metrics.get("test") if isinstance(metrics.get("test"), dict) else metrics
-    for k, v in flat.items():
-        if (
-            isinstance(v, (int, float))
-            and not isinstance(v, bool)
-            and "loss" not in k
-            and (k.startswith("test") or flat is not metrics)
-        ):
-            return k, float(v)
-    for k, v in flat.items():
-        if isinstance(v, (int, float)) and not isinstance(v, bool) and k.startswith("test"):
-            return k, float(v)
-    return None
-
-
-def _comparison(rep: DesignReport, subjects: Sequence[Any], bench: bool) -> None:
-    """Seed 004's figure: parameters on a log scale, beside FLOPs, memory, latency, test metric."""
-    from archlab.analysis import summary
-    from archlab.report.svg import bar_svg
-
-    rows: list[dict[str, Any]] = []
-    for subj in subjects:
-        kind = _kind_of(subj)
-        label = subj if isinstance(subj, str) else getattr(subj, "registry_name", None) or type(subj).__name__
-        if kind == "run":
-            label = f"{Path(str(subj)).name}"
-        s = summary(subj, depth=0)
-        row: dict[str, Any] = {
-            "model": str(label),
-            "architecture": s.model,
-            "kind": kind,
-            "params": s.total_params,
-            "flops": s.flops,
-            "param_bytes": s.param_bytes,
-            "training_peak_bytes": s.memory.training_peak(),
-            "latency_ms": None,
-            "latency_note": "not measured (--no-bench)" if not bench else "",
-            "test_metric": None,
-            "test_metric_name": None,
-        }
-        if bench:
-            try:
-                from archlab.bench import benchmark
-
-                b = benchmark(subj, batch_sizes=(1,), backends=("eager",), min_time_s=0.1, mfu=False)
-                r = b.rows[0]
-                row["latency_ms"] = r.p50_ms if r.ok else None
-                row["latency_note"] = "" if r.ok else f"{r.status}: {r.reason}"
-            except Exception as exc:  # noqa: BLE001
-                row["latency_note"] = " ".join(str(exc).split())[:200]
-        if kind == "run":
-            tm = _test_metric(_read_json(Path(str(subj)) / "final_metrics.json"))
-            if tm:
-                row["test_metric_name"], row["test_metric"] = tm
-        rows.append(row)
-    rep.comparison = rows
-    names = [r["model"] for r in rows]
-    panels = [
-        ("cmp_params", "Parameters (log scale)", [r["params"] for r in rows], fmt_count, True),
-        ("cmp_flops", "FLOPs per forward", [r["flops"] for r in rows], fmt_count, None),
-        ("cmp_memory", "Training memory peak", [r["training_peak_bytes"] for r in rows], fmt_bytes, None),
-    ]
-    if any(r["latency_ms"] is not None for r in rows):
-        panels.append(
-            ("cmp_latency", "Latency p50, batch 1 (ms)", [r["latency_ms"] or 0 for r in rows], _fmt_float, None)
-        )
-    if any(r["test_metric"] is not None for r in rows):
-        metric = next(r["test_metric_name"] for r in rows if r["test_metric_name"])
-        panels.append(
-            ("cmp_metric", f"Test metric ({metric})", [r["test_metric"] or 0 for r in rows], _fmt_float, False)
-        )
-    for fig_id, title, values, fmt, log_scale in panels:
-        # a model without the measurement (no test split, --no-bench) gets no bar rather than a 0
-        shown = [(n, v) for n, v, r in zip(names, values, rows) if not _missing(fig_id, r)]
-        labels, vals = [n for n, _ in shown], [v for _, v in shown]
-        rep.add_figure(Figure(fig_id, title, "image/svg+xml", bar_svg(labels, vals, title, fmt=fmt, log=log_scale)))
-
-
-def _missing(fig_id: str, row: dict[str, Any]) -> bool:
-    key = {"cmp_latency": "latency_ms", "cmp_metric": "test_metric"}.get(fig_id)
-    return key is not None and row[key] is None
 
 
 # ------------------------------------------------------------------------------------ entry
@@ -557,7 +329,8 @@ def build_report(
     """Gather the design report of ``subject``.
 
     Args:
-        subject: a registry name, an ``nn.Module``, a saved-model directory or a run directory.
+        subject: a registry name, an ``nn.Module``, a saved-model directory, a run directory or a
+            design directory (``archlab design``: the winner's run plus "Why this model").
         bench: measure latency and throughput (eager and onnxruntime, batch 1 and 8; ~5-20 s).
         deploy: measure the deployment requirements (export, int8, RAM, batch sweep; ~1 min).
         compare: other subjects shown beside this one (seed 004's comparison figure).
@@ -572,7 +345,17 @@ def build_report(
     from archlab.analysis import summary
 
     t_start = time.perf_counter()
-    kind = _kind_of(subject)
+    from archlab.report.spread import member_subject  # issue 17: a CV / seed group -> its first member
+
+    subject = member_subject(subject)
+    kind = kind_of(subject)
+    design_dir = None
+    if kind == "design":  # the winner's run, plus why it was chosen (report/choice.py)
+        design_dir, subject, kind = Path(subject), Path(subject) / "winner", "run"
+        if not (subject / "config.yaml").is_file():
+            raise ConfigError(
+                f"design {design_dir} has no trained winner yet; finish it: archlab design --resume {design_dir}"
+            )
     run_cfg = None
     if kind == "run":
         from archlab.rundir import RunDir
@@ -591,7 +374,14 @@ def build_report(
     )
     # a name: the analysis layer builds it on meta itself; a run: its trained model
     target = subject if kind in ("registry", "module") or module is None else module
-    _step(rep, "architecture", _architecture, rep, module, run_cfg if advisor else None)
+    _step(rep, "architecture", _architecture, rep, module, run_cfg if advisor and design_dir is None else None)
+    if design_dir is not None:
+        from archlab.report.choice import design_choice, saved_bench
+
+        rep.subject, rep.kind = str(design_dir), "design"
+        rep.title = f"Design report: {name} (chosen by archlab design)"
+        _step(rep, "choice", design_choice, rep, design_dir)
+        rep.bench = saved_bench(design_dir)
 
     def _summary() -> None:
         rep.summary = summary(target, depth=depth)
@@ -602,7 +392,10 @@ def build_report(
         rep.skipped["parameters"] = rep.skipped["layers"]
     _step(rep, "dataflow", _dataflow, rep, target)
     bench_target = module if kind == "saved" else subject
-    if bench:
+    if rep.bench is not None:
+        rep.notes.append("benchmarks: as measured by the design's benchmark step (bench.json)")
+        _bench_figures(rep)
+    elif bench:
         _step(rep, "benchmarks", _benchmarks, rep, bench_target)
     else:
         rep.skipped["benchmarks"] = "not measured: the report was built with bench=False (--no-bench)"
@@ -614,7 +407,9 @@ def build_report(
     if kind == "run":
         _step(rep, "run", _run_files, rep, Path(subject), run_cfg or {})
     if compare:
-        _step(rep, "comparison", _comparison, rep, [subject, *compare], bench)
+        from archlab.report.comparison import comparison
+
+        _step(rep, "comparison", comparison, rep, [subject, *compare], bench)
         if rep.comparison is None:
             rep.comparison = []
     rep.timings_s["total"] = round(time.perf_counter() - t_start, 3)

@@ -191,6 +191,18 @@ _TEMPLATE = """<!DOCTYPE html>
 {% for r in rows %}<tr>{% for c in r %}<td{% if loop.index0 >= numeric_from %} class="n"{% endif %}>{{ c }}</td>{% endfor %}</tr>
 {% endfor %}</tbody></table></div>{% endmacro %}
 
+{% if rep.choice is not none %}{% set ch = rep.choice %}
+<section id="choice"><h2>{{ rep.heading('choice') }}</h2>
+{{ skipped('choice') }}
+<p><strong>{{ ch.winner }}</strong>: {{ ch.why }}. Compared on {{ ch.compared_on }}; budgets {{ short(ch.budgets) }}; training time {{ '%.0f'|format(ch.spent_s or 0) }} s of a {{ '%.0f'|format(ch.budget_s or 0) }} s budget.</p>
+{% if ch.winner_metrics %}<p>Then trained for {{ ch.winner_steps }} steps: {% for k, v in ch.winner_metrics.items() %}{{ k }} {{ '%.4g'|format(v) }}{% if not loop.last %}, {% endif %}{% endfor %}.</p>{% endif %}
+{{ table(choice_cols, choice_rows, 2) }}
+{{ figure('choice_pareto') }}
+{% if ch.export %}<p>Export: <code>{{ ch.export.file }}</code>, {{ ch.export.size_bytes }} bytes, parity with eager {% if ch.export.parity_ok %}<span class="pass">passed</span>{% else %}<span class="fail">failed</span>{% endif %} (max abs diff {{ ch.export.max_abs_diff }}).</p>{% endif %}
+<details><summary>Design steps</summary>{{ table(['Step', 'State', 'Seconds', 'Error'], choice_steps, 2) }}</details>
+</section>
+{% endif %}
+
 {% if rep.comparison is not none %}
 <section id="comparison"><h2>{{ rep.heading('comparison') }}</h2>
 {{ skipped('comparison') }}
@@ -203,7 +215,7 @@ _TEMPLATE = """<!DOCTYPE html>
 {{ skipped('architecture') }}
 <h3>Rationale</h3>
 {% if rep.rationale %}<dl class="kv">
-{% for k in ['family', 'description', 'when_to_use', 'modalities', 'tasks', 'advisor_skipped'] %}{% if rep.rationale.get(k) %}<dt>{{ k.replace('_', ' ') }}</dt><dd>{{ short(rep.rationale[k], 600) }}</dd>{% endif %}{% endfor %}
+{% for k in ['family', 'description', 'when_to_use', 'modalities', 'tasks', 'rules_fired', 'advisor_skipped'] %}{% if rep.rationale.get(k) %}<dt>{{ k.replace('_', ' ') }}</dt><dd>{{ short(rep.rationale[k], 600) }}</dd>{% endif %}{% endfor %}
 </dl>
 {% if rep.rationale.advisor %}{% set adv = rep.rationale.advisor %}
 <p>The advisor, asked about <code>{{ adv.data }}</code>{% if adv.task %} ({{ adv.task }}){% endif %}, ranks this model
@@ -286,6 +298,7 @@ _TEMPLATE = """<!DOCTYPE html>
 </section>
 <section id="metrics"><h2>{{ rep.heading('metrics') }}</h2>
 {% if metric_rows %}{{ table(['Metric', 'Value'], metric_rows, 1) }}{% else %}<p class="skip">No final_metrics.json: the run did not finish.</p>{% endif %}
+{{ spread_html }}
 </section>
 <section id="pictures"><h2>{{ rep.heading('pictures') }}</h2>
 {% if not run.pictures and not run.texts %}<p>The task drew no pictures for this run.</p>{% endif %}
@@ -356,6 +369,13 @@ def report_html(rep: DesignReport) -> str:
         ctx["deploy_tables"] = _deploy_tables(rep)
     if rep.run is not None:
         _run_context(rep, ctx)
+    if rep.choice is not None:  # a design directory (report/choice.py)
+        from archlab.report.choice import CHOICE_COLUMNS, choice_rows
+
+        ctx["choice_cols"], ctx["choice_rows"] = CHOICE_COLUMNS, choice_rows(rep)
+        ctx["choice_steps"] = [
+            [k, v["state"], v["elapsed_s"], v["error"] or ""] for k, v in rep.choice["steps"].items()
+        ]
     if rep.comparison is not None:
         ctx["cmp_rows"] = [
             [
@@ -398,3 +418,8 @@ def _run_context(rep: DesignReport, ctx: dict[str, Any]) -> None:
     ctx["train_yaml"] = yaml.safe_dump(run.get("train_config") or {}, sort_keys=False)
     fm = run.get("final_metrics") or {}
     ctx["metric_rows"] = [[k, _num(v)] for k, v in fm.items() if not isinstance(v, (dict, list))]
+    from markupsafe import Markup
+
+    from archlab.report.spread import spread_html  # issue 17: the CV / seed group's spread (escaped there)
+
+    ctx["spread_html"] = Markup(spread_html(run.get("spread")))

@@ -58,6 +58,16 @@ def report_markdown(rep: DesignReport, links: dict[str, str]) -> str:
         "",
     ]
     md += [f"> {n}\n" for n in rep.notes]
+    if rep.choice is not None:  # a design directory (report/choice.py)
+        from archlab.report.choice import CHOICE_COLUMNS, choice_rows
+
+        ch = rep.choice
+        md += [f"## {rep.heading('choice')}", ""] + skipped("choice")
+        md += [f"**{ch['winner']}**: {ch['why']}. Compared on {ch['compared_on']}.", ""]
+        if ch.get("winner_metrics"):
+            then = ", ".join(f"{k} {v:.4g}" for k, v in ch["winner_metrics"].items())
+            md += [f"Then trained for {ch['winner_steps']} steps: {then}.", ""]
+        md += _table(CHOICE_COLUMNS, choice_rows(rep)) + [""] + fig("choice_pareto")
     if rep.comparison is not None:
         md += [f"## {rep.heading('comparison')}", ""] + skipped("comparison")
         md += _table(
@@ -81,7 +91,7 @@ def report_markdown(rep: DesignReport, links: dict[str, str]) -> str:
 
     md += [f"## {rep.heading('architecture')}", ""] + skipped("architecture")
     rat = rep.rationale or {}
-    for k in ("family", "description", "when_to_use", "modalities", "tasks", "advisor_skipped"):
+    for k in ("family", "description", "when_to_use", "modalities", "tasks", "rules_fired", "advisor_skipped"):
         if rat.get(k):
             md.append(f"- **{k.replace('_', ' ')}**: {_short(rat[k], 600)}")
     adv = rat.get("advisor")
@@ -175,6 +185,9 @@ def report_markdown(rep: DesignReport, links: dict[str, str]) -> str:
             if fm
             else ["No final_metrics.json.", ""]
         )
+        from archlab.report.spread import spread_markdown  # issue 17: the CV / seed group's spread
+
+        md += [spread_markdown(run.get("spread"))] if run.get("spread") else []
         md += [f"## {rep.heading('pictures')}", ""]
         for fid in run.get("pictures", []):
             md += fig(fid)

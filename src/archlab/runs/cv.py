@@ -237,7 +237,14 @@ def cross_validate(
         spec = {
             "name": bundle.name,
             "options": data_options or {},
-            "fold": {"index": i, "k": k, "seed": seed, "stratify": stratify, "normalize": normalize},
+            "fold": {
+                "index": i,
+                "k": k,
+                "seed": seed,
+                "stratify": stratify,
+                "normalize": normalize,
+                "grouped": groups is not None,  # groups are not saved: such a fold cannot be rebuilt
+            },
         }
         m, what, result = run_member(
             member,

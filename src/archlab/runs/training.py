@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import time
 from pathlib import Path
@@ -19,13 +20,18 @@ from typing import Any
 import torch
 from torch import nn
 
+from archlab.checkpoint import INIT_ARGS_ATTR, module_source, rebuild_module, registry_entry
 from archlab.data.base import DataBundle
+from archlab.data.preprocess import record_preprocessing
 from archlab.errors import ConfigError, MissingExtraError
 from archlab.io import atomic_write_json
 from archlab.rundir import RunDir, find_checkpoint, read_marker
+from archlab.runs.cost import eval_floor, log_estimate
+from archlab.runs.hf_model import is_hf_name, resolve_hf_name
 from archlab.tasks import get_task
 from archlab.train import NonFiniteLossError, RunResult, TrainConfig
 from archlab.train import fit as engine_fit
+from archlab.train.precision import resolve_device
 from archlab.train.progress import Reporter, Reporters
 from archlab.train.small_data import apply_policy
 from archlab.train.state import seed_everything
@@ -151,6 +157,7 @@ def fit(
     *,
     task_options: dict[str, Any] | None = None,
     model_overrides: dict[str, Any] | None = None,
+    model_args: dict[str, Any] | None = None,
     data_spec: dict[str, Any] | None = None,
     out_dir: str | Path = "runs",
     run_name: str | None = None,
@@ -165,7 +172,13 @@ def fit(
 
     Args:
         model: a registry name (its config is adapted to the data, with ``model_overrides`` on
-            top) or a module built from the registry.
+            top), a module built from the registry, or any ``nn.Module`` of yours: its weights
+            are saved as safetensors and its class's import path is recorded.
+        model_args: for your own module, the keyword arguments that build it again
+            (``fit(MyNet(width=64), "digits", model_args={"width": 64})``, checked against the
+            module now). Recorded in the run, they let ``load_run``, ``evaluate``, ``predict``
+            and ``resume`` rebuild it once its module is imported (CLI: ``--plugin``); without
+            them the run says that reloading needs your class (``load_run(run, model=MyNet())``).
         data: a DataBundle, or a dataset name / file path for ``archlab.data.load``.
         task: a task name or object (default: the data's task).
         task_options: options of a task given by name (e.g. ``{"kind": "binary"}``).
@@ -176,6 +189,8 @@ def fit(
         **train_config: fields of :class:`archlab.TrainConfig`.
     """
     cfg = TrainConfig.build(train_config)
+    if is_hf_name(model):  # "hf:SOURCE": the hf_classifier preset, with the data tokenised by SOURCE
+        model, model_overrides, data_spec = resolve_hf_name(model, data, model_overrides, data_spec)
     seed_everything(cfg.seed)  # before the model is built, so a resumed run rebuilds the same weights
     bundle = as_bundle(data, (data_spec or {}).get("options"))
     if task is None or isinstance(task, str):
@@ -187,22 +202,38 @@ def fit(
         model = build_model(model, bundle, task, model_overrides)
     elif model_overrides:
         raise ConfigError("model_overrides apply to registry names; this model is already built")
+    else:
+        # what the task infers from the data (e.g. the classification kind), as building a
+        # registry model does: config.yaml must record it for evaluate / predict
+        task.model_overrides(bundle.info, bundle)
+    model_section = _model_section(model, model_args)
     # The small-validation rule (archlab.train.small_data): no checkpoint selection or early
     # stopping on a handful of samples. Applied here so config.yaml records what is used.
     cfg, policy = apply_policy(cfg, 0 if bundle.val is None else len(bundle.val))
     log.info("model selection: %s", policy.reason)
     bundle.info["model_selection"] = policy.to_dict()
-    model_name = getattr(model, "registry_name", type(model).__name__)
-    run = RunDir(_run_path(out_dir, run_name, model_name, bundle.name))
+    steps_per_epoch, total_steps = _steps(bundle, cfg)
+    every = eval_floor(steps_per_epoch, total_steps) if cfg.eval_every is None and bundle.val is not None else None
+    if every is not None:  # tiny data: not an evaluation every few steps (see archlab.runs.cost)
+        cfg = cfg.replace(eval_every=every)
+        log.info(
+            "evaluating every %d steps, not every epoch (%d steps); set eval_every to choose", every, steps_per_epoch
+        )
+    run = RunDir(_run_path(out_dir, run_name, model_section["name"], bundle.name))
     run.write_config(
         {
-            "model": {"name": model_name, "config": model.config.to_dict() if hasattr(model, "config") else None},
+            "model": model_section,
             "data": data_spec or {"name": bundle.name},
             "task": {"name": task.name, "options": task.options()},
             "train": cfg.to_dict(),
         }
     )
+    record_preprocessing(bundle)  # logs the "data" block; data_info.json keeps it for predict / export
     atomic_write_json(run.path / "data_info.json", _jsonable(bundle.info))
+    # The estimate draws random numbers (example inputs, a timing matmul once per process): forked,
+    # so training's RNG stream is the same as without it, in every run of a process and on resume.
+    with torch.random.fork_rng():
+        log_estimate(model, _one_batch(model, bundle, cfg), total_steps, resolve_device(cfg.device))
     try:
         # seeded above, before the model was built: the engine continues that RNG stream
         result = engine_fit(
@@ -215,6 +246,60 @@ def fit(
         raise
     _draw_curves(run.path, result.history)
     return result
+
+
+def _model_section(model: nn.Module, model_args: dict[str, Any] | None) -> dict[str, Any]:
+    """config.yaml's ``model``: a registry name and config, or a module's import path and arguments."""
+    entry = registry_entry(model)
+    if entry is not None:
+        if model_args is not None:
+            raise ConfigError(f"model_args rebuild your own nn.Module; {entry.name} is rebuilt from its config")
+        return {"name": entry.name, "config": model.config.to_dict()}
+    if model_args is not None:
+        _check_model_args(model, model_args)
+        setattr(model, INIT_ARGS_ATTR, dict(model_args))
+    source = module_source(model)
+    say = log.warning if source["args"] is None else log.info
+    say("model: %s:%s is not from the registry; %s", source["module"], source["qualname"], source["reload"])
+    return {"name": type(model).__name__, "config": None, "source": source}
+
+
+def _check_model_args(model: nn.Module, model_args: dict[str, Any]) -> None:
+    """``type(model)(**model_args)`` builds a module with the same tensors (on the meta device: no memory)."""
+    cls = type(model)
+    if not isinstance(model_args, dict):
+        raise ConfigError(f"model_args must be a mapping of {cls.__name__}'s keyword arguments; got {model_args!r:.60}")
+    try:
+        with torch.device("meta"):
+            probe = cls(**model_args)
+    except Exception as exc:  # the user's constructor
+        raise ConfigError(f"model_args: {cls.__name__}(**{model_args}) failed ({type(exc).__name__}: {exc})") from None
+    want = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    got = {k: tuple(v.shape) for k, v in probe.state_dict().items()}
+    if want != got:
+        diff = sorted(k for k in set(want) | set(got) if want.get(k) != got.get(k))
+        raise ConfigError(
+            f"model_args: {cls.__name__}(**{model_args}) builds other tensors than the model given "
+            f"({', '.join(f'{k}: {got.get(k)} vs {want.get(k)}' for k in diff[:3])})"
+        )
+
+
+def _steps(bundle: DataBundle, cfg: TrainConfig) -> tuple[int, int]:
+    """(optimizer steps per epoch, steps of the run), as the engine will count them."""
+    n, bs = len(bundle.train), cfg.batch_size
+    batches = 1 if not bundle.train.indexable else max(1, n // bs if cfg.drop_last else math.ceil(n / bs))
+    return max(1, batches // cfg.grad_accum), cfg.total_steps(batches)
+
+
+def _one_batch(model: nn.Module, bundle: DataBundle, cfg: TrainConfig) -> tuple[torch.Tensor, ...]:
+    """The arguments of one training forward: a registry model's example input at the batch size
+    (right for tasks that call it with more than the data, e.g. diffusion's timestep), else the
+    first batch of the training split."""
+    if hasattr(model, "example_input") and registry_entry(model) is not None:
+        args = model.example_input(batch_size=cfg.batch_size)
+        return args if isinstance(args, tuple) else (args,)
+    train = bundle.train
+    return train.take(torch.arange(min(cfg.batch_size, len(train)))).inputs if train.indexable else train.inputs
 
 
 def _remove_if_nothing_learned(run: RunDir) -> None:
@@ -233,6 +318,7 @@ def resume(
     run_dir: str | Path,
     data: DataBundle | None = None,
     *,
+    model: nn.Module | None = None,
     reporter: Reporter | None = None,
     tensorboard: bool = False,
     **changes: Any,
@@ -241,7 +327,9 @@ def resume(
 
     The model is rebuilt from config.yaml after seeding (so a run killed before its first
     checkpoint restarts with the same initial weights); the data is reloaded by name unless given.
-    A resumed run keeps its saved config: any other keyword raises ConfigError.
+    A resumed run keeps its saved config: any other keyword raises ConfigError. A run of your
+    own ``nn.Module`` is rebuilt from its recorded import path and arguments, or filled into
+    ``model`` (a fresh instance of your class) when given.
     """
     if changes:
         raise ConfigError(f"a resumed run keeps its saved config; cannot change {sorted(changes)}")
@@ -256,7 +344,14 @@ def resume(
     bundle = data if data is not None else as_bundle(spec.get("name"), spec.get("options"))
     task_saved = saved.get("task") or {}
     task = get_task(task_saved.get("name") or bundle.task, **(task_saved.get("options") or {}))
-    model = create_from_config({"model": saved["model"]["name"], "config": saved["model"]["config"]})
+    model_saved = saved.get("model") or {}
+    source = model_saved.get("source")
+    if model is not None and isinstance(source, dict) and source.get("args") is not None:
+        setattr(model, INIT_ARGS_ATTR, source["args"])  # its checkpoints keep recording them
+    elif model is None and source is not None:
+        model = rebuild_module(source, str(run.path / "config.yaml"))
+    elif model is None:
+        model = create_from_config({"model": model_saved.get("name"), "config": model_saved.get("config") or {}})
     # Seeded, data loaded and model built in the same order as fit(): a run killed before its
     # first checkpoint continues from the same RNG state.
     result = engine_fit(

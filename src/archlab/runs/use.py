@@ -1,14 +1,20 @@
-"""Use a finished run: load it, evaluate it on a dataset's splits, predict on new inputs."""
+"""Use a finished run: load it, evaluate it on a dataset's splits or a file, predict on new inputs.
+
+New data goes through the run's recorded :class:`~archlab.data.preprocess.Preprocessing`, the
+same steps (and train-split statistics) its training data went through.
+"""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from archlab.checkpoint import load as load_model
+from archlab.data.base import DataBundle, Split
+from archlab.data.preprocess import Preprocessing
 from archlab.errors import CheckpointError, DataError
 from archlab.rundir import RunDir, final_checkpoint
 from archlab.tasks import get_task
@@ -27,14 +33,20 @@ def saved_train(saved: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in train.items() if k not in _LEGACY_TRAIN_KEYS}
 
 
-def load_run(run_dir: str | Path, device: str = "cpu"):
-    """(saved config, model with the run's final weights, task, checkpoint path) of a run."""
+def load_run(run_dir: str | Path, device: str = "cpu", *, model: torch.nn.Module | None = None):
+    """(saved config, model with the run's final weights, task, checkpoint path) of a run.
+
+    Args:
+        model: for a run of your own ``nn.Module``, a fresh instance to fill with the run's
+            weights (``load_run(run, model=MyNet())``); without it the module is rebuilt from
+            the recorded import path and constructor arguments when its module is imported.
+    """
     run = RunDir(run_dir)
     saved = run.read_config()
     ckpt = final_checkpoint(run.path, saved)
     if ckpt is None:
         raise CheckpointError(f"{run_dir} has no complete checkpoint (best/ or last/)")
-    model = load_model(ckpt, device=device)
+    model = load_model(ckpt, device=device, model=model)
     task_saved = saved.get("task") or {}
     task = get_task(task_saved.get("name"), **(task_saved.get("options") or {}))
     return saved, model, task, ckpt
@@ -47,16 +59,66 @@ def _run_data(saved: dict[str, Any], data: str | None):
     return load(data or spec["name"], **({} if data else spec.get("options") or {}))
 
 
-def evaluate(run_dir: str | Path, data: str | None = None, splits: list[str] | None = None) -> dict[str, float]:
-    """Loss and metrics of a run's final weights on ``splits`` (default val and test) of its data
-    (or of ``data``, a dataset name or path)."""
-    saved, model, task, _ = load_run(run_dir)
-    bundle = _run_data(saved, data)
+def run_preprocessing(run_dir: str | Path) -> Preprocessing:
+    """The preprocessing a run recorded in ``data_info.json``; for a run from before it was
+    recorded, rebuilt from the run's dataset (reloaded by name with its saved options)."""
+    run = RunDir(run_dir)
+    info_path = run.path / "data_info.json"
+    info = json.loads(info_path.read_text(encoding="utf-8")) if info_path.is_file() else {}
+    if isinstance(info, dict) and isinstance(info.get("preprocessing"), dict):
+        return Preprocessing.from_json(info["preprocessing"])
+    return Preprocessing.from_bundle(_run_data(run.read_config(), None))
+
+
+def _is_file_input(data: str | Path | None) -> bool:
+    from archlab.data.bundled import is_bundled_name
+
+    return data is not None and Path(data).exists() and not is_bundled_name(str(data))
+
+
+def _file_bundle(run_dir: str | Path, path: str | Path) -> DataBundle:
+    """A user's file read with the run's preprocessing, as one split ``file`` (targets required)."""
+    prep = run_preprocessing(run_dir)
+    x, y = prep.read(path)
+    if y is None:
+        raise DataError(
+            f"{path}: evaluate needs targets (the target column, class folders, next tokens); "
+            "got inputs only - use `archlab predict`"
+        )
+    target = torch.from_numpy(y)
+    if prep.target_normalization:  # the model was trained on standardised targets
+        mean = torch.tensor(prep.target_normalization["mean"], dtype=torch.float64)
+        std = torch.tensor(prep.target_normalization["std"], dtype=torch.float64)
+        target = (target - mean) / std
+    split = Split(inputs=(torch.from_numpy(x),), target=target if y.dtype.kind in "iu" else target.float())
+    info = json.loads((Path(run_dir) / "data_info.json").read_text(encoding="utf-8"))
+    return DataBundle(name=str(path), modality=prep.modality, task=prep.task, train=split, info=info)
+
+
+def evaluate(
+    run_dir: str | Path,
+    data: str | Path | None = None,
+    splits: list[str] | None = None,
+    *,
+    model: torch.nn.Module | None = None,
+) -> dict[str, float]:
+    """Loss and metrics of a run's final weights on ``splits`` (default val and test) of its data,
+    of another dataset name, or of a file (CSV rows with the target column, an image folder of
+    class subfolders, a text file), read with the run's preprocessing as the split ``file``.
+
+    ``model``: an instance of your own class for a run of a plain ``nn.Module`` saved without
+    constructor arguments (see :func:`load_run`)."""
+    saved, model, task, _ = load_run(run_dir, model=model)
+    if _is_file_input(data):
+        bundle = _file_bundle(run_dir, data)
+        have = {"file": bundle.train}
+    else:
+        bundle = _run_data(saved, None if data is None else str(data))
+        have = bundle.splits()
     cfg = TrainConfig.build(saved_train(saved))
     device = torch.device("cpu")
     task.setup(bundle, cfg, device)
-    have = bundle.splits()
-    wanted = splits or [s for s in ("val", "test") if s in have] or ["train"]
+    wanted = splits or [s for s in ("file", "val", "test") if s in have] or ["train"]
     missing = [s for s in wanted if s not in have]
     if missing:
         raise DataError(f"dataset {bundle.name!r} has no split(s) {missing}; it has {sorted(have)}")
@@ -68,44 +130,57 @@ def evaluate(run_dir: str | Path, data: str | None = None, splits: list[str] | N
     return metrics
 
 
-def predict(run_dir: str | Path, inputs: str | Path | tuple[torch.Tensor, ...]) -> torch.Tensor:
-    """Predictions of a run's final weights.
+def predict(
+    run_dir: str | Path, inputs: str | Path | tuple[torch.Tensor, ...], *, model: torch.nn.Module | None = None
+) -> torch.Tensor:
+    """Predictions of a run's final weights (class ids, values, token ids: the task's).
 
     Args:
-        inputs: a tuple of model-input tensors, an ``.npy`` file of model inputs (already in the
-            model's input format), or the name of a split of the run's dataset (``test``).
+        inputs: what a user has, read with the run's recorded preprocessing: an ``.npy`` of raw
+            values (the data source's units, e.g. digits' pixels 0..16), CSV rows with the
+            training columns (the target column is optional and ignored), an image file or a
+            folder of images, a text file; or the name of a split of the run's dataset
+            (``test``); or a tuple of model-input tensors, used as they are.
+
+        model: an instance of your own class for a run of a plain ``nn.Module`` saved without
+            constructor arguments (see :func:`load_run`).
+
+    Use :meth:`Preprocessing.readable` (``run_preprocessing(run_dir)``) for class names.
     """
-    saved, model, task, _ = load_run(run_dir)
-    if isinstance(inputs, (str, Path)) and str(inputs).endswith(".npy"):
-        inputs = (_read_npy(Path(inputs)),)
-    elif isinstance(inputs, (str, Path)):
+    saved, model, task, _ = load_run(run_dir, model=model)
+    if isinstance(inputs, (str, Path)) and not Path(inputs).exists() and Path(inputs).suffix == "":
         bundle = _run_data(saved, None)
         have = bundle.splits()
         if str(inputs) not in have:
-            raise DataError(
-                f"INPUT {str(inputs)!r} is neither an .npy file nor a split of {bundle.name!r} ({sorted(have)})"
-            )
+            raise DataError(f"INPUT {str(inputs)!r} is neither a file nor a split of {bundle.name!r} ({sorted(have)})")
         inputs = have[str(inputs)].inputs
+    elif isinstance(inputs, (str, Path)):
+        inputs = (torch.from_numpy(run_preprocessing(run_dir).read(inputs)[0]),)
     return predict_split(model, task, tuple(inputs), batch_size=512, device=torch.device("cpu"))
 
 
-def _read_npy(path: Path) -> torch.Tensor:
-    if not path.is_file():
-        raise DataError(f"input file {path} does not exist")
-    with open(path, "rb") as fh:
-        if fh.read(6) != b"\x93NUMPY":
-            raise DataError(f"{path}: expected a .npy file (numpy's format, np.save); its header is not one")
-    try:
-        arr = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise DataError(f"{path} is not a readable .npy array of numbers ({str(exc).splitlines()[0][:120]})") from None
-    if arr.dtype.kind not in "biuf":
-        raise DataError(f"{path}: expected a numeric array; got dtype {arr.dtype}")
-    if arr.size == 0:
-        raise DataError(f"{path}: expected at least one sample; got an empty array of shape {arr.shape}")
-    x = torch.from_numpy(np.ascontiguousarray(arr))
-    if x.is_floating_point():
-        if not bool(torch.isfinite(x).all()):
-            raise DataError(f"{path}: expected finite values; got NaN or Inf")
-        return x.float()
-    return x.long()
+def save_predictions(path: str | Path, predictions: torch.Tensor, readable: list[Any]) -> Path:
+    """Write predictions by the file's suffix: ``.csv`` (row, prediction), ``.json`` (a list of
+    {row, prediction}) or ``.npy`` (the raw prediction array)."""
+    import csv
+    import io
+
+    import numpy as np
+
+    from archlab.io import atomic_write_bytes, atomic_write_json, atomic_write_text
+
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        buf = io.BytesIO()
+        np.save(buf, predictions.numpy(), allow_pickle=False)
+        return atomic_write_bytes(path, buf.getvalue())
+    if suffix == ".json":
+        return atomic_write_json(path, [{"row": i, "prediction": v} for i, v in enumerate(readable)])
+    if suffix == ".csv":
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        writer.writerow(["row", "prediction"])
+        writer.writerows([i, json.dumps(v) if isinstance(v, list) else v] for i, v in enumerate(readable))
+        return atomic_write_text(path, buf.getvalue())
+    raise DataError(f"--output must end in .csv, .json or .npy; got {path.name!r}")

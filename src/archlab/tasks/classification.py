@@ -1,7 +1,10 @@
 """Classification: binary, multiclass and multilabel.
 
 - multiclass: logits (B, C), targets (B,) integer class ids; cross-entropy with optional class
-  weights and label smoothing, or focal loss (Lin et al. 2017) for imbalance (seed 001).
+  weights and label smoothing, or focal loss (Lin et al. 2017) for imbalance (seed 001). Training
+  batches mixed by mixup / CutMix (:mod:`archlab.train.augment`) carry soft targets instead:
+  class probabilities (B, C), read by :func:`soft_target_loss` (binary: (B, 2), column 1 is the
+  positive class; multilabel targets are mixed in place and BCE takes them as they are).
 - binary: one logit (B,) or (B, 1), targets {0, 1}; BCE-with-logits (positive weight from the
   class weights) or focal.
 - multilabel: logits (B, L), targets (B, L) in {0, 1}; BCE-with-logits.
@@ -36,6 +39,30 @@ def focal_loss(
         w = weight[target]
         return (loss * w).sum() / w.sum()
     return loss.mean()
+
+
+def soft_target_loss(
+    logits: torch.Tensor,
+    probs: torch.Tensor,
+    *,
+    weight: torch.Tensor | None = None,
+    label_smoothing: float = 0.0,
+    gamma: float | None = None,
+) -> torch.Tensor:
+    """Cross-entropy (or focal loss) against class probabilities (B, C), e.g. mixup's targets.
+
+    Per sample, ``-sum_c w_c t_c (1 - p_c)^gamma log p_c`` with ``t`` smoothed as
+    ``(1 - eps) t + eps / C``, normalised by ``sum_i sum_c w_c t_ic`` (the batch size without
+    weights). On one-hot targets it equals :func:`torch.nn.functional.cross_entropy` with the same
+    weight and label smoothing (or :func:`focal_loss`); it is linear in ``t``, so a mixed target
+    ``lam a + (1 - lam) b`` gives ``lam loss(a) + (1 - lam) loss(b)`` (up to the weight normaliser).
+    """
+    logp = F.log_softmax(logits.float(), dim=-1)  # (B, C)
+    t = probs.float()
+    w = torch.ones(t.shape[-1], device=t.device) if weight is None else weight.float()
+    smoothed = t * (1 - label_smoothing) + label_smoothing / t.shape[-1] if label_smoothing else t
+    term = -logp if gamma is None else -((1 - logp.exp()) ** gamma) * logp
+    return (smoothed * w * term).sum() / (t * w).sum()
 
 
 def binary_focal_loss(
@@ -124,9 +151,15 @@ class ClassificationTask(Task):
         if self.kind == "multiclass":
             if logits.ndim != 2 or logits.shape[1] != self.num_classes:
                 raise ShapeError(f"multiclass loss expects logits (B, {self.num_classes}); got {tuple(logits.shape)}")
+            if target.is_floating_point():  # soft targets (B, C) of a mixed batch
+                return soft_target_loss(
+                    logits, target, weight=self.weight, label_smoothing=cfg.label_smoothing, gamma=cfg.focal_gamma
+                )
             if cfg.focal_gamma is not None:
                 return focal_loss(logits, target, cfg.focal_gamma, self.weight)
             return F.cross_entropy(logits.float(), target, weight=self.weight, label_smoothing=cfg.label_smoothing)
+        if self.kind == "binary" and target.is_floating_point() and target.ndim == 2:
+            target = target[:, 1]  # soft targets (B, 2) of a mixed batch: P(positive class)
         logits = logits.reshape(target.shape).float()
         t = target.float()
         pos_weight = None

@@ -13,6 +13,8 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from archlab.config import ArchConfig
+from archlab.train.augment import AugmentConfig
+from archlab.train.transfer import TransferConfig
 
 
 class TrainConfig(ArchConfig):
@@ -95,6 +97,17 @@ class TrainConfig(ArchConfig):
     )
     focal_gamma: float | None = Field(
         None, ge=0, description="Use focal loss with this gamma (Lin et al. 2017) instead of cross-entropy."
+    )
+
+    # -- augmentation (image classification) -----------------------------------------------------
+    augment: AugmentConfig | None = Field(
+        None, description="Batch augmentation on the device: random crop, hflip, mixup, CutMix (see train/augment)."
+    )
+
+    # -- transfer (pretrained models) -----------------------------------------------------------
+    transfer: TransferConfig = Field(
+        default_factory=TransferConfig,
+        description="Freeze patterns, head lr, layer-wise lr decay, LoRA adapters (see train/transfer).",
     )
 
     # -- system ---------------------------------------------------------------------------------

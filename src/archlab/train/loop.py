@@ -25,12 +25,14 @@ from archlab.data.base import DataBundle
 from archlab.errors import ArchlabError, ConfigError, DataError
 from archlab.io import atomic_write_json
 from archlab.rundir import RunDir, find_checkpoint, read_marker
+from archlab.train.augment import BatchAugmenter, build_augmenter
 from archlab.train.config import TrainConfig
 from archlab.train.evaluate import evaluate_split, metric_mode
 from archlab.train.precision import resolve_device, resolve_precision
 from archlab.train.progress import Reporter
 from archlab.train.state import TrainState, load_model_weights, restore_checkpoint, seed_everything, write_checkpoint
 from archlab.train.step import StepContext
+from archlab.train.transfer import apply_transfer
 
 log = logging.getLogger("archlab.train")
 
@@ -125,6 +127,7 @@ class _Run:
     mode: str  # "min" / "max" for cfg.monitor
     reporter: Reporter
     guard: _FiniteGuard
+    augment: BatchAugmenter | None = None  # its generator's state is in every checkpoint
     last_ckpt: Path | None = None
 
     def save_last(self) -> None:
@@ -137,6 +140,7 @@ class _Run:
             schedulers=self.schedulers,
             scaler=self.ctx.scaler,
             data_gen=self.data_gen,
+            aug_gen=self.augment.generator if self.augment is not None else None,
         )
         self.last_ckpt = self.guard.last_good = self.run.last
 
@@ -197,6 +201,7 @@ def _prepare(
         seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
     precision = resolve_precision(cfg.precision, device)
+    apply_transfer(model, cfg.transfer)  # freezing and LoRA adapters, before the optimizer sees the parameters
     model.to(device)
     if not cfg.allow_nonfinite_inputs:
         _check_finite(data)
@@ -242,13 +247,15 @@ def _prepare(
         mode=cfg.mode if cfg.mode != "auto" else metric_mode(task, cfg.monitor),
         reporter=reporter,
         guard=_FiniteGuard(cfg.log_every, device),
+        augment=build_augmenter(cfg.augment, data, task, cfg.seed),
     )
     run.path.mkdir(parents=True, exist_ok=True)
     if resume:
         run.clean_partial()
         ckpt = find_checkpoint(run.path, "last")
         if ckpt is not None:
-            restore_checkpoint(ckpt, model, r.state, optimizers, schedulers, r.ctx.scaler, r.data_gen, device)
+            aug_gen = r.augment.generator if r.augment is not None else None
+            restore_checkpoint(ckpt, model, r.state, optimizers, schedulers, r.ctx.scaler, r.data_gen, device, aug_gen)
             log.info("resuming %s from step %d", run.path, r.state.step)
         else:  # killed before its first checkpoint: the seeded run starts again identically
             log.info("no complete checkpoint in %s; starting it again from step 0", run.path)
@@ -302,6 +309,8 @@ def _loop(r: _Run) -> None:
     t_log, samples_since_log = time.perf_counter(), 0
     while state.step < r.total and not state.stopped_early:
         batch = _next_batch(r)
+        if r.augment is not None:  # crop / flip / mixup / CutMix on the device (train/augment)
+            batch = r.augment(batch)
         samples_since_log += len(batch)
         r.ctx.sync = state.micro % cfg.grad_accum == 0
 

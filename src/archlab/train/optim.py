@@ -16,6 +16,7 @@ from torch import nn
 
 from archlab.errors import ConfigError
 from archlab.train.config import TrainConfig
+from archlab.train.transfer import lr_scale, num_layers
 
 
 def param_groups(params: Iterable[tuple[str, nn.Parameter]] | nn.Module, weight_decay: float) -> list[dict]:
@@ -43,9 +44,36 @@ def param_groups(params: Iterable[tuple[str, nn.Parameter]] | nn.Module, weight_
     return groups
 
 
+def transfer_groups(groups: list[dict], cfg: TrainConfig) -> list[dict]:
+    """Split each group by learning rate: the head's ``transfer.head_lr`` and layer-wise decay.
+
+    Each returned group carries its own ``lr`` (peak, before the schedule's factor); without a
+    head lr or layer decay the groups are returned unchanged.
+    """
+    t = cfg.transfer
+    if t.head_lr is None and t.layer_decay is None:
+        return groups
+    n_layers = num_layers([n for g in groups for n in g["names"]])
+    out = []
+    for g in groups:
+        by_scale: dict[float, list[int]] = {}
+        for i, name in enumerate(g["names"]):
+            by_scale.setdefault(lr_scale(name, t, cfg.lr, n_layers), []).append(i)
+        for scale, idx in sorted(by_scale.items()):
+            out.append(
+                {
+                    "params": [g["params"][i] for i in idx],
+                    "weight_decay": g["weight_decay"],
+                    "names": [g["names"][i] for i in idx],
+                    "lr": cfg.lr * scale,
+                }
+            )
+    return out
+
+
 def build_optimizer(params: nn.Module | Iterable[tuple[str, nn.Parameter]], cfg: TrainConfig) -> torch.optim.Optimizer:
-    """The optimizer ``cfg.optimizer`` over ``params`` with decay / no-decay groups."""
-    groups = param_groups(params, cfg.weight_decay)
+    """The optimizer ``cfg.optimizer`` over ``params`` with decay / no-decay (and transfer lr) groups."""
+    groups = transfer_groups(param_groups(params, cfg.weight_decay), cfg)
     if not any(g["params"] for g in groups):
         raise ConfigError("the model has no trainable parameters (all have requires_grad=False)")
     for g in groups:

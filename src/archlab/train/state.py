@@ -176,8 +176,12 @@ def write_checkpoint(
     scaler: Any = None,
     data_gen: torch.Generator | None = None,
     extra: dict[str, Any] | None = None,
+    aug_gen: torch.Generator | None = None,
 ) -> Path:
-    """Write a complete checkpoint to ``directory`` crash-safely (temp dir, marker, rename)."""
+    """Write a complete checkpoint to ``directory`` crash-safely (temp dir, marker, rename).
+
+    ``aug_gen`` is the batch augmenter's RNG (:mod:`archlab.train.augment`), when augmenting.
+    """
     for name, p in model.state_dict().items():
         if p.is_floating_point() and not bool(torch.isfinite(p).all()):
             raise CheckpointError(f"refusing to write a checkpoint with non-finite weights ({name})")
@@ -200,6 +204,8 @@ def write_checkpoint(
         if data_gen is not None:
             rng_t, meta["rng"] = rng_state(data_gen)
             tensors.update(rng_t)
+        if aug_gen is not None:
+            tensors["rng.augment"] = aug_gen.get_state()
         data = tensors_to_bytes({k: v.detach().cpu() for k, v in tensors.items()})
         atomic_write_bytes(tmp / STATE_TENSORS, data)
         digests[STATE_TENSORS] = sha256_bytes(data)
@@ -302,6 +308,7 @@ def restore_checkpoint(
     scaler: Any,
     data_gen: torch.Generator,
     device: torch.device,
+    aug_gen: torch.Generator | None = None,
 ) -> dict[str, Any]:
     """Load everything :func:`write_checkpoint` wrote back into live objects.
 
@@ -318,7 +325,8 @@ def restore_checkpoint(
     if not source.is_file():
         raise CheckpointError(f"checkpoint {directory} has no {STATE_TENSORS}")
     tensors = tensors_from_bytes(source.read_bytes(), str(source))
-    missing = [k for k in ("rng.torch", "rng.data", "rng.numpy") if k not in tensors]
+    needed = ("rng.torch", "rng.data", "rng.numpy") + (("rng.augment",) if aug_gen is not None else ())
+    missing = [k for k in needed if k not in tensors]
     if missing:
         raise CheckpointError(f"{source} lacks the RNG tensors {missing}")
     if len(meta["optimizers"]) != len(optimizers):
@@ -340,6 +348,8 @@ def restore_checkpoint(
         if scaler is not None and meta.get("scaler"):
             scaler.load_state_dict(meta["scaler"])
         set_rng_state(tensors, meta["rng"], data_gen)
+        if aug_gen is not None:
+            aug_gen.set_state(tensors["rng.augment"])
     except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as exc:
         raise CheckpointError(
             f"{directory}: the optimizer, scheduler or RNG state does not fit this run ({type(exc).__name__}: {exc})"

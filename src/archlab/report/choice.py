@@ -1,0 +1,175 @@
+"""The "Why this model" section of a design directory's report (``archlab report DIR``).
+
+``archlab design`` leaves ``design.json`` (step states, the selection), ``sized.json`` (each
+candidate sized to the budgets) and ``recommendation.json`` (the advisor's ranking and rules) in
+its directory. This module reads them into the report: the candidates' table (validation
+metric, latency, parameters; the Pareto front of metric and latency marked), a scatter of
+validation metric against latency, and the advisor's rationale in the architecture section.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from html import escape
+from pathlib import Path
+from typing import Any
+
+from archlab.report.report_data import DesignReport, Figure, read_json
+
+_W, _H, _PAD = 560, 300, 48
+
+
+def design_choice(rep: DesignReport, design_dir: Path) -> None:
+    """Fill ``rep.choice`` (and the advisor's rationale) from the files of ``design_dir``."""
+    manifest = read_json(design_dir / "design.json") or {}
+    steps = manifest.get("steps", {})
+    sel = steps.get("select", {}).get("result") or {}
+    rows = sel.get("rows", [])
+    rep.choice = {
+        "winner": sel.get("winner"),
+        "why": sel.get("why"),
+        "metric": sel.get("metric"),
+        "mode": sel.get("mode"),
+        "compared_on": sel.get("compared_on"),
+        "budgets": (steps.get("autosize", {}).get("result") or {}).get("budgets", {}),
+        "budget_s": manifest.get("budget", {}).get("budget_s"),
+        "spent_s": manifest.get("budget", {}).get("spent_s"),
+        "rows": rows,
+        "steps": {
+            k: {"state": v.get("state"), "elapsed_s": v.get("elapsed_s"), "error": v.get("error")}
+            for k, v in steps.items()
+        },
+        "export": steps.get("export", {}).get("result"),
+        "winner_steps": (steps.get("winner", {}).get("result") or {}).get("max_steps"),
+        "winner_metrics": {
+            k: v
+            for k, v in ((steps.get("winner", {}).get("result") or {}).get("metrics") or {}).items()
+            if k.startswith(("val_", "test_")) and "loss" not in k
+        },
+    }
+    rec = read_json(design_dir / "recommendation.json") if (design_dir / "recommendation.json").is_file() else None
+    if rec:
+        rep.rationale["advisor"] = {
+            "data": (manifest.get("arguments") or {}).get("data"),
+            "task": (rec.get("facts") or {}).get("task"),
+            "candidates": [
+                {
+                    "rank": c["rank"],
+                    "name": c["name"],
+                    "score": round(c["score"], 3),
+                    "reasons": c["reasons"],
+                    "tradeoffs": c["tradeoffs"],
+                }
+                for c in rec.get("candidates", [])
+            ],
+            "this_model_rank": next(
+                (c["rank"] for c in rec.get("candidates", []) if c["name"] == sel.get("winner")), None
+            ),
+            "warnings": [w["message"] for w in rec.get("warnings", [])],
+        }
+        rep.rationale["rules_fired"] = ", ".join(rec.get("rules_fired", []))
+    trained = [r for r in rows if r.get("value") is not None]
+    if trained:
+        rep.add_figure(
+            Figure(
+                "choice_pareto",
+                f"{sel.get('metric')} vs latency",
+                "image/svg+xml",
+                scatter_svg(trained, sel.get("metric") or "metric", sel.get("winner")),
+                "Each trained candidate; filled: on the Pareto front of metric and latency; ringed: chosen.",
+            )
+        )
+
+
+def saved_bench(design_dir: Path) -> Any:
+    """The design's own benchmark (``bench.json``) as a BenchResult, or None."""
+    path = design_dir / "bench.json"
+    if not path.is_file():
+        return None
+    from archlab.bench.result import BenchResult
+
+    return BenchResult.from_dict(json.loads(path.read_text(encoding="utf-8")))
+
+
+def scatter_svg(rows: list[dict[str, Any]], metric: str, winner: str | None) -> str:
+    """Validation metric (y) against batch-1 latency (x, ms), one labelled dot per candidate."""
+    xs = [float(r.get("latency_ms") or 0.0) for r in rows]
+    ys = [float(r["value"]) for r in rows]
+    x_hi = max(xs) * 1.15 if max(xs) > 0 else 1.0
+    y_lo, y_hi = min(ys), max(ys)
+    if math.isclose(y_lo, y_hi):
+        y_lo, y_hi = y_lo - 0.05 * (abs(y_lo) or 1), y_hi + 0.05 * (abs(y_hi) or 1)
+    pad = 0.1 * (y_hi - y_lo)
+    y_lo, y_hi = y_lo - pad, y_hi + pad
+    pw, ph = _W - 2 * _PAD, _H - 2 * _PAD
+
+    def px(x: float) -> float:
+        return _PAD + pw * x / x_hi
+
+    def py(y: float) -> float:
+        return _PAD + ph * (1 - (y - y_lo) / (y_hi - y_lo))
+
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{_W}" height="{_H}" viewBox="0 0 {_W} {_H}" '
+        f'role="img" aria-label="{escape(metric)} vs latency" font-family="sans-serif" font-size="11">',
+        f'<line x1="{_PAD}" y1="{_H - _PAD}" x2="{_W - _PAD}" y2="{_H - _PAD}" stroke="#888"/>',
+        f'<line x1="{_PAD}" y1="{_PAD}" x2="{_PAD}" y2="{_H - _PAD}" stroke="#888"/>',
+        f'<text x="{_W / 2}" y="{_H - 12}" text-anchor="middle">latency p50, batch 1 (ms)</text>',
+        f'<text x="14" y="{_H / 2}" text-anchor="middle" transform="rotate(-90 14 {_H / 2})">{escape(metric)}</text>',
+    ]
+    for i in range(5):
+        xv, yv = x_hi * i / 4, y_lo + (y_hi - y_lo) * i / 4
+        parts.append(f'<text x="{px(xv):.1f}" y="{_H - _PAD + 14}" text-anchor="middle">{xv:.3g}</text>')
+        parts.append(f'<text x="{_PAD - 4}" y="{py(yv) + 4:.1f}" text-anchor="end">{yv:.3g}</text>')
+    front = sorted((p for p in zip(xs, ys, rows) if p[2].get("pareto")), key=lambda p: p[0])
+    if len(front) > 1:
+        pts = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y, _ in front)
+        parts.append(f'<polyline points="{pts}" fill="none" stroke="#4878a8" stroke-dasharray="4 3"/>')
+    for x, y, r in zip(xs, ys, rows):
+        fill = "#4878a8" if r.get("pareto") else "#fff"
+        parts.append(f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="5" fill="{fill}" stroke="#4878a8"/>')
+        if r["name"] == winner:
+            parts.append(f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="9" fill="none" stroke="#c0392b"/>')
+        anchor = "end" if px(x) > _W * 0.6 else "start"
+        dx = -10 if anchor == "end" else 10
+        parts.append(
+            f'<text x="{px(x) + dx:.1f}" y="{py(y) - 8:.1f}" text-anchor="{anchor}">{escape(r["name"])}</text>'
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def choice_rows(rep: DesignReport) -> list[list[str]]:
+    """The candidates' table as text cells (HTML and Markdown share it)."""
+    out = []
+    for r in (rep.choice or {}).get("rows", []):
+        value = "" if r.get("value") is None else f"{r['value']:.4g}"
+        if r.get("cv") and r["cv"].get("std") is not None:
+            value += f" ± {r['cv']['std']:.2g} ({r['cv']['k']}-fold)"
+        status = (
+            "chosen"
+            if r["name"] == rep.choice.get("winner")
+            else "over budget: not trained"
+            if not r.get("fits")
+            else f"failed: {r['error'][:160]}"
+            if r.get("error")
+            else ""
+            if r.get("trained")
+            else "not trained"
+        )
+        out.append(
+            [
+                r["name"],
+                r.get("family") or "",
+                f"{r['params']:,}" if r.get("params") is not None else "",
+                f"{r['latency_ms']:.3g}" if r.get("latency_ms") is not None else "",
+                value,
+                "yes" if r.get("pareto") else "",
+                status,
+            ]
+        )
+    return out
+
+
+CHOICE_COLUMNS = ["Candidate", "Family", "Parameters", "Latency b=1 (ms)", "Validation metric", "Pareto", ""]

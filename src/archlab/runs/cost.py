@@ -1,0 +1,135 @@
+"""What a run will cost, said before its first step, and how often a tiny dataset is evaluated.
+
+The estimate is FLOPs per optimizer step (forward + backward, counted by
+:func:`archlab.analysis.summary` on the meta device, so nothing is computed) times the run's
+steps, divided by this machine's measured matmul speed (a float32 matmul timed for about a
+tenth of a second, once per process and device type). Training rarely reaches matmul speed, so
+the figure is a lower bound; a run whose lower bound passes :data:`WARN_SECONDS` gets a warning.
+
+Evaluation defaults to once per epoch, which on a tiny dataset means every few steps (a 500-step
+run on 80 samples would evaluate 250 times at batch size 64). :func:`eval_floor` spaces
+evaluations at least ``min(EVAL_MIN_STEPS, steps // EVAL_MIN_COUNT)`` steps apart when the user
+did not choose ``eval_every``: a 500-step run then evaluates 10 times, a 20-step run 10 times,
+and a dataset whose epoch is longer than that keeps evaluating once per epoch.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+log = logging.getLogger("archlab.runs")
+
+#: a run whose estimated lower bound is longer than this many seconds is warned about
+WARN_SECONDS = 120.0
+#: evaluations of a tiny dataset are at least this many steps apart (fewer on short runs) ...
+EVAL_MIN_STEPS = 50
+#: ... and a run that is not given ``eval_every`` evaluates at least this many times
+EVAL_MIN_COUNT = 10
+
+_SPEED: dict[str, float] = {}  # device type -> measured FLOP/s, for this process
+
+
+@dataclass(frozen=True)
+class CostEstimate:
+    """FLOPs of one optimizer step and of the run, and the time they take at this machine's
+    measured matmul speed (a lower bound)."""
+
+    flops_per_step: int
+    steps: int
+    flops_per_s: float
+    device: str
+
+    @property
+    def seconds(self) -> float:
+        return self.flops_per_step * self.steps / self.flops_per_s
+
+    @property
+    def too_long(self) -> bool:
+        return self.seconds > WARN_SECONDS
+
+    def line(self) -> str:
+        return (
+            f"cost: {_si(self.flops_per_step)}FLOP/step x {self.steps} steps = {_si(self.flops_per_step * self.steps)}FLOP;"
+            f" at least {_duration(self.seconds)} at this {self.device}'s measured {_si(self.flops_per_s)}FLOP/s"
+        )
+
+
+def _si(x: float) -> str:
+    for unit, scale in (("P", 1e15), ("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if x >= scale:
+            return f"{x / scale:.3g} {unit}"
+    return f"{x:.3g} "
+
+
+def _duration(s: float) -> str:
+    if s < 120:
+        return f"{s:.2g} s" if s < 10 else f"{s:.0f} s"
+    return f"{s / 60:.1f} min" if s < 7200 else f"{s / 3600:.1f} h"
+
+
+def machine_flops(device: torch.device) -> float:
+    """Float32 matmul FLOP/s of ``device``, measured once per process (about 0.1 s)."""
+    if device.type in _SPEED:
+        return _SPEED[device.type]
+    n = 1024 if device.type == "cuda" else 256
+    a = torch.randn(n, n, device=device)
+    b = torch.randn(n, n, device=device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    a @ b  # warm-up: the first call pays for allocation and kernel selection
+    sync()
+    calls, start = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < 0.1 or calls < 3:
+        a @ b
+        sync()
+        calls += 1
+    _SPEED[device.type] = 2 * n**3 * calls / elapsed
+    return _SPEED[device.type]
+
+
+def step_flops(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> int:
+    """Forward + backward FLOPs of one call ``model(*inputs)``, counted on the meta device."""
+    from archlab.analysis import summary
+
+    s = summary(model, inputs, depth=0, device="meta")
+    return int(s.flops + (s.backward_flops or 2 * s.flops))  # backward ~ 2x forward when not counted
+
+
+def estimate(model: nn.Module, inputs: tuple[torch.Tensor, ...], steps: int, device: torch.device) -> CostEstimate:
+    """The cost of ``steps`` optimizer steps, each one call on ``inputs`` (one batch)."""
+    return CostEstimate(step_flops(model, inputs), steps, machine_flops(device), device.type.upper())
+
+
+def log_estimate(model: nn.Module, inputs: tuple[torch.Tensor, ...], steps: int, device: torch.device) -> Any:
+    """Log the one-line estimate (a warning past :data:`WARN_SECONDS`); None when the model's
+    FLOPs cannot be counted on the meta device (data-dependent control flow): training goes on."""
+    try:
+        cost = estimate(model, inputs, steps, device)
+    except Exception as exc:  # a user's module may not run on meta tensors: the estimate is optional
+        log.info("cost: not estimated (%s: %s)", type(exc).__name__, " ".join(str(exc).split())[:200])
+        return None
+    if cost.too_long:
+        log.warning(
+            "%s: longer than %.0f s; fewer steps (max_steps), a smaller model or a faster device cut it",
+            cost.line(),
+            WARN_SECONDS,
+        )
+    else:
+        log.info("%s", cost.line())
+    return cost
+
+
+def eval_floor(steps_per_epoch: int, total_steps: int) -> int | None:
+    """``eval_every`` for a run whose user did not choose one, or None to keep once per epoch.
+
+    Evaluations are at least ``min(EVAL_MIN_STEPS, ceil(total_steps / EVAL_MIN_COUNT))`` steps
+    apart; None when an epoch is already that long.
+    """
+    floor = min(EVAL_MIN_STEPS, math.ceil(total_steps / EVAL_MIN_COUNT))
+    return floor if floor > steps_per_epoch else None

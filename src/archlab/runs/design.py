@@ -1,0 +1,229 @@
+"""``archlab.design``: from data and budgets to a trained, measured, exported model and its report.
+
+The pipeline, one step at a time, every result written into the design directory::
+
+    inspect    read the data (modality, task, sizes)                    design.json
+    recommend  rank registry presets with the advisor                   recommendation.json
+    autosize   size the top candidates to the budgets                   sized.json
+    candidates train each fitting candidate briefly, same recipe/seed   candidates/NAME/
+    select     best validation metric among those that meet the budgets design.json
+    winner     train the winner for the rest of the time budget         winner/
+    benchmark  latency and throughput of the winner                     bench.json
+    export     ONNX export with a parity check against eager            export/, export.json
+    report     the design report (six deliverables + why this model)    report.html
+
+Time budget. ``budget_s`` is the time of the training runs: the candidates share
+``candidate_share`` of it equally, the winner gets what they left. A wall-clock stop inside a run
+would make its length depend on the machine's load and break exact resume, so time is turned
+into steps instead: each candidate first trains a dozen steps in a scratch directory (not
+counted), the seconds per step and per run measured there fix its ``max_steps``, and the steps
+are recorded in ``design.json`` before the run starts. The other steps (advice, sizing,
+benchmark, export, report) are not in the budget; ``design.json`` records each one's seconds.
+
+Small data. With fewer than :data:`MIN_VAL` validation samples a candidate is judged by k-fold
+cross-validation (:func:`archlab.runs.cv.cross_validate`, the mean validation metric over the
+folds) rather than by a handful of validation samples (issue 17).
+
+Resume. ``design.json`` is rewritten atomically after every step and after every candidate; a
+design killed at any moment and started again with :func:`resume_design` (``archlab design
+--resume DIR``) skips finished steps, and the runs inside continue from their last checkpoint
+(:func:`archlab.runs.training.resume`, via :func:`archlab.runs.cv.run_member`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from archlab.data.base import DataBundle
+from archlab.errors import ConfigError
+from archlab.runs.design_steps import (
+    MIN_VAL,
+    OPTIONAL,
+    RECIPE,
+    STEP_FNS,
+    STEPS,
+    DesignState,
+    Progress,
+    new_manifest,
+    pareto_front,
+)
+from archlab.runs.training import as_bundle
+from archlab.train.progress import Reporter
+
+log = logging.getLogger("archlab.runs.design")
+
+
+@dataclass
+class DesignResult:
+    """A finished design: where everything is, and the manifest's main facts.
+
+    Attributes:
+        dir: the design directory.
+        winner: the chosen registry preset.
+        why: one line on why it was chosen.
+        run_dir: the winner's run directory.
+        report: ``report.html`` (None if the report failed; ``manifest`` says why).
+        manifest: ``design.json`` as written.
+    """
+
+    dir: Path
+    winner: str | None
+    why: str
+    run_dir: Path | None
+    report: Path | None
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def test_metrics(self) -> dict[str, float]:
+        """The winner's test metrics."""
+        m = (self.manifest["steps"]["winner"].get("result") or {}).get("metrics") or {}
+        return {k: v for k, v in m.items() if k.startswith("test_") and isinstance(v, (int, float))}
+
+
+# ------------------------------------------------------------------------------- entry points
+def design(
+    data: DataBundle | str,
+    *,
+    out_dir: str | Path,
+    task: str | None = None,
+    latency_ms: float | None = None,
+    params_max: int | None = None,
+    memory_mb: float | None = None,
+    budget_s: float = 120.0,
+    candidates: int = 3,
+    candidate_share: float = 0.5,
+    folds: int = 3,
+    seed: int = 0,
+    train: dict[str, Any] | None = None,
+    data_options: dict[str, Any] | None = None,
+    report_options: dict[str, Any] | None = None,
+    progress: Progress | None = None,
+    reporter: Reporter | None = None,
+) -> DesignResult:
+    """Design a model for ``data`` within the budgets, end to end, into ``out_dir``.
+
+    >>> res = archlab.design("digits", out_dir="runs/design", latency_ms=2, budget_s=60)
+    >>> res.winner, res.why, res.test_metrics, res.report
+
+    Args:
+        data: a dataset name or path (recorded, so that ``resume_design`` reloads it) or a DataBundle.
+        out_dir: the design directory (a finished or partial design there is an error: resume it).
+        task: the task when the data serves several.
+        latency_ms, params_max, memory_mb: budgets every candidate is sized to (see ``autosize``).
+        budget_s: seconds of training in all (see the module docstring).
+        candidates: how many of the advisor's top presets are sized and trained.
+        candidate_share: the part of ``budget_s`` the candidates share equally.
+        folds: k of the cross-validation used when validation is small (< ``MIN_VAL`` samples).
+        seed: the one training seed of every run.
+        train: training-config fields on top of :data:`RECIPE` (the same for every run).
+        report_options: options of :func:`archlab.report.document.build_report`.
+        progress: called with each step event (the CLI shows them; the library also logs them).
+        reporter: receives the progress of each training run.
+
+    Raises:
+        ConfigError: bad arguments, a directory already holding a design, no candidate within budget.
+    """
+    if budget_s <= 0 or candidates < 1 or not 0 < candidate_share < 1 or folds < 2:
+        raise ConfigError(
+            "design: expected budget_s > 0, candidates >= 1, 0 < candidate_share < 1, folds >= 2; "
+            f"got budget_s={budget_s}, candidates={candidates}, candidate_share={candidate_share}, folds={folds}"
+        )
+    path = Path(out_dir)
+    if (path / "design.json").is_file():
+        raise ConfigError(
+            f"{path} already holds a design; resume it (archlab design --resume {path}) or pick another -o"
+        )
+    if not isinstance(data, (str, Path, DataBundle)):
+        raise ConfigError(f"design: data must be a dataset name, a path or a DataBundle; got {type(data).__name__}")
+    bundle = as_bundle(data, data_options)
+    arguments = {
+        "data": str(data) if not isinstance(data, DataBundle) else bundle.name,
+        "data_options": data_options,
+        "task": task,
+        "latency_ms": latency_ms,
+        "params_max": params_max,
+        "memory_mb": memory_mb,
+        "budget_s": float(budget_s),
+        "candidates": candidates,
+        "candidate_share": candidate_share,
+        "folds": folds,
+        "seed": seed,
+        "train": train,
+        "report_options": report_options,
+    }
+    path.mkdir(parents=True, exist_ok=True)
+    d = DesignState(path, new_manifest(arguments), bundle, progress, reporter)
+    d.save()
+    return _run(d)
+
+
+def resume_design(
+    out_dir: str | Path,
+    data: DataBundle | None = None,
+    *,
+    progress: Progress | None = None,
+    reporter: Reporter | None = None,
+) -> DesignResult:
+    """Continue the design in ``out_dir``: finished steps are skipped, unfinished runs resume.
+
+    Args:
+        data: the DataBundle, when the design was started from one (names are reloaded).
+    """
+    path = Path(out_dir)
+    manifest_path = path / "design.json"
+    if not manifest_path.is_file():
+        raise ConfigError(f"--resume expects a design directory holding design.json; {path} has none")
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    args = manifest["arguments"]
+    bundle = data if data is not None else as_bundle(args["data"], args.get("data_options"))
+    return _run(DesignState(path, manifest, bundle, progress, reporter))
+
+
+def _run(d: DesignState) -> DesignResult:
+    """Every step not yet done, in order; ``design.json`` saved before and after each.
+
+    A step that raises is recorded as failed (its partial result kept) and the error goes on up,
+    except benchmark and export: their failure is recorded and the report says what is missing.
+    """
+    for name in STEPS:
+        st = d.step(name)
+        if st["state"] == "done":
+            d.tell(name, "skipped", "done in an earlier call")
+            continue
+        d.tell(name, "start")
+        st.update(state="running", started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+        st.pop("error", None)
+        d.save()
+        t0 = time.perf_counter()
+        try:
+            st["result"] = STEP_FNS[name](d)
+            st["state"] = "done"
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {' '.join(str(exc).split())[:400]}"
+            if name not in OPTIONAL:
+                st.update(state="failed", error=error)
+                d.save()
+                raise
+            st.update(state="done", result=None, error=error)
+            log.warning("design: %s failed, the design goes on: %s", name, st["error"])
+        st["elapsed_s"] = round(st.get("elapsed_s", 0.0) + time.perf_counter() - t0, 3)
+        d.save()
+        d.tell(name, "done", st.get("error", ""))
+    sel = d.result("select")
+    rep = d.result("report")
+    return DesignResult(
+        dir=d.path,
+        winner=sel.get("winner"),
+        why=sel.get("why", ""),
+        run_dir=d.path / "winner",
+        report=d.path / rep["file"] if rep.get("file") else None,
+        manifest=d.m,
+    )
+
+
+__all__ = ["DesignResult", "MIN_VAL", "RECIPE", "STEPS", "design", "pareto_front", "resume_design"]

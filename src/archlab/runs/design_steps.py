@@ -1,0 +1,442 @@
+"""The steps of ``archlab design`` (:mod:`archlab.runs.design`): each reads what the steps
+before it left in ``design.json`` and returns its own JSON-able result.
+
+:class:`DesignState` carries the manifest from step to step and writes it atomically
+(``save``); it also keeps the time budget (``spend``, ``budget_left_s``) and tells the caller's
+progress callback and the log where the design is (``tell``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from archlab.data.base import DataBundle
+from archlab.errors import ArchlabError, ConfigError
+from archlab.io import atomic_write_json
+from archlab.runs.adapt import build_model
+from archlab.runs.cv import cross_validate, run_member
+from archlab.tasks import get_task
+from archlab.train import TrainConfig
+from archlab.train import fit as engine_fit
+
+log = logging.getLogger("archlab.runs.design")
+
+SCHEMA_VERSION = 1
+STEPS = ("inspect", "recommend", "autosize", "candidates", "select", "winner", "benchmark", "export", "report")
+#: below this many validation samples candidates are compared by k-fold CV (issue 17)
+MIN_VAL = 50
+#: the training recipe every candidate and the winner share, unless ``train`` says otherwise
+RECIPE = {"lr": 3e-3}
+_MIN_STEPS, _MAX_STEPS = 10, 50_000
+
+#: ``progress(event)``: ``{"step", "index", "total", "state", "budget_left_s", "detail"}``
+Progress = Callable[[dict[str, Any]], None]
+
+
+# ------------------------------------------------------------------------------- the manifest
+class DesignState:
+    """The state a design carries from step to step; ``save`` writes ``design.json`` atomically."""
+
+    def __init__(self, path: Path, manifest: dict[str, Any], bundle: DataBundle, progress: Progress | None, reporter):
+        self.path, self.m, self.bundle = path, manifest, bundle
+        self.progress, self.reporter = progress, reporter
+        self.args = manifest["arguments"]
+        self._bundles: dict[str, DataBundle] = {}
+
+    def options_for(self, c: dict[str, Any]) -> dict[str, Any]:
+        """The loader options of candidate ``c``: the user's, plus the layout its family reads
+        (the advisor's ``data_options``, e.g. ``{"layout": "sequence"}`` for an RNN on a signal)."""
+        return {**(self.args.get("data_options") or {}), **(c.get("data_options") or {})}
+
+    def bundle_for(self, c: dict[str, Any]) -> DataBundle:
+        """The data as candidate ``c`` reads it (loaded once per distinct set of options)."""
+        if not c.get("data_options") or not isinstance(self.args.get("data"), str):
+            return self.bundle
+        from archlab.runs.training import as_bundle
+
+        options = self.options_for(c)
+        key = json.dumps(options, sort_keys=True)
+        if key not in self._bundles:
+            self._bundles[key] = as_bundle(self.args["data"], options)
+        return self._bundles[key]
+
+    def data_spec_for(self, c: dict[str, Any]) -> dict[str, Any]:
+        """config.yaml's ``data`` for candidate ``c``: evaluate / predict reload it the same way."""
+        return {"name": self.args["data"], "options": self.options_for(c)}
+
+    def save(self) -> None:
+        """Write ``design.json`` (atomically: a kill leaves the previous version or this one)."""
+        atomic_write_json(self.path / "design.json", self.m)
+
+    def step(self, name: str) -> dict[str, Any]:
+        return self.m["steps"][name]
+
+    def result(self, name: str) -> dict[str, Any]:
+        return self.m["steps"][name].get("result") or {}
+
+    @property
+    def budget_left_s(self) -> float:
+        return max(0.0, self.args["budget_s"] - self.m["budget"]["spent_s"])
+
+    def spend(self, seconds: float) -> None:
+        self.m["budget"]["spent_s"] = round(self.m["budget"]["spent_s"] + seconds, 3)
+
+    def tell(self, name: str, state: str, detail: str = "") -> None:
+        """Log a step event and pass it to the progress callback (``state``: start, progress,
+        skipped, done)."""
+        event = {
+            "step": name,
+            "index": STEPS.index(name) + 1,
+            "total": len(STEPS),
+            "state": state,
+            "budget_left_s": round(self.budget_left_s, 1),
+            "detail": detail,
+        }
+        log.info("design step %d/%d %s %s%s", event["index"], len(STEPS), name, state, f": {detail}" if detail else "")
+        if self.progress is not None:
+            self.progress(event)
+
+
+def new_manifest(arguments: dict[str, Any]) -> dict[str, Any]:
+    """A fresh ``design.json``: the arguments (what resume reruns with), the budget, every step pending."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "arguments": arguments,
+        "budget": {"budget_s": arguments["budget_s"], "spent_s": 0.0},
+        "steps": {name: {"state": "pending"} for name in STEPS},
+    }
+
+
+# ------------------------------------------------------------------------------- steps
+def _inspect(d: DesignState) -> dict[str, Any]:
+    from archlab.design import inspect_data
+
+    facts = inspect_data(d.bundle, d.args.get("task"))
+    val = 0 if d.bundle.val is None else len(d.bundle.val)
+    cv = val < MIN_VAL
+    return {
+        "facts": facts.to_dict(),
+        "splits": {k: len(v) for k, v in d.bundle.splits().items()},
+        "selection": (
+            f"{d.args['folds']}-fold cross-validation on the training split: the validation split has "
+            f"{val} samples (< {MIN_VAL})"
+            if cv
+            else f"the validation split ({val} samples)"
+        ),
+        "cv_folds": d.args["folds"] if cv else None,
+    }
+
+
+def _recommend(d: DesignState) -> dict[str, Any]:
+    from archlab.design import recommend
+
+    # Ranked without budgets (no latency measured for every preset); the top ones are sized next.
+    rec = recommend(d.bundle, task=d.args.get("task"), top=d.args["candidates"])
+    out = rec.to_dict()
+    atomic_write_json(d.path / "recommendation.json", out)
+    return {"candidates": [c.name for c in rec.candidates], "recommendation": "recommendation.json"}
+
+
+def _budgets(args: dict[str, Any]) -> dict[str, Any]:
+    keys = ("params_max", "latency_ms", "memory_mb")
+    return {k: args[k] for k in keys if args.get(k) is not None}
+
+
+def _autosize(d: DesignState) -> dict[str, Any]:
+    from archlab.design import autosize, measure_latency_ms
+
+    rec = json.loads((d.path / "recommendation.json").read_text(encoding="utf-8"))
+    budgets = _budgets(d.args)
+    rows = []
+    for c in rec["candidates"]:
+        row = {
+            "name": c["name"],
+            "family": c["family"],
+            "rank": c["rank"],
+            "reasons": c["reasons"],
+            "data_options": c.get("data_options") or {},
+        }
+        if budgets:
+            s = autosize(c["name"], d.bundle_for(row), task=d.args.get("task"), **budgets)
+            row.update(
+                overrides=s.overrides,
+                params=s.params,
+                flops=s.flops,
+                memory_mb=s.memory_mb,
+                latency_ms=s.latency_ms,
+                fits=s.fits,
+                sizing=s.stop_reason,
+            )
+        else:
+            row.update(overrides=c["overrides"], params=c["params"], flops=c["flops"], latency_ms=c["latency_ms"])
+            row.update(fits=True, sizing="no budget given: the preset as fitted to the data")
+        if row.get("latency_ms") is None:  # the candidates' table plots metric against latency
+            row["latency_ms"], _ = measure_latency_ms(c["name"], row["overrides"])
+        rows.append(row)
+        d.tell("autosize", "progress", f"{c['name']}: {row['params']:,} parameters, fits={row['fits']}")
+    atomic_write_json(d.path / "sized.json", {"budgets": budgets, "candidates": rows})
+    if not any(r["fits"] for r in rows):
+        raise ConfigError(
+            f"design: no candidate meets the budgets {budgets} "
+            f"({', '.join(r['name'] + ': ' + r['sizing'] for r in rows)}); loosen a budget"
+        )
+    return {"budgets": budgets, "candidates": rows}
+
+
+def _train_kwargs(d: DesignState, max_steps: int) -> dict[str, Any]:
+    """The one recipe: :data:`RECIPE`, a batch size that gives small data several batches an
+    epoch (:func:`archlab.design.recipe.default_batch_size`), the user's ``train`` on top."""
+    from archlab.design.recipe import default_batch_size
+
+    bs = {"batch_size": default_batch_size(len(d.bundle.train))}
+    return {**RECIPE, **bs, **(d.args.get("train") or {}), "seed": d.args["seed"], "max_steps": max_steps}
+
+
+def _seconds_per_step(d: DesignState, c: dict[str, Any]) -> tuple[float, float]:
+    """Train ``name`` a few steps in a scratch directory: (seconds per step, seconds per run
+    outside the steps: building, checkpoints, evaluations, pictures).
+
+    Each step is logged (``log_every=1``, this scratch run only) and the per-step figure is the
+    median after the first steps, so one-time costs (lazy imports, allocator warm-up) land in
+    the overhead rather than in every step. The overhead measured leaves out what ``runs.fit``
+    adds to a real run (pictures, ``curves.png``): the candidates' real runs may overrun a little.
+    """
+    kwargs = {**_train_kwargs(d, 1), "log_every": 1}
+    per_epoch = math.ceil(len(d.bundle.train) / kwargs["batch_size"])
+    k = min(12, per_epoch + 1)  # a few steps: the median needs about ten
+    t0 = time.perf_counter()
+    # the engine itself: a scratch run needs no config.yaml, pictures or curves
+    bundle = d.bundle_for(c)
+    task = get_task(d.args.get("task") or bundle.task)
+    model = build_model(c["name"], bundle, task, c["overrides"])
+    with tempfile.TemporaryDirectory(prefix="archlab-calibrate-") as tmp:
+        res = engine_fit(model, bundle, task, TrainConfig.build({**kwargs, "max_steps": k}), run_dir=tmp)
+    total = time.perf_counter() - t0
+    train = [r for r in res.history if r.get("kind") == "train" and r.get("samples_per_s") and r["step"] > 2]
+    if train:  # samples_per_s is over the step's own batch: the last one of an epoch may be short
+        per_step = statistics.median(kwargs["batch_size"] / r["samples_per_s"] for r in train)
+    else:
+        per_step = max(res.metrics["train_time_s"], 1e-3) / k
+    return per_step, max(0.0, total - per_step * k)
+
+
+def _steps_for(seconds: float, per_step: float, overhead: float, runs: int = 1) -> int:
+    """Steps per run so that ``runs`` runs fit in ``seconds`` (at least ``_MIN_STEPS``)."""
+    per_run = seconds / runs - overhead
+    return int(min(_MAX_STEPS, max(_MIN_STEPS, per_run // per_step)))
+
+
+def _metric_key(metrics: dict[str, Any]) -> tuple[str, str]:
+    """The validation metric candidates are compared on, and whether higher is better."""
+    if "val_accuracy" in metrics:
+        return "val_accuracy", "max"
+    for k in sorted(metrics):
+        if k.startswith("val_") and "loss" not in k and k not in ("val_mse", "val_mae", "val_rmse"):
+            return k, "max"
+    return "val_loss", "min"
+
+
+def _candidates(d: DesignState) -> dict[str, Any]:
+    sized = [c for c in d.result("autosize")["candidates"] if c["fits"]]
+    state = d.step("candidates").setdefault("result", {"runs": {}})
+    share = d.args["budget_s"] * d.args["candidate_share"] / len(sized)
+    folds = d.result("inspect").get("cv_folds")
+    for i, c in enumerate(sized):
+        run = state["runs"].setdefault(c["name"], {"state": "pending"})
+        if run["state"] in ("done", "failed"):
+            d.tell("candidates", "skipped", f"{c['name']} ({i + 1}/{len(sized)}) {run['state']} in an earlier call")
+            continue
+        try:
+            if "max_steps" not in run:  # fixed once, before the run starts, so a resume keeps it
+                t0 = time.perf_counter()
+                per_step, overhead = _seconds_per_step(d, c)
+                steps = _steps_for(share, per_step, overhead, folds or 1)
+                run.update(seconds_per_step=per_step, overhead_s=round(overhead, 3), max_steps=steps, state="running")
+                run["calibration_s"] = round(time.perf_counter() - t0, 3)
+                d.save()
+            d.tell("candidates", "progress", f"training {c['name']} ({i + 1}/{len(sized)}), {run['max_steps']} steps")
+            t0 = time.perf_counter()
+            try:
+                run.update(_train_candidate(d, c, run["max_steps"], folds))
+            finally:
+                d.spend(time.perf_counter() - t0)
+            run["state"] = "done"
+        except ArchlabError as exc:  # a preset the advisor offered that cannot train on this data
+            run.update(state="failed", error=f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}")
+            log.warning("design: candidate %s failed, the others go on: %s", c["name"], run["error"])
+            d.tell("candidates", "progress", f"{c['name']} failed: {run['error']}")
+        d.save()
+    return state
+
+
+def _train_candidate(d: DesignState, c: dict[str, Any], max_steps: int, folds: int | None) -> dict[str, Any]:
+    out = d.path / "candidates"
+    if folds:
+        kwargs = _train_kwargs(d, max_steps)
+        cv = cross_validate(
+            c["name"],
+            d.bundle_for(c),
+            d.args.get("task"),
+            k=folds,
+            seed=kwargs.pop("seed"),
+            data_options=d.options_for(c),
+            model_overrides=c["overrides"],
+            out_dir=out,
+            run_name=c["name"],
+            reporter=d.reporter,
+            **kwargs,
+        )
+        key, mode = _metric_key(cv.member_metrics[0])
+        means = {k: s["mean"] for k, s in cv.summary.items() if "mean" in s}
+        return {
+            "run_dir": f"candidates/{c['name']}",
+            "metric": key,
+            "mode": mode,
+            "value": means.get(key),
+            "metrics": means,
+            "cv": {"k": folds, "std": cv.summary.get(key, {}).get("std")},
+        }
+    metrics = _run_one(d, out / c["name"], c, max_steps)
+    key, mode = _metric_key(metrics)
+    return {
+        "run_dir": f"candidates/{c['name']}",
+        "metric": key,
+        "mode": mode,
+        "value": metrics.get(key),
+        "metrics": metrics,
+    }
+
+
+def _run_one(d: DesignState, path: Path, c: dict[str, Any], max_steps: int) -> dict[str, float]:
+    """Start, resume or skip the run at ``path`` (:func:`archlab.runs.cv.run_member`); its numeric
+    final metrics."""
+    metrics, _, _ = run_member(
+        path,
+        c["name"],
+        d.bundle_for(c),
+        d.args.get("task"),
+        d.reporter,
+        model_overrides=c["overrides"],
+        data_spec=d.data_spec_for(c),
+        **_train_kwargs(d, max_steps),
+    )
+    return {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+def pareto_front(rows: list[dict[str, Any]], mode: str) -> list[bool]:
+    """Which rows are non-dominated on (validation metric, batch-1 latency): no other row is at
+    least as good on both and better on one. Parameters are shown beside, not ranked on."""
+
+    def costs(r: dict[str, Any]) -> tuple[float, float]:
+        v = r["value"] if r["value"] is not None else -math.inf if mode == "max" else math.inf
+        return (-v if mode == "max" else v, r.get("latency_ms") or 0.0)
+
+    cs = [costs(r) for r in rows]
+    return [not any(all(b <= a for a, b in zip(ci, cj)) and cj != ci for cj in cs) for ci in cs]
+
+
+def _select(d: DesignState) -> dict[str, Any]:
+    runs = d.result("candidates")["runs"]
+    rows = []
+    for c in d.result("autosize")["candidates"]:
+        r = runs.get(c["name"], {})
+        rows.append(
+            {
+                **{k: c.get(k) for k in ("name", "family", "rank", "params", "latency_ms", "fits", "sizing")},
+                "metric": r.get("metric"),
+                "mode": r.get("mode", "max"),
+                "value": r.get("value"),
+                "cv": r.get("cv"),
+                "trained": r.get("state") == "done",
+                "error": r.get("error"),
+            }
+        )
+    trained = [r for r in rows if r["trained"] and r["fits"] and r["value"] is not None]
+    if not trained:
+        raise ConfigError("design: no candidate finished training with a validation metric")
+    mode, key = trained[0]["mode"], trained[0]["metric"]
+    for r, p in zip(trained, pareto_front(trained, mode)):
+        r["pareto"] = p
+    best = (max if mode == "max" else min)(trained, key=lambda r: r["value"])
+    rest = [r for r in trained if r is not best]
+    why = f"best {key} ({best['value']:.4g}) of the {len(trained)} candidates trained within the budgets" + (
+        ": " + ", ".join(f"{r['name']} {r['value']:.4g}" for r in rest) if rest else ""
+    )
+    how = d.result("inspect").get("selection")
+    return {"winner": best["name"], "metric": key, "mode": mode, "why": why, "compared_on": how, "rows": rows}
+
+
+def _winner(d: DesignState) -> dict[str, Any]:
+    sel = d.result("select")
+    c = next(c for c in d.result("autosize")["candidates"] if c["name"] == sel["winner"])
+    run = d.step("winner").setdefault("result", {})
+    if "max_steps" not in run:
+        timing = d.result("candidates")["runs"][sel["winner"]]
+        steps = _steps_for(d.budget_left_s, timing["seconds_per_step"], timing["overhead_s"])
+        run.update(max_steps=steps, run_dir="winner")
+        d.save()
+    d.tell("winner", "progress", f"training {sel['winner']} for {run['max_steps']} steps")
+    t0 = time.perf_counter()
+    try:
+        run["metrics"] = _run_one(d, d.path / "winner", c, run["max_steps"])
+    finally:
+        d.spend(time.perf_counter() - t0)
+    return run
+
+
+def _benchmark(d: DesignState) -> dict[str, Any]:
+    from archlab.bench import benchmark
+
+    res = benchmark(d.path / "winner", batch_sizes=(1, 8), backends=("eager", "onnxruntime"), min_time_s=0.3, mfu=False)
+    atomic_write_json(d.path / "bench.json", res.to_dict())
+    ok = [r for r in res.rows if r.ok and r.p50_ms is not None]
+    b1 = min((r for r in ok if r.batch_size == 1), key=lambda r: r.p50_ms, default=None)
+    return {"file": "bench.json", "latency_ms_b1": b1.p50_ms if b1 else None, "backend_b1": b1.backend if b1 else None}
+
+
+def _export(d: DesignState) -> dict[str, Any]:
+    from archlab.deploy import export
+
+    res = export(d.path / "winner", "onnx", d.path / "export")
+    atomic_write_json(d.path / "export.json", res.to_dict())
+    worst = max((v.max_abs_diff for v in res.verification), default=None)
+    return {
+        "dir": "export",
+        "file": res.model_file,
+        "size_bytes": res.size_bytes,
+        "parity_ok": res.ok,
+        "max_abs_diff": worst,
+    }
+
+
+def _report(d: DesignState) -> dict[str, Any]:
+    from archlab.report.document import build_report
+    from archlab.report.output import write_report
+
+    budgets = {k: d.args.get(k) for k in ("latency_ms", "memory_mb")}
+    rep = build_report(d.path, **budgets, **(d.args.get("report_options") or {}))
+    out = write_report(rep, d.path / "report.html")
+    return {"file": out.name, "skipped": dict(rep.skipped)}
+
+
+STEP_FNS: dict[str, Callable[[DesignState], dict[str, Any]]] = {
+    "inspect": _inspect,
+    "recommend": _recommend,
+    "autosize": _autosize,
+    "candidates": _candidates,
+    "select": _select,
+    "winner": _winner,
+    "benchmark": _benchmark,
+    "export": _export,
+    "report": _report,
+}
+#: steps whose failure is recorded and the design goes on (the report says what is missing)
+OPTIONAL = ("benchmark", "export")
