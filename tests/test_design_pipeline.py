@@ -53,6 +53,8 @@ def test_design_end_to_end_writes_every_step_into_the_directory(finished):
     # the winner was trained with the recorded step count and has test metrics
     final = json.loads((out / "winner" / "final_metrics.json").read_text())
     assert final["step"] == m["steps"]["winner"]["result"]["max_steps"]
+    # ... and never fewer steps than the candidate run it was chosen on
+    assert final["step"] >= m["steps"]["candidates"]["result"]["runs"][res.winner]["max_steps"]
     assert 0 <= res.test_metrics["test_accuracy"] <= 1
     assert m["steps"]["export"]["result"]["parity_ok"] is True
     assert (out / "export" / m["steps"]["export"]["result"]["file"]).is_file()
@@ -155,6 +157,27 @@ def test_bad_arguments_and_directories_are_config_errors(tmp_path, finished):
     with pytest.raises(ConfigError, match="design.json"):
         resume_design(tmp_path)
     assert main(["design", "iris"]) == 2  # no -o
+    with pytest.raises(ConfigError, match="lrr"):  # a bad recipe key, before anything trains
+        archlab.design("iris", out_dir=tmp_path / "y", train={"lrr": 1.0}, **TINY)
+    assert not (tmp_path / "y").exists()
+    assert main(["design", "iris", "-o", str(tmp_path / "z"), "--set", "model.width=3"]) == 2
+    assert not (tmp_path / "z").exists()
+
+
+def test_cli_set_passes_loader_options(tmp_path, monkeypatch):
+    """``--set data.K=V`` reaches the loader: a CSV whose target is not the last column."""
+    seen = {}
+
+    def fake_design(data, **kwargs):
+        seen.update(kwargs, data=data)
+        raise ConfigError("stop here")
+
+    monkeypatch.setattr("archlab.runs.design.design", fake_design)
+    assert (
+        main(["design", "t.csv", "-o", str(tmp_path / "d"), "--set", "data.target=label", "--set", "train.lr=0.01"])
+        == 2
+    )
+    assert seen["data_options"] == {"target": "label"} and seen["train"] == {"lr": 0.01}
 
 
 def test_pareto_front_marks_the_non_dominated_candidates():

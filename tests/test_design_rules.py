@@ -12,6 +12,7 @@ from archlab.design.recommend import (
     capacity_check,
     deepen_tcn,
     recommend,
+    tcn_pooling,
     tcn_receptive_field,
 )
 from archlab.errors import ConfigError
@@ -48,7 +49,7 @@ CASES = {
     "graph-gnn": (ctx("graph", "node_classification"), ctx("tabular", "classification")),
     "points-mlp": (ctx("points", "classification"), ctx("image", "classification")),
 }
-CANDIDATE_RULES = {"receptive-field-short", "positions-too-short", "capacity-vs-data"}
+CANDIDATE_RULES = {"receptive-field-short", "positions-too-short", "capacity-vs-data", "tcn-classify-pool"}
 
 
 def test_every_rule_has_a_case_and_a_source():
@@ -84,6 +85,28 @@ def test_receptive_field_rule():
     rec = recommend(modality="time_series", task="classification", seq_len=300, num_classes=2, top=10)
     tcn = next(c for c in rec.candidates if c.family == "tcn")
     assert len(tcn.overrides["channels"]) > len(cfg["channels"]) and "receptive-field-short" in rec.rules_fired
+
+
+def test_tcn_classify_pool_rule():
+    """A causal TCN classifier reading only its last step scored 40% on mnist1d (mean pooling 82%):
+    the advisor switches it to mean pooling for whole-sequence classification, not for streaming."""
+    from archlab.registry import get_entry
+
+    entry = get_entry("tcn_classifier")
+    cfg = entry.config.build(entry.defaults).model_dump()
+    assert cfg["pooling"] == "last"
+    series = DataFacts(modality="time_series", task="classification", seq_len=40, num_classes=10)
+    assert tcn_pooling(cfg, series, streaming=False) == "mean"
+    assert tcn_pooling(cfg, series, streaming=True) is None
+    assert tcn_pooling({**cfg, "pooling": "mean"}, series, streaming=False) is None
+    forecaster = get_entry("tcn_forecaster")
+    fcfg = forecaster.config.build(forecaster.defaults).model_dump()
+    assert tcn_pooling(fcfg, DataFacts(modality="time_series", task="forecasting"), streaming=False) is None
+
+    rec = recommend(modality="time_series", task="classification", seq_len=40, num_classes=10, top=10)
+    tcn = next(c for c in rec.candidates if c.name == "tcn_classifier")
+    assert tcn.overrides["pooling"] == "mean" and any(n.startswith("[tcn-classify-pool]") for n in tcn.notes)
+    assert "tcn-classify-pool" in {w.rule for w in rec.warnings}
 
 
 def test_positions_rule():

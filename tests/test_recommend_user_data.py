@@ -123,6 +123,8 @@ def test_signal_candidates_carry_the_layout_they_read():
     rec = recommend("ucr:ItalyPowerDemand", top=6)
     layouts = {c.family: c.data_options.get("layout", "channels") for c in rec.candidates}
     assert layouts.get("rnn") == "sequence" and layouts.get("cnn") == "channels"
+    # the TCN classifier reads the whole series (mean pooling), not only its last causal step
+    assert [c.overrides.get("pooling") for c in rec.candidates if c.family == "tcn"] == ["mean"]
     for c in rec.candidates:  # each preset, loaded as the advisor says, reads the data
         bundle = load("ucr:ItalyPowerDemand", **c.data_options)
         create(c.name, **c.overrides).eval()(bundle.train.inputs[0][:2])

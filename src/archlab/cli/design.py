@@ -45,6 +45,9 @@ def design_cmd(
     seed: int = typer.Option(0, "--seed", help="The training seed of every run."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars (step lines only)."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Also every run's own log lines."),
+    set_: list[str] = typer.Option(
+        [], "--set", help="data.KEY=V (a loader option, e.g. data.target=price) or train.KEY=V (the shared recipe)"
+    ),
 ) -> None:
     """Inspect, recommend, size, train candidates, pick, train the winner, benchmark, export, report."""
     import logging
@@ -83,8 +86,22 @@ def design_cmd(
             seed=seed,
             progress=progress,
             reporter=reporter,
+            **_sections(set_),
         )
     _summary(res)
+
+
+def _sections(items: list[str]) -> dict[str, Any]:
+    """``--set data.K=V`` / ``train.K=V`` items as ``design``'s ``data_options`` / ``train``."""
+    from archlab.cli.app import parse_overrides
+
+    out: dict[str, Any] = {}
+    for key, value in parse_overrides(items).items():
+        section = {"data": "data_options", "train": "train"}.get(key)
+        if section is None or not isinstance(value, dict):
+            raise ConfigError(f"--set takes data.KEY=V or train.KEY=V in archlab design; got {key}={value!r}")
+        out[section] = value
+    return out
 
 
 def _summary(res: Any) -> None:

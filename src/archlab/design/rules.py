@@ -8,9 +8,10 @@ A rule has an id, the modality it applies to (``*`` for all), a condition on
 the families it favours (a score added to their rank) or disfavours, an optional ``fix`` archlab
 would apply, and its source. ``kind="warning"`` rules become warnings; ``kind="prefer"`` rules only
 rank. Per-candidate checks (a learned position table shorter than the data's sequences, a TCN's
-receptive field shorter than the season, a parameter count out of scale with the data) live in
-:mod:`archlab.design.recommend` and cite the ids ``positions-too-short``, ``receptive-field-short``
-and ``capacity-vs-data`` below.
+receptive field shorter than the season, a parameter count out of scale with the data, a causal
+TCN classifier reading only its last step) live in :mod:`archlab.design.recommend` and cite the ids
+``positions-too-short``, ``receptive-field-short``, ``capacity-vs-data`` and ``tcn-classify-pool``
+below.
 """
 
 from __future__ import annotations
@@ -213,6 +214,17 @@ RULES: tuple[Rule, ...] = (
         "A TCN's receptive field is shorter than the season or the input window: it cannot see a full cycle.",
         S004_KEYS,
         fix="add TCN levels (channels list) or raise kernel_size",
+        kind="warning",
+    ),
+    Rule(
+        "tcn-classify-pool",
+        "time_series",
+        lambda c: False,  # a per-candidate check (recommend.tcn_pooling): it needs the config
+        "Classifying whole sequences with a causal TCN: average the features of every step (global "
+        "average pooling) instead of reading the last step, whose causal features weight the most "
+        "recent steps and miss a pattern early in the sequence; keep the last step for streaming.",
+        "seed 004 implementations (global average pooling before the classifier head)",
+        fix="pooling='mean' (kept 'last' with --streaming)",
         kind="warning",
     ),
     # -- text ------------------------------------------------------------------------------------

@@ -53,6 +53,7 @@ from archlab.runs.design_steps import (
     pareto_front,
 )
 from archlab.runs.training import as_bundle
+from archlab.train import TrainConfig
 from archlab.train.progress import Reporter
 
 log = logging.getLogger("archlab.runs.design")
@@ -140,6 +141,8 @@ def design(
         )
     if not isinstance(data, (str, Path, DataBundle)):
         raise ConfigError(f"design: data must be a dataset name, a path or a DataBundle; got {type(data).__name__}")
+    if train:
+        TrainConfig.build({**RECIPE, **train})  # a bad key is an error now, not a failed candidate later
     bundle = as_bundle(data, data_options)
     arguments = {
         "data": str(data) if not isinstance(data, DataBundle) else bundle.name,

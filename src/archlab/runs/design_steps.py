@@ -381,6 +381,16 @@ def _winner(d: DesignState) -> dict[str, Any]:
     if "max_steps" not in run:
         timing = d.result("candidates")["runs"][sel["winner"]]
         steps = _steps_for(d.budget_left_s, timing["seconds_per_step"], timing["overhead_s"])
+        # Never shorter than the candidate run that won: candidates that overran their share
+        # (a loaded machine) would otherwise leave the winner less training than it was chosen on.
+        if steps < timing["max_steps"]:
+            log.info(
+                "design: %d s of budget left buys %d steps; the winner trains %d, as its candidate run did",
+                d.budget_left_s,
+                steps,
+                timing["max_steps"],
+            )
+            steps = timing["max_steps"]
         run.update(max_steps=steps, run_dir="winner")
         d.save()
     d.tell("winner", "progress", f"training {sel['winner']} for {run['max_steps']} steps")
