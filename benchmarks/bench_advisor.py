@@ -204,10 +204,12 @@ def render(results: dict[str, dict[str, Any]]) -> str:
         "not re-run); met = within 2 points (accuracy / AUROC) or 10% (MAE, normalised units). "
         "'baseline' is the task's: majority class, seasonal naive (forecasting), gradient boosting "
         "(tabular rows); met = strictly better. CPU, `torch.set_num_threads(1)`, a 2-core machine "
-        "shared with other jobs.",
+        "shared with other jobs. 'measured' is when the row was last run (UTC): a subset run "
+        "(`bench_advisor.py NAME ...`) re-measures its rows and keeps the others.",
         "",
-        "| dataset | task | top-1 (params) | steps | result | example | within example | baseline | beats baseline | wall |",
-        "|---|---|---|---:|---|---|---|---|---|---:|",
+        "| dataset | task | top-1 (params) | steps | result | example | within example | baseline "
+        "| beats baseline | wall | measured |",
+        "|---|---|---|---:|---|---|---|---|---|---:|---|",
     ]
     total = 0.0
     for name, r in results.items():
@@ -215,7 +217,7 @@ def render(results: dict[str, dict[str, Any]]) -> str:
         if "error" in r:
             lines.append(
                 f"| {name} | {r.get('task', '')} | error: {r['error']} | | | | **no** | | **no** | "
-                f"{r.get('wall_s', 0):.0f} s |"
+                f"{r.get('wall_s', 0):.0f} s | {r.get('measured', '—')} |"
             )
             continue
         lower = r["task"] == "forecasting"
@@ -223,7 +225,8 @@ def render(results: dict[str, dict[str, Any]]) -> str:
         lines.append(
             f"| {name} | {r['task']} | {r['model']} ({r['params']:,}) | {r['steps']} | {r['metric']} "
             f"{_fmt(r['value'], lower)} | {ex} | {_met(r, 'met_example')} | {r['baseline']} "
-            f"{_fmt(r['baseline_value'], lower)} | {_met(r, 'met_baseline')} | {r['wall_s']:.0f} s |"
+            f"{_fmt(r['baseline_value'], lower)} | {_met(r, 'met_baseline')} | {r['wall_s']:.0f} s "
+            f"| {r.get('measured', '—')} |"
         )
     rows = [r for r in results.values() if "error" not in r]
     n_ex = [r for r in rows if "met_example" in r]
@@ -263,6 +266,7 @@ def main(argv: list[str]) -> int:
         except Exception as exc:  # a failing row is reported, not hidden
             res = {"task": task, "error": f"{type(exc).__name__}: {exc}"[:200]}
         res["wall_s"] = round(time.perf_counter() - t0, 1)
+        res["measured"] = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
         results[name] = res
         print(f"{name}: {res.get('model', res.get('error'))} {res.get('value')} [{res['wall_s']:.0f} s]", flush=True)
         atomic_write_text(store, json.dumps(results, indent=1))

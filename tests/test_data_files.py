@@ -44,6 +44,11 @@ def test_csv_round_trip_with_categoricals(tmp_path):
     # a float target with many values means regression
     r = D.load(p, target="price")
     assert r.task == "regression" and r.train.target.shape[1] == 1
+    # ... whose target is standardised with train statistics by default, and kept raw when asked
+    assert abs(float(r.train.target.mean())) < 1e-5 and "target_normalization" in r.info
+    raw = D.load(p, target="price", normalize_target=False)
+    assert "target_normalization" not in raw.info
+    assert torch.allclose(r.denormalize_target(r.test.target), raw.test.target, atol=1e-5)
 
 
 def test_csv_missing_value_named_or_dropped(tmp_path):

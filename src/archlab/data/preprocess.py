@@ -157,6 +157,8 @@ class Preprocessing:
             return ["".join(vocab[i] for i in row) for row in p.reshape(len(p), -1)]
         if self.target_normalization and p.dtype.kind == "f":
             p = unstandardize(p, self.target_normalization)
+        if p.ndim == 2 and p.shape[1] == 1:
+            p = p[:, 0]  # one regression output: a number per row, not a one-element list
         return [v.tolist() if isinstance(v, np.ndarray) else v.item() for v in p]
 
     def _token_ids(self, raw: np.ndarray) -> np.ndarray:
@@ -382,6 +384,8 @@ def _choices(bundle: DataBundle, prep: Preprocessing) -> dict[str, Any]:
     c: dict[str, Any] = {"dataset": bundle.name, "modality": bundle.modality, "task": bundle.task}
     if "target" in info:
         c["target column"] = info["target"]
+    if info.get("target_normalization"):
+        c["target"] = "standardised with train statistics (metrics in those units; predict maps back)"
     if info.get("categorical"):
         c["categorical"] = f"{sorted(info['categorical'])} as {info.get('categorical_encoding', 'ids')}"
     if info.get("class_names"):
