@@ -39,6 +39,8 @@ def test_machine_speed_is_measured_once_per_process(monkeypatch):
         (2, 20, None),  # a short run already evaluates 10 times per epoch
         (3, 100, 10),
         (100, 1000, None),  # an epoch of 100 steps: once per epoch as before
+        (20, 800, None),  # digits: 20-step epochs are not tiny; 40 evaluations as before
+        (9, 900, 50),  # 9-step epochs are
     ],
 )
 def test_eval_floor(per_epoch, total, expected):
