@@ -14,11 +14,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
-
 from archlab.design import rules as R
 from archlab.design.autosize import SCHEMA_VERSION, autosize
 from archlab.design.facts import DataFacts, facts_from_args, fit_to_data, inspect_data, load_bundle
+from archlab.design.reads import fit_layout, forward_check, is_signal
 from archlab.errors import ArchlabError, ConfigError
 
 log = logging.getLogger(__name__)
@@ -280,70 +279,6 @@ def hgb_baseline(bundle, task: str) -> dict[str, Any] | None:
     }
 
 
-# -- signal layouts ---------------------------------------------------------------------------------
-
-#: the layout of a signal dataset (N, C, L) each family reads first (``archlab.data.splits.apply_layout``).
-FAMILY_LAYOUT = {"cnn": "channels", "resnet": "channels", "mlp": "flat"}  # the others: sequence
-
-
-def _is_signal(bundle) -> bool:
-    """A signal dataset whose layout can change: time series (N, C, L), not forecasting windows."""
-    if bundle is None or bundle.modality != "time_series" or "window" in bundle.info:
-        return False
-    x = bundle.train.inputs[0] if bundle.train.inputs else None
-    return x is not None and x.ndim == 3 and bundle.info.get("layout", "channels") == "channels"
-
-
-def _relaid(bundle, layout: str, cache: dict[str, Any]):
-    """A copy of a signal bundle in ``layout`` (the splits' tensors are shared until converted)."""
-    import dataclasses
-
-    from archlab.data.splits import apply_layout
-
-    if layout not in cache:
-        copy = dataclasses.replace(
-            bundle,
-            info=dict(bundle.info),
-            **{k: dataclasses.replace(v) for k, v in bundle.splits().items() if v is not None},
-        )
-        cache[layout] = copy if layout == "channels" else apply_layout(copy, layout)
-    return cache[layout]
-
-
-def _forward_check(entry, fitted: dict[str, Any], bundle) -> None:
-    """Images and tables: the preset, fitted to the data, reads two of its samples (e.g. an MLP
-    built for flat (B, 784) vectors does not read (B, 1, 8, 8) images), else a ConfigError."""
-    if bundle is None or bundle.modality not in ("image", "tabular") or not bundle.train.indexable:
-        return
-    from archlab.registry import create
-
-    try:
-        model = create(entry.name, **fitted).eval()
-        with torch.no_grad():
-            model(*(t[:2] for t in bundle.train.inputs))
-    except Exception as exc:
-        raise ConfigError(f"{entry.name} does not read this data's inputs: {exc}") from None
-
-
-def _fit_layout(entry, bundle, task, facts, cache):
-    """(overrides, layout) for the first layout this preset reads: tried by a forward of 2 samples."""
-    from archlab.registry import create
-
-    first = FAMILY_LAYOUT.get(entry.family, "sequence")
-    errors = []
-    for layout in [first] + [lay for lay in ("sequence", "channels", "flat") if lay != first]:
-        data = _relaid(bundle, layout, cache)
-        try:
-            fitted = fit_to_data(entry, data, task, facts=facts)
-            model = create(entry.name, **fitted).eval()
-            with torch.no_grad():
-                model(*(t[:2] for t in data.train.inputs))
-            return fitted, layout
-        except Exception as exc:  # a shape the preset does not read: try the next layout
-            errors.append(f"{layout}: {exc}")
-    raise ConfigError(f"{entry.name} reads none of the signal layouts ({'; '.join(errors)[:300]})")
-
-
 # -- the advisor ------------------------------------------------------------------------------------
 
 
@@ -495,11 +430,11 @@ def _rank(names, bundle, facts, fired, fired_ids, budgets, ctx):
         entry = get_entry(name)
         layout = None
         try:
-            if _is_signal(bundle):
-                fitted, layout = _fit_layout(entry, bundle, facts.task, facts, layouts)
+            if is_signal(bundle):
+                fitted, layout = fit_layout(entry, bundle, facts.task, facts, layouts)
             else:
                 fitted = fit_to_data(entry, bundle, facts.task, facts=facts)
-                _forward_check(entry, fitted, bundle)
+                forward_check(entry, fitted, bundle)
             cfg = entry.config.build({**entry.defaults, **fitted}).model_dump()
         except ArchlabError as exc:
             log.debug("recommend: %s does not fit the data: %s", name, exc)

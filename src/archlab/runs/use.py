@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from archlab.checkpoint import load as load_model
-from archlab.data.base import DataBundle, Split
+from archlab.data.base import DataBundle, Split, apply_normalization
 from archlab.data.preprocess import Preprocessing
 from archlab.errors import CheckpointError, DataError
 from archlab.rundir import RunDir, final_checkpoint
@@ -85,11 +85,8 @@ def _file_bundle(run_dir: str | Path, path: str | Path) -> DataBundle:
             f"{path}: evaluate needs targets (the target column, class folders, next tokens); "
             "got inputs only - use `archlab predict`"
         )
-    target = torch.from_numpy(y)
-    if prep.target_normalization:  # the model was trained on standardised targets
-        mean = torch.tensor(prep.target_normalization["mean"], dtype=torch.float64)
-        std = torch.tensor(prep.target_normalization["std"], dtype=torch.float64)
-        target = (target - mean) / std
+    # the model was trained on standardised targets when the run recorded their statistics
+    target = apply_normalization(torch.from_numpy(y), prep.target_normalization)
     split = Split(inputs=(torch.from_numpy(x),), target=target if y.dtype.kind in "iu" else target.float())
     info = json.loads((Path(run_dir) / "data_info.json").read_text(encoding="utf-8"))
     return DataBundle(name=str(path), modality=prep.modality, task=prep.task, train=split, info=info)
