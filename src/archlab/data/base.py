@@ -4,16 +4,24 @@ A loader returns a :class:`DataBundle`: train / val / test :class:`Split` s of t
 facts a model and task need (classes, channels, vocabulary, normalisation statistics fitted on
 train only). The trainer batches a Split by indexing its tensors, never through a per-sample
 Dataset, which is what keeps small models fast.
+
+Data that does not fit in memory comes as a :class:`StreamSplit` instead: its samples are read
+from disk on demand by a :class:`SampleSource` (a memory-mapped token stream, a folder of images
+decoded lazily, a memory-mapped ``.npy``), one batch at a time. It answers ``len``, ``take`` and
+``to`` like a Split, so evaluation and the trainer treat both alike; only the in-memory
+``inputs`` are missing (asking for them is a :class:`DataError` saying the split is streamed).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, Protocol, runtime_checkable
 
+import numpy as np
 import torch
 
 from archlab import capabilities
+from archlab.errors import DataError
 
 
 @dataclass
@@ -57,6 +65,92 @@ class Split:
             target=None if self.target is None else self.target.to(device),
             mask=None if self.mask is None else self.mask.to(device),
         )
+
+
+@runtime_checkable
+class SampleSource(Protocol):
+    """Where a streamed split's samples come from (implementations: :mod:`archlab.data.streams`).
+
+    A source is a map-style dataset: ``source[i]`` is one sample as ``(inputs, target)`` (a tuple
+    of tensors without the batch dimension, and a tensor or None), which is what
+    ``torch.utils.data.DataLoader`` workers call; ``fetch`` reads a whole batch at once in the
+    calling process (vectorised where it can be, e.g. token windows). Both apply the recorded
+    normalisation. A source must be picklable (DataLoader workers receive a copy) and must not
+    hold more than a bounded cache in memory.
+    """
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, i: int) -> tuple[tuple[torch.Tensor, ...], torch.Tensor | None]: ...
+
+    def fetch(self, idx: np.ndarray) -> tuple[tuple[torch.Tensor, ...], torch.Tensor | None]: ...
+
+
+@dataclass
+class StreamSplit:
+    """A split read from disk batch by batch (data larger than memory).
+
+    Attributes:
+        source: the samples (see :class:`SampleSource`).
+        sampling: ``"epoch"``: each epoch visits every sample once, in an order seeded by
+            (seed, epoch) (image folders, ``.npy`` files); ``"random"``: every batch draws its
+            sample indices uniformly with replacement from the trainer's data generator
+            (token streams: windows at any offset, nanoGPT's sampling, nothing materialised).
+        labels: the targets when they are small enough to hold (class ids of an image
+            folder), so tasks can count classes; None when they are read with the inputs.
+        workers: DataLoader worker processes that decode samples while the model trains
+            (0: read in the training process, what token streams want).
+        describe: what is streamed, for logs and ``data_info.json`` (file, dtype, samples).
+    """
+
+    source: SampleSource
+    sampling: Literal["epoch", "random"] = "epoch"
+    labels: torch.Tensor | None = None
+    workers: int = 0
+    describe: dict[str, Any] = field(default_factory=dict)
+    mask: None = None
+    streamed = True
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    @property
+    def indexable(self) -> bool:
+        return True
+
+    @property
+    def inputs(self) -> tuple[torch.Tensor, ...]:
+        raise DataError(
+            f"this split is streamed from disk ({self.describe.get('what', 'a sample source')}, {len(self)} samples) "
+            "and is not held in memory; this step needs it in memory: load the data with stream=False"
+        )
+
+    @property
+    def target(self) -> torch.Tensor | None:
+        if self.labels is not None:
+            return self.labels
+        raise DataError(
+            f"this split's targets are streamed from disk with its inputs ({len(self)} samples); "
+            "this step needs them in memory: load the data with stream=False"
+        )
+
+    def take(self, idx: torch.Tensor | slice | np.ndarray) -> Split:
+        """Samples ``idx`` read from the source, as an in-memory Split (a batch)."""
+        if isinstance(idx, slice):
+            idx = np.arange(*idx.indices(len(self)))
+        elif isinstance(idx, torch.Tensor):
+            idx = idx.cpu().numpy()
+        inputs, target = self.source.fetch(np.asarray(idx, dtype=np.int64))
+        return Split(inputs=inputs, target=target)
+
+    def to(self, device: torch.device | str) -> StreamSplit:
+        """Itself: batches move to the device as they are read."""
+        return self
+
+
+def is_streamed(split: Any) -> bool:
+    """True for a :class:`StreamSplit` (read from disk), False for an in-memory :class:`Split`."""
+    return bool(getattr(split, "streamed", False))
 
 
 @dataclass

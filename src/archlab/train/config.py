@@ -114,12 +114,21 @@ class TrainConfig(ArchConfig):
     seed: int = Field(0, description="Seeds python, numpy, torch and the data order.")
     device: str = Field("auto", description="auto (cuda, then mps, then cpu), or a torch device string.")
     num_workers: int = Field(
-        0, ge=0, description="Loader workers; in-memory splits are batched by indexing and need none."
+        0,
+        ge=0,
+        description="DataLoader workers that read a streamed split (0: the split's own choice); in-memory splits "
+        "are batched by indexing and need none.",
     )
 
     # -- logging and checkpoints ----------------------------------------------------------------
     eval_every: int | None = Field(
         None, ge=1, description="Evaluate every this many optimizer steps (default once per epoch)."
+    )
+    eval_samples: int | None = Field(
+        None,
+        ge=1,
+        description="Evaluate during training on a fixed, evenly spaced subset of this many validation samples "
+        "(a large or streamed validation split); the final metrics always use the whole split.",
     )
     log_every: int = Field(50, ge=1, description="Log training loss every this many optimizer steps.")
     checkpoint_every: int | None = Field(

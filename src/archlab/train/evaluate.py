@@ -8,17 +8,19 @@ import torch
 from torch import nn
 
 from archlab.data.base import Split
+from archlab.train.distributed import Dist
 from archlab.train.precision import autocast
 
 
-def iter_batches(split: Split, batch_size: int) -> Iterator[Split]:
-    """In-order batches of ``split`` by slicing (whole-graph splits come as one batch)."""
+def iter_batches(split: Split, batch_size: int, rows: slice | None = None) -> Iterator[Split]:
+    """In-order batches of ``split`` (or of its ``rows``) by slicing; a streamed split's batches
+    are read from disk as they come. Whole-graph splits come as one batch."""
     if not split.indexable:
         yield split
         return
-    n = len(split)
-    for lo in range(0, n, batch_size):
-        yield split.take(slice(lo, min(lo + batch_size, n)))
+    lo, hi = (0, len(split)) if rows is None else (rows.start, rows.stop)
+    for start in range(lo, hi, batch_size):
+        yield split.take(slice(start, min(start + batch_size, hi)))
 
 
 @torch.no_grad()
@@ -31,11 +33,17 @@ def evaluate_split(
     device: torch.device,
     precision: str = "fp32",
     prefix: str = "val",
+    dist: Dist | None = None,
 ) -> dict[str, float]:
     """Loss and metrics of ``model`` on ``split``, keyed ``{prefix}_{name}``.
 
-    Everything accumulates on the device; there is one host sync per metric at the end.
+    Everything accumulates on the device; there is one host sync per metric at the end. Under
+    data-parallel training (``dist`` active) each rank evaluates its contiguous shard and the sums
+    are all-reduced (torchmetrics objects synchronise themselves in ``compute``), so every rank
+    gets the metrics of the whole split.
     """
+    dist = dist or Dist()
+    rows = dist.shard(len(split)) if dist.active and split.indexable else None
     was_training = model.training
     model.eval()
     metrics = task.make_metrics(device)
@@ -43,7 +51,8 @@ def evaluate_split(
     count = 0
     extras: dict[str, torch.Tensor] = {}
     try:
-        for batch in iter_batches(split.to(device), batch_size):
+        for batch in iter_batches(split.to(device), batch_size, rows):
+            batch = batch.to(device)  # a streamed split's batches are read on the host
             with autocast(device, precision):
                 out = task.forward(model, batch)
             loss = task.batch_loss(out, batch)
@@ -55,6 +64,17 @@ def evaluate_split(
                 extras[k] = extras[k] + v if k in extras else v
     finally:
         model.train(was_training)
+    if rows is not None:  # the shards' sums -> the whole split's
+        keys = sorted(extras)
+        parts = [loss_sum.reshape(1), torch.tensor([float(count)], device=device)]
+        parts += [extras[k].float().reshape(-1) for k in keys]
+        flat = dist.all_reduce_sum(torch.cat(parts))
+        loss_sum, count = flat[0], int(flat[1])
+        offset = 2
+        for k in keys:
+            n = extras[k].numel()
+            extras[k] = flat[offset : offset + n].reshape(extras[k].shape)
+            offset += n
     result = {f"{prefix}_loss": float(loss_sum) / max(1, count)}
     for name, metric in metrics.items():
         value = metric.compute()

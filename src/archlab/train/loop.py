@@ -1,18 +1,21 @@
 """The training engine: prepare the run, loop, finish; each part on one screen.
 
-The loop batches in-memory tensors by indexing (a ``torch.randperm`` from its own generator per
-epoch, or in-order slices with ``shuffle=False``), lets the task take each step (one optimizer
-by default, several for e.g. a GAN), keeps running losses on the device and syncs with the host
+The loop takes its batches from :mod:`archlab.train.batches` (in-memory tensors by indexing, the
+fast path; or a split streamed from disk), lets the task take each step (one optimizer by
+default, several for e.g. a GAN), keeps running losses on the device and syncs with the host
 only at logging, evaluation and checkpoint steps. Every checkpoint holds what an exact resume
 needs (weights, optimizer, scheduler, scaler, step, data order, RNG states); a run killed at any
 moment and resumed ends with the same weights, bitwise, as one that was never interrupted.
+
+Under ``torchrun`` the same loop trains data-parallel (:mod:`archlab.train.distributed`): each
+rank steps on its shard of every batch with gradients averaged, losses and metrics are
+all-reduced, a NaN on any rank stops them all, and only rank 0 writes.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,12 +24,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from archlab.data.base import DataBundle
+from archlab.data.base import DataBundle, is_streamed
 from archlab.errors import ArchlabError, ConfigError, DataError
 from archlab.io import atomic_write_json
 from archlab.rundir import RunDir, find_checkpoint, read_marker
 from archlab.train.augment import BatchAugmenter, build_augmenter
+from archlab.train.batches import Batches, describe, eval_subset
 from archlab.train.config import TrainConfig
+from archlab.train.distributed import Dist, check_batch, current, rank_device
 from archlab.train.evaluate import evaluate_split, metric_mode
 from archlab.train.precision import resolve_device, resolve_precision
 from archlab.train.progress import Reporter
@@ -58,10 +63,11 @@ class NonFiniteLossError(ArchlabError):
 class _FiniteGuard:
     """Records per-step 'loss is finite' flags on the device; checks them at sync points."""
 
-    def __init__(self, size: int, device: torch.device):
+    def __init__(self, size: int, device: torch.device, dist: Dist | None = None):
         self.flags = torch.ones(size, dtype=torch.bool, device=device)
         self.steps: list[int] = []
         self.last_good: Path | None = None  # named in the error
+        self.dist = dist or Dist()
 
     def record(self, losses: dict[str, torch.Tensor], step: int) -> None:
         ok = None
@@ -77,8 +83,9 @@ class _FiniteGuard:
         if not self.steps:
             return
         n = len(self.steps)
-        if not bool(self.flags[:n].all()):
-            bad = self.steps[int((~self.flags[:n]).nonzero()[0])]
+        flags = self.dist.all_true(self.flags[:n])  # a NaN on any rank stops every rank
+        if not bool(flags.all()):
+            bad = self.steps[int((~flags).nonzero()[0])]
             where = (
                 f"the last good checkpoint is {self.last_good}"
                 if self.last_good
@@ -112,8 +119,11 @@ class _Run:
     run: RunDir
     device: torch.device
     precision: str
-    train: Any  # the training Split, on the device
+    train: Any  # the training Split, on the device (or streamed from disk)
     val: Any  # the validation Split or None
+    val_during: Any  # what evaluations during training read: val, or its fixed subset (eval_samples)
+    batches: Batches  # the training batches in the seeded order, this rank's shard
+    dist: Dist  # this process's place in a data-parallel run (a world of one by default)
     optimizers: list
     schedulers: list
     ctx: StepContext
@@ -132,17 +142,35 @@ class _Run:
 
     def save_last(self) -> None:
         self.guard.check()
-        write_checkpoint(
-            self.run.last,
-            self.model,
-            state=self.state,
-            optimizers=self.optimizers,
-            schedulers=self.schedulers,
-            scaler=self.ctx.scaler,
-            data_gen=self.data_gen,
-            aug_gen=self.augment.generator if self.augment is not None else None,
-        )
+        self.dist.average_buffers(self.model)  # BatchNorm statistics: the ranks' mean (distributed.py)
+        rank_rng = _rank_rng(self.dist, self.device)  # a collective: every rank takes part
+        if self.dist.is_main:
+            write_checkpoint(
+                self.run.last,
+                self.model,
+                state=self.state,
+                optimizers=self.optimizers,
+                schedulers=self.schedulers,
+                scaler=self.ctx.scaler,
+                data_gen=self.data_gen,
+                extra={"world_size": self.dist.world},
+                aug_gen=self.augment.generator if self.augment is not None else None,
+                rank_rng=rank_rng,
+            )
         self.last_ckpt = self.guard.last_good = self.run.last
+
+
+def _rank_rng(dist: Dist, device: torch.device) -> dict[str, torch.Tensor]:
+    """Every other rank's torch RNG states (dropout), gathered for rank 0's checkpoint."""
+    if not dist.active:
+        return {}
+    out = {}
+    for r, t in enumerate(dist.gather_tensor(torch.get_rng_state())):
+        out[f"rng.torch.rank{r}"] = t
+    if device.type == "cuda":
+        for r, t in enumerate(dist.gather_tensor(torch.cuda.get_rng_state(device))):
+            out[f"rng.cuda.rank{r}"] = t
+    return {k: v for k, v in out.items() if not k.endswith("rank0")}
 
 
 def fit(
@@ -178,7 +206,9 @@ def fit(
     Returns:
         A :class:`RunResult` with the run directory, the trained model and the final metrics.
     """
-    r = _prepare(model, data, task, config, RunDir(run_dir), reporter or Reporter(), resume, seed)
+    dist = current()
+    reporter = reporter if reporter is not None and dist.is_main else Reporter()  # rank 0 speaks
+    r = _prepare(model, data, task, config, RunDir(run_dir), reporter, resume, seed, dist)
     r.reporter.start(r.total, r.state.step, f"{getattr(model, 'registry_name', type(model).__name__)} on {data.name}")
     try:
         with _deterministic(r.cfg.deterministic):
@@ -187,37 +217,46 @@ def fit(
             train_time, train_cpu = time.perf_counter() - t_start, time.process_time() - cpu_start
             if r.last_ckpt is None or r.state.step > _ckpt_step(r.last_ckpt):
                 r.save_last()
+        r.dist.barrier()  # rank 0's checkpoints are on disk before any rank reads best/
         return _finish(r, data, train_time, train_cpu)
     finally:
+        r.batches.close()
         r.reporter.close()
 
 
 def _prepare(
-    model, data: DataBundle, task, cfg: TrainConfig, run: RunDir, reporter: Reporter, resume: bool, seed: bool
+    model,
+    data: DataBundle,
+    task,
+    cfg: TrainConfig,
+    run: RunDir,
+    reporter: Reporter,
+    resume: bool,
+    seed: bool,
+    dist: Dist,
 ) -> _Run:
     """Device, precision, batching, optimizers and the state to start from (fresh or restored)."""
-    if seed and (not resume or find_checkpoint(run.path, "last") is None):
+    fresh = not resume or find_checkpoint(run.path, "last") is None
+    if seed and fresh:
         # A fresh run, or a resumed one killed before any checkpoint: the same seeded start.
         seed_everything(cfg.seed)
-    device = resolve_device(cfg.device)
+    device = rank_device(dist, resolve_device(cfg.device))
     precision = resolve_precision(cfg.precision, device)
+    check_batch(dist, cfg.batch_size)
     apply_transfer(model, cfg.transfer)  # freezing and LoRA adapters, before the optimizer sees the parameters
+    if dist.backend == "nccl":  # batch statistics over the global batch (not available on CPU: see distributed.py)
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model.to(device)
     if not cfg.allow_nonfinite_inputs:
         _check_finite(data)
     task.setup(data, cfg, device)
-    train = data.train.to(device)
+    train = data.train.to(device)  # a streamed split stays on disk: its batches move as they are read
     val = data.val.to(device) if data.val is not None else None
-
-    n, bs = len(train), cfg.batch_size
-    if not train.indexable:
-        batches_per_epoch = 1
-    elif cfg.drop_last:
-        if n < bs:
-            raise ConfigError(f"drop_last=True with batch_size={bs} leaves no batch of the {n} training samples")
-        batches_per_epoch = n // bs
-    else:
-        batches_per_epoch = math.ceil(n / bs)
+    data_gen = torch.Generator().manual_seed(cfg.seed)
+    batches = Batches(train, cfg, data_gen, device, dist)
+    if is_streamed(train):
+        log.info("training data: %s", describe(train))
+    batches_per_epoch = batches.per_epoch
     total = cfg.total_steps(batches_per_epoch)
     eval_every = cfg.eval_every or max(1, batches_per_epoch // cfg.grad_accum)
     if cfg.patience is not None and val is None:
@@ -234,33 +273,46 @@ def _prepare(
         precision=precision,
         train=train,
         val=val,
+        val_during=eval_subset(val, cfg.eval_samples),
+        batches=batches,
+        dist=dist,
         optimizers=optimizers,
         schedulers=schedulers,
-        ctx=StepContext(device, precision, cfg.grad_clip, cfg.grad_accum),
-        data_gen=torch.Generator().manual_seed(cfg.seed),
+        ctx=StepContext(device, precision, cfg.grad_clip, cfg.grad_accum, dist),
+        data_gen=data_gen,
         state=TrainState(),
         total=total,
         batches_per_epoch=batches_per_epoch,
         eval_every=eval_every,
         ckpt_every=cfg.checkpoint_every or eval_every,
-        eval_bs=cfg.eval_batch_size or max(bs, 512),
+        eval_bs=cfg.eval_batch_size or max(cfg.batch_size, 512),
         mode=cfg.mode if cfg.mode != "auto" else metric_mode(task, cfg.monitor),
         reporter=reporter,
-        guard=_FiniteGuard(cfg.log_every, device),
+        guard=_FiniteGuard(cfg.log_every, device, dist),
         augment=build_augmenter(cfg.augment, data, task, cfg.seed),
     )
-    run.path.mkdir(parents=True, exist_ok=True)
-    if resume:
-        run.clean_partial()
+    if dist.is_main:
+        run.path.mkdir(parents=True, exist_ok=True)
+        if resume:
+            run.clean_partial()
+    dist.barrier()
+    if resume and not fresh:
         ckpt = find_checkpoint(run.path, "last")
-        if ckpt is not None:
-            aug_gen = r.augment.generator if r.augment is not None else None
-            restore_checkpoint(ckpt, model, r.state, optimizers, schedulers, r.ctx.scaler, r.data_gen, device, aug_gen)
-            log.info("resuming %s from step %d", run.path, r.state.step)
-        else:  # killed before its first checkpoint: the seeded run starts again identically
-            log.info("no complete checkpoint in %s; starting it again from step 0", run.path)
+        aug_gen = r.augment.generator if r.augment is not None else None
+        meta = restore_checkpoint(
+            ckpt, model, r.state, optimizers, schedulers, r.ctx.scaler, r.data_gen, device, aug_gen, dist.rank
+        )
+        log.info("resuming %s from step %d", run.path, r.state.step)
+        _check_world(meta, dist)
+    elif resume:  # killed before its first checkpoint: the seeded run starts again identically
+        log.info("no complete checkpoint in %s; starting it again from step 0", run.path)
+    elif dist.rank > 0:  # each rank its own dropout stream, once the (identical) model is built
+        torch.manual_seed(cfg.seed + 1_000_003 * dist.rank)
+    if resume and dist.is_main:
         run.truncate_metrics(r.state.step)
+    dist.broadcast_module(model)  # identical weights on every rank, whatever each built
     r.last_ckpt = r.guard.last_good = find_checkpoint(run.path, "last")
+    dist.barrier()  # every rank has looked for last/ before rank 0 may write the first one
     if r.last_ckpt is None:
         # A checkpoint of the initial state: a run killed before its first periodic checkpoint
         # resumes from these exact weights, however the model was built.
@@ -268,10 +320,26 @@ def _prepare(
     return r
 
 
+def _check_world(meta: dict[str, Any], dist: Dist) -> None:
+    """A resume with another number of processes keeps the data order (``batch_size`` is the
+    global batch) but not the per-rank random streams: say so."""
+    saved = int((meta.get("extra") or {}).get("world_size") or 1)
+    if saved != dist.world:
+        log.warning(
+            "resuming a run checkpointed with %d process(es) on %d: the batches are the same (batch_size is the "
+            "global batch), but per-process random streams (dropout) and the sharding of each batch change, so the "
+            "result will not equal an uninterrupted run",
+            saved,
+            dist.world,
+        )
+
+
 def _check_finite(data: DataBundle) -> None:
     """NaN/Inf in any float input or target of any split is a DataError naming where (one pass
     over the in-memory tensors before training, instead of a check per batch)."""
     for split_name, split in data.splits().items():
+        if is_streamed(split):
+            continue  # read from disk: each training batch is checked as it is read (train/batches)
         named = [(f"input {i}", t) for i, t in enumerate(split.inputs)] + [("target", split.target)]
         for what, t in named:
             if isinstance(t, torch.Tensor) and t.is_floating_point() and t.numel():
@@ -284,31 +352,13 @@ def _check_finite(data: DataBundle) -> None:
                     )
 
 
-def _next_batch(r: _Run):
-    """The next micro-batch in the order fixed by the data generator; advances the epoch counters."""
-    state, bs = r.state, r.cfg.batch_size
-    if not r.train.indexable:
-        batch = r.train
-    elif r.cfg.shuffle:
-        if state.perm is None:
-            state.perm = torch.randperm(len(r.train), generator=r.data_gen).to(r.device)
-        batch = r.train.take(state.perm[state.pos * bs : (state.pos + 1) * bs])
-    else:
-        batch = r.train.take(slice(state.pos * bs, (state.pos + 1) * bs))
-    state.pos += 1
-    if state.pos >= r.batches_per_epoch:
-        state.epoch, state.pos, state.perm = state.epoch + 1, 0, None
-    state.micro += 1
-    return batch
-
-
 def _loop(r: _Run) -> None:
     """Steps until the configured length or early stopping; host syncs only at log/eval/checkpoint steps."""
     state, cfg = r.state, r.cfg
     r.model.train()
     t_log, samples_since_log = time.perf_counter(), 0
     while state.step < r.total and not state.stopped_early:
-        batch = _next_batch(r)
+        batch = r.batches.next(state)
         if r.augment is not None:  # crop / flip / mixup / CutMix on the device (train/augment)
             batch = r.augment(batch)
         samples_since_log += len(batch)
@@ -337,12 +387,13 @@ def _loop(r: _Run) -> None:
                 "step": step,
                 "epoch": state.epoch,
                 "kind": "train",
-                **{k: float(v) / state.loss_count for k, v in state.loss_sums.items()},
+                **_mean_losses(r, state.loss_sums, state.loss_count),
                 "lr": r.optimizers[0].param_groups[0]["lr"],
-                "samples_per_s": samples_since_log / max(now - t_log, 1e-9),
+                "samples_per_s": samples_since_log * r.dist.world / max(now - t_log, 1e-9),
             }
             state.loss_sums, state.loss_count, t_log, samples_since_log = {}, 0, now, 0
-            r.run.append_metrics(rec)
+            if r.dist.is_main:
+                r.run.append_metrics(rec)
             r.reporter.record(rec)
         if r.val is not None and (step % r.eval_every == 0 or step == r.total):
             _evaluate(r, step)
@@ -350,20 +401,33 @@ def _loop(r: _Run) -> None:
             r.save_last()
 
 
+def _mean_losses(r: _Run, sums: dict[str, torch.Tensor], count: int) -> dict[str, float]:
+    """The logged training losses: the mean over micro-batches since the last log, and over ranks."""
+    if not sums:
+        return {}
+    keys = list(sums)
+    flat = r.dist.all_reduce_sum(torch.stack([sums[k].float().reshape(()) for k in keys]))
+    return {k: float(v) / count / r.dist.world for k, v in zip(keys, flat.tolist())}
+
+
 def _evaluate(r: _Run, step: int) -> None:
     """Validation metrics, the task's pictures, and the best checkpoint / early stopping on ``monitor``."""
     state, cfg = r.state, r.cfg
     r.guard.check()
+    r.dist.average_buffers(r.model)
     rec = {
         "step": step,
         "epoch": state.epoch,
         "kind": "eval",
-        **evaluate_split(r.model, r.task, r.val, batch_size=r.eval_bs, device=r.device, precision=r.precision),
+        **evaluate_split(
+            r.model, r.task, r.val_during, batch_size=r.eval_bs, device=r.device, precision=r.precision, dist=r.dist
+        ),
     }
-    r.run.append_metrics(rec)
-    r.reporter.record(rec)
-    for name, picture in r.task.on_evaluate(r.model, step).items():  # e.g. a GAN's fixed-noise grid
-        r.reporter.picture(name, picture)
+    if r.dist.is_main:
+        r.run.append_metrics(rec)
+        r.reporter.record(rec)
+        for name, picture in r.task.on_evaluate(r.model, step).items():  # e.g. a GAN's fixed-noise grid
+            r.reporter.picture(name, picture)
     if cfg.monitor not in rec:
         raise ConfigError(
             f"monitor={cfg.monitor!r} is not a metric of this run; have "
@@ -375,7 +439,8 @@ def _evaluate(r: _Run, step: int) -> None:
     )
     if better:
         state.best_value, state.best_step, state.bad_evals = value, step, 0
-        write_checkpoint(r.run.best, r.model, extra={"step": step, "monitor": cfg.monitor, "value": value})
+        if r.dist.is_main:
+            write_checkpoint(r.run.best, r.model, extra={"step": step, "monitor": cfg.monitor, "value": value})
     else:
         state.bad_evals += 1
         state.stopped_early = cfg.patience is not None and state.bad_evals >= cfg.patience
@@ -400,18 +465,29 @@ def _finish(r: _Run, data: DataBundle, train_time: float, train_cpu: float) -> R
         "train_cpu_s": round(train_cpu, 3),
         "weights": "best" if use_best else "last",
     }
+    if r.dist.active:
+        final["world_size"] = r.dist.world
     for prefix, split in (("val", data.val), ("test", data.test)):
         if split is not None:
             final.update(
                 evaluate_split(
-                    r.model, r.task, split, batch_size=r.eval_bs, device=r.device, precision=r.precision, prefix=prefix
+                    r.model,
+                    r.task,
+                    split,
+                    batch_size=r.eval_bs,
+                    device=r.device,
+                    precision=r.precision,
+                    prefix=prefix,
+                    dist=r.dist,
                 )
             )
-    atomic_write_json(r.run.path / "final_metrics.json", final)
-    r.run.append_metrics({"kind": "final", **final})
-    r.reporter.record({"kind": "final", **final})
-    for name, picture in r.task.on_fit_end(r.model, data).items():  # e.g. a forecaster's forecast vs actual
-        r.reporter.picture(name, picture)
+    if r.dist.is_main:
+        atomic_write_json(r.run.path / "final_metrics.json", final)
+        r.run.append_metrics({"kind": "final", **final})
+        r.reporter.record({"kind": "final", **final})
+        for name, picture in r.task.on_fit_end(r.model, data).items():  # e.g. a forecaster's forecast vs actual
+            r.reporter.picture(name, picture)
+    r.dist.barrier()  # metrics.jsonl is complete before any rank reads it
     return RunResult(
         run_dir=r.run.path,
         model=r.model,

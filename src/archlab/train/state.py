@@ -177,10 +177,12 @@ def write_checkpoint(
     data_gen: torch.Generator | None = None,
     extra: dict[str, Any] | None = None,
     aug_gen: torch.Generator | None = None,
+    rank_rng: dict[str, torch.Tensor] | None = None,
 ) -> Path:
     """Write a complete checkpoint to ``directory`` crash-safely (temp dir, marker, rename).
 
-    ``aug_gen`` is the batch augmenter's RNG (:mod:`archlab.train.augment`), when augmenting.
+    ``aug_gen`` is the batch augmenter's RNG (:mod:`archlab.train.augment`), when augmenting;
+    ``rank_rng`` the other ranks' RNG states of a data-parallel run (``rng.torch.rank1``, ...).
     """
     for name, p in model.state_dict().items():
         if p.is_floating_point() and not bool(torch.isfinite(p).all()):
@@ -206,6 +208,7 @@ def write_checkpoint(
             tensors.update(rng_t)
         if aug_gen is not None:
             tensors["rng.augment"] = aug_gen.get_state()
+        tensors.update(rank_rng or {})
         data = tensors_to_bytes({k: v.detach().cpu() for k, v in tensors.items()})
         atomic_write_bytes(tmp / STATE_TENSORS, data)
         digests[STATE_TENSORS] = sha256_bytes(data)
@@ -309,8 +312,12 @@ def restore_checkpoint(
     data_gen: torch.Generator,
     device: torch.device,
     aug_gen: torch.Generator | None = None,
+    rank: int = 0,
 ) -> dict[str, Any]:
     """Load everything :func:`write_checkpoint` wrote back into live objects.
+
+    In a data-parallel run, ``rank`` picks this process's torch RNG states (``rng.torch.rankN``,
+    ``rng.cuda.rankN``) when the checkpoint holds them; rank 0's are the plain ones.
 
     Raises:
         CheckpointError: the checkpoint does not verify, lacks training state, or holds state
@@ -348,6 +355,10 @@ def restore_checkpoint(
         if scaler is not None and meta.get("scaler"):
             scaler.load_state_dict(meta["scaler"])
         set_rng_state(tensors, meta["rng"], data_gen)
+        if rank and f"rng.torch.rank{rank}" in tensors:
+            torch.set_rng_state(tensors[f"rng.torch.rank{rank}"])
+        if rank and f"rng.cuda.rank{rank}" in tensors and torch.cuda.is_available():
+            torch.cuda.set_rng_state(tensors[f"rng.cuda.rank{rank}"])
         if aug_gen is not None:
             aug_gen.set_state(tensors["rng.augment"])
     except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as exc:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 
+from archlab.train.distributed import Dist
 from archlab.train.precision import autocast
 
 
@@ -21,12 +22,16 @@ class StepContext:
         precision: ``fp32`` / ``bf16`` / ``fp16``.
         accum: micro-batches per optimizer step.
         sync: True on the micro-batch that ends an accumulation window (step the optimizers).
+        dist: the data-parallel group; gradients are averaged over it before each step.
     """
 
-    def __init__(self, device: torch.device, precision: str, grad_clip: float | None, accum: int):
+    def __init__(
+        self, device: torch.device, precision: str, grad_clip: float | None, accum: int, dist: Dist | None = None
+    ):
         self.device, self.precision, self.grad_clip, self.accum = device, precision, grad_clip, accum
         self.scaler = torch.amp.GradScaler(device.type, enabled=(precision == "fp16"))
         self.sync = True
+        self.dist = dist or Dist()
 
     def autocast(self):
         """Autocast for the forward pass (no-op in fp32)."""
@@ -39,10 +44,12 @@ class StepContext:
         self.scaler.scale(loss).backward()
 
     def step(self, optimizer: torch.optim.Optimizer) -> None:
-        """Unscale, clip, step and zero one optimizer (call only when ``self.sync``)."""
+        """Average gradients over the data-parallel group, unscale, clip, step and zero one optimizer
+        (call only when ``self.sync``)."""
+        params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+        self.dist.average_gradients(params)
         if self.grad_clip is not None:
             self.scaler.unscale_(optimizer)
-            params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
             torch.nn.utils.clip_grad_norm_(params, self.grad_clip)
         self.scaler.step(optimizer)
         optimizer.zero_grad(set_to_none=True)
