@@ -6,12 +6,14 @@ write, even if the process is killed with SIGKILL in the middle.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -37,13 +39,26 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     The file gets the mode a plain ``open(path, "w")`` would give (0666 minus the umask), not the
     0600 of the temp file it is renamed from, so a colleague can read a shared run.
     """
+    with atomic_writer(path) as fh:
+        fh.write(data)
+    return Path(path)
+
+
+@contextlib.contextmanager
+def atomic_writer(path: str | os.PathLike) -> Iterator[BinaryIO]:
+    """A binary file handle whose content appears at ``path`` atomically when the block ends.
+
+    For files too large to build in memory first (a token cache written chunk by chunk): the
+    bytes go to a temp file in the same directory, which is fsynced and renamed over ``path``
+    only if the block finishes; on an exception (or a kill) ``path`` keeps its old content.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            yield fh
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -52,7 +67,6 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
             os.unlink(tmp)
         raise
     _fsync_dir(path.parent)
-    return path
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:

@@ -9,6 +9,8 @@ path                                        kind         loader
 ``*.csv`` with ``task="forecasting"`` or     ``series``   ``series_csv.load_series_csv``
 ``time=``                                                (a time series)
 ``*.npy`` / ``*.npz``                       ``array``    :func:`load_array`
+``*.npy`` of 1-D integers, ``*.bin``         ``tokens``   ``text.load_token_file`` (language
+                                                         modelling on a ready token file)
 ``*idx3-ubyte[.gz]`` or a folder of them    ``idx``      ``images.load_idx`` (MNIST)
 ``data_batch_*`` / ``test_batch`` / folder  ``cifar``    ``images.load_cifar`` (CIFAR-10)
 ``*.ts`` / ``*.tsv``                        ``ucr``      ``ucr.load_ucr_file``
@@ -17,6 +19,9 @@ path                                        kind         loader
                                                          reads it as an edge list)
 any other folder                            ``images``   ``images.load_image_folder``
 ==========================================  ===========  =====================================
+
+``stream=True`` / ``False`` / ``"auto"`` (``.npy`` arrays, token files, text, image folders) reads the
+data from disk batch by batch instead of holding it in memory (see :mod:`archlab.data.streams`).
 """
 
 from __future__ import annotations
@@ -30,9 +35,11 @@ import numpy as np
 from archlab.data.base import DataBundle
 from archlab.data.csv_rows import scan_csv
 from archlab.data.splits import encode_labels, supervised_bundle
+from archlab.data.streams import FLOAT_BYTES_IN_MEMORY, NpySource, choose_streaming, supervised_stream_bundle
+from archlab.data.token_cache import read_npy_header
 from archlab.errors import DataError, require
 
-KINDS = ("csv", "series", "array", "idx", "cifar", "ucr", "graph", "text", "images")
+KINDS = ("csv", "series", "array", "idx", "cifar", "ucr", "graph", "text", "images", "tokens")
 
 
 def detect_kind(path: Path) -> str:
@@ -59,7 +66,10 @@ def detect_kind(path: Path) -> str:
         ".edges": "graph",
         ".edgelist": "graph",
         ".txt": "text",
+        ".bin": "tokens",
     }
+    if suffix == ".npy" and _is_token_array(path):
+        return "tokens"
     if suffix in table:
         return table[suffix]
     raise DataError(
@@ -102,6 +112,7 @@ def load_path(path: str | Path, kind: str | None = None, **options: Any) -> Data
         "graph": graphs.load_edge_list,
         "text": text.load_text_file,
         "images": images.load_image_folder,
+        "tokens": text.load_token_file,
     }
     if kind not in loaders:
         raise DataError(f"kind must be one of {', '.join(KINDS)}; got {kind!r}")
@@ -307,7 +318,23 @@ def _np_load(path: Path):
         raise DataError(f"{path}: not a readable .npy/.npz file ({exc})") from None
 
 
+def _is_token_array(path: Path) -> bool:
+    """A ``.npy`` holding a 1-D integer array (token ids), told from its header alone."""
+    try:
+        shape, dtype, _ = read_npy_header(path)
+    except DataError:
+        return False
+    return len(shape) == 1 and dtype.kind in "iu"
+
+
 def _check_x(x: np.ndarray, path: Path, key: str) -> np.ndarray:
+    _check_x_layout(x, path, key)
+    x = x.astype(np.float64)
+    _check_x_finite(x, path, key)
+    return x
+
+
+def _check_x_layout(x: np.ndarray, path: Path, key: str) -> None:
     if x.dtype.kind not in "fiub":
         raise DataError(f"{path}: array {key!r} must be numeric; got dtype {x.dtype}")
     if x.ndim < 2:
@@ -316,12 +343,22 @@ def _check_x(x: np.ndarray, path: Path, key: str) -> np.ndarray:
         raise DataError(
             f"{path}: array {key!r} is empty (shape {x.shape}); it needs at least one sample and one feature"
         )
-    x = x.astype(np.float64)
-    bad = ~np.isfinite(x)
-    if bad.any():
-        i = int(np.argwhere(bad)[0][0])
-        raise DataError(f"{path}: array {key!r} holds {int(bad.sum())} NaN/inf values; the first in row {i}")
-    return x
+
+
+def _check_x_finite(x: np.ndarray, path: Path, key: str, rows: int | None = None) -> None:
+    """DataError counting NaN/inf values and naming the first row; reads ``rows`` rows at a time
+    (a memory-mapped array stays on disk)."""
+    if x.dtype.kind != "f":
+        return
+    rows = len(x) if rows is None else rows
+    count, first = 0, None
+    for start in range(0, len(x), rows):
+        bad = ~np.isfinite(np.asarray(x[start : start + rows]))
+        if bad.any():
+            count += int(bad.sum())
+            first = start + int(np.argwhere(bad)[0][0]) if first is None else first
+    if count:
+        raise DataError(f"{path}: array {key!r} holds {count} NaN/inf values; the first in row {first}")
 
 
 def _check_y(y: np.ndarray, n: int, path: Path, key: str, task: str | None) -> tuple[np.ndarray, str]:
@@ -356,9 +393,14 @@ def load_array(
     val_fraction: float = 0.1,
     test_fraction: float = 0.2,
     normalize: bool = True,
+    stream: bool | str = "auto",
 ) -> DataBundle:
     """NumPy arrays: ``.npz`` with ``x`` (and optionally ``y``, ``x_test``, ``y_test``), or an ``.npy``
     of inputs with an optional ``labels=`` ``.npy``. Read with ``allow_pickle=False``.
+
+    ``stream`` (``.npy`` only): memory-map the inputs and read them batch by batch (True), hold
+    them in memory (False), or choose by their size (``"auto"``); labels are held in memory and
+    normalisation is fitted on a sample of at most 1,024 train rows.
 
     The layout of ``x`` sets the modality and normalisation: (N, F) tabular per feature, (N, C, L)
     signal per channel, (N, C, H, W) image per channel (train statistics). ``y`` must hold integer
@@ -367,6 +409,14 @@ def load_array(
     """
     path = Path(path)
     fixed = None
+    if path.suffix.lower() != ".npz":
+        shape, dtype, _ = read_npy_header(path)
+        estimate = float(np.prod(shape, dtype=np.float64)) * (FLOAT_BYTES_IN_MEMORY + dtype.itemsize)
+        choice = choose_streaming(stream, estimate, str(path))
+        if choice["streamed"]:
+            return _stream_array(path, labels, task, y_key, seed, val_fraction, test_fraction, normalize, choice)
+    elif stream is True:
+        raise DataError(f"{path}: only .npy files can be streamed (memory-mapped); save the inputs with np.save")
     if path.suffix.lower() == ".npz":
         with _np_load(path) as z:
             keys = list(z.keys())
@@ -392,20 +442,9 @@ def load_array(
         if fixed[1] is not None:
             fixed = (fixed[0], _check_y(fixed[1], len(fixed[0]), path, f"{y_key}_test", task)[0])
     modality, axes, over = _NORM.get(x.ndim, ("array", tuple(range(x.ndim)), "all"))
-    info: dict[str, Any] = {"source": "numpy"}
-    if x.ndim == 2:
-        info["in_features"] = int(x.shape[1])
-    elif x.ndim in (3, 4):
-        info["in_channels"] = int(x.shape[1])
-        if x.ndim == 3:
-            info["seq_len"] = int(x.shape[2])
-        else:
-            info["image_size"] = [int(x.shape[2]), int(x.shape[3])]
-    if kind == "classification":
-        k = int(max(y.max(), fixed[1].max() if fixed else 0)) + 1
-        info.update(num_classes=k, class_names=[str(i) for i in range(k)])
-    elif kind == "regression":
-        info["out_features"] = int(y.shape[1])
+    info = _array_info(x.shape, y, kind, fixed)
+    if path.suffix.lower() != ".npz":
+        info["streaming"] = choice
     return supervised_bundle(
         str(path),
         modality,
@@ -419,5 +458,64 @@ def load_array(
         norm_axes=axes,
         norm_over=over,
         fixed_test=fixed,
+        info=info,
+    )
+
+
+def _array_info(shape: tuple[int, ...], y: np.ndarray | None, kind: str | None, fixed) -> dict[str, Any]:
+    """``info`` of an array dataset: its layout (features, channels, length, image size) and classes."""
+    info: dict[str, Any] = {"source": "numpy"}
+    if len(shape) == 2:
+        info["in_features"] = int(shape[1])
+    elif len(shape) in (3, 4):
+        info["in_channels"] = int(shape[1])
+        if len(shape) == 3:
+            info["seq_len"] = int(shape[2])
+        else:
+            info["image_size"] = [int(shape[2]), int(shape[3])]
+    if kind == "classification":
+        k = int(max(y.max(), fixed[1].max() if fixed else 0)) + 1
+        info.update(num_classes=k, class_names=[str(i) for i in range(k)])
+    elif kind == "regression":
+        info["out_features"] = int(y.shape[1])
+    return info
+
+
+def _stream_array(
+    path: Path,
+    labels: str | Path | None,
+    task: str | None,
+    y_key: str,
+    seed: int,
+    val_fraction: float,
+    test_fraction: float,
+    normalize: bool,
+    choice: dict[str, Any],
+) -> DataBundle:
+    """:func:`load_array` on a memory-mapped ``.npy``: the same checks, splits and statistics
+    (fitted on a bounded sample of train), with rows read batch by batch."""
+    try:
+        x = np.load(path, mmap_mode="r", allow_pickle=False)
+    except ValueError as exc:  # object arrays need pickle, which is never allowed
+        raise DataError(f"{path}: cannot read without pickle ({exc}); store numeric arrays") from None
+    _check_x_layout(x, path, "x")
+    row_values = max(1, int(np.prod(x.shape[1:])))
+    _check_x_finite(x, path, "x", rows=max(1, (8 << 20) // row_values))  # about 8 M values per read
+    y, kind = (None, None) if labels is None else _check_y(_np_load(Path(labels)), len(x), path, y_key, task)
+    modality, axes, over = _NORM.get(x.ndim, ("array", tuple(range(x.ndim)), "all"))
+    info = {**_array_info(x.shape, y, kind, None), "input_shape": list(x.shape[1:]), "streaming": choice}
+    return supervised_stream_bundle(
+        str(path),
+        modality,
+        kind or "reconstruction",
+        len(x),
+        y,
+        lambda rows, target, stats: NpySource(path, rows, target, stats),
+        seed=seed,
+        val_fraction=val_fraction,
+        test_fraction=test_fraction,
+        normalize=normalize,
+        norm_axes=axes,
+        norm_over=over,
         info=info,
     )

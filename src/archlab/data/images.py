@@ -10,18 +10,25 @@ into the same inputs.
 
 MNIST and CIFAR-10 (the seeds' datasets) cannot be downloaded at run time; a user who has the
 standard files points :func:`archlab.data.load` at them.
+
+An image folder too large for memory is streamed (``stream=True``, or ``"auto"`` by its size):
+only the file list and labels are held; DataLoader workers decode each image when the trainer
+asks for it (:class:`archlab.data.streams.ImageFolderSource`).
 """
 
 from __future__ import annotations
 
 import gzip
+import os
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from archlab.data.base import DataBundle
 from archlab.data.splits import supervised_bundle
+from archlab.data.streams import FLOAT_BYTES_IN_MEMORY, ImageFolderSource, choose_streaming, supervised_stream_bundle
 from archlab.errors import DataError, require
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
@@ -43,15 +50,7 @@ def image_bundle(
 ) -> DataBundle:
     """Pack (N, C, H, W) raw pixels in [0, pixel_max] and int labels into a bundle: pixels are
     scaled to [0, 1] here (and recorded), then standardised per channel with train statistics."""
-    info = dict(info or {})
-    info.update(
-        in_channels=int(x.shape[1]),
-        image_size=[int(x.shape[2]), int(x.shape[3])],
-        pixel_max=float(pixel_max),
-        num_classes=len(class_names),
-        class_names=class_names,
-    )
-    info.setdefault("mode", "L" if x.shape[1] == 1 else "RGB")
+    info = _image_info(info, x.shape[1:], pixel_max, class_names)
     scale = lambda a: np.asarray(a, dtype=np.float64) / float(pixel_max)  # noqa: E731
     return supervised_bundle(
         name,
@@ -68,6 +67,19 @@ def image_bundle(
         fixed_test=None if fixed_test is None else (scale(fixed_test[0]), fixed_test[1]),
         info=info,
     )
+
+
+def _image_info(info: dict | None, chw: tuple[int, ...], pixel_max: float, class_names: list[str]) -> dict:
+    info = dict(info or {})
+    info.update(
+        in_channels=int(chw[0]),
+        image_size=[int(chw[1]), int(chw[2])],
+        pixel_max=float(pixel_max),
+        num_classes=len(class_names),
+        class_names=class_names,
+    )
+    info.setdefault("mode", "L" if chw[0] == 1 else "RGB")
+    return info
 
 
 # ----------------------------------------------------------------------------------- digits
@@ -141,9 +153,8 @@ def image_pixels(im, mode: str, size: tuple[int, int] | None) -> np.ndarray:
     return a[None] if a.ndim == 2 else a.transpose(2, 0, 1)  # (H, W, C) -> (C, H, W)
 
 
-def _read_folder(
-    root: Path, size: tuple[int, int] | None, mode: str | None, class_names: list[str] | None = None
-) -> tuple[np.ndarray, np.ndarray, list[str], dict]:
+def _list_folder(root: Path, class_names: list[str] | None = None) -> tuple[list[tuple[Path, int]], list[str]]:
+    """(image path, class id) of every image under ``root/<class>/``, and the class names."""
     dirs = _class_dirs(root)
     if not dirs:
         raise DataError(f"{root}: expected one subfolder per class; found no subfolders")
@@ -156,21 +167,36 @@ def _read_folder(
         if not imgs:
             raise DataError(f"class folder {d} holds no images (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
         files.extend((p, label) for p in imgs)
-    opened = [open_image(path) for path, _ in files]
-    if mode is None:  # grey only when every image is grey
-        mode = "L" if all(im.mode in ("L", "1", "I", "I;16", "F") for im in opened) else "RGB"
+    return files, names
+
+
+def _folder_format(
+    files: list[tuple[Path, int]], formats: list[tuple[str, tuple[int, int]]], size, mode: str | None
+) -> tuple[str, tuple[int, int]]:
+    """The mode and (H, W) of a folder's images from their (mode, (W, H)): grey only when every
+    image is grey; without ``size`` every image must have the size of the first."""
+    if mode is None:
+        mode = "L" if all(m in ("L", "1", "I", "I;16", "F") for m, _ in formats) else "RGB"
     if mode not in ("L", "RGB"):
         raise DataError(f"mode must be 'L' (grey) or 'RGB'; got {mode!r}")
-    first = opened[0].size  # (W, H)
-    arrays = []
-    for (path, _), im in zip(files, opened):
-        if size is None and im.size != first:
-            raise DataError(
-                f"{path}: size {im.size[0]}x{im.size[1]} differs from {files[0][0]} ({first[0]}x{first[1]}); "
-                "pass resize=(height, width)"
-            )
-        arrays.append(image_pixels(im, mode, size))
-    x = np.stack(arrays)  # (N, C, H, W) pixels 0..255
+    first = formats[0][1]  # (W, H)
+    if size is None:
+        for (path, _), (_, wh) in zip(files, formats):
+            if wh != first:
+                raise DataError(
+                    f"{path}: size {wh[0]}x{wh[1]} differs from {files[0][0]} ({first[0]}x{first[1]}); "
+                    "pass resize=(height, width)"
+                )
+    return mode, (first[1], first[0]) if size is None else size
+
+
+def _read_folder(
+    root: Path, size: tuple[int, int] | None, mode: str | None, class_names: list[str] | None = None
+) -> tuple[np.ndarray, np.ndarray, list[str], dict]:
+    files, names = _list_folder(root, class_names)
+    opened = [open_image(path) for path, _ in files]
+    mode, _ = _folder_format(files, [(im.mode, im.size) for im in opened], size, mode)
+    x = np.stack([image_pixels(im, mode, size) for im in opened])  # (N, C, H, W) pixels 0..255
     y = np.array([label for _, label in files], dtype=np.int64)
     return x, y, names, {"mode": mode}
 
@@ -184,12 +210,18 @@ def load_image_folder(
     val_fraction: float = 0.1,
     test_fraction: float = 0.2,
     normalize: bool = True,
+    stream: bool | str = "auto",
+    workers: int | None = None,
 ) -> DataBundle:
     """Images in ``root/<class>/*.png`` (PIL), or ``root/train/<class>`` + ``root/test/<class>``.
 
     Args:
         resize: int or (height, width); without it every image must have the same size.
         mode: ``"L"`` (grey, C=1) or ``"RGB"`` (C=3); by default grey only if every image is.
+        stream: decode images lazily, batch by batch (True), hold all pixels in memory (False),
+            or choose by the folder's size (``"auto"``). Streamed statistics come from at most
+            1,024 train images.
+        workers: DataLoader processes decoding a streamed folder (default: half the CPUs, 1 to 4).
 
     Returns inputs (N, C, H, W) float32 (pixels / 255, then per-channel standardised with train
     statistics), target (N,) int64; class ids follow the sorted folder names. ``info["resize"]``
@@ -200,7 +232,12 @@ def load_image_folder(
     """
     root = Path(path)
     size = _parse_size(resize)
-    if (root / "train").is_dir() and (root / "test").is_dir():
+    split_layout = (root / "train").is_dir() and (root / "test").is_dir()
+    options = dict(seed=seed, val_fraction=val_fraction, test_fraction=test_fraction, normalize=normalize)
+    streamed, choice = _stream_folder(root, split_layout, size, mode, stream, workers, **options)
+    if streamed is not None:
+        return streamed
+    if split_layout:
         x, y, names, meta = _read_folder(root / "train", size, mode)
         if size is None:
             size = (x.shape[2], x.shape[3])
@@ -216,7 +253,7 @@ def load_image_folder(
             normalize=normalize,
             pixel_max=255.0,
             fixed_test=(xt, yt),
-            info={"source": "image folder", "resize": resize is not None, **meta},
+            info={"source": "image folder", "resize": resize is not None, **meta, "streaming": choice},
         )
     x, y, names, meta = _read_folder(root, size, mode)
     return image_bundle(
@@ -229,8 +266,64 @@ def load_image_folder(
         test_fraction=test_fraction,
         normalize=normalize,
         pixel_max=255.0,
-        info={"source": "image folder", "resize": resize is not None, **meta},
+        info={"source": "image folder", "resize": resize is not None, **meta, "streaming": choice},
     )
+
+
+def _image_format(path: Path) -> tuple[str, tuple[int, int]]:
+    """(mode, (W, H)) of an image file from its header (no pixels decoded)."""
+    Image = require("PIL.Image", "data", "reading images")
+    try:
+        with Image.open(path) as im:
+            return im.mode, im.size
+    except Exception as exc:
+        raise DataError(f"{path}: not a readable image ({exc})") from None
+
+
+def _stream_folder(
+    root: Path, split_layout: bool, size, mode: str | None, stream, workers: int | None, **options
+) -> tuple[DataBundle | None, dict[str, Any]]:
+    """The folder as streamed splits when ``stream`` asks for it (or ``"auto"`` finds it too large
+    for memory), else None; and the choice's record. Reads image headers only (sizes, modes)."""
+    train_root = root / "train" if split_layout else root
+    files, names = _list_folder(train_root)
+    test_files = _list_folder(root / "test", names)[0] if split_layout else []
+    mode, hw = _folder_format(files, [_image_format(p) for p, _ in files], size, mode)
+    channels = 1 if mode == "L" else 3
+    estimate = (len(files) + len(test_files)) * channels * hw[0] * hw[1] * FLOAT_BYTES_IN_MEMORY
+    choice = choose_streaming(stream, estimate, str(root))
+    if not choice["streamed"]:
+        return None, choice
+    if workers is None:
+        workers = max(1, min(4, (os.cpu_count() or 2) // 2))
+    info = _image_info(
+        {"source": "image folder", "resize": size is not None, "mode": mode, "streaming": choice},
+        (channels, *hw),
+        255.0,
+        names,
+    )
+    info["input_shape"] = [channels, *hw]
+
+    def source(pairs: list[tuple[Path, int]], stats: dict | None, resize: bool) -> ImageFolderSource:
+        labels = np.array([c for _, c in pairs], dtype=np.int64)
+        return ImageFolderSource([str(p) for p, _ in pairs], labels, stats, mode=mode, size=hw, resize=resize)
+
+    bundle = supervised_stream_bundle(
+        str(root),
+        "image",
+        "classification",
+        len(files),
+        np.array([c for _, c in files], dtype=np.int64),
+        lambda rows, target, stats: source([files[r] for r in rows], stats, size is not None),
+        # test images take the train size, as the in-memory reader resizes them
+        fixed_test=(lambda stats: source(test_files, stats, True)) if split_layout else None,
+        workers=workers,
+        info=info,
+        norm_axes=(0, 2, 3),
+        norm_over="channel",
+        **options,
+    )
+    return bundle, choice
 
 
 # -------------------------------------------------------------------------------- MNIST IDX

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from archlab.data.base import DataBundle, apply_normalization
+from archlab.data.base import DataBundle, apply_normalization, is_streamed
 from archlab.errors import DataError, ShapeError, require
 
 log = logging.getLogger("archlab.data")
@@ -66,7 +66,9 @@ class Preprocessing:
     def from_bundle(cls, bundle: DataBundle) -> Preprocessing:
         """Read the preprocessing a loader applied from the bundle's ``info``."""
         info = bundle.info
-        if len(bundle.train.inputs) != 1 or not bundle.train.indexable:
+        if is_streamed(bundle.train):  # one input read from disk; its shape is in info (streamed loaders set it)
+            reader, shape = _reader(info), list(info.get("input_shape") or [])
+        elif len(bundle.train.inputs) != 1 or not bundle.train.indexable:
             reader, shape = None, []  # multi-input and whole-graph data: nothing to read from files
         else:
             reader, shape = _reader(info), list(info.get("input_shape") or bundle.train.inputs[0].shape[1:])
@@ -374,7 +376,8 @@ def _describe_step(s: dict[str, Any]) -> str:
         return f"x = x / {s['divide_by']:g}  (raw values 0..{s['divide_by']:g} to [0, 1])"
     if s["op"] == "standardize":
         skipped = f", except columns {s['skipped']}" if s.get("skipped") else ""
-        return f"x = (x - mean) / std  (train-split statistics per {s.get('over', 'value')}{skipped})"
+        sampled = f", from {s['sample_size']} of {s['train_size']} samples" if s.get("sample_size") else ""
+        return f"x = (x - mean) / std  (train-split statistics per {s.get('over', 'value')}{skipped}{sampled})"
     return f"layout {s['layout']}"
 
 
@@ -400,6 +403,13 @@ def _choices(bundle: DataBundle, prep: Preprocessing) -> dict[str, Any]:
         c["vocabulary"] = f"{len(info['vocab'])} {info.get('level', '')} symbols".replace("  ", " ")
     c["preprocessing"] = prep.describe()
     c["splits"] = info.get("split_sizes") or {k: len(v) for k, v in bundle.splits().items()}
+    if info.get("streaming"):  # data.streams.choose_streaming's record
+        rec = info["streaming"]
+        how = "stream='auto'" if rec["chosen_by"] == "auto" else "stream option"
+        c["memory"] = (
+            f"{'streamed from disk' if rec['streamed'] else 'held in memory'} ({how}; in memory it would need "
+            f"about {rec['in_memory_estimate_bytes'] / 1e6:,.0f} MB, threshold {rec['threshold_bytes'] / 1e6:,.0f} MB)"
+        )
     return c
 
 

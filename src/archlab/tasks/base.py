@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from archlab.config import ArchConfig
-from archlab.data.base import DataBundle, Split
+from archlab.data.base import DataBundle, Split, is_streamed
 from archlab.errors import ConfigError, ShapeError, require
 from archlab.tasks.pictures import Picture
 from archlab.train.config import TrainConfig
@@ -81,7 +81,9 @@ class Task:
     def setup(self, data: DataBundle, cfg: TrainConfig, device: torch.device) -> None:
         """Look at the data once before training (class counts, seasons, value ranges, ...)."""
         self.cfg, self.info = cfg, dict(data.info)
-        if self.needs_target and data.train.target is None:
+        train = data.train
+        target = train.take(slice(0, 1)).target if is_streamed(train) else train.target  # streamed: one sample
+        if self.needs_target and target is None:
             raise ShapeError(f"task {self.name!r} needs targets; dataset {data.name!r} has none in its train split")
 
     def model_overrides(self, info: dict[str, Any], data: DataBundle) -> dict[str, Any]:

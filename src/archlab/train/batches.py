@@ -144,6 +144,9 @@ class Batches:
                     batch_sampler=[i.tolist() for i in self._epoch_indices(state.epoch, state.pos)],
                     num_workers=self.workers,
                     collate_fn=_collate,
+                    # its own generator: a new iterator (each epoch, or on resume) must not draw its
+                    # workers' base seed from the global RNG, which dropout continues to use
+                    generator=torch.Generator().manual_seed(self.cfg.seed),
                 )
             )
         batch = next(self._loader)
