@@ -50,7 +50,9 @@ def _register_commands() -> None:
 
 
 def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())
+    from rich.markup import escape  # a message may hold "[...]" (e.g. torch's "[file.cc:152]"): text, not markup
+
+    return escape(" ".join(str(exc).split()))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     from typer.exceptions import TyperException  # base of typer's (vendored click's) usage errors
 
     try:
-        app(args=argv, standalone_mode=False)
+        # standalone_mode=False: click returns a command's typer.Exit code instead of exiting
+        code = app(args=argv, standalone_mode=False)
     except ArchlabError as exc:
         if debug:
             raise
@@ -100,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
             markup=True,
         )
         return 1
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":  # pragma: no cover

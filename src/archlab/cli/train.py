@@ -1,6 +1,8 @@
 """``archlab train``, ``archlab evaluate RUN_DIR`` and ``archlab predict RUN_DIR INPUT``.
 
 The run file and ``--set`` scheme are :class:`archlab.runs.RunSpec`'s (see :mod:`archlab.runs.spec`).
+``archlab train ... --nproc N`` runs the same command on N processes through torchrun
+(:mod:`archlab.runs.launch`); under torchrun only rank 0 shows progress and the final table.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from typing import Any, Optional
 import typer
 from rich.table import Table
 
-from archlab.cli.app import app, console
+from archlab.cli.app import app, console, err_console
 from archlab.errors import ConfigError
 
 
@@ -26,6 +28,7 @@ def _print_metrics(metrics: dict[str, Any], title: str) -> None:
 
 @app.command("train")
 def train_cmd(
+    ctx: typer.Context,
     run_file: Optional[Path] = typer.Argument(None, help="A run YAML (model, data, task, train sections)."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Registered model name."),
     data: Optional[str] = typer.Option(None, "--data", "-d", help="Dataset name or path (archlab datasets)."),
@@ -44,47 +47,103 @@ def train_cmd(
     seeds: Optional[int] = typer.Option(
         None, "--seeds", help="Train N times with seeds seed..seed+N-1; report mean ± std."
     ),
+    nproc: Optional[int] = typer.Option(
+        None, "--nproc", help="Train on N processes of this machine (data-parallel, through torchrun)."
+    ),
+    max_restarts: Optional[int] = typer.Option(
+        None, "--max-restarts", help="With --nproc: after a worker fails, restart all up to K times; the run resumes."
+    ),
 ) -> None:
     """Train a registry model on a dataset and write a run directory (or a group of them)."""
     from archlab.cli.progress import ProgressBar
-    from archlab.runs import RunSpec, fit
+    from archlab.runs import RunSpec, fit, launch
     from archlab.runs import resume as resume_run
+    from archlab.train import distributed
 
-    reporter = None if quiet else ProgressBar()
-    if cv is not None and seeds is not None:
-        raise ConfigError("--cv and --seeds each train a group of runs; give one of them")
-    if resume is not None and (cv is not None or seeds is not None):
-        raise ConfigError("--resume continues one run; to continue a --cv / --seeds group, run the same command again")
-    if resume is not None:
-        if run_file or model or data or set_:
+    launch.check_counts(nproc, max_restarts)
+    if nproc is not None and (cv is not None or seeds is not None):
+        raise ConfigError("--nproc trains one run on several processes; --cv / --seeds train a group: give one of them")
+    rank = launch.worker_rank()
+    reporter = None if quiet or rank != 0 else ProgressBar()
+    with launch.worker_errors():  # under torchrun: the launcher names this worker's error
+        if cv is not None and seeds is not None:
+            raise ConfigError("--cv and --seeds each train a group of runs; give one of them")
+        if resume is not None and (cv is not None or seeds is not None):
             raise ConfigError(
-                "--resume continues a run with its saved config; give no run file, --model, --data or --set"
+                "--resume continues one run; to continue a --cv / --seeds group, run the same command again"
             )
-        result = resume_run(resume, reporter=reporter, tensorboard=tensorboard)
-    else:
-        spec = RunSpec.from_file(run_file) if run_file is not None else RunSpec()
-        spec.model.name = model or spec.model.name
-        spec.data.name = data or spec.data.name
-        spec.task.name = task or spec.task.name
-        spec = spec.with_sets(set_)
-        if not spec.model.name or not spec.data.name:
-            raise ConfigError("train needs a model and a dataset: --model NAME --data NAME, or a run file")
-        if cv is not None or seeds is not None:
-            _train_group(spec, cv, seeds, out_dir or spec.run.out_dir, name or spec.run.name, reporter)
-            return
-        result = fit(
-            spec.model.name,
-            spec.data.name,
-            spec.task.name,
-            task_options=spec.task.options,
-            model_overrides=spec.model.options,
-            data_spec={"name": spec.data.name, "options": spec.data.options},
-            out_dir=out_dir or spec.run.out_dir,
-            run_name=name or spec.run.name,
-            tensorboard=tensorboard or spec.run.tensorboard,
-            reporter=reporter,
-            **spec.train,
-        )
+        if resume is not None:
+            if run_file or model or data or set_:
+                raise ConfigError(
+                    "--resume continues a run with its saved config; give no run file, --model, --data or --set"
+                )
+            if nproc is not None:
+                argv = ["train", "--resume", str(resume)] + (["--quiet"] if quiet else [])
+                _launch(ctx, nproc, max_restarts, argv + (["--tensorboard"] if tensorboard else []))
+                return
+            result = resume_run(resume, reporter=reporter, tensorboard=tensorboard)
+        else:
+            spec = RunSpec.from_file(run_file) if run_file is not None else RunSpec()
+            spec.model.name = model or spec.model.name
+            spec.data.name = data or spec.data.name
+            spec.task.name = task or spec.task.name
+            spec = spec.with_sets(set_)
+            if not spec.model.name or not spec.data.name:
+                raise ConfigError("train needs a model and a dataset: --model NAME --data NAME, or a run file")
+            if cv is not None or seeds is not None:
+                _train_group(spec, cv, seeds, out_dir or spec.run.out_dir, name or spec.run.name, reporter)
+                return
+            if nproc is not None:
+                from archlab.runs.training import default_run_name
+
+                # named now: a restarted worker finds the run by this name
+                name = name or spec.run.name or default_run_name(spec.model.name, spec.data.name)
+                argv = ["train"] + ([str(run_file)] if run_file is not None else [])
+                for flag, value in (("--model", model), ("--data", data), ("--task", task), ("--out-dir", out_dir)):
+                    argv += [flag, value] if value else []
+                argv += [a for s in set_ for a in ("--set", s)] + ["--name", name]
+                argv += (["--quiet"] if quiet else []) + (["--tensorboard"] if tensorboard else [])
+                _launch(ctx, nproc, max_restarts, argv)
+                return
+            result = fit(
+                spec.model.name,
+                spec.data.name,
+                spec.task.name,
+                task_options=spec.task.options,
+                model_overrides=spec.model.options,
+                data_spec={"name": spec.data.name, "options": spec.data.options},
+                out_dir=out_dir or spec.run.out_dir,
+                run_name=name or spec.run.name,
+                tensorboard=tensorboard or spec.run.tensorboard,
+                reporter=reporter,
+                **spec.train,
+            )
+    # under torchrun: every rank is done before any leaves the group (a no-op otherwise)
+    distributed.current().barrier()
+    distributed.shutdown()
+    if rank == 0:  # under torchrun, rank 0 shows the result
+        _show_result(result)
+
+
+def _launch(ctx: typer.Context, nproc: int, max_restarts: int | None, argv: list[str]) -> None:
+    """This command, less --nproc, on ``nproc`` processes; a worker's failure is one line and its exit status."""
+    import logging
+
+    from archlab.runs import launch
+
+    top: list[str] = []
+    for plugin in ctx.find_root().params.get("plugin") or []:
+        top += ["--plugin", plugin]
+    if logging.getLogger("archlab").isEnabledFor(logging.DEBUG):
+        top.append("--debug")
+    try:
+        launch.launch(nproc, top + argv, max_restarts or 0)
+    except launch.LaunchError as exc:
+        err_console.print(f"[bold red]LaunchError:[/] {exc}", highlight=False, markup=True)
+        raise SystemExit(exc.exit_code) from None  # typer.Exit would be lost: main() runs app in non-standalone mode
+
+
+def _show_result(result) -> None:
     shown = {k: v for k, v in result.metrics.items() if k.startswith(("val_", "test_"))}
     _print_metrics(
         shown, f"{getattr(result.model, 'registry_name', 'model')}: final metrics ({result.metrics['weights']} weights)"

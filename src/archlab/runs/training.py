@@ -5,6 +5,13 @@
 ``data_info.json`` before the first step, then calls the engine (:func:`archlab.train.fit`) with
 reporters that draw the task's pictures into the run directory and, when asked, mirror records
 to TensorBoard. After training it draws ``curves.png``.
+
+Under ``torchrun`` (``archlab train --nproc N``; see :mod:`archlab.runs.launch`) every rank runs
+:func:`fit`: rank 0 chooses the run directory and tells the others, only rank 0 writes
+``config.yaml``, ``data_info.json``, ``launch.json``, the pictures and ``curves.png`` and reports
+progress, and the engine shards each batch and averages gradients
+(:mod:`archlab.train.distributed`). A worker restarted by torchrun after a failure resumes the run
+its launch started instead of starting a new one.
 """
 
 from __future__ import annotations
@@ -20,17 +27,20 @@ from typing import Any
 import torch
 from torch import nn
 
+from archlab import errors
 from archlab.checkpoint import INIT_ARGS_ATTR, module_source, rebuild_module, registry_entry
 from archlab.data.base import DataBundle
 from archlab.data.preprocess import record_preprocessing
 from archlab.errors import ConfigError, MissingExtraError
 from archlab.io import atomic_write_json
 from archlab.rundir import RunDir, find_checkpoint, read_marker
+from archlab.runs import launch
 from archlab.runs.cost import eval_floor, log_estimate
 from archlab.runs.hf_model import is_hf_name, resolve_hf_name
 from archlab.tasks import get_task
-from archlab.train import NonFiniteLossError, RunResult, TrainConfig
+from archlab.train import NonFiniteLossError, RunResult, TrainConfig, distributed
 from archlab.train import fit as engine_fit
+from archlab.train.distributed import Dist
 from archlab.train.precision import resolve_device
 from archlab.train.progress import Reporter, Reporters
 from archlab.train.small_data import apply_policy
@@ -109,6 +119,11 @@ def check_fits(name: str, bundle: DataBundle, task: Any) -> None:
         raise ConfigError(f"{name} {' and '.join(problems)}; {hint} (see `archlab recommend {bundle.name}`)")
 
 
+def default_run_name(model_name: str, data_name: str) -> str:
+    """``MODEL-DATA-TIMESTAMP``, the name of a run directory when none is given."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{model_name}-{data_name}-{time.strftime('%Y%m%d-%H%M%S')}")
+
+
 def _run_path(out_dir: str | Path, run_name: str | None, model_name: str, data_name: str) -> Path:
     root = Path(out_dir)
     if run_name:
@@ -118,7 +133,7 @@ def _run_path(out_dir: str | Path, run_name: str | None, model_name: str, data_n
                 f"run directory {path} already holds a run; resume it (--resume {path}) or pick another name"
             )
         return path
-    base = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{model_name}-{data_name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    base = default_run_name(model_name, data_name)
     path, i = root / base, 1
     while path.exists():
         path, i = root / f"{base}-{i}", i + 1
@@ -137,8 +152,55 @@ def _jsonable(info: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _reporters(run_dir: Path, reporter: Reporter | None, tensorboard: bool) -> Reporter:
+def _reporters(run_dir: Path, reporter: Reporter | None, tensorboard: bool, dist: Dist) -> Reporter | None:
+    """The caller's reporter, the pictures and TensorBoard: rank 0's (the other ranks are silent)."""
+    if not dist.is_main:
+        return None
     return Reporters(reporter, PictureWriter(run_dir), TensorBoardWriter(run_dir) if tensorboard else None)
+
+
+def _main_decides(dist: Dist, work) -> str:
+    """``work()`` on rank 0 and its text (a path) on every rank; an error on rank 0 is raised on
+    every rank with the same type and message (so no rank waits for a step rank 0 never reaches)."""
+    text, failure = "", None
+    if dist.is_main:
+        try:
+            text = work()
+        except Exception as exc:
+            if not dist.active:
+                raise
+            failure = exc
+    if not dist.active:
+        return text
+    said = dist.broadcast_text("ok\0" + text if failure is None else f"{type(failure).__name__}\0{failure}")
+    if failure is not None:
+        raise failure
+    kind, _, body = said.partition("\0")
+    if kind == "ok":
+        return body
+    cls = getattr(errors, kind, None)
+    if isinstance(cls, type) and issubclass(cls, errors.ArchlabError):
+        raise cls(body)
+    raise errors.ArchlabError(f"rank 0 failed: {kind}: {body}")
+
+
+def _restarted_run(dist: Dist, out_dir: str | Path, run_name: str | None) -> Path | None:
+    """The run this torchrun launch started, when torchrun restarted the workers after a failure."""
+    restart = launch.elastic_restart()
+    if restart is None:
+        return None
+    run_id, count = restart
+
+    def find() -> str:
+        found = launch.find_launched_run(out_dir, run_name, run_id)
+        if found is None or not (found / "config.yaml").exists():
+            log.warning("elastic restart %d: no run of launch %s under %s yet; starting it", count, run_id, out_dir)
+            return ""
+        log.warning("elastic restart %d of launch %s: resuming %s", count, run_id, found)
+        return str(found)
+
+    found = _main_decides(dist, find)
+    return Path(found) if found else None
 
 
 def _draw_curves(run_dir: Path, history: list[dict[str, Any]]) -> None:
@@ -189,6 +251,16 @@ def fit(
         **train_config: fields of :class:`archlab.TrainConfig`.
     """
     cfg = TrainConfig.build(train_config)
+    dist = distributed.init_from_env(cfg.device)
+    restarted = _restarted_run(dist, out_dir, run_name)
+    if restarted is not None:  # torchrun restarted the workers: continue this launch's run
+        return resume(
+            restarted,
+            data if isinstance(data, DataBundle) else None,
+            model=model if isinstance(model, nn.Module) else None,
+            reporter=reporter,
+            tensorboard=tensorboard,
+        )
     if is_hf_name(model):  # "hf:SOURCE": the hf_classifier preset, with the data tokenised by SOURCE
         model, model_overrides, data_spec = resolve_hf_name(model, data, model_overrides, data_spec)
     seed_everything(cfg.seed)  # before the model is built, so a resumed run rebuilds the same weights
@@ -219,32 +291,48 @@ def fit(
         log.info(
             "evaluating every %d steps, not every epoch (%d steps); set eval_every to choose", every, steps_per_epoch
         )
-    run = RunDir(_run_path(out_dir, run_name, model_section["name"], bundle.name))
-    run.write_config(
-        {
-            "model": model_section,
-            "data": data_spec or {"name": bundle.name},
-            "task": {"name": task.name, "options": task.options()},
-            "train": cfg.to_dict(),
-        }
-    )
     record_preprocessing(bundle)  # logs the "data" block; data_info.json keeps it for predict / export
-    atomic_write_json(run.path / "data_info.json", _jsonable(bundle.info))
-    # The estimate draws random numbers (example inputs, a timing matmul once per process): forked,
-    # so training's RNG stream is the same as without it, in every run of a process and on resume.
-    with torch.random.fork_rng():
-        log_estimate(model, _one_batch(model, bundle, cfg), total_steps, resolve_device(cfg.device))
+
+    def lay_out() -> str:  # rank 0 only: the other ranks get the path when it is written
+        run = RunDir(_run_path(out_dir, run_name, model_section["name"], bundle.name))
+        run.path.mkdir(parents=True, exist_ok=True)
+        launch.write_launch_record(run.path, dist.world)  # first: a restart finds the run by it
+        run.write_config(
+            {
+                "model": model_section,
+                "data": data_spec or {"name": bundle.name},
+                "task": {"name": task.name, "options": task.options()},
+                "train": cfg.to_dict(),
+            }
+        )
+        atomic_write_json(run.path / "data_info.json", _jsonable(bundle.info))
+        # The estimate draws random numbers (example inputs, a timing matmul once per process):
+        # forked, so training's RNG stream is the same as without it, in every run of a process,
+        # on resume, and on every rank.
+        with torch.random.fork_rng():
+            log_estimate(model, _one_batch(model, bundle, cfg), total_steps, resolve_device(cfg.device))
+        return str(run.path)
+
+    run = RunDir(_main_decides(dist, lay_out))
     try:
         # seeded above, before the model was built: the engine continues that RNG stream
         result = engine_fit(
-            model, bundle, task, cfg, run_dir=run.path, reporter=_reporters(run.path, reporter, tensorboard), seed=False
+            model,
+            bundle,
+            task,
+            cfg,
+            run_dir=run.path,
+            reporter=_reporters(run.path, reporter, tensorboard, dist),
+            seed=False,
         )
     except NonFiniteLossError:
         raise  # the run and its last good checkpoint stay, as the error says
     except Exception:
-        _remove_if_nothing_learned(run)
+        if dist.is_main:
+            _remove_if_nothing_learned(run)
         raise
-    _draw_curves(run.path, result.history)
+    if dist.is_main:
+        _draw_curves(run.path, result.history)
     return result
 
 
@@ -339,6 +427,9 @@ def resume(
     run = RunDir(run_dir)
     saved = run.read_config()
     cfg = TrainConfig.build(saved_train(saved))
+    dist = distributed.init_from_env(cfg.device)
+    if dist.is_main:
+        launch.write_launch_record(run.path, dist.world)  # under torchrun: its restarts resume this run
     seed_everything(cfg.seed)
     spec = saved.get("data") or {}
     bundle = data if data is not None else as_bundle(spec.get("name"), spec.get("options"))
@@ -362,7 +453,8 @@ def resume(
         run_dir=run.path,
         resume=True,
         seed=False,
-        reporter=_reporters(run.path, reporter, tensorboard),
+        reporter=_reporters(run.path, reporter, tensorboard, dist),
     )
-    _draw_curves(run.path, result.history)
+    if dist.is_main:
+        _draw_curves(run.path, result.history)
     return result
