@@ -297,7 +297,7 @@ def _read_images(prep: Preprocessing, path: Path) -> tuple[np.ndarray, np.ndarra
     Images are converted to the training colour mode; a run trained with ``resize`` resizes them
     to its size, any other run refuses a different size.
     """
-    from archlab.data.images import IMAGE_SUFFIXES, image_files, image_pixels, open_image
+    from archlab.data.pixels import IMAGE_SUFFIXES, image_files, image_pixels, open_image
 
     r = prep.reader or {}
     labels: list[int | None] = []

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from archlab.data.base import DataBundle, StreamSplit, apply_normalization
+from archlab.data.pixels import image_pixels, open_image
 from archlab.data.splits import chronological_bounds, fit_standardizer, split_indices, stats_dict
 from archlab.errors import DataError
 
@@ -327,7 +328,6 @@ class ImageFolderSource(RowSource):
         self.resize, self.pixel_max = resize, pixel_max
 
     def read(self, rows: np.ndarray) -> np.ndarray:
-        from archlab.data.images import image_pixels, open_image
 
         batch = []
         for r in rows:  # one decode per image of the batch

@@ -139,6 +139,7 @@ class _Run:
     guard: _FiniteGuard
     augment: BatchAugmenter | None = None  # its generator's state is in every checkpoint
     last_ckpt: Path | None = None
+    last_eval: dict[str, Any] | None = None  # the latest evaluation of the whole validation split
 
     def save_last(self) -> None:
         self.guard.check()
@@ -423,6 +424,8 @@ def _evaluate(r: _Run, step: int) -> None:
             r.model, r.task, r.val_during, batch_size=r.eval_bs, device=r.device, precision=r.precision, dist=r.dist
         ),
     }
+    if r.val_during is r.val:
+        r.last_eval = rec
     if r.dist.is_main:
         r.run.append_metrics(rec)
         r.reporter.record(rec)
@@ -467,8 +470,13 @@ def _finish(r: _Run, data: DataBundle, train_time: float, train_cpu: float) -> R
     }
     if r.dist.active:
         final["world_size"] = r.dist.world
+    # The final weights are those of the last whole-split evaluation: its val metrics are these
+    # weights' (a second pass over a large validation split would cost as much again).
+    seen = r.last_eval is not None and r.last_eval["step"] == (state.best_step if use_best else state.step)
     for prefix, split in (("val", data.val), ("test", data.test)):
-        if split is not None:
+        if prefix == "val" and seen:
+            final.update({k: v for k, v in r.last_eval.items() if k.startswith("val_")})
+        elif split is not None:
             final.update(
                 evaluate_split(
                     r.model,

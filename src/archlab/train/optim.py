@@ -71,6 +71,23 @@ def transfer_groups(groups: list[dict], cfg: TrainConfig) -> list[dict]:
     return out
 
 
+def _kernel_options(groups: list[dict], fused: bool | None) -> dict:
+    """``{"fused": True}`` to run the optimizer as one fused kernel, else ``{}`` (torch's default).
+
+    Torch's default on CPU is a Python loop over the tensors (its ``foreach`` path is for
+    accelerators only); the fused kernel (CPU since torch 2.4) updates every tensor in one call:
+    on the char-LM benchmark's 4-layer GPT it is a few percent of a step. Results differ from
+    the loop in the last bits, so it is an option (``fused``), not the default.
+    """
+    if not fused:
+        return {}
+    params = [p for g in groups for p in g["params"]]
+    bad = sorted({str(p.dtype) for p in params if not p.is_floating_point()})
+    if bad:
+        raise ConfigError(f"fused=True needs floating-point parameters; got {', '.join(bad)}")
+    return {"fused": True}
+
+
 def build_optimizer(params: nn.Module | Iterable[tuple[str, nn.Parameter]], cfg: TrainConfig) -> torch.optim.Optimizer:
     """The optimizer ``cfg.optimizer`` over ``params`` with decay / no-decay (and transfer lr) groups."""
     groups = transfer_groups(param_groups(params, cfg.weight_decay), cfg)
@@ -78,13 +95,14 @@ def build_optimizer(params: nn.Module | Iterable[tuple[str, nn.Parameter]], cfg:
         raise ConfigError("the model has no trainable parameters (all have requires_grad=False)")
     for g in groups:
         g.pop("names")
+    kw = _kernel_options(groups, cfg.fused)
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas)
+        return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, **kw)
     if cfg.optimizer == "adam":
         # Adam's weight_decay is L2 added to the gradient (not decoupled); kept per group.
-        return torch.optim.Adam(groups, lr=cfg.lr, betas=cfg.betas)
+        return torch.optim.Adam(groups, lr=cfg.lr, betas=cfg.betas, **kw)
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, **kw)
     raise ConfigError(f"optimizer={cfg.optimizer!r} must be adamw, adam or sgd")
 
 
