@@ -87,3 +87,26 @@ def test_streamed_run_killed_mid_epoch_resumes_bitwise(tmp_path, files, kind, ki
     assert got.keys() == want.keys()
     for k in want:
         assert torch.equal(got[k], want[k]), f"{k} differs after a kill at forward #{kill_at} and resume"
+
+
+def test_predict_on_a_streamed_split_equals_the_in_memory_split(tmp_path, files):
+    """``predict(run, "val")`` reads a streamed split a batch at a time and gives what the same
+    windows held in memory give."""
+    import archlab
+    from archlab.runs.use import load_run, predict
+    from archlab.train.evaluate import predict_split
+
+    opts = {"stream": True, "block_size": 16}
+    data = archlab.data.load(files["tokens"], **opts)
+    model = archlab.create(
+        "gpt_nano", vocab_size=data.info["vocab_size"], d_model=16, n_heads=2, n_layers=1, max_seq_len=16
+    )
+    res = archlab.fit(
+        model, data, data_spec={"name": files["tokens"], "options": opts}, out_dir=tmp_path, max_steps=3, batch_size=8
+    )
+    got = predict(res.run_dir, "val")
+    held = archlab.data.load(files["tokens"], stream=False, block_size=16)
+    _, loaded, task, _ = load_run(res.run_dir)
+    want = predict_split(loaded, task, held.val.inputs, batch_size=512, device=torch.device("cpu"))
+    assert len(held.val) == len(data.val) and got.shape[0] == len(data.val)
+    assert torch.equal(got, want)

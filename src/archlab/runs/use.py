@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from archlab.checkpoint import load as load_model
-from archlab.data.base import DataBundle, Split, apply_normalization
+from archlab.data.base import DataBundle, Split, apply_normalization, is_streamed
 from archlab.data.preprocess import Preprocessing
 from archlab.errors import CheckpointError, DataError
 from archlab.rundir import RunDir, final_checkpoint
@@ -150,7 +150,15 @@ def predict(
         have = bundle.splits()
         if str(inputs) not in have:
             raise DataError(f"INPUT {str(inputs)!r} is neither a file nor a split of {bundle.name!r} ({sorted(have)})")
-        inputs = have[str(inputs)].inputs
+        split = have[str(inputs)]
+        if is_streamed(split):  # read from disk a batch at a time, never whole
+            n, cpu = len(split), torch.device("cpu")
+            parts = [
+                predict_split(model, task, split.take(slice(lo, min(lo + 512, n))).inputs, batch_size=512, device=cpu)
+                for lo in range(0, n, 512)
+            ]
+            return torch.cat(parts) if parts else torch.empty(0)
+        inputs = split.inputs
     elif isinstance(inputs, (str, Path)):
         inputs = (torch.from_numpy(run_preprocessing(run_dir).read(inputs)[0]),)
     return predict_split(model, task, tuple(inputs), batch_size=512, device=torch.device("cpu"))
