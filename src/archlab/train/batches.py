@@ -79,6 +79,8 @@ class Batches:
         self.workers = cfg.num_workers or (split.workers if self.streamed else 0)
         self._loader: Iterator[Split] | None = None
         self._loader_at: tuple[int, int] | None = None  # (epoch, pos) the loader iterator will yield next
+        self._order: torch.Tensor | None = None  # the current epoch's sample order (streamed by epoch)
+        self._order_epoch: int | None = None
 
     # -- the next batch -------------------------------------------------------------------------
     def next(self, state: TrainState) -> Split:
@@ -120,28 +122,26 @@ class Batches:
             _check_batch(batch, idx)
         return batch.to(self.device)
 
-    def _epoch_indices(self, epoch: int, pos: int) -> list[torch.Tensor]:
-        """This rank's shard of every batch of ``epoch`` from position ``pos`` on."""
-        n, bs = len(self.split), self.cfg.batch_size
-        order = epoch_order(n, self.cfg.seed, epoch) if self.cfg.shuffle else torch.arange(n)
-        out = []
-        for p in range(pos, self.per_epoch):
-            rows = order[p * bs : min((p + 1) * bs, n)]
-            out.append(rows[self.dist.shard(len(rows))])
-        return out
+    def _epoch_rows(self, epoch: int, pos: int) -> torch.Tensor:
+        """Streamed by epoch: this rank's shard of batch ``pos`` of ``epoch``. The epoch's order is
+        drawn once and kept until the next epoch (it is rebuilt from (seed, epoch) on resume)."""
+        if self._order_epoch != epoch:
+            n = len(self.split)
+            self._order = epoch_order(n, self.cfg.seed, epoch) if self.cfg.shuffle else torch.arange(n)
+            self._order_epoch = epoch
+        bs = self.cfg.batch_size
+        rows = self._order[pos * bs : (pos + 1) * bs]
+        return rows[self.dist.shard(len(rows))]
 
     def _from_epoch(self, state: TrainState) -> Split:
         if self.workers == 0:
-            bs, n = self.cfg.batch_size, len(self.split)
-            order = epoch_order(n, self.cfg.seed, state.epoch) if self.cfg.shuffle else torch.arange(n)
-            rows = order[state.pos * bs : min((state.pos + 1) * bs, n)]
-            return self._read(rows[self.dist.shard(len(rows))])
+            return self._read(self._epoch_rows(state.epoch, state.pos))
         if self._loader is None or self._loader_at != (state.epoch, state.pos):
             # a new epoch, or the first batch after a resume: workers read from here on
             self._loader = iter(
                 torch.utils.data.DataLoader(
                     self.split.source,
-                    batch_sampler=[i.tolist() for i in self._epoch_indices(state.epoch, state.pos)],
+                    batch_sampler=[self._epoch_rows(state.epoch, p).tolist() for p in range(state.pos, self.per_epoch)],
                     num_workers=self.workers,
                     collate_fn=_collate,
                     # its own generator: a new iterator (each epoch, or on resume) must not draw its
