@@ -143,8 +143,10 @@ def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(tmp_path):
 # -- early stopping, accumulation -----------------------------------------------------------------
 
 
-def test_early_stopping_stops_and_restores_best(tmp_path):
-    # lr far too high: the val loss gets worse after the first evaluations
+@pytest.mark.parametrize(("monitor", "pick"), [("auto", max), ("val_loss", min)])
+def test_early_stopping_stops_and_restores_best(tmp_path, monitor, pick):
+    # lr far too high: the model gets worse after the first evaluations. By default the monitor is
+    # the task's selection metric (classification: val_accuracy, higher is better).
     r = archlab.fit(
         "mlp_tabular",
         digits_bundle(),
@@ -154,16 +156,19 @@ def test_early_stopping_stops_and_restores_best(tmp_path):
         batch_size=32,
         eval_every=5,
         patience=3,
+        monitor=monitor,
         out_dir=str(tmp_path),
         **FAST,
     )
+    key = "val_accuracy" if monitor == "auto" else monitor
+    assert r.metrics["monitor"] == key
     evals = [h for h in r.history if h["kind"] == "eval"]
     assert r.stopped_early and r.steps < 400
-    best = min(e["val_loss"] for e in evals)
-    assert r.best_value == best and r.best_step == next(e["step"] for e in evals if e["val_loss"] == best)
+    best = pick(e[key] for e in evals)
+    assert r.best_value == best and r.best_step == next(e["step"] for e in evals if e[key] == best)
     # three evaluations without improvement after the best one, then stop
     assert evals[-1]["step"] == r.best_step + 3 * 5
-    assert r.metrics["val_loss"] == pytest.approx(best, rel=1e-6)  # final metrics use the best weights
+    assert r.metrics[key] == pytest.approx(best, rel=1e-6)  # final metrics use the best weights
 
 
 def test_monitor_max_metric(tmp_path):

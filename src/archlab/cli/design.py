@@ -43,6 +43,13 @@ def design_cmd(
     budget_s: float = typer.Option(120.0, "--budget-s", help="Seconds of training in all (candidates + winner)."),
     candidates: int = typer.Option(3, "--candidates", help="How many of the advisor's top presets to try."),
     seed: int = typer.Option(0, "--seed", help="The training seed of every run."),
+    storage: Optional[str] = typer.Option(
+        None, "--storage", help="Optuna storage URL of the search (default: study.db in the design directory)."
+    ),
+    study: Optional[str] = typer.Option(None, "--study", help="Study name in --storage (default: design)."),
+    join: Optional[str] = typer.Option(
+        None, "--join", help="Work on the study --study in this storage URL (another worker's design)."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars (step lines only)."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Also every run's own log lines."),
     set_: list[str] = typer.Option(
@@ -67,6 +74,14 @@ def design_cmd(
         warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
 
     progress, reporter = _StepLines(), None if quiet else ProgressBar()
+    if join is not None:
+        from archlab.runs.design import join_design
+
+        if data is not None or out is not None or resume is not None or study is None:
+            raise ConfigError("--join URL takes --study NAME and nothing else: the study holds the design's arguments")
+        n = join_design(join, study, progress=progress, reporter=reporter)
+        console.print(f"Ran {n} trials of study {study!r}; the design's own process selects and reports.")
+        return
     if resume is not None:
         if data is not None or out is not None:
             raise ConfigError("--resume DIR continues a design with its saved arguments; give no DATA or -o with it")
@@ -84,6 +99,8 @@ def design_cmd(
             budget_s=budget_s,
             candidates=candidates,
             seed=seed,
+            storage=storage,
+            study=study,
             progress=progress,
             reporter=reporter,
             **_sections(set_),
@@ -109,6 +126,9 @@ def _summary(res: Any) -> None:
     bench = steps["benchmark"].get("result") or {}
     exp = steps["export"].get("result") or {}
     tests = ", ".join(f"{k} {v:.4g}" for k, v in res.test_metrics.items() if "loss" not in k) or "no test split"
+    _trials_table(res.manifest)
+    if res.verdict:
+        console.print(f"\n[bold]{res.verdict}[/]", highlight=False)
     console.print(f"\n[bold]Chosen model:[/] {res.winner}", highlight=False)
     console.print(f"  why: {res.why}", highlight=False)
     console.print(f"  test: {tests}", highlight=False)
@@ -122,3 +142,28 @@ def _summary(res: Any) -> None:
             console.print(f"  [yellow]{name}[/]: {steps[name]['error']}", highlight=False)
     if res.report is not None:
         console.print(f"Report: [bold]{res.report}[/]", highlight=False)
+
+
+def _trials_table(manifest: dict[str, Any]) -> None:
+    """The search's trials and the baselines, one row each, best first."""
+    from rich.table import Table
+
+    sel = manifest["steps"]["select"].get("result") or {}
+    table = Table(title=f"Search: {sel.get('metric', '')} ({sel.get('mode', '')})", show_lines=False)
+    for col in ("trial", "model", "width", "lr x", "state", "value"):
+        table.add_column(col)
+    for r in sel.get("rows", []):
+        value = r.get("value") if r.get("value") is not None else r.get("reached")
+        recipe = r.get("recipe") or {}
+        table.add_row(
+            str(r.get("trial", "")),
+            r.get("preset", r["name"]),
+            str(recipe.get("width", "")),
+            f"{recipe['lr_mult']:.2g}" if "lr_mult" in recipe else "",
+            r.get("state", ""),
+            "" if value is None else f"{value:.4g}",
+        )
+    for b in (manifest["steps"].get("baselines", {}).get("result") or {}).get("rows", []):
+        value = b.get("val")
+        table.add_row("", b["name"], "", "", "baseline", b.get("note") if value is None else f"{value:.4g}")
+    console.print(table)

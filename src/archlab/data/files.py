@@ -26,6 +26,7 @@ data from disk batch by batch instead of holding it in memory (see :mod:`archlab
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,8 @@ from archlab.data.splits import encode_labels, supervised_bundle
 from archlab.data.streams import FLOAT_BYTES_IN_MEMORY, NpySource, choose_streaming, supervised_stream_bundle
 from archlab.data.token_cache import read_npy_header
 from archlab.errors import DataError, require
+
+log = logging.getLogger("archlab.data")
 
 KINDS = ("csv", "series", "array", "idx", "cifar", "ucr", "graph", "text", "images", "tokens")
 
@@ -161,6 +164,26 @@ def _is_categorical(series, max_categories: int) -> bool:
     return pd.api.types.is_integer_dtype(series) and series.nunique() <= max_categories
 
 
+
+def _integer_valued(col: Any) -> bool:
+    values = col.to_numpy(dtype=np.float64)
+    return bool(np.isfinite(values).all() and (values == np.round(values)).all())
+
+
+def infer_target_task(col: Any, max_classes: int = 20) -> tuple[str, str]:
+    """``("classification" | "regression", why)`` for a target column, as scikit-learn's
+    ``type_of_target`` reads it: text, booleans and integer values (also integer-valued floats
+    such as 0.0/1.0) with at most ``max_classes`` distinct values are class labels; other numbers
+    are a regression target."""
+    pd = require("pandas", "data", "reading CSV files")
+    distinct = int(col.nunique())
+    if pd.api.types.is_bool_dtype(col) or not pd.api.types.is_numeric_dtype(col):
+        return "classification", f"non-numeric values, {distinct} distinct"
+    if (pd.api.types.is_integer_dtype(col) or _integer_valued(col)) and distinct <= max_classes:
+        return "classification", f"{distinct} distinct integer values (<= {max_classes})"
+    kind = "integer" if pd.api.types.is_integer_dtype(col) or _integer_valued(col) else "real"
+    return "regression", f"{kind} values, {distinct} distinct"
+
 def load_csv(
     path: str | Path,
     *,
@@ -259,13 +282,12 @@ def load_csv(
     x = encode_columns(df, features, cat_map, one_hot, str(path))
     y_col = df[target]
     if task is None:
-        is_int = pd.api.types.is_integer_dtype(y_col) and y_col.nunique() <= max_classes
-        task = (
-            "classification"
-            if (is_int or not pd.api.types.is_numeric_dtype(y_col) or pd.api.types.is_bool_dtype(y_col))
-            else "regression"
-        )
+        task, why = infer_target_task(y_col, max_classes)
+        info["task_inferred"] = f"{task}: {why}"
+        log.info("%s: target %r read as %s (%s; pass task=... to choose)", path.name, target, task, why)
     if task == "classification":
+        if pd.api.types.is_float_dtype(y_col) and _integer_valued(y_col):  # 0.0/1.0 -> classes "0"/"1"
+            y_col = y_col.astype(np.int64)
         y, class_names = encode_labels(
             y_col.astype(str).to_numpy() if not pd.api.types.is_integer_dtype(y_col) else y_col.to_numpy(),
             f"{path}: target {target!r}",

@@ -49,8 +49,10 @@ from archlab.runs.design_steps import (
     STEPS,
     DesignState,
     Progress,
+    SearchPlan,
     new_manifest,
     pareto_front,
+    trial_context,
 )
 from archlab.runs.training import as_bundle
 from archlab.train import TrainConfig
@@ -80,6 +82,11 @@ class DesignResult:
     manifest: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def verdict(self) -> str:
+        """The network against the baselines, in one line ("" without a baseline)."""
+        return (self.manifest["steps"]["winner"].get("result") or {}).get("verdict", "")
+
+    @property
     def test_metrics(self) -> dict[str, float]:
         """The winner's test metrics."""
         m = (self.manifest["steps"]["winner"].get("result") or {}).get("metrics") or {}
@@ -103,6 +110,8 @@ def design(
     train: dict[str, Any] | None = None,
     data_options: dict[str, Any] | None = None,
     report_options: dict[str, Any] | None = None,
+    storage: str | None = None,
+    study: str | None = None,
     progress: Progress | None = None,
     reporter: Reporter | None = None,
 ) -> DesignResult:
@@ -123,6 +132,9 @@ def design(
         seed: the one training seed of every run.
         train: training-config fields on top of :data:`RECIPE` (the same for every run).
         report_options: options of :func:`archlab.report.document.build_report`.
+        storage, study: the Optuna storage URL (e.g. ``postgresql+psycopg://user@host/db``) and study
+            name of the search, so that other workers can join it (:func:`join_design`); default a
+            SQLite file ``study.db`` in ``out_dir`` and the study ``design``.
         progress: called with each step event (the CLI shows them; the library also logs them).
         reporter: receives the progress of each training run.
 
@@ -143,6 +155,7 @@ def design(
         raise ConfigError(f"design: data must be a dataset name, a path or a DataBundle; got {type(data).__name__}")
     if train:
         TrainConfig.build({**RECIPE, **train})  # a bad key is an error now, not a failed candidate later
+    data_options = loader_options(data, task, data_options)
     bundle = as_bundle(data, data_options)
     arguments = {
         "data": str(data) if not isinstance(data, DataBundle) else bundle.name,
@@ -158,6 +171,7 @@ def design(
         "seed": seed,
         "train": train,
         "report_options": report_options,
+        "search": {"storage": storage, "study": study or "design"},
     }
     path.mkdir(parents=True, exist_ok=True)
     d = DesignState(path, new_manifest(arguments), bundle, progress, reporter)
@@ -185,6 +199,37 @@ def resume_design(
     args = manifest["arguments"]
     bundle = data if data is not None else as_bundle(args["data"], args.get("data_options"))
     return _run(DesignState(path, manifest, bundle, progress, reporter))
+
+
+def loader_options(data: Any, task: str | None, options: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The loader options, with the task a user named passed on to a file's loader (a CSV or
+    array file reads its target as classes or values by it)."""
+    from archlab.data.bundled import is_bundled_name
+
+    if task is None or not isinstance(data, (str, Path)) or is_bundled_name(str(data)):
+        return options
+    if Path(data).suffix.lower() not in (".csv", ".tsv", ".npz") or "task" in (options or {}):
+        return options
+    return {**(options or {}), "task": task}
+
+
+def join_design(storage: str, study: str, *, progress: Progress | None = None, reporter: Reporter | None = None) -> int:
+    """Work on a design's search from another process or machine: take trials from the study
+    ``study`` in ``storage`` until its budget is spent. The design directory recorded in the
+    study must be reachable here (a shared file system). Returns how many trials ran here.
+    """
+    from archlab.runs.search import load_study, storage_for, work, worker_id
+
+    st = load_study(storage_for(storage), study)
+    path = Path(st.user_attrs["design_dir"])
+    manifest_path = path / "design.json"
+    if not manifest_path.is_file():
+        raise ConfigError(f"the study's design directory {path} is not reachable from here (no design.json)")
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    args = manifest["arguments"]
+    d = DesignState(path, manifest, as_bundle(args["data"], args.get("data_options")), progress, reporter, write=False)
+    plan = SearchPlan.from_dict(st.user_attrs["plan"])
+    return work(st, trial_context(d, plan, worker=worker_id()))
 
 
 def _run(d: DesignState) -> DesignResult:
@@ -229,4 +274,4 @@ def _run(d: DesignState) -> DesignResult:
     )
 
 
-__all__ = ["DesignResult", "MIN_VAL", "RECIPE", "STEPS", "design", "pareto_front", "resume_design"]
+__all__ = ["DesignResult", "MIN_VAL", "RECIPE", "STEPS", "design", "join_design", "pareto_front", "resume_design"]

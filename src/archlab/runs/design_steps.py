@@ -22,15 +22,34 @@ from archlab.data.base import DataBundle
 from archlab.errors import ArchlabError, ConfigError
 from archlab.io import atomic_write_json
 from archlab.runs.adapt import build_model
-from archlab.runs.cv import cross_validate, run_member
+from archlab.runs.cv import run_member
+from archlab.runs.search import (
+    OWNER,
+    REDUCTION,
+    RUNGS,
+    FamilyPlan,
+    SearchPlan,
+    TrialContext,
+    create_study,
+    optuna,
+    retry_stale,
+    spent_s,
+    storage_for,
+    trial_config,
+    trial_row,
+    work,
+)
 from archlab.tasks import get_task
 from archlab.train import TrainConfig
 from archlab.train import fit as engine_fit
+from archlab.train.task_protocol import Selection, selection_of
 
 log = logging.getLogger("archlab.runs.design")
 
 SCHEMA_VERSION = 1
-STEPS = ("inspect", "recommend", "autosize", "candidates", "select", "winner", "benchmark", "export", "report")
+STEPS = (
+    "inspect", "recommend", "autosize", "baselines", "search", "select", "winner", "benchmark", "export", "report",
+)  # fmt: skip
 #: below this many validation samples candidates are compared by k-fold CV (issue 17)
 MIN_VAL = 50
 #: the training recipe every candidate and the winner share, unless ``train`` says otherwise
@@ -45,8 +64,16 @@ Progress = Callable[[dict[str, Any]], None]
 class DesignState:
     """The state a design carries from step to step; ``save`` writes ``design.json`` atomically."""
 
-    def __init__(self, path: Path, manifest: dict[str, Any], bundle: DataBundle, progress: Progress | None, reporter):
-        self.path, self.m, self.bundle = path, manifest, bundle
+    def __init__(
+        self,
+        path: Path,
+        manifest: dict[str, Any],
+        bundle: DataBundle,
+        progress: Progress | None,
+        reporter: Any,
+        write: bool = True,
+    ):
+        self.path, self.m, self.bundle, self.write = path, manifest, bundle, write
         self.progress, self.reporter = progress, reporter
         self.args = manifest["arguments"]
         self._bundles: dict[str, DataBundle] = {}
@@ -73,8 +100,10 @@ class DesignState:
         return {"name": self.args["data"], "options": self.options_for(c)}
 
     def save(self) -> None:
-        """Write ``design.json`` (atomically: a kill leaves the previous version or this one)."""
-        atomic_write_json(self.path / "design.json", self.m)
+        """Write ``design.json`` (atomically: a kill leaves the previous version or this one); a
+        worker that joined another's design writes nothing of it."""
+        if self.write:
+            atomic_write_json(self.path / "design.json", self.m)
 
     def step(self, name: str) -> dict[str, Any]:
         return self.m["steps"][name]
@@ -234,88 +263,103 @@ def _steps_for(seconds: float, per_step: float, overhead: float, runs: int = 1) 
     return int(min(_MAX_STEPS, max(_MIN_STEPS, per_run // per_step)))
 
 
-def _metric_key(metrics: dict[str, Any]) -> tuple[str, str]:
-    """The validation metric candidates are compared on, and whether higher is better."""
-    if "val_accuracy" in metrics:
-        return "val_accuracy", "max"
-    for k in sorted(metrics):
-        if k.startswith("val_") and "loss" not in k and k not in ("val_mse", "val_mae", "val_rmse"):
-            return k, "max"
-    return "val_loss", "min"
+def _selection(d: DesignState) -> Selection:
+    """The task's declared selection metric (never a baseline's figure such as ``val_naive_mae``)."""
+    return selection_of(get_task(d.args.get("task") or d.bundle.task))
 
 
-def _candidates(d: DesignState) -> dict[str, Any]:
+def _baselines(d: DesignState) -> dict[str, Any]:
+    from archlab.design.baselines import fit_baselines
+
+    rows = fit_baselines(d.bundle, d.args.get("task") or d.bundle.task)
+    for b in rows:
+        d.tell("baselines", "progress", f"{b.name}: " + (f"val {b.val:.4g}" if b.val is not None else b.note))
+    return {"rows": [b.to_dict() for b in rows]}
+
+
+def _family_plan(d: DesignState, c: dict[str, Any], seconds: float, folds: int | None) -> FamilyPlan:
+    """Calibrate a preset: seconds per step, overhead, the range-test learning rate, its steps."""
+    from archlab.runs.lr_range import lr_range_test
+
+    per_step, overhead = _seconds_per_step(d, c)
+    bundle = d.bundle_for(c)
+    task = get_task(d.args.get("task") or bundle.task)
+    model = build_model(c["name"], bundle, task, c["overrides"])
+    batch = _train_kwargs(d, 1)["batch_size"]
+    lr = lr_range_test(model, bundle, task, batch_size=batch, fallback=RECIPE["lr"], seed=d.args["seed"])
+    steps = _steps_for(seconds, per_step, overhead, folds or 1)
+    return FamilyPlan(
+        name=c["name"], family=c["family"], rank=c["rank"], overrides=c["overrides"],
+        data_options=c.get("data_options") or {}, params=c.get("params"), latency_ms=c.get("latency_ms"),
+        lr=lr.lr, lr_note=lr.note or f"range test: loss lowest at {lr.lr_at_min:.2g}, a tenth of it",
+        seconds_per_step=per_step, overhead_s=round(overhead, 3), max_steps=steps,
+        eval_every=max(1, steps // REDUCTION**RUNGS),
+    )  # fmt: skip
+
+
+def _plan(d: DesignState) -> SearchPlan:
     sized = [c for c in d.result("autosize")["candidates"] if c["fits"]]
-    state = d.step("candidates").setdefault("result", {"runs": {}})
-    share = d.args["budget_s"] * d.args["candidate_share"] / len(sized)
     folds = d.result("inspect").get("cv_folds")
-    for i, c in enumerate(sized):
-        run = state["runs"].setdefault(c["name"], {"state": "pending"})
-        if run["state"] in ("done", "failed"):
-            d.tell("candidates", "skipped", f"{c['name']} ({i + 1}/{len(sized)}) {run['state']} in an earlier call")
-            continue
+    search_s = d.args["budget_s"] * d.args["candidate_share"]
+    per_trial = search_s / (len(sized) + 2)  # room for every family's prior trial and a few more
+    families = []
+    for c in sized:
         try:
-            if "max_steps" not in run:  # fixed once, before the run starts, so a resume keeps it
-                t0 = time.perf_counter()
-                per_step, overhead = _seconds_per_step(d, c)
-                steps = _steps_for(share, per_step, overhead, folds or 1)
-                run.update(seconds_per_step=per_step, overhead_s=round(overhead, 3), max_steps=steps, state="running")
-                run["calibration_s"] = round(time.perf_counter() - t0, 3)
-                d.save()
-            d.tell("candidates", "progress", f"training {c['name']} ({i + 1}/{len(sized)}), {run['max_steps']} steps")
-            t0 = time.perf_counter()
-            try:
-                run.update(_train_candidate(d, c, run["max_steps"], folds))
-            finally:
-                d.spend(time.perf_counter() - t0)
-            run["state"] = "done"
-        except ArchlabError as exc:  # a preset the advisor offered that cannot train on this data
-            run.update(state="failed", error=f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}")
-            log.warning("design: candidate %s failed, the others go on: %s", c["name"], run["error"])
-            d.tell("candidates", "progress", f"{c['name']} failed: {run['error']}")
+            families.append(_family_plan(d, c, per_trial, folds))
+        except ArchlabError as exc:  # a preset that cannot even take a step: left out, said why
+            log.warning("design: %s cannot train on this data, left out of the search: %s", c["name"], exc)
+    if not families:
+        raise ConfigError("design: no candidate could take a training step on this data")
+    sel = _selection(d)
+    train = {k: v for k, v in (d.args.get("train") or {}).items() if k not in ("lr", "weight_decay", "batch_size")}
+    return SearchPlan(
+        families=families, metric=sel.key("val"), mode=sel.mode, budget_s=search_s,
+        batch_size=_train_kwargs(d, 1)["batch_size"], seed=d.args["seed"], folds=folds, train=train,
+    )  # fmt: skip
+
+
+def trial_context(d: DesignState, plan: SearchPlan, worker: str = OWNER) -> TrialContext:
+    def as_candidate(f: FamilyPlan) -> dict[str, Any]:
+        return {"name": f.name, "data_options": f.data_options}
+
+    return TrialContext(
+        plan=plan,
+        root=d.path,
+        bundle_for=lambda f: d.bundle_for(as_candidate(f)),
+        data_spec_for=lambda f: d.data_spec_for(as_candidate(f)),
+        task=d.args.get("task"),
+        worker=worker,
+        reporter=d.reporter,
+        tell=lambda line: d.tell("search", "progress", line),
+    )
+
+
+def open_design_study(d: DesignState, plan: SearchPlan) -> Any:
+    search = d.args.get("search") or {}
+    url = search.get("storage") or f"sqlite:///{(d.path / 'study.db').resolve()}"
+    attrs = {"design_dir": str(d.path.resolve()), "arguments": d.args}
+    return create_study(storage_for(url), search.get("study") or "design", plan, attrs)
+
+
+def _search(d: DesignState) -> dict[str, Any]:
+    st = d.step("search").setdefault("result", {})
+    if "plan" not in st:  # fixed once, before the first trial, so a resume keeps it
+        t0 = time.perf_counter()
+        st["plan"] = _plan(d).to_dict()
+        st["calibration_s"] = round(time.perf_counter() - t0, 3)
         d.save()
-    return state
+    plan = SearchPlan.from_dict(st["plan"])
+    study = open_design_study(d, plan)
+    retry_stale(study)
+    try:
+        work(study, trial_context(d, plan))
+    finally:
+        d.m["budget"]["spent_s"] = round(spent_s(study), 3)
+    rows = [trial_row(t) for t in study.get_trials(deepcopy=False)]
+    return {**st, "trials": [r.to_dict() for r in rows], "study": study.study_name}
 
 
-def _train_candidate(d: DesignState, c: dict[str, Any], max_steps: int, folds: int | None) -> dict[str, Any]:
-    out = d.path / "candidates"
-    if folds:
-        kwargs = _train_kwargs(d, max_steps)
-        cv = cross_validate(
-            c["name"],
-            d.bundle_for(c),
-            d.args.get("task"),
-            k=folds,
-            seed=kwargs.pop("seed"),
-            data_options=d.options_for(c),
-            model_overrides=c["overrides"],
-            out_dir=out,
-            run_name=c["name"],
-            reporter=d.reporter,
-            **kwargs,
-        )
-        key, mode = _metric_key(cv.member_metrics[0])
-        means = {k: s["mean"] for k, s in cv.summary.items() if "mean" in s}
-        return {
-            "run_dir": f"candidates/{c['name']}",
-            "metric": key,
-            "mode": mode,
-            "value": means.get(key),
-            "metrics": means,
-            "cv": {"k": folds, "std": cv.summary.get(key, {}).get("std")},
-        }
-    metrics = _run_one(d, out / c["name"], c, max_steps)
-    key, mode = _metric_key(metrics)
-    return {
-        "run_dir": f"candidates/{c['name']}",
-        "metric": key,
-        "mode": mode,
-        "value": metrics.get(key),
-        "metrics": metrics,
-    }
-
-
-def _run_one(d: DesignState, path: Path, c: dict[str, Any], max_steps: int) -> dict[str, float]:
+def _run_one(d: DesignState, path: Path, c: dict[str, Any], train: dict[str, Any]) -> dict[str, float]:
     """Start, resume or skip the run at ``path`` (:func:`archlab.runs.cv.run_member`); its numeric
     final metrics."""
     metrics, _, _ = run_member(
@@ -326,7 +370,7 @@ def _run_one(d: DesignState, path: Path, c: dict[str, Any], max_steps: int) -> d
         d.reporter,
         model_overrides=c["overrides"],
         data_spec=d.data_spec_for(c),
-        **_train_kwargs(d, max_steps),
+        **train,
     )
     return {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
@@ -343,63 +387,112 @@ def pareto_front(rows: list[dict[str, Any]], mode: str) -> list[bool]:
     return [not any(all(b <= a for a, b in zip(ci, cj)) and cj != ci for cj in cs) for ci in cs]
 
 
-def _select(d: DesignState) -> dict[str, Any]:
-    runs = d.result("candidates")["runs"]
-    rows = []
-    for c in d.result("autosize")["candidates"]:
-        r = runs.get(c["name"], {})
-        rows.append(
+def _trial_rows(d: DesignState, plan: SearchPlan) -> list[dict[str, Any]]:
+    """The trials as the candidates table shows them (one row a trial), best metric first."""
+    out = []
+    for t in d.result("search").get("trials", []):
+        if t["state"] not in ("complete", "pruned", "failed", "running") or (t["state"] == "failed" and not t["error"]):
+            continue  # waiting, or stopped by a kill and retried as another trial
+        f = next((f for f in plan.families if f.name == t["name"]), None)
+        out.append(
             {
-                **{k: c.get(k) for k in ("name", "family", "rank", "params", "latency_ms", "fits", "sizing")},
-                "metric": r.get("metric"),
-                "mode": r.get("mode", "max"),
-                "value": r.get("value"),
-                "cv": r.get("cv"),
-                "trained": r.get("state") == "done",
-                "error": r.get("error"),
+                "name": f"{t['name']} #{t['number']}",
+                "preset": t["name"],
+                "trial": t["number"],
+                "family": f.family if f else "",
+                "rank": f.rank if f else None,
+                "params": f.params if f else None,
+                "latency_ms": f.latency_ms if f else None,
+                "fits": True,
+                "metric": plan.metric,
+                "mode": plan.mode,
+                "value": t["value"] if t["state"] == "complete" else None,
+                "reached": t["value"],
+                "state": t["state"],
+                "recipe": t["params"],
+                "trained": t["state"] == "complete",
+                "error": t.get("error"),
+                "cv": {"k": plan.folds} if plan.folds else None,
             }
         )
-    trained = [r for r in rows if r["trained"] and r["fits"] and r["value"] is not None]
+    return out
+
+
+def _select(d: DesignState) -> dict[str, Any]:
+    plan = SearchPlan.from_dict(d.result("search")["plan"])
+    rows = _trial_rows(d, plan)
+    trained = [r for r in rows if r["trained"] and r["value"] is not None]
     if not trained:
-        raise ConfigError("design: no candidate finished training with a validation metric")
-    mode, key = trained[0]["mode"], trained[0]["metric"]
-    for r, p in zip(trained, pareto_front(trained, mode)):
+        raise ConfigError("design: no trial finished training with a validation metric")
+    for r, p in zip(trained, pareto_front(trained, plan.mode)):
         r["pareto"] = p
-    best = (max if mode == "max" else min)(trained, key=lambda r: r["value"])
-    rest = [r for r in trained if r is not best]
-    why = f"best {key} ({best['value']:.4g}) of the {len(trained)} candidates trained within the budgets" + (
-        ": " + ", ".join(f"{r['name']} {r['value']:.4g}" for r in rest) if rest else ""
+    best = trained[plan.selection.best_index(r["value"] for r in trained) or 0]
+    pruned = sum(r["state"] == "pruned" for r in rows)
+    why = (
+        f"best {plan.metric} ({best['value']:.4g}, {'higher' if plan.mode == 'max' else 'lower'} is better) of "
+        f"{len(trained)} trials trained to the end ({pruned} pruned early), {best['preset']} with lr "
+        f"{plan.family(best['preset']).lr * best['recipe']['lr_mult']:.2g}, width {best['recipe']['width']}"
     )
-    how = d.result("inspect").get("selection")
-    return {"winner": best["name"], "metric": key, "mode": mode, "why": why, "compared_on": how, "rows": rows}
+    return {
+        "winner": best["preset"],
+        "winner_trial": best["trial"],
+        "winner_params": best["recipe"],
+        "metric": plan.metric,
+        "mode": plan.mode,
+        "why": why,
+        "compared_on": d.result("inspect").get("selection"),
+        "rows": rows,
+    }
 
 
 def _winner(d: DesignState) -> dict[str, Any]:
     sel = d.result("select")
-    c = next(c for c in d.result("autosize")["candidates"] if c["name"] == sel["winner"])
+    plan = SearchPlan.from_dict(d.result("search")["plan"])
+    f, overrides, train = trial_config(
+        optuna().trial.FixedTrial({"family": sel["winner"], **sel["winner_params"]}), plan
+    )
     run = d.step("winner").setdefault("result", {})
     if "max_steps" not in run:
-        timing = d.result("candidates")["runs"][sel["winner"]]
-        steps = _steps_for(d.budget_left_s, timing["seconds_per_step"], timing["overhead_s"])
-        # Never shorter than the candidate run that won: candidates that overran their share
-        # (a loaded machine) would otherwise leave the winner less training than it was chosen on.
-        if steps < timing["max_steps"]:
+        steps = _steps_for(d.budget_left_s, f.seconds_per_step, f.overhead_s)
+        if steps < f.max_steps:  # never shorter than the trial that won
             log.info(
-                "design: %d s of budget left buys %d steps; the winner trains %d, as its candidate run did",
+                "design: %d s of budget left buys %d steps; the winner trains %d, as its trial did",
                 d.budget_left_s,
                 steps,
-                timing["max_steps"],
+                f.max_steps,
             )
-            steps = timing["max_steps"]
-        run.update(max_steps=steps, run_dir="winner")
+            steps = f.max_steps
+        run.update(max_steps=steps, run_dir="winner", overrides=overrides)
         d.save()
-    d.tell("winner", "progress", f"training {sel['winner']} for {run['max_steps']} steps")
+    d.tell("winner", "progress", f"training {sel['winner']} (trial {sel['winner_trial']}) for {run['max_steps']} steps")
+    train = {**train, "max_steps": run["max_steps"], "eval_every": None}
+    c = {"name": f.name, "overrides": run["overrides"], "data_options": f.data_options}
     t0 = time.perf_counter()
     try:
-        run["metrics"] = _run_one(d, d.path / "winner", c, run["max_steps"])
+        run["metrics"] = _run_one(d, d.path / "winner", c, train)
     finally:
         d.spend(time.perf_counter() - t0)
+    run["verdict"] = baseline_verdict(run["metrics"], d.result("baselines").get("rows", []), _selection(d))
     return run
+
+
+def baseline_verdict(metrics: dict[str, Any], baselines: list[dict[str, Any]], sel: Selection) -> str:
+    """One line: whether the best network beats the baselines on the test split (val without one)."""
+    split = "test" if sel.key("test") in metrics else "val"
+    mine = metrics.get(sel.key(split))
+    scored = [b for b in baselines if b.get(split) is not None]
+    if mine is None or not scored:
+        return ""
+    best = scored[sel.best_index(b[split] for b in scored) or 0]
+    margin = abs(best[split] - mine)
+    if sel.better(best[split], mine):
+        return (
+            f"The baseline is better: {best['name']} {split}_{sel.metric} {best[split]:.4g} against "
+            f"{mine:.4g} for the best network (by {margin:.3g}); the network is delivered all the same"
+        )
+    return (
+        f"The network beats every baseline on {split}_{sel.metric}: {mine:.4g} against {best['name']} {best[split]:.4g}"
+    )
 
 
 def _benchmark(d: DesignState) -> dict[str, Any]:
@@ -441,7 +534,8 @@ STEP_FNS: dict[str, Callable[[DesignState], dict[str, Any]]] = {
     "inspect": _inspect,
     "recommend": _recommend,
     "autosize": _autosize,
-    "candidates": _candidates,
+    "baselines": _baselines,
+    "search": _search,
     "select": _select,
     "winner": _winner,
     "benchmark": _benchmark,
@@ -449,4 +543,4 @@ STEP_FNS: dict[str, Callable[[DesignState], dict[str, Any]]] = {
     "report": _report,
 }
 #: steps whose failure is recorded and the design goes on (the report says what is missing)
-OPTIONAL = ("benchmark", "export")
+OPTIONAL = ("baselines", "benchmark", "export")

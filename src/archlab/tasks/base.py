@@ -42,6 +42,7 @@ from archlab.tasks.pictures import Picture
 from archlab.train.config import TrainConfig
 from archlab.train.optim import build_optimizer, build_scheduler
 from archlab.train.step import StepContext
+from archlab.train.task_protocol import LOSS, Selection
 
 
 class TaskOptions(ArchConfig):
@@ -60,6 +61,9 @@ class Task:
     Options: ClassVar[type[TaskOptions]] = TaskOptions
     #: whether the train split must carry targets (False for the generative tasks)
     needs_target: ClassVar[bool] = True
+    #: the metric runs of this task are judged on (early stopping, best checkpoint, CV, design);
+    #: a task whose models are compared on something other than the validation loss says so
+    selection: ClassVar[Selection] = LOSS
 
     def __init__(self, **options: Any):
         if options and not self.Options.model_fields:

@@ -15,7 +15,7 @@ A prediction is the class id (multiclass / binary) or a 0/1 vector (multilabel).
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +24,7 @@ from pydantic import Field
 from archlab.data.base import DataBundle, Split
 from archlab.errors import ConfigError, ShapeError
 from archlab.tasks.base import Task, TaskOptions, output_tensor, torchmetrics
+from archlab.train.task_protocol import Selection
 
 Kind = Literal["auto", "binary", "multiclass", "multilabel"]
 
@@ -85,6 +86,8 @@ class ClassificationOptions(TaskOptions):
 
 class ClassificationTask(Task):
     """Classification (binary / multiclass / multilabel, detected from the data unless given)."""
+
+    selection: ClassVar[Selection] = Selection("accuracy", "max")
 
     name = "classification"
     Options = ClassificationOptions

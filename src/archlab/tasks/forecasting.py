@@ -11,7 +11,7 @@ input channel the target is.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +24,7 @@ from archlab.tasks.base import Task, TaskOptions, torchmetrics
 from archlab.tasks.pictures import ForecastPlot, Picture
 from archlab.tasks.regression import match_target
 from archlab.train.evaluate import predict_split
+from archlab.train.task_protocol import Selection
 
 
 def seasonal_naive(
@@ -58,6 +59,8 @@ class ForecastingOptions(TaskOptions):
 
 class ForecastingTask(Task):
     """Multi-step forecasting with a seasonal-naive baseline reported beside the model."""
+
+    selection: ClassVar[Selection] = Selection("mae", "min")
 
     name = "forecasting"
     Options = ForecastingOptions

@@ -15,7 +15,7 @@ did not set them (the bundle of :mod:`archlab.data.ctr` carries both).
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -24,10 +24,13 @@ from torch import nn
 from archlab.data.base import DataBundle, Split
 from archlab.errors import ShapeError
 from archlab.tasks.base import Task, output_tensor, torchmetrics
+from archlab.train.task_protocol import Selection
 
 
 class CTRTask(Task):
     """Binary CTR prediction with BCE; AUROC, log loss, normalised entropy."""
+
+    selection: ClassVar[Selection] = Selection("auroc", "max")
 
     name = "ctr"
 

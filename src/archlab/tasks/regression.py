@@ -6,7 +6,7 @@ The model's output is reshaped to the target's shape, so an ``out_features=1`` m
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from archlab.data.base import DataBundle, Split
 from archlab.errors import ShapeError
 from archlab.tasks.base import Task, output_tensor, torchmetrics
+from archlab.train.task_protocol import Selection
 
 
 def match_target(output: Any, target: torch.Tensor, task: str) -> torch.Tensor:
@@ -28,6 +29,8 @@ def match_target(output: Any, target: torch.Tensor, task: str) -> torch.Tensor:
 
 class RegressionTask(Task):
     """Mean-squared-error regression."""
+
+    selection: ClassVar[Selection] = Selection("mae", "min")
 
     name = "regression"
 

@@ -8,7 +8,7 @@ mean IoU (Jaccard). A prediction is the per-pixel class map.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -17,6 +17,7 @@ from pydantic import Field
 from archlab.data.base import DataBundle, Split
 from archlab.errors import ShapeError
 from archlab.tasks.base import Task, TaskOptions, output_tensor, torchmetrics
+from archlab.train.task_protocol import Selection
 
 
 def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
@@ -37,6 +38,8 @@ class SegmentationOptions(TaskOptions):
 
 class SegmentationTask(Task):
     """Per-pixel cross-entropy plus soft Dice; pixel accuracy, Dice and IoU."""
+
+    selection: ClassVar[Selection] = Selection("iou", "max")
 
     name = "segmentation"
     Options = SegmentationOptions

@@ -8,7 +8,7 @@ Model output (B, T, C) logits; target (B, T) class ids where padded positions ho
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -17,6 +17,7 @@ from pydantic import Field
 from archlab.data.base import DataBundle, Split
 from archlab.errors import ShapeError
 from archlab.tasks.base import Task, TaskOptions, output_tensor, torchmetrics
+from archlab.train.task_protocol import Selection
 
 
 class TaggingOptions(TaskOptions):
@@ -28,6 +29,8 @@ class TaggingOptions(TaskOptions):
 
 class TaggingTask(Task):
     """Per-position cross-entropy that ignores padding; token accuracy and macro F1."""
+
+    selection: ClassVar[Selection] = Selection("accuracy", "max")
 
     name = "tagging"
     Options = TaggingOptions

@@ -85,7 +85,11 @@ class TrainConfig(ArchConfig):
     )
 
     # -- early stopping -------------------------------------------------------------------------
-    monitor: str = Field("val_loss", description="Metric that picks the best checkpoint and drives early stopping.")
+    monitor: str = Field(
+        "auto",
+        description="Metric that picks the best checkpoint and drives early stopping; auto: the task's selection "
+        "metric (val_accuracy for classification, val_mae for regression and forecasting, val_loss otherwise).",
+    )
     mode: Literal["auto", "min", "max"] = Field(
         "auto", description="Whether lower or higher 'monitor' is better; auto asks the metric."
     )

@@ -37,6 +37,7 @@ from archlab.train.precision import resolve_device, resolve_precision
 from archlab.train.progress import Reporter
 from archlab.train.state import TrainState, load_model_weights, restore_checkpoint, seed_everything, write_checkpoint
 from archlab.train.step import StepContext
+from archlab.train.task_protocol import TaskProtocol, selection_of
 from archlab.train.transfer import apply_transfer
 
 log = logging.getLogger("archlab.train")
@@ -114,7 +115,7 @@ class _Run:
     """Everything :func:`fit` prepares before the first step; the loop only reads and advances it."""
 
     model: nn.Module
-    task: Any
+    task: TaskProtocol
     cfg: TrainConfig
     run: RunDir
     device: torch.device
@@ -134,7 +135,8 @@ class _Run:
     eval_every: int
     ckpt_every: int
     eval_bs: int
-    mode: str  # "min" / "max" for cfg.monitor
+    monitor: str  # the metric that picks the best checkpoint (cfg.monitor, or the task's selection)
+    mode: str  # "min" / "max" for monitor
     reporter: Reporter
     guard: _FiniteGuard
     augment: BatchAugmenter | None = None  # its generator's state is in every checkpoint
@@ -174,10 +176,20 @@ def _rank_rng(dist: Dist, device: torch.device) -> dict[str, torch.Tensor]:
     return {k: v for k, v in out.items() if not k.endswith("rank0")}
 
 
+def _monitor(task: TaskProtocol, cfg: TrainConfig) -> dict[str, str]:
+    """The metric that picks the best checkpoint and its direction: ``cfg.monitor``, or with
+    ``monitor: auto`` the task's declared :class:`~archlab.train.task_protocol.Selection`."""
+    sel = selection_of(task)
+    monitor = sel.key("val") if cfg.monitor == "auto" else cfg.monitor
+    if cfg.mode != "auto":
+        return {"monitor": monitor, "mode": cfg.mode}
+    return {"monitor": monitor, "mode": sel.mode if monitor == sel.key("val") else metric_mode(task, monitor)}
+
+
 def fit(
     model: nn.Module,
     data: DataBundle,
-    task: Any,
+    task: TaskProtocol,
     config: TrainConfig,
     *,
     run_dir: str | Path,
@@ -287,7 +299,7 @@ def _prepare(
         eval_every=eval_every,
         ckpt_every=cfg.checkpoint_every or eval_every,
         eval_bs=cfg.eval_batch_size or max(cfg.batch_size, 512),
-        mode=cfg.mode if cfg.mode != "auto" else metric_mode(task, cfg.monitor),
+        **_monitor(task, cfg),
         reporter=reporter,
         guard=_FiniteGuard(cfg.log_every, device, dist),
         augment=build_augmenter(cfg.augment, data, task, cfg.seed),
@@ -431,19 +443,18 @@ def _evaluate(r: _Run, step: int) -> None:
         r.reporter.record(rec)
         for name, picture in r.task.on_evaluate(r.model, step).items():  # e.g. a GAN's fixed-noise grid
             r.reporter.picture(name, picture)
-    if cfg.monitor not in rec:
+    if r.monitor not in rec:
         raise ConfigError(
-            f"monitor={cfg.monitor!r} is not a metric of this run; have "
-            f"{sorted(k for k in rec if k.startswith('val_'))}"
+            f"monitor={r.monitor!r} is not a metric of this run; have {sorted(k for k in rec if k.startswith('val_'))}"
         )
-    value = rec[cfg.monitor]
+    value = rec[r.monitor]
     better = state.best_value is None or (
         value < state.best_value - cfg.min_delta if r.mode == "min" else value > state.best_value + cfg.min_delta
     )
     if better:
         state.best_value, state.best_step, state.bad_evals = value, step, 0
         if r.dist.is_main:
-            write_checkpoint(r.run.best, r.model, extra={"step": step, "monitor": cfg.monitor, "value": value})
+            write_checkpoint(r.run.best, r.model, extra={"step": step, "monitor": r.monitor, "value": value})
     else:
         state.bad_evals += 1
         state.stopped_early = cfg.patience is not None and state.bad_evals >= cfg.patience
@@ -460,7 +471,8 @@ def _finish(r: _Run, data: DataBundle, train_time: float, train_cpu: float) -> R
         "step": state.step,
         "epoch": state.epoch,
         "best_step": state.best_step,
-        "best_" + cfg.monitor: state.best_value,
+        "monitor": r.monitor,
+        "best_" + r.monitor: state.best_value,
         "stopped_early": state.stopped_early,
         "precision": r.precision,
         "device": str(r.device),

@@ -92,7 +92,11 @@ def selection_policy(
         return Policy(
             wants,
             f"{n_val} validation samples (>= {threshold}): "
-            + ("best checkpoint on " + cfg.monitor if wants else "last weights, as configured"),
+            + (
+                "best checkpoint on " + (cfg.monitor if cfg.monitor != "auto" else "the task's selection metric")
+                if wants
+                else "last weights, as configured"
+            ),
             n_val,
         )
     se = 100 * accuracy_standard_error(n_val)
