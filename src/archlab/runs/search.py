@@ -129,19 +129,23 @@ def optuna():
 # ------------------------------------------------------------------------------- storage
 def storage_for(url: str, heartbeat: bool = True) -> Any:
     """An Optuna RDB storage (SQLite file or a database server) with a heartbeat, so trials of a
-    worker that died are failed and retried (``RetryFailedTrialCallback``)."""
+    worker that died are failed and retried by another (its ``run_dir`` attribute goes with the
+    retry, so the run directory is resumed)."""
+    import warnings
+
     opt = optuna()
     kwargs: dict[str, Any] = {}
     if heartbeat:
-        kwargs = dict(
-            heartbeat_interval=20,
-            grace_period=90,
-            failed_trial_callback=opt.storages.RetryFailedTrialCallback(max_retry=1, inherit_intermediate_values=False),
-        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", opt.exceptions.ExperimentalWarning)
+            retry = opt.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)
+        kwargs = dict(heartbeat_interval=20, grace_period=90, heartbeat_stale_trial_callback=retry)
     if url.startswith("sqlite"):
         kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
     try:
-        return opt.storages.RDBStorage(url, **kwargs)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", opt.exceptions.ExperimentalWarning)
+            return opt.storages.RDBStorage(url, **kwargs)
     except Exception as exc:
         raise ConfigError(f"cannot open the study storage {url!r}: {type(exc).__name__}: {exc}") from None
 
@@ -193,21 +197,22 @@ def _default_params(f: FamilyPlan) -> dict[str, Any]:
 
 def retry_stale(study: Any, worker: str = OWNER) -> list[int]:
     """Retry the trials ``worker`` left unfinished: RUNNING (the process was killed) or FAIL
-    without an error of their own (interrupted with Ctrl-C). Each is marked ``retried`` and
-    enqueued again with its run directory, so a new trial resumes that directory and the run is
-    counted once."""
+    without an error of their own (interrupted with Ctrl-C). Each is enqueued again with its run
+    directory and ``retry_of``, so a new trial resumes that directory and the run is counted once."""
     opt = optuna()
-    states = (opt.trial.TrialState.RUNNING, opt.trial.TrialState.FAIL)
+    trials = study.get_trials(deepcopy=False)
+    handed_on = {t.user_attrs.get("retry_of") for t in trials}
     retried = []
-    for t in study.get_trials(deepcopy=False, states=states):
+    for t in trials:
         attrs = t.user_attrs
-        if attrs.get("worker") != worker or attrs.get("retried") or attrs.get("error"):
+        if t.state.name not in ("RUNNING", "FAIL") or attrs.get("worker") != worker:
             continue
-        if t.state == opt.trial.TrialState.RUNNING:
+        if attrs.get("error") or t.number in handed_on:
+            continue
+        if t.state.name == "RUNNING":
             study._storage.set_trial_state_values(t._trial_id, state=opt.trial.TrialState.FAIL)
-        study._storage.set_trial_user_attr(t._trial_id, "retried", True)
         keep = {k: attrs[k] for k in ("run_dir", "prior") if k in attrs}
-        study.enqueue_trial(t.params, user_attrs={**keep, "retry_of": attrs.get("retry_of", t.number)})
+        study.enqueue_trial(t.params, user_attrs={**keep, "retry_of": t.number})
         retried.append(t.number)
     if retried:
         log.info("design search: trials %s were stopped before they finished; they resume", retried)
@@ -216,17 +221,20 @@ def retry_stale(study: Any, worker: str = OWNER) -> list[int]:
 
 # ------------------------------------------------------------------------------- one trial
 class _Prune(Reporter):
-    """Feeds the evaluation records a run writes to the pruner; raises TrialPruned when told to.
+    """Feeds the evaluation records a run writes to the pruner; when told to prune, asks the
+    engine to stop the run there (it finishes as an early-stopped run: an ordinary run
+    directory with final metrics) and remembers why.
 
     Under cross-validation a rung is a fold: after each fold the mean so far is reported."""
 
     def __init__(self, trial: Any, key: str, folds: bool):
         self.trial, self.key, self.folds, self.fold_values = trial, key, folds, []
         self.rung: int | None = None
+        self.pruned: str | None = None
 
     def record(self, rec: dict[str, Any]) -> None:
         kind = "final" if self.folds else "eval"
-        if rec.get("kind") != kind or not isinstance(rec.get(self.key), (int, float)):
+        if self.pruned or rec.get("kind") != kind or not isinstance(rec.get(self.key), (int, float)):
             return
         if self.folds:
             self.fold_values.append(float(rec[self.key]))
@@ -238,7 +246,12 @@ class _Prune(Reporter):
         self.trial.report(value, step)
         self.rung = step
         if self.trial.should_prune():
-            raise optuna().TrialPruned(f"{self.key} {value:.4g} at {'fold' if self.folds else 'step'} {step}")
+            self.pruned = f"{self.key} {value:.4g} at {'fold' if self.folds else 'step'} {step}"
+            if self.folds:  # the folds left are not trained
+                raise optuna().TrialPruned(self.pruned)
+
+    def stop_requested(self) -> bool:
+        return self.pruned is not None
 
 
 def trial_config(trial: Any, plan: SearchPlan) -> tuple[FamilyPlan, dict[str, Any], dict[str, Any]]:
@@ -315,6 +328,8 @@ def run_trial(trial: Any, ctx: TrialContext) -> float:
     finally:
         trial.set_user_attr("seconds", round(time.perf_counter() - t0, 3))
         trial.set_user_attr("rung", pruner.rung)
+    if pruner.pruned:
+        raise optuna().TrialPruned(pruner.pruned)
     if not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ArchlabError(f"{f.name} ended without a finite {plan.metric}")
     return float(value)
@@ -346,15 +361,22 @@ def work(study: Any, ctx: TrialContext, max_trials: int = MAX_TRIALS) -> int:
         row = trial_row(trial)
         value = "" if row.value is None else f" {ctx.plan.metric} {row.value:.4g}"
         ctx.tell(f"trial {row.number} {row.state}: {row.name}{value} ({row.seconds or 0:.0f} s)")
-        trials = study.get_trials(deepcopy=False)
-        counted = [t for t in trials if t.state.is_finished() and not _retried(t)]
-        priors_waiting = any(t.state.name == "WAITING" and t.user_attrs.get("prior") for t in trials)
-        if (spent_s(study) >= ctx.plan.budget_s and not priors_waiting) or len(counted) >= max_trials:
-            study.stop()  # every family gets its first trial (to its first rung), whatever the budget
+        counted = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished() and not _retried(t)]
+        if (spent_s(study) >= ctx.plan.budget_s and not _owed(study)) or len(counted) >= max_trials:
+            study.stop()
 
-    if spent_s(study) < ctx.plan.budget_s:
+    if spent_s(study) < ctx.plan.budget_s or _owed(study):
         study.optimize(objective, callbacks=[stop_when_spent], catch=(ArchlabError,), gc_after_trial=True)
     return done
+
+
+def _owed(study: Any) -> bool:
+    """Trials that run whatever the budget: each family's first (to its first rung at least) and
+    the retries of trials that a kill stopped."""
+    return any(
+        t.state.name == "WAITING" and (t.user_attrs.get("prior") or "retry_of" in t.user_attrs)
+        for t in study.get_trials(deepcopy=False)
+    )
 
 
 def _retried(t: Any) -> bool:

@@ -458,6 +458,8 @@ def _evaluate(r: _Run, step: int) -> None:
     else:
         state.bad_evals += 1
         state.stopped_early = cfg.patience is not None and state.bad_evals >= cfg.patience
+    if r.dist.is_main and r.reporter.stop_requested():  # e.g. a pruned search trial
+        state.stopped_early = True
 
 
 def _finish(r: _Run, data: DataBundle, train_time: float, train_cpu: float) -> RunResult:

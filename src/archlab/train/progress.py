@@ -26,6 +26,11 @@ class Reporter:
     def close(self) -> None:
         """Training ended (normally or not)."""
 
+    def stop_requested(self) -> bool:
+        """Asked after each evaluation: True ends the run there, as early stopping does (the best
+        weights are restored and evaluated). A search's pruner says so for a trial that is behind."""
+        return False
+
 
 class Reporters(Reporter):
     """Several reporters as one."""
@@ -48,3 +53,6 @@ class Reporters(Reporter):
     def close(self) -> None:
         for r in self.reporters:
             r.close()
+
+    def stop_requested(self) -> bool:
+        return any(r.stop_requested() for r in self.reporters)

@@ -1,0 +1,222 @@
+"""The design search: the task's selection metric, targets read as the user means them, the
+pruner sending the budget to the family that learns, and a study shared by workers."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import archlab
+from archlab.data import load
+from archlab.runs.adapt import build_model
+from archlab.runs.design import loader_options
+from archlab.runs.design_steps import baseline_verdict
+from archlab.tasks import TASKS, get_task
+from archlab.train.config import TrainConfig
+from archlab.train.evaluate import evaluate_split
+from archlab.train.task_protocol import LOSS, Selection, selection_of
+
+optuna = pytest.importorskip("optuna")
+
+# (task, registry model, bundled data): a model the task trains on real data
+SUPERVISED = [
+    ("classification", "mlp_tabular", "iris"),
+    ("regression", "mlp_regressor", "diabetes"),
+    ("forecasting", "tcn_forecaster", "sunspots"),
+    ("ctr", "wide_deep", "affairs"),
+    ("node_classification", "gcn_karate", "sbm"),
+    ("segmentation", "unet_small", "digits_seg"),
+]
+
+
+@pytest.mark.parametrize("name", sorted(TASKS))
+def test_every_task_declares_a_selection_that_is_not_a_baseline(name):
+    sel = selection_of(get_task(name))
+    assert isinstance(sel, Selection) and sel.mode in ("min", "max")
+    assert "naive" not in sel.metric and "base" not in sel.metric
+    if sel != LOSS:  # a named metric: one the task computes, with the direction the metric has
+        task = get_task(name)
+        from archlab.train.evaluate import metric_mode
+
+        assert metric_mode(task, sel.key("val")) == sel.mode
+
+
+@pytest.mark.parametrize(("name", "model", "data"), SUPERVISED)
+def test_the_selection_metric_moves_when_the_model_does(name, model, data):
+    bundle = load(data)
+    task = get_task(name)
+    task.setup(bundle, TrainConfig(), torch.device("cpu"))
+    key = selection_of(task).key("val")
+    values = []
+    for seed in range(4):
+        torch.manual_seed(seed)
+        net = build_model(model, bundle, task)
+        rec = evaluate_split(net, task, bundle.val, batch_size=256, device=torch.device("cpu"))
+        assert key in rec, sorted(rec)
+        values.append(rec[key])
+    assert len(set(values)) > 1, values  # four initialisations, four sets of predictions
+    if name == "forecasting":  # the baseline's error is the same whatever the model: never selected on
+        assert key == "val_mae" and selection_of(task).mode == "min"
+
+
+def test_selection_picks_by_its_direction():
+    low, high = Selection("mae", "min"), Selection("accuracy", "max")
+    assert low.best_index([0.5, 0.3, None, math.nan, 0.4]) == 1
+    assert high.best_index([0.5, 0.9, 0.9]) == 1  # the first on ties
+    assert high.best_index([None]) is None
+    assert low.better(0.1, 0.2) and not high.better(0.1, 0.2)
+
+
+def test_a_zero_one_float_target_is_read_as_classes(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(120, 3))
+    path = tmp_path / "vote.csv"
+    lines = ["a,b,c,vote"] + [f"{r[0]:.3f},{r[1]:.3f},{r[2]:.3f},{float(r[0] > 0):.1f}" for r in x]
+    path.write_text("\n".join(lines) + "\n")
+    bundle = load(path)
+    assert bundle.task == "classification" and bundle.info["class_names"] == ["0", "1"]
+    assert bundle.info["task_inferred"].startswith("classification: 2 distinct integer values")
+    # the task a user names reaches the loader of a file (and not of a bundled name)
+    opts = loader_options(str(path), "regression", None)
+    assert opts == {"task": "regression"} and load(path, **opts).task == "regression"
+    assert loader_options("iris", "classification", None) is None
+    real = tmp_path / "price.csv"
+    real.write_text("a,price\n" + "\n".join(f"{i},{i * 1.37:.2f}" for i in range(60)) + "\n")
+    assert load(real).task == "regression"
+
+
+def test_the_verdict_says_when_a_baseline_beats_the_network():
+    acc = Selection("accuracy", "max")
+    base = [{"name": "gradient boosting", "val": 0.9, "test": 0.95}, {"name": "other", "val": None, "test": None}]
+    line = baseline_verdict({"test_accuracy": 0.90}, base, acc)
+    assert line.startswith("The baseline is better") and "0.95" in line and "by 0.05" in line
+    assert baseline_verdict({"test_accuracy": 0.97}, base, acc).startswith("The network beats")
+    mae = Selection("mae", "min")
+    assert baseline_verdict({"test_mae": 0.5}, [{"name": "naive", "test": 0.4}], mae).startswith("The baseline")
+    assert baseline_verdict({}, base, acc) == ""
+
+
+# -- the search itself ---------------------------------------------------------------------------
+
+
+def _plan(lrs: dict[str, float], steps: int = 60, budget_s: float = 20.0):
+    from archlab.runs.search import FamilyPlan, SearchPlan
+
+    fams = [
+        FamilyPlan(
+            name=name,
+            family="mlp",
+            rank=i + 1,
+            overrides={},
+            data_options={},
+            params=None,
+            latency_ms=None,
+            lr=lr,
+            lr_note="",
+            seconds_per_step=0.01,
+            overhead_s=0.5,
+            max_steps=steps,
+            eval_every=steps // 9,
+        )  # fmt: skip
+        for i, (name, lr) in enumerate(lrs.items())
+    ]
+    return SearchPlan(
+        families=fams, metric="val_accuracy", mode="max", budget_s=budget_s, batch_size=32, seed=0, folds=None,
+        train={"precision": "fp32", "log_every": 10},
+    )  # fmt: skip
+
+
+def _context(tmp_path, plan, bundle, worker="owner"):
+    from archlab.runs.search import TrialContext
+
+    return TrialContext(
+        plan=plan, root=tmp_path, bundle_for=lambda f: bundle, data_spec_for=lambda f: {"name": "breast_cancer", "options": {}},
+        task=None, worker=worker,
+    )  # fmt: skip
+
+
+def test_a_family_that_does_not_learn_gets_its_first_rung_and_the_budget_goes_elsewhere(tmp_path):
+    from archlab.runs.search import create_study, storage_for, trial_row, work
+
+    bundle = load("breast_cancer")
+    # mlp_bn_dropout with a learning rate 10,000 x too large: it does not learn
+    plan = _plan({"mlp_tabular": 3e-3, "mlp_bn_dropout": 30.0}, budget_s=25.0)
+    study = create_study(storage_for(f"sqlite:///{tmp_path / 'study.db'}"), "s", plan, {})
+    work(study, _context(tmp_path, plan, bundle), max_trials=8)
+    rows = [trial_row(t) for t in study.get_trials() if t.state.is_finished()]
+    good = [r for r in rows if r.name == "mlp_tabular"]
+    bad = [r for r in rows if r.name == "mlp_bn_dropout"]
+    assert good and bad
+    assert all(r.state in ("pruned", "failed") for r in bad), [(r.state, r.value) for r in bad]
+    first_rung = plan.families[0].max_steps // 9
+    assert all(r.rung is None or r.rung <= first_rung for r in bad)
+    assert any(r.state == "complete" for r in good)
+    assert sum(r.seconds or 0 for r in good) > sum(r.seconds or 0 for r in bad)
+    for r in rows:  # every trial is an ordinary run directory
+        assert (tmp_path / r.run_dir / "config.yaml").is_file()
+
+
+def test_two_workers_share_a_study_and_run_every_trial_once(tmp_path):
+    from archlab.runs.search import create_study, load_study, storage_for, trial_row, work
+
+    bundle = load("breast_cancer")
+    plan = _plan({"mlp_tabular": 3e-3}, steps=20, budget_s=1e9)
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    create_study(storage_for(url), "shared", plan, {"design_dir": str(tmp_path)})
+    # two workers, one after the other here (the PostgreSQL test runs them at once)
+    work(load_study(storage_for(url), "shared"), _context(tmp_path, plan, bundle, "w1"), max_trials=3)
+    work(load_study(storage_for(url), "shared"), _context(tmp_path, plan, bundle, "w2"), max_trials=5)
+    trials = [t for t in load_study(storage_for(url), "shared").get_trials() if t.state.is_finished()]
+    assert len(trials) == 5 and {t.user_attrs["worker"] for t in trials} == {"w1", "w2"}
+    rows = [trial_row(t) for t in trials]
+    assert len({r.run_dir for r in rows}) == len(rows)
+    for r in rows:  # a pruned trial is a run stopped early at its rung, with final metrics like any other
+        final = json.loads((tmp_path / r.run_dir / "final_metrics.json").read_text())
+        assert final["step"] == (20 if r.state == "complete" else r.rung)
+        assert final["stopped_early"] == (r.state == "pruned")
+
+
+def test_a_design_killed_mid_trial_resumes_and_counts_every_trial_once(tmp_path, monkeypatch):
+    from archlab.runs import design_steps
+    from archlab.runs.design import resume_design
+    from archlab.train import Reporter
+
+    for step in ("benchmark", "export", "report"):
+        monkeypatch.setitem(design_steps.STEP_FNS, step, lambda d: {"stub": True})
+
+    class Kill(BaseException):
+        """Not an Exception: nothing records it, as with SIGKILL."""
+
+    class KillInSecondTrial(Reporter):
+        def __init__(self):
+            self.trials = 0
+
+        def start(self, total_steps, start_step, title):
+            self.trials += 1
+
+        def record(self, rec):
+            if self.trials == 2 and rec.get("kind") == "eval" and rec["step"] >= 2:
+                raise Kill
+
+    out = tmp_path / "d"
+    with pytest.raises(Kill):
+        archlab.runs.design.design(
+            "breast_cancer", out_dir=out, params_max=3000, budget_s=4, candidates=2, reporter=KillInSecondTrial()
+        )
+    m = json.loads((out / "design.json").read_text())
+    assert m["steps"]["search"]["state"] == "running"
+    killed_dir = out / "trials" / "t001"
+    assert (killed_dir / "config.yaml").is_file() and not (killed_dir / "final_metrics.json").exists()
+    res = resume_design(out)
+    m = json.loads((out / "design.json").read_text())
+    trials = m["steps"]["search"]["result"]["trials"]
+    counted = [t for t in trials if t["state"] in ("complete", "pruned")]
+    dirs = [t["run_dir"] for t in counted]
+    assert len(dirs) == len(set(dirs)) and "trials/t001" in dirs  # the killed run resumed, counted once
+    retry = next(t for t in counted if t["run_dir"] == "trials/t001")
+    assert retry["retry_of"] == 1 and retry["number"] != 1
+    assert res.winner is not None and (out / "winner" / "final_metrics.json").is_file()
