@@ -103,7 +103,13 @@ def fold_indices(
         splitter = ms.KFold(n_splits=k, shuffle=True, random_state=seed)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        parts = [np.sort(val) for _, val in splitter.split(np.zeros(n), y, g)]
+        try:
+            parts = [np.sort(val) for _, val in splitter.split(np.zeros(n), y, g)]
+        except ValueError as exc:  # e.g. every class smaller than k
+            raise DataError(
+                f"{k} {type(splitter).__name__} folds of {n} samples: {exc}; use fewer folds"
+                + (" or stratify=False" if y is not None else "")
+            ) from exc
     for w in caught:  # e.g. a class with fewer members than folds: said once, in the log
         log.warning("folds: %s", w.message)
     return [p.astype(np.int64) for p in parts]

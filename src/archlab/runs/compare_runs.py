@@ -33,7 +33,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -79,13 +79,11 @@ class RunsComparison:
         metric: the metric compared; ``higher_is_better`` says which way wins.
         design: what was compared (``"same test samples"``, ``"matched seeds"``,
             ``"matched cross-validation folds"``, ``"independent seed groups"``).
-        test: the test's name (``"McNemar exact"``, ``"paired t"``, ``"Nadeau-Bengio corrected t"``...).
-        estimate: A - B.
-        ci95_low, ci95_high: its 95% interval; ``interval`` says how it was obtained.
-        p_value: two-sided p-value of "no difference"; ``significant`` is p < 0.05.
+        result: the test's outcome: its name (``test``), ``estimate`` (A - B), ``ci95_low`` /
+            ``ci95_high`` (``interval`` says how it was obtained), ``p_value`` and ``details``;
+            each is also an attribute of the comparison.
         method: one line: test, interval and what they ran over.
-        verdict: the sentence the report prints.
-        details: what the test needed or found (degrees of freedom, n_test/n_train, discordant counts).
+        verdict: the sentence the report prints; a winner only when p < 0.05.
     """
 
     a: RunSide
@@ -93,20 +91,24 @@ class RunsComparison:
     metric: str
     higher_is_better: bool
     design: str
-    test: str
-    estimate: float
-    ci95_low: float
-    ci95_high: float
-    p_value: float
-    significant: bool
-    interval: str
+    result: TestResult
     method: str
     verdict: str
-    details: dict[str, Any] = field(default_factory=dict)
     schema_version: int = 2
 
+    def __getattr__(self, name: str) -> Any:
+        # test, estimate, ci95_low, ci95_high, p_value, significant, interval, details: the result's
+        if name in _RESULT_FIELDS:
+            return getattr(self.result, name)
+        raise AttributeError(name)
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The sides, the design and the result's fields at the top level (JSON output)."""
+        out = {k: v for k, v in asdict(self).items() if k != "result"}
+        return {**out, **{k: v for k, v in self.result.to_dict().items() if k != "schema_version"}}
+
+
+_RESULT_FIELDS = ("test", "estimate", "ci95_low", "ci95_high", "p_value", "significant", "interval", "details")
 
 
 def _comparison(
@@ -115,9 +117,8 @@ def _comparison(
     labels = (sides[0].label, sides[1].label)
     method = f"{r.test}, {how}; interval: {r.interval}"
     return RunsComparison(
-        sides[0], sides[1], metric, higher, design, r.test, r.estimate, r.ci95_low, r.ci95_high, r.p_value,
-        r.significant, r.interval, method, _verdict(labels, metric, higher, r, method), dict(r.details),
-    )  # fmt: skip
+        sides[0], sides[1], metric, higher, design, r, method, _verdict(labels, metric, higher, r, method)
+    )
 
 
 # ------------------------------------------------------------------------------------- entry

@@ -316,7 +316,13 @@ def mcnemar(
     exact = discordant < 25
     name = "McNemar exact" if exact else "McNemar chi-square"
     boot = paired_bootstrap(a, b, n_boot=n_boot, seed=seed)
-    details = {"a_right_b_wrong": int(table[0, 1]), "a_wrong_b_right": int(table[1, 0]), "n_boot": n_boot}
+    details = {
+        "both_right": int(table[0, 0]),
+        "a_right_b_wrong": int(table[0, 1]),
+        "a_wrong_b_right": int(table[1, 0]),
+        "both_wrong": int(table[1, 1]),
+        "n_boot": n_boot,
+    }
     p = 1.0 if discordant == 0 else float(contingency.mcnemar(table, exact=exact, correction=True).pvalue)
     return TestResult(name, boot.estimate, boot.ci95_low, boot.ci95_high, p, boot.interval, len(a), len(b), details)
 
