@@ -30,7 +30,8 @@ Usage::
 Writes ``benchmarks/results/<out>.md`` (and ``<out>.json``; ``--out`` defaults to ``small_data``);
 a subset run replaces its rows and keeps the others. Each row records the command options it ran
 with. ``--restat`` recomputes the seed-level statistics of the saved per-seed accuracies with the
-current :mod:`archlab.runs.stats` (the per-sample McNemar needs the runs, so it stays as saved).
+current :mod:`archlab.runs.stats`; the per-sample McNemar needs the runs, so it is filled in only
+where the accuracies fix every sample (the same run twice, or 100% on both sides).
 """
 
 from __future__ import annotations
@@ -175,7 +176,20 @@ def restat(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         )
         if before is not None and "p_value" not in before:  # saved by the hand-written t table
             r["new_minus_old_before"] = before
+        if "mcnemar_tables" not in r and _agreement_known(r):
+            right = [round(v * r["n_test"]) for v in r["old_values"]]
+            r["mcnemar_tables"] = [
+                {"both_right": k, "a_right_b_wrong": 0, "a_wrong_b_right": 0, "both_wrong": r["n_test"] - k}
+                for k in right
+            ]
+            r["mcnemar_per_seed_p"] = [1.0] * len(right)
+            r["mcnemar_pooled"] = pooled_mcnemar(r["mcnemar_tables"])
     return rows
+
+
+def _agreement_known(r: dict[str, Any]) -> bool:
+    """Whether the saved accuracies alone fix every sample's pair: the same run twice, or both right on all."""
+    return bool(r["select_on_val_new"]) or all(a == b == 1.0 for a, b in zip(r["old_values"], r["new_values"]))
 
 
 def _p(x: float) -> str:

@@ -178,7 +178,7 @@ def test_group_refusals(groups, tmp_path):
     summary = json.loads((old / "cv_summary.json").read_text())
     del summary["fold_sizes"]
     (old / "cv_summary.json").write_text(json.dumps(summary))
-    with pytest.raises(ConfigError, match="records no fold sizes.*again"):
+    with pytest.raises(ConfigError, match="records no fold sizes.*rerun that cross-validation"):
         compare_runs(old, wide.run_dir)
 
 

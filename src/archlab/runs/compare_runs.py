@@ -366,8 +366,8 @@ def _fold_ratio(path: Path, metric: str) -> float:
     sizes = saved.get("fold_sizes")
     if not sizes:
         raise ConfigError(
-            f"{path}/cv_summary.json records no fold sizes, which the corrected t-test needs; run the same "
-            "cross-validation command again (finished folds are skipped) to record them"
+            f"{path}/cv_summary.json records no fold sizes, which the corrected t-test needs (a group made "
+            "before they were recorded); rerun that cross-validation to compare it"
         )
     ratio = fold_test_train_ratios(sizes, {metric: 0}).get(metric)
     if ratio is None:
