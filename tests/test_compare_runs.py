@@ -72,7 +72,9 @@ def test_interval_is_over_the_same_test_samples(runs):
 def test_significance_wording_and_the_test_used(runs):
     c = compare_runs(runs["good"], runs["poor"], n_boot=2000)
     assert c.test.startswith("McNemar") and c.significant and c.p_value < 0.05 and c.ci95_low > 0
-    assert c.verdict.startswith("good beats poor") and "p < 0.05" in c.verdict and c.test in c.verdict
+    assert (
+        c.verdict.startswith("good beats poor") and f"p = {c.p_value:.3g} < 0.05" in c.verdict and c.test in c.verdict
+    )
     flipped = compare_runs(runs["poor"], runs["good"], n_boot=2000)
     assert flipped.verdict.startswith("good beats poor") and flipped.ci95_high < 0
     assert flipped.p_value == pytest.approx(c.p_value)  # McNemar is symmetric in A and B

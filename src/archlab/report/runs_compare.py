@@ -67,9 +67,9 @@ def runs_comparison_rich(c: Any):
         table.add_column(h)
     for row in _rows(c):
         table.add_row(*row)
-    table.add_row("A - B", c.test, _p(c), _difference(c), "95% interval")
+    table.add_row("A - B", "", "", _difference(c), "95% interval")
     style = "green" if c.significant else "yellow"
-    table.caption = f"[{style}]{c.verdict}[/]"
+    table.caption = f"test: {c.test} ({c.design}), {_p(c)}; interval: {c.interval}\n[{style}]{c.verdict}[/]"
     return table
 
 

@@ -199,7 +199,7 @@ def _verdict(labels: tuple[str, str], metric: str, higher: bool, r: TestResult, 
         return f"not significant: {metric} A - B = {interval} ({how}); neither run is shown to be better"
     a_better = (r.estimate > 0) == higher
     winner, loser = labels if a_better else labels[::-1]
-    return f"{winner} beats {loser}: {metric} A - B = {interval}, p < 0.05 ({how})"
+    return f"{winner} beats {loser}: {metric} A - B = {interval} < 0.05 ({how})"
 
 
 # ------------------------------------------------------------------------------------ two runs
