@@ -1,4 +1,4 @@
-"""Fold construction (archlab.data.folds): stratified, grouped, no leakage, deterministic."""
+"""Fold construction (archlab.data.folds): stratified, grouped, forward in time, no leakage, deterministic."""
 
 import numpy as np
 import pytest
@@ -6,8 +6,8 @@ import torch
 
 from archlab.data import load
 from archlab.data.base import DataBundle, Split
-from archlab.data.folds import fold_indices, kfold
-from archlab.errors import DataError
+from archlab.data.folds import fold_indices, kfold, series_folds, window_gap
+from archlab.errors import ConfigError, DataError
 
 
 @pytest.fixture(scope="module")
@@ -54,13 +54,22 @@ def test_grouped_folds_keep_each_group_on_one_side():
     assert sorted(np.concatenate(parts).tolist()) == list(range(60))
 
 
-def test_grouped_kfold_on_a_bundle(wine):
-    groups = np.arange(len(wine.train)) // 7  # e.g. 7 rows per subject
-    for f in kfold(wine, 3, seed=0, groups=groups):
+def test_grouped_kfold_on_a_bundle_is_stratified_too(wine):
+    # Subjects of 2 rows each, every subject one class (wine's rows are not sorted by class: group by class).
+    y = wine.train.target.numpy()
+    order = np.argsort(y, kind="stable")
+    groups = np.empty(len(y), dtype=np.int64)
+    groups[order] = np.arange(len(y)) // 2
+    k = 3
+    sizes = np.bincount(y) / k
+    for f in kfold(wine, k, seed=0, groups=groups):
         val_groups = set(groups[f.info["fold"]["val_indices"]].tolist())
         train_idx = np.setdiff1d(np.arange(len(wine.train)), f.info["fold"]["val_indices"])
         assert not val_groups & set(groups[train_idx].tolist())
-        assert f.info["fold"]["grouped"] and not f.info["fold"]["stratified"]
+        assert f.info["fold"]["grouped"] and f.info["fold"]["stratified"]
+        # StratifiedGroupKFold: whole subjects move, so each class is within one subject (2 rows) of ideal.
+        counts = np.bincount(f.val.target.numpy(), minlength=len(sizes))
+        assert np.all(np.abs(counts - sizes) <= 2)
 
 
 def test_same_seed_same_folds_other_seed_other_folds(wine):
@@ -90,6 +99,33 @@ def test_unstratified_and_regression_targets():
     folds = kfold(bundle, 4, seed=0)
     assert [len(f.val) for f in folds] == [5, 5, 5, 5] and folds[0].test is None
     assert not folds[0].info["fold"]["stratified"]
+
+
+def test_time_ordered_data_gets_forward_folds_and_shuffling_is_refused():
+    sunspots = load("sunspots", window=10, horizon=3)
+    folds = kfold(sunspots, 3, seed=0)  # auto
+    gap = window_gap(sunspots)
+    assert gap == 10 + 3 - 1
+    for f in folds:
+        fold = f.info["fold"]
+        assert fold["split"] == "forward" and fold["gap"] == gap and not fold["stratified"]
+        assert fold["train_end"] + gap == min(fold["val_indices"])  # the past, then the gap, then the block
+        assert len(f.train) == fold["train_end"]
+        # The target shares the inputs' refitted scale: the fold's statistics map both back to the series.
+        raw_y = f.train.target.double() * f.info["target_normalization"]["std"][0]
+        raw_y += f.info["target_normalization"]["mean"][0]
+        orig = sunspots.train.target[: fold["train_end"]].double() * sunspots.info["target_normalization"]["std"][0]
+        orig += sunspots.info["target_normalization"]["mean"][0]
+        assert torch.allclose(raw_y, orig, atol=1e-3)
+    assert [len(f.train) for f in folds] == sorted(len(f.train) for f in folds)  # the past grows
+    with pytest.raises(ConfigError, match="time-ordered.*--cv-split forward") as err:
+        kfold(sunspots, 3, seed=0, split="shuffled")
+    assert "\n" not in str(err.value)
+    with pytest.raises(ConfigError, match="groups"):
+        kfold(sunspots, 3, seed=0, split="forward", groups=np.arange(len(sunspots.train)))
+    with pytest.raises(DataError, match="fewer folds"):
+        kfold(sunspots, 40, seed=0)
+    assert series_folds(sunspots, 3)[1].info["fold"] == folds[1].info["fold"]
 
 
 def test_bad_requests_raise(wine):

@@ -101,12 +101,16 @@ def compare_cmd(
     fmt: str = typer.Option("table", "--format", "-f", help="table or md (runs: also json)."),
     input_shape: Optional[str] = typer.Option(None, "--input-shape", help="One input for every model, e.g. 1,3,32,32."),
     metric: Optional[str] = typer.Option(None, "--metric", help="Runs: the test metric (default test_accuracy)."),
+    test: str = typer.Option(
+        "auto", "--test", help="Two runs: auto / mcnemar (McNemar's test) or bootstrap (paired BCa bootstrap)."
+    ),
 ) -> None:
     """Parameters, FLOPs and memory side by side (each at the input shown), with an optional chart.
 
-    Given two training runs (or two CV / seed groups), compares their test metric instead: the
-    difference A - B with a 95% interval (paired bootstrap over the shared test samples, or
-    across folds / seeds), naming a winner only when the interval excludes zero.
+    Given two training runs (or two CV / seed groups), compares their test metric instead with the
+    test their design calls for (McNemar over the shared test samples, paired t over matched seeds,
+    Nadeau-Bengio corrected t over matched folds, Welch t over independent seeds), printing the
+    test, the difference A - B with its 95% interval and the p-value; a winner only when p < 0.05.
     """
     from archlab.analysis import compare
     from archlab.runs.compare_runs import compare_runs, is_run_or_group
@@ -114,14 +118,14 @@ def compare_cmd(
     if len(targets) == 2 and all(is_run_or_group(t) for t in targets):
         if output is not None or input_shape is not None:
             raise ConfigError("comparing two runs or groups prints a table; --output / --input-shape do not apply")
-        rc = compare_runs(targets[0], targets[1], metric=metric)
+        rc = compare_runs(targets[0], targets[1], metric=metric, test=test)
         if fmt in ("md", "json"):
             console.print(render(rc, fmt), markup=False, highlight=False, soft_wrap=True)
         else:
             console.print(render(rc, "rich"))
         return
-    if metric is not None:
-        raise ConfigError("--metric applies when comparing two runs or groups")
+    if metric is not None or test != "auto":
+        raise ConfigError("--metric / --test apply when comparing two runs or groups")
     if output is not None and output.suffix.lower() not in _CHART_EXTENSIONS:
         raise ConfigError(
             f"unknown chart format {output.suffix or '(no extension)'!r}; use one of {', '.join(_CHART_EXTENSIONS)}"

@@ -44,6 +44,12 @@ def train_cmd(
     cv: Optional[int] = typer.Option(
         None, "--cv", help="K-fold cross-validation on the training split (one run per fold)."
     ),
+    cv_split: str = typer.Option(
+        "auto",
+        "--cv-split",
+        help="With --cv: auto (forward-chaining for forecasting / time-ordered data, else shuffled), "
+        "shuffled or forward.",
+    ),
     seeds: Optional[int] = typer.Option(
         None, "--seeds", help="Train N times with seeds seed..seed+N-1; report mean ± std."
     ),
@@ -91,7 +97,7 @@ def train_cmd(
             if not spec.model.name or not spec.data.name:
                 raise ConfigError("train needs a model and a dataset: --model NAME --data NAME, or a run file")
             if cv is not None or seeds is not None:
-                _train_group(spec, cv, seeds, out_dir or spec.run.out_dir, name or spec.run.name, reporter)
+                _train_group(spec, cv, seeds, out_dir or spec.run.out_dir, name or spec.run.name, reporter, cv_split)
                 return
             if nproc is not None:
                 from archlab.runs.training import default_run_name
@@ -155,7 +161,9 @@ def _show_result(result) -> None:
     console.print(f"run directory: [bold]{result.run_dir}[/]")
 
 
-def _train_group(spec, cv: int | None, seeds: int | None, out_dir: str, name: str | None, reporter) -> None:
+def _train_group(
+    spec, cv: int | None, seeds: int | None, out_dir: str, name: str | None, reporter, cv_split: str = "auto"
+) -> None:
     """``--cv K`` / ``--seeds N``: a group of runs under one directory, summarised with spreads."""
     from archlab.runs.cv import cross_validate
     from archlab.runs.seeds import repeat_seeds
@@ -171,9 +179,16 @@ def _train_group(spec, cv: int | None, seeds: int | None, out_dir: str, name: st
     train = dict(spec.train)
     if cv is not None:
         result = cross_validate(
-            spec.model.name, spec.data.name, spec.task.name, k=cv, seed=train.pop("seed", 0), **common, **train
+            spec.model.name,
+            spec.data.name,
+            spec.task.name,
+            k=cv,
+            seed=train.pop("seed", 0),
+            split=cv_split,
+            **common,
+            **train,
         )
-        title = f"{spec.model.name}: {cv}-fold cross-validation"
+        title = f"{spec.model.name}: {cv}-fold {result.split} cross-validation"
     else:
         result = repeat_seeds(
             spec.model.name, spec.data.name, seeds, spec.task.name, base_seed=train.pop("seed", 0), **common, **train

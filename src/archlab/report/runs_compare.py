@@ -1,8 +1,8 @@
 """Renderers of a :class:`archlab.runs.compare_runs.RunsComparison` (``archlab compare RUN_A RUN_B``).
 
 Read by attribute only (the runs layer sits below this one): a table of the two sides' test
-metric, then the difference A - B with its 95% interval and the verdict, which names a winner
-only when the interval excludes zero.
+metric, then the test used, the difference A - B with its 95% interval and p-value, and the
+verdict, which names a winner only when p < 0.05.
 """
 
 from __future__ import annotations
@@ -22,7 +22,11 @@ def _rows(c: Any) -> list[list[str]]:
 
 
 def _difference(c: Any) -> str:
-    return f"{c.diff:+.4g} [{c.ci95_low:+.4g}, {c.ci95_high:+.4g}]"
+    return f"{c.estimate:+.4g} [{c.ci95_low:+.4g}, {c.ci95_high:+.4g}]"
+
+
+def _p(c: Any) -> str:
+    return f"p = {c.p_value:.3g}"
 
 
 _HEAD = ["", "run", "kind", "metric", "n"]
@@ -34,7 +38,9 @@ def runs_comparison_markdown(c: Any) -> str:
     lines += ["| " + " | ".join(r) + " |" for r in _rows(c)]
     lines += [
         "",
-        f"A - B: **{_difference(c)}** (95% interval; {c.method}).",
+        f"Test: {c.test} ({c.design}).",
+        "",
+        f"A - B: **{_difference(c)}**, {_p(c)} (95% interval: {c.interval}; {c.method}).",
         "",
         f"Verdict: {c.verdict}.",
     ]
@@ -44,7 +50,11 @@ def runs_comparison_markdown(c: Any) -> str:
 def runs_comparison_text(c: Any) -> str:
     """Plain text, one line per side, then the difference and the verdict."""
     lines = [f"{name} {row[1]} ({row[2]}): {c.metric} {row[3]} over {row[4]}" for name, row in zip("AB", _rows(c))]
-    lines += [f"A - B: {_difference(c)} (95% interval; {c.method})", f"verdict: {c.verdict}"]
+    lines += [
+        f"test: {c.test} ({c.design})",
+        f"A - B: {_difference(c)}, {_p(c)} (95% interval: {c.interval})",
+        f"verdict: {c.verdict}",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -59,7 +69,7 @@ def runs_comparison_rich(c: Any):
         table.add_row(*row)
     table.add_row("A - B", "", "", _difference(c), "95% interval")
     style = "green" if c.significant else "yellow"
-    table.caption = f"[{style}]{c.verdict}[/]"
+    table.caption = f"test: {c.test} ({c.design}), {_p(c)}; interval: {c.interval}\n[{style}]{c.verdict}[/]"
     return table
 
 

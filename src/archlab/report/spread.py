@@ -2,7 +2,9 @@
 
 A group parent (``group.json``, written by :mod:`archlab.runs.cv` / :mod:`archlab.runs.seeds`)
 holds one run per fold or seed and a summary (``cv_summary.json`` / ``seeds_summary.json``) with,
-per metric, the mean, sample std and 95% Student-t interval over the members. This module reads
+per metric, the mean, sample std and 95% Student-t interval over the members (for folds the
+Nadeau-Bengio corrected one, which accounts for the training samples folds share, named in the
+metric's ``interval``). This module reads
 those files (it computes nothing, so the report shows the numbers the group wrote) and renders
 them; the design report of a group, or of one of its members, adds the table beside the run's
 own final metrics, so a single fold's or seed's figure is never shown without its spread.
@@ -119,9 +121,11 @@ _HEAD = ["metric", "mean ± std", "95% interval", "n", "per member"]
 
 def _intro(s: GroupSpread) -> str:
     who = f" This run is {s.member}, one of them." if s.member else ""
+    corrected = sorted({m["interval"] for m in s.metrics.values() if m.get("interval")})
+    how = f"; {', '.join(corrected)} where the folds' test/train ratio is known" if corrected else ""
     return (
         f"Over {len(s.members)} {_KIND_WORDS.get(s.kind, 'runs')} ({', '.join(s.members)}): mean, sample std "
-        f"and 95% Student-t interval of the mean.{who}"
+        f"and 95% Student-t interval of the mean{how}.{who}"
     )
 
 

@@ -14,6 +14,12 @@ default name carries a hash of the arguments; an explicit ``run_name`` is checke
 complete checkpoint, so a killed CV run resumes at the fold and step where it stopped; any other
 fold starts. Folds are rebuilt from the seed (:func:`archlab.data.folds.kfold` is deterministic).
 
+Folds are shuffled (stratified and grouped as they apply) for independent samples and
+forward-chaining for time-ordered data (forecasting, language modelling), where ``split="auto"``
+(the default, and what ``--cv K`` uses) switches to them and logs it; see :mod:`archlab.data.folds`.
+``cv_summary.json`` records each fold's train / val / test sizes, and each metric's interval is
+the Nadeau-Bengio corrected t (:func:`archlab.runs.stats.summarize`), which needs their ratio.
+
 Each fold's validation part is what the fold run evaluates on; its test split is the bundle's,
 the same in every fold. Model selection inside a fold follows the engine's small-validation rule
 (:mod:`archlab.train.small_data`).
@@ -76,6 +82,8 @@ class CVResult(GroupResult):
     """:class:`GroupResult` of a cross-validation; ``k`` folds."""
 
     k: int = 0
+    split: str = "shuffled"
+    fold_sizes: list[dict[str, int]] = field(default_factory=list)
 
 
 # ------------------------------------------------------------------------------- group machinery
@@ -145,9 +153,14 @@ def finish_group(
     done: list[str],
     results: dict[int, RunResult],
     extra: dict[str, Any],
+    test_train_ratio: dict[str, float] | None = None,
 ) -> GroupResult:
-    """Summarise the members, write ``summary_name``, return the result."""
-    summary = summarize_metrics(metrics)
+    """Summarise the members, write ``summary_name``, return the result.
+
+    ``test_train_ratio`` (metric -> n_test / n_train of a fold) makes a cross-validation's
+    intervals the Nadeau-Bengio corrected ones.
+    """
+    summary = summarize_metrics(metrics, test_train_ratio=test_train_ratio)
     atomic_write_json(
         path / summary_name,
         {**extra, "members": [{"run_dir": d.name, "metrics": m} for d, m in zip(dirs, metrics)], "metrics": summary},
@@ -184,6 +197,7 @@ def cross_validate(
     stratify: bool = True,
     groups: Sequence[Any] | None = None,
     normalize: str = "refit",
+    split: str = "auto",
     data_options: dict[str, Any] | None = None,
     task_options: dict[str, Any] | None = None,
     model_overrides: dict[str, Any] | None = None,
@@ -203,7 +217,8 @@ def cross_validate(
         task: a task name or object (default: the data's task).
         k: folds (>= 2).
         seed: fold assignment; also the training seed unless ``train_config`` gives ``seed``.
-        stratify, groups, normalize: see :func:`archlab.data.folds.kfold`.
+        stratify, groups, normalize, split: see :func:`archlab.data.folds.kfold` (``split="auto"``:
+            forward-chaining folds for time-ordered data, shuffled otherwise).
         out_dir, run_name: the parent directory (default name: model, data, ``cv`` and a hash
             of the arguments, so the same call finds the same directory and resumes it).
         reporter: progress of each fold run.
@@ -226,11 +241,14 @@ def cross_validate(
         "stratify": stratify,
         "groups": None if groups is None else hashlib.sha1(json.dumps([str(g) for g in groups]).encode()).hexdigest(),
         "normalize": normalize,
+        "split": split,
+        "splitter": "sklearn",  # fold assignment by scikit-learn's splitters (older groups dealt their own)
         "train": train_config,
     }
-    folds = kfold(bundle, k, seed=seed, stratify=stratify, groups=groups, normalize=normalize)
+    folds = kfold(bundle, k, seed=seed, stratify=stratify, groups=groups, normalize=normalize, split=split)
+    split = folds[0].info["fold"]["split"]
     path = group_dir("cv", model, bundle, arguments, out_dir, run_name)
-    log.info("cross-validation: %d folds of %d training samples in %s", k, len(bundle.train), path)
+    log.info("cross-validation: %d %s folds of %d training samples in %s", k, split, len(bundle.train), path)
     dirs, metrics, done, results = [], [], [], {}
     for i, fold in enumerate(folds):
         member = path / f"fold-{i}"
@@ -243,6 +261,8 @@ def cross_validate(
                 "seed": seed,
                 "stratify": stratify,
                 "normalize": normalize,
+                "split": split,
+                "splitter": "sklearn",
                 "grouped": groups is not None,  # groups are not saved: such a fold cannot be rebuilt
             },
         }
@@ -269,4 +289,24 @@ def cross_validate(
         done.append(what)
         if result is not None:
             results[i] = result
-    return finish_group(CVResult, path, "cv_summary.json", dirs, metrics, done, results, {"k": k})
+    sizes = [dict(f.info["split_sizes"]) for f in folds]
+    extra = {"k": k, "split": split, "fold_sizes": sizes}
+    ratios = fold_test_train_ratios(sizes, metrics[0] if metrics else {})
+    return finish_group(CVResult, path, "cv_summary.json", dirs, metrics, done, results, extra, ratios)
+
+
+def fold_test_train_ratios(sizes: list[dict[str, int]], metrics: dict[str, Any]) -> dict[str, float]:
+    """Per metric, the mean over folds of ``n_test / n_train`` (Nadeau-Bengio's correction).
+
+    A ``test_*`` metric is measured on the bundle's test split and a ``val_*`` one on the fold's
+    validation part; other figures (steps, training loss) and empty parts get no ratio.
+    """
+    ratios = {}
+    for name in metrics:
+        part = "test" if name.startswith("test") else "val" if name.startswith("val") else None
+        if part is None:
+            continue
+        each = [s[part] / s["train"] for s in sizes if s.get("train") and s.get(part)]
+        if len(each) == len(sizes) and each:
+            ratios[name] = sum(each) / len(each)
+    return ratios
