@@ -220,3 +220,20 @@ def test_a_design_killed_mid_trial_resumes_and_counts_every_trial_once(tmp_path,
     retry = next(t for t in counted if t["run_dir"] == "trials/t001")
     assert retry["retry_of"] == 1 and retry["number"] != 1
     assert res.winner is not None and (out / "winner" / "final_metrics.json").is_file()
+
+
+def test_baselines_score_on_the_same_split_as_the_networks():
+    from archlab.design.baselines import fit_baselines
+
+    bundle = load("sunspots")
+    naive, ets = fit_baselines(bundle, "forecasting")
+    assert naive.name.startswith("seasonal naive") and ets.name.startswith("exponential smoothing")
+    # the seasonal naive baseline is the forecasting task's own naive figure on the same windows
+    task = get_task("forecasting")
+    task.setup(bundle, TrainConfig(), torch.device("cpu"))
+    net = build_model("tcn_forecaster", bundle, task)
+    rec = evaluate_split(net, task, bundle.val, batch_size=256, device=torch.device("cpu"))
+    assert naive.val == pytest.approx(rec["val_naive_mae"], rel=1e-5)
+    assert 0 < ets.val < 2 * naive.val and ets.test is not None
+    (hgb,) = fit_baselines(load("iris"), "classification")
+    assert hgb.metric == "accuracy" and 0.5 < hgb.test <= 1.0

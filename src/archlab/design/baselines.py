@@ -32,6 +32,8 @@ log = logging.getLogger("archlab.design")
 
 #: largest image input (pixels x channels) the logistic-regression baseline is fitted on
 MAX_PIXELS = 4096
+#: most windows exponential smoothing is fitted on per split (one fit per window)
+MAX_ETS_WINDOWS = 200
 
 
 @dataclass
@@ -112,18 +114,26 @@ def _minirocket(bundle: DataBundle) -> Baseline:
     try:
         import numba  # noqa: F401 - sktime's MiniRocket compiles its kernels with numba
         from sklearn.linear_model import RidgeClassifierCV
-        from sklearn.pipeline import make_pipeline
         from sktime.transformations.panel.rocket import MiniRocketMultivariate
     except ImportError as exc:
-        return Baseline("MiniRocket (sktime)", "accuracy", note=f"not installed ({exc.name}): pip install numba")
+        return Baseline(
+            "MiniRocket (sktime)", "accuracy", note=f"not installed ({exc.name}): pip install 'archlab[rocket]'"
+        )
 
-    def make() -> Any:
-        return make_pipeline(MiniRocketMultivariate(random_state=0), RidgeClassifierCV(alphas=np.logspace(-3, 3, 10)))
+    class MiniRocketRidge:  # sktime's transformer does not nest in a scikit-learn pipeline
+        def fit(self, x: np.ndarray, y: np.ndarray) -> MiniRocketRidge:
+            self.rocket = MiniRocketMultivariate(random_state=0)
+            self.ridge = RidgeClassifierCV(alphas=np.logspace(-3, 3, 10))
+            self.ridge.fit(self.rocket.fit_transform(x), y)
+            return self
+
+        def predict(self, x: np.ndarray) -> np.ndarray:
+            return self.ridge.predict(self.rocket.transform(x))
 
     def panel(x: np.ndarray) -> np.ndarray:  # (N, C, L) or (N, L) -> sktime's numpy3D (N, C, L)
         return x[:, None, :] if x.ndim == 2 else x
 
-    return _fit_predict("MiniRocket + ridge (sktime)", "accuracy", bundle, make, panel)
+    return _fit_predict("MiniRocket + ridge (sktime)", "accuracy", bundle, MiniRocketRidge, panel)
 
 
 def _forecast_windows(split: Split | None) -> tuple[np.ndarray, np.ndarray] | None:
@@ -162,6 +172,10 @@ def _exponential_smoothing(bundle: DataBundle) -> Baseline:
         if arrays is None:
             continue
         x, y = arrays
+        if len(x) > MAX_ETS_WINDOWS:  # an evenly spaced subset: one fit per window
+            keep = np.linspace(0, len(x) - 1, MAX_ETS_WINDOWS).round().astype(int)
+            x, y = x[keep], y[keep]
+            out.note = f"fitted on {MAX_ETS_WINDOWS} evenly spaced windows of each split"
         seasonal = "add" if season > 1 and x.shape[1] >= 2 * season else None
         errors = []
         with warnings.catch_warnings():
