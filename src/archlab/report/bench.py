@@ -57,6 +57,12 @@ def _columns(result: Any) -> dict[str, list[str]]:
     }
 
 
+def bench_cells(result: Any) -> list[list[str]]:
+    """The table's cells, one list per row, in the order of ``_COLS`` (every renderer's)."""
+    columns = _columns(result)
+    return [_cells(result, i, r, columns) for i, r in enumerate(result.rows)]
+
+
 def _cells(result: Any, i: int, row: Any, columns: dict[str, list[str]]) -> list[str]:
     fastest = result.fastest(row.batch_size, row.mode)
     status = row.status if row.ok else f"{row.status}: {row.reason or ''}"
@@ -88,11 +94,7 @@ def _caption(result: Any) -> str:
 def bench_markdown(result: Any) -> str:
     """A Markdown table of every row, with the machine and GEMM peak in a caption line."""
     lines = [f"**{_caption(result)}**", "", "| " + " | ".join(_COLS) + " |", "|" + "---|" * len(_COLS)]
-    columns = _columns(result)
-    lines += [
-        "| " + " | ".join(c.replace("|", "/") for c in _cells(result, i, r, columns)) + " |"
-        for i, r in enumerate(result.rows)
-    ]
+    lines += ["| " + " | ".join(c.replace("|", "/") for c in cells) + " |" for cells in bench_cells(result)]
     lines += [f"\n_note: {n}_" for n in result.notes]
     return "\n".join(lines) + "\n"
 
@@ -104,7 +106,6 @@ def bench_rich(result: Any):
     table = Table(title=_caption(result), title_justify="left")
     for c in _COLS:
         table.add_column(c, justify="left" if c in ("backend", "mode", "status") else "right", overflow="fold")
-    columns = _columns(result)
-    for i, r in enumerate(result.rows):
-        table.add_row(*_cells(result, i, r, columns), style=None if r.ok else "red")
+    for r, cells in zip(result.rows, bench_cells(result)):
+        table.add_row(*cells, style=None if r.ok else "red")
     return table

@@ -63,8 +63,8 @@ def _load_module(subject: Any, kind: str, run_cfg: dict[str, Any] | None) -> tup
         from archlab.rundir import final_weights
 
         weights = final_weights(Path(subject), run_cfg or {})
-        if weights is not None:  # the note says which checkpoint answered, and a fallback's reason
-            return checkpoint.load(weights.path), weights.describe()
+        if weights is not None:  # a fallback (older weights than the run's result) is a note, with why
+            return checkpoint.load(weights.path), weights.describe() if weights.is_fallback else None
         model_cfg = (run_cfg or {}).get("model") or {}
         return create_from_config(model_cfg), "no finished checkpoint in the run: the untrained model is described"
     except ArchlabError as exc:
