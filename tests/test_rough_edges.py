@@ -296,7 +296,7 @@ def test_deploy_report_figures_share_one_format_and_say_not_measured():
         size_mb={"fp32 safetensors": 0.0123, "fp32 onnx": 1.5},
         ram_mb={k: mb for k, (mb, _) in ram.items()},
         ram_not_measured={k: why for k, (_, why) in ram.items() if why},
-        latency_ms={"eager": {"p50": 0.05, "p99": 12.25, "status": "ok"}},
+        latency_ms={"eager": {"p50": 0.05, "p99": 12.5, "status": "ok"}},
         throughput={r.backend: {"batch_size": 32, "samples_per_s": r.samples_per_s, "status": "ok"} for r in rows[1:]},
         max_batch={"budget_mb": 64.0, "max_batch": 8, "stopped_because": "budget"},
         machine={
@@ -313,11 +313,14 @@ def test_deploy_report_figures_share_one_format_and_say_not_measured():
     )
     md = deploy_markdown(report)
     assert "e+0" not in md and "e-0" not in md  # no scientific notation beside fixed-point figures
-    assert "| eager | 108.8 K samples/s" in md and "| onnxruntime | 84.2 K samples/s" in md
-    assert "| eager b=1 | not measured (measured in this process, a lower bound of 0.0 MB" in md
-    assert "| onnxruntime b=32 | 41.50 |" in md
-    assert "| fp32 safetensors | 0.012 |" in md and "| fp32 onnx | 1.500 |" in md
-    assert "p50 0.05, p99 12.25" in md
+    assert "| eager | 109 K samples/s" in md and "| onnxruntime | 84.2 K samples/s" in md
+    assert (
+        "| eager b=1 | not measured (in-process lower bound 0.0 MB, model load left out; `archlab deploy` (isolate=True)"
+        in md
+    )
+    assert "| onnxruntime b=32 | 41.5 |" in md
+    assert "| fp32 safetensors | 0.0123 |" in md and "| fp32 onnx | 1.50 |" in md
+    assert "p50 0.0500, p99 12.5" in md
 
 
 def test_bench_table_columns_share_one_format():
@@ -329,8 +332,8 @@ def test_bench_table_columns_share_one_format():
     lines = [line for line in bench_markdown(result).splitlines() if line.startswith(("| eager", "| onnxruntime"))]
     cells = [[c.strip() for c in line.strip("|").split("|")] for line in lines]
     per_s = [c[7] for c in cells]
-    assert per_s == ["1.0 K", "108.8 K", "84.2 K"]
-    assert [c[9] for c in cells] == ["not measured (in-process)", ">= 3.00", "41.50"]
+    assert per_s == ["0.960 K", "109 K", "84.2 K"]
+    assert [c[9] for c in cells] == ["not measured (in-process)", ">= 3.00", "41.5"]
 
 
 # -- predict with an export folder, without torch ---------------------------------------------

@@ -99,9 +99,9 @@ def ram_to_serve(row: Any) -> tuple[float | None, str | None]:
     if row.peak_mem_mb is None:
         return None, f"the configuration did not run: {row.reason or row.status}"
     if "fresh process" not in (row.mem_method or ""):
-        return None, (
-            f"measured in this process, a lower bound of {row.peak_mem_mb:.1f} MB that leaves out the model "
-            "load; isolate=True measures it in a fresh process"
+        return (
+            None,
+            f"in-process lower bound {row.peak_mem_mb:.1f} MB, model load left out; `archlab deploy` (isolate=True) measures it",
         )
     return row.peak_mem_mb, None
 

@@ -42,16 +42,17 @@ def not_measured(why: str) -> str:
     return f"not measured ({why})"
 
 
-def fmt_column(values: Sequence[float | None], digits: int = 4, *, scale: bool = True) -> list[str]:
+def fmt_column(values: Sequence[float | None], digits: int = 3, *, scale: bool = True) -> list[str]:
     """Numbers that share a column, in one unit and one fixed-point format.
 
-    The largest magnitude picks the unit (K, M, G, T when ``scale``; none below 1000) and the
-    decimals, so that it shows ``digits`` significant digits; every other value uses the same
-    unit and decimals (``[108800, 84170]`` -> ``['108.8 K', '84.2 K']``). None gives ``''``.
+    The largest magnitude picks the unit (K, M, G, T when ``scale``; none below 1000) for every
+    value; each shows ``digits`` significant digits in fixed point, never an exponent, so a small
+    figure beside a large one is still read (``[108800, 84170, 960]`` -> ``['109 K', '84.2 K',
+    '0.960 K']``). None gives ``''``.
 
     Args:
         values: the column's numbers (None where a row has none).
-        digits: significant digits of the largest value.
+        digits: significant digits of each value (at most 6 decimals).
         scale: allow a K/M/G/T unit (False for figures already in a unit, e.g. MB, ms).
     """
     finite = [abs(float(v)) for v in values if v is not None and math.isfinite(float(v))]
@@ -59,18 +60,17 @@ def fmt_column(values: Sequence[float | None], digits: int = 4, *, scale: bool =
     unit, div = "", 1.0
     if scale:
         unit, div = next(((u, d) for u, d in _SCALES if top >= d), ("", 1.0))
-    scaled_top = top / div
-    whole = len(str(int(scaled_top))) if scaled_top >= 1 else 1
-    decimals = max(0, digits - whole) if scaled_top >= 1 else digits - 1
-    if scaled_top and scaled_top < 1:  # small values: enough decimals for the largest one's digits
-        decimals = max(decimals, -math.floor(math.log10(scaled_top)) + digits - 1)
     suffix = f" {unit}" if unit else ""
     out = []
     for v in values:
         if v is None:
             out.append("")
-        elif not math.isfinite(float(v)):
+            continue
+        x = float(v) / div
+        if not math.isfinite(x):
             out.append(str(v))
-        else:
-            out.append(f"{float(v) / div:,.{decimals}f}{suffix}")
+            continue
+        magnitude = math.floor(math.log10(abs(x))) if x else 0
+        decimals = min(6, max(0, digits - 1 - magnitude))
+        out.append(f"{x:,.{decimals}f}{suffix}")
     return out
