@@ -165,7 +165,9 @@ def test_deploy_report_measures_and_checks_budgets(tmp_path, monkeypatch):
     assert r.params == 784 * 128 + 128 + 128 * 10 + 10
     assert r.size_mb["fp32 safetensors"] > 1.9 * r.size_mb["fp16 safetensors"]
     assert r.size_mb["int8 onnx"] < r.size_mb["fp32 onnx"]
-    assert {b.name: b.passed for b in r.budgets} == {"latency_ms": True, "memory_mb": True, "size_mb": False}
+    # isolate=False: RAM measured in this process is a lower bound, not a figure a budget can pass
+    assert {b.name: b.passed for b in r.budgets} == {"latency_ms": True, "memory_mb": None, "size_mb": False}
+    assert all(v is None for v in r.ram_mb.values()) and set(r.ram_not_measured) == set(r.ram_mb)
     assert not r.passed and r.max_batch["max_batch"] >= 1
     assert "onnxruntime" in r.packages["onnx / onnx-int8 (serve.py)"]
     assert r.to_dict()["schema_version"] == 1

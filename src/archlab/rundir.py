@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -82,18 +83,29 @@ def verify_checkpoint(directory: Path) -> int:
 def find_checkpoint(run_dir: Path, name: str = "last") -> Path | None:
     """The newest complete checkpoint ``name`` (or an older twin, see :data:`TWINS`) whose files
     verify; a checkpoint that does not verify is skipped with a warning."""
+    return _find(Path(run_dir), name)[0]
+
+
+def _find(run_dir: Path, name: str) -> tuple[Path | None, list[str]]:
+    """:func:`find_checkpoint`, and why each candidate passed over was skipped."""
     best: tuple[int, Path] | None = None
+    skipped = []
     for cand in (run_dir / name, *(run_dir / f"{name}{t}" for t in TWINS)):
-        if not (cand.is_dir() and is_complete(cand)):
+        if not cand.is_dir():
+            continue
+        if not is_complete(cand):
+            if cand.name == name:  # a twin without a marker is a write in progress, not a loss
+                skipped.append(f"{name}/ has no {COMPLETE} marker (its write was interrupted)")
             continue
         try:
             step = verify_checkpoint(cand)
         except CheckpointError as exc:
             log.warning("skipping checkpoint %s: %s", cand, exc)
+            skipped.append(str(exc).replace(f"{cand}/", "").replace(str(cand), f"{cand.name}/"))
             continue
         if best is None or step > best[0]:
             best = (step, cand)
-    return None if best is None else best[1]
+    return (None if best is None else best[1]), skipped
 
 
 class RunDir:
@@ -203,8 +215,87 @@ def _yaml_problem(exc: Exception) -> str:
     return f"{what}{where}"
 
 
+@dataclass(frozen=True)
+class FinalWeights:
+    """Which checkpoint answers for a run's final model, and why when it is not the one the run
+    ended with (a fallback: older weights than the run's result).
+
+    Attributes:
+        path: the checkpoint directory that answers.
+        step: its step.
+        wanted: ``"best"`` or ``"last"``, the checkpoint holding the weights the run ended with.
+        fallback_reason: None when ``path`` is ``wanted``; else why ``wanted`` could not answer.
+    """
+
+    path: Path
+    step: int
+    wanted: str
+    fallback_reason: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def is_fallback(self) -> bool:
+        return self.fallback_reason is not None
+
+    def describe(self) -> str:
+        """One line: which weights answered, and for a fallback why (said first by every command)."""
+        if not self.is_fallback:
+            return f"weights: {self.name}/ (step {self.step}), the run's final model"
+        return (
+            f"FALLBACK weights: {self.name}/ (step {self.step}), not the run's final model {self.wanted}/: "
+            f"{self.fallback_reason}"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "checkpoint": self.name,
+            "path": str(self.path),
+            "step": self.step,
+            "wanted": self.wanted,
+            "fallback": self.is_fallback,
+            "fallback_reason": self.fallback_reason,
+        }
+
+
+def _ended_with(run_dir: Path, saved: dict[str, Any]) -> str:
+    """``best`` or ``last``: what the run's final_metrics.json says it ended with; for a run not
+    finished, best/ when it restores its best weights (the default) and has written one."""
+    try:
+        weights = json.loads((run_dir / "final_metrics.json").read_text(encoding="utf-8")).get("weights")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+        weights = None
+    if weights in ("best", "last"):
+        return weights
+    wrote_best = any((run_dir / f"best{t}").is_dir() for t in ("", *TWINS))
+    return "best" if (saved.get("train") or {}).get("restore_best", True) and wrote_best else "last"
+
+
+def final_weights(run_dir: Path, saved: dict[str, Any]) -> FinalWeights | None:
+    """The checkpoint that answers for a run's final model (None: no complete one verifies).
+
+    The run's own final checkpoint (see :func:`_ended_with`) when it verifies; else an older twin
+    of it, else the other checkpoint, marked as a fallback with the reason.
+    """
+    run_dir = Path(run_dir)
+    wanted = _ended_with(run_dir, saved)
+    found, skipped = _find(run_dir, wanted)
+    if found is None:
+        other = "last" if wanted == "best" else "best"
+        found = find_checkpoint(run_dir, other)
+        skipped = skipped or [f"{wanted}/ is missing"]
+    if found is None:
+        return None
+    why = None if found.name == wanted else "; ".join(skipped) or f"{wanted}/ holds an older step than {found.name}/"
+    weights = FinalWeights(found, int(read_marker(found)["step"] or 0), wanted, why)
+    if weights.is_fallback:
+        log.warning("%s: %s", run_dir, weights.describe())
+    return weights
+
+
 def final_checkpoint(run_dir: Path, saved: dict[str, Any]) -> Path | None:
-    """The checkpoint holding the weights a run ended with: best/ when the run restored its best
-    weights (``train.restore_best``, the default), else last/; the other one when it is missing."""
-    order = ("best", "last") if (saved.get("train") or {}).get("restore_best", True) else ("last", "best")
-    return find_checkpoint(run_dir, order[0]) or find_checkpoint(run_dir, order[1])
+    """The path of :func:`final_weights` (a fallback is logged there as a warning)."""
+    found = final_weights(run_dir, saved)
+    return None if found is None else found.path

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from archlab.cli.app import app, console, parse_overrides
+from archlab.cli.app import app, console, parse_overrides, say_weights
 from archlab.errors import ConfigError
 from archlab.report import render
 
@@ -23,6 +23,18 @@ def _shape(text: Optional[str]):
         return [tuple(int(v) for v in part.split(",") if v.strip()) for part in text.split(";")]
     except ValueError:
         raise ConfigError(f"--input-shape must look like 1,3,224,224 (';' between inputs); got {text!r}") from None
+
+
+def _say_run_weights(target: str, to_stderr: bool) -> None:
+    """For a run directory: which checkpoint was described, first (a fallback flagged, with why)."""
+    path = Path(target)
+    if not (path / "config.yaml").is_file() or (path / "config.json").is_file():
+        return
+    from archlab.rundir import RunDir, final_weights
+
+    weights = final_weights(path, RunDir(path).read_config())
+    if weights is not None:
+        say_weights(weights, to_stderr=to_stderr)
 
 
 @app.command("summary")
@@ -49,6 +61,7 @@ def summary_cmd(
         batch_size=batch_size,
         overrides=parse_overrides(set_),
     )
+    _say_run_weights(target, to_stderr=fmt != "table" and output is None)
     if fmt == "table" and output is None:
         console.print(render(s, "rich"))
         return

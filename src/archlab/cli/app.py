@@ -27,3 +27,11 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
     from archlab.config import parse_overrides as parse
 
     return parse(items)
+
+
+def say_weights(weights: Any, *, to_stderr: bool = False) -> None:
+    """Which checkpoint answered for a run (a :class:`archlab.rundir.FinalWeights`), as the first
+    line of a command's output: dim for the run's final model, bold yellow for a fallback."""
+    style = "bold yellow" if weights.is_fallback else "dim"
+    out = err_console if to_stderr else console
+    out.print(weights.describe(), style=style, markup=False, highlight=False, soft_wrap=True)

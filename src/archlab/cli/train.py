@@ -13,8 +13,13 @@ from typing import Any, Optional
 import typer
 from rich.table import Table
 
-from archlab.cli.app import app, console, err_console
+from archlab.cli.app import app, console, err_console, say_weights
 from archlab.errors import ConfigError
+
+_STRICT_HELP = (
+    "Fail when the run's final checkpoint is unusable (corrupt), instead of answering with an older "
+    "one that verifies (flagged on the first line)."
+)
 
 
 def _print_metrics(metrics: dict[str, Any], title: str) -> None:
@@ -62,7 +67,7 @@ def train_cmd(
 ) -> None:
     """Train a registry model on a dataset and write a run directory (or a group of them)."""
     from archlab.cli.progress import ProgressBar
-    from archlab.runs import RunSpec, fit, launch
+    from archlab.runs import RunSpec, fit, launch, training
     from archlab.runs import resume as resume_run
     from archlab.train import distributed
 
@@ -83,7 +88,8 @@ def train_cmd(
                 raise ConfigError(
                     "--resume continues a run with its saved config; give no run file, --model, --data or --set"
                 )
-            if nproc is not None:
+            # a finished run is not launched on N processes: resume_run answers it without writing
+            if nproc is not None and training.finished(resume) is None:
                 argv = ["train", "--resume", str(resume)] + (["--quiet"] if quiet else [])
                 _launch(ctx, nproc, max_restarts, argv + (["--tensorboard"] if tensorboard else []))
                 return
@@ -215,11 +221,15 @@ def evaluate_cmd(
         "image folder of class subfolders, text) read with the run's preprocessing.",
     ),
     split: list[str] = typer.Option([], "--split", help="Splits to evaluate (default: val and test)."),
+    strict: bool = typer.Option(False, "--strict", help=_STRICT_HELP),
 ) -> None:
-    """Evaluate a run's final weights on a dataset's splits, or on a file of new labelled data."""
+    """Evaluate a run's final weights on a dataset's splits, or on a file of new labelled data.
+    The first line says which checkpoint answered (a fallback is flagged, with why)."""
     from archlab.runs import evaluate
 
-    _print_metrics(evaluate(run_dir, data, split or None), f"{run_dir} on {data or 'its dataset'}")
+    result = evaluate(run_dir, data, split or None, strict=strict)
+    say_weights(result.weights)
+    _print_metrics(dict(result), f"{run_dir} on {data or 'its dataset'}")
 
 
 @app.command("predict")
@@ -234,10 +244,12 @@ def predict_cmd(
     output: Optional[Path] = typer.Option(
         None, "--output", "-o", help="Write the predictions to this .csv, .json or .npy file."
     ),
+    strict: bool = typer.Option(False, "--strict", help=_STRICT_HELP),
 ) -> None:
     """Predict with a run's final weights, or with an exported model (ONNX Runtime, no torch).
     INPUT goes through the run's recorded preprocessing (scaling, normalisation, categories,
-    image size, vocabulary), the same steps its training data went through."""
+    image size, vocabulary), the same steps its training data went through. For a run, the
+    first line says which checkpoint answered (a fallback is flagged, with why)."""
     if (run_dir / "preprocessing.json").is_file():  # an export folder
         from archlab.deploy.serve import predict_file
 
@@ -248,9 +260,11 @@ def predict_cmd(
         return
     from rich.table import Table
 
-    from archlab.runs.use import predict, run_preprocessing, save_predictions
+    from archlab.runs.use import predict_run, run_preprocessing, save_predictions
 
-    preds = predict(run_dir, input_)
+    result = predict_run(run_dir, input_, strict=strict)
+    say_weights(result.weights)
+    preds = result.values
     readable = run_preprocessing(run_dir).readable(preds.numpy())
     n = len(readable)
     console.print(f"{n} prediction{'s' if n != 1 else ''}" + (", the first 10:" if n > 10 else ":"))

@@ -46,7 +46,7 @@ class DeployReport:
     model: str
     params: int
     size_mb: dict[str, float]
-    ram_mb: dict[str, float | None]
+    ram_mb: dict[str, float | None]  # None: not measured, why in ram_not_measured
     latency_ms: dict[str, dict[str, float | None]]
     throughput: dict[str, dict[str, float | int | None]]
     max_batch: dict[str, Any]
@@ -56,6 +56,7 @@ class DeployReport:
     budgets: list[Budget] = field(default_factory=list)
     bench: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
+    ram_not_measured: dict[str, str] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -87,6 +88,22 @@ def _sizes(module: nn.Module, work: Path, notes: list[str]) -> tuple[dict[str, f
     except ArchlabError as exc:
         notes.append(f"no ONNX artifact: {exc}")
     return sizes, artifacts
+
+
+def ram_to_serve(row: Any) -> tuple[float | None, str | None]:
+    """(MB, None) for a row whose RAM was measured in a fresh process, else (None, why not).
+
+    A figure from the benchmark's own process is only a lower bound (the model is already
+    loaded, allocator caches from earlier rows hide growth): not a measurement of RAM to serve.
+    """
+    if row.peak_mem_mb is None:
+        return None, f"the configuration did not run: {row.reason or row.status}"
+    if "fresh process" not in (row.mem_method or ""):
+        return (
+            None,
+            f"in-process lower bound {row.peak_mem_mb:.1f} MB, model load left out; `archlab deploy` (isolate=True) measures it",
+        )
+    return row.peak_mem_mb, None
 
 
 def _packages(artifacts: list[str]) -> dict[str, dict[str, str | None]]:
@@ -158,7 +175,7 @@ def deploy_report(
         sizes, artifacts = _sizes(source.module, Path(tmp), notes)
     sweep = max_batch_within(source.module, memory_budget_mb or memory_mb or 1024.0, threads=threads)
     lat = {r.backend: {"p50": r.p50_ms, "p99": r.p99_ms, "status": r.status} for r in bench.rows if r.batch_size == 1}
-    ram = {f"{r.backend} b={r.batch_size}": r.peak_mem_mb for r in bench.rows if r.p50_ms}
+    ram_rows = {f"{r.backend} b={r.batch_size}": ram_to_serve(r) for r in bench.rows if r.p50_ms}
     thr = {
         r.backend: {"batch_size": r.batch_size, "samples_per_s": r.samples_per_s, "status": r.status}
         for r in bench.rows
@@ -181,7 +198,8 @@ def deploy_report(
         model=source.name,
         params=sum(p.numel() for p in source.module.parameters()),
         size_mb={k: round(v, 4) for k, v in sizes.items()},
-        ram_mb=ram,
+        ram_mb={k: mb for k, (mb, _) in ram_rows.items()},
+        ram_not_measured={k: why for k, (_, why) in ram_rows.items() if why is not None},
         latency_ms=lat,
         throughput=thr,
         max_batch=asdict(sweep),
@@ -217,7 +235,7 @@ def _budgets(
             )
         )
     if memory_mb is not None:
-        got = fast.peak_mem_mb if fast else None
+        got = ram_to_serve(fast)[0] if fast else None  # a lower bound passes no budget
         out.append(
             Budget(
                 "memory_mb",

@@ -1,8 +1,13 @@
-"""Renderers of :class:`archlab.bench.BenchResult`: a Markdown table and a rich Table."""
+"""Renderers of :class:`archlab.bench.BenchResult`: a Markdown table and a rich Table.
+
+Each numeric column has one unit and one format (:func:`archlab.report.format.fmt_column`); a
+peak memory measured in the benchmark's own process is a lower bound and says so."""
 
 from __future__ import annotations
 
 from typing import Any
+
+from archlab.report.format import fmt_column, not_measured
 
 _COLS = (
     "backend",
@@ -22,35 +27,56 @@ _COLS = (
 )
 
 
-def _f(v: Any, digits: int = 3) -> str:
-    if v is None:
-        return ""
-    if isinstance(v, float):
-        return f"{v:.{digits}g}" if abs(v) < 1000 else f"{v:,.0f}"
-    return str(v)
+def _in_process(row: Any) -> bool:
+    """A row whose peak memory was measured beside other configurations: a lower bound only."""
+    return row.peak_mem_mb is not None and "fresh process" not in (row.mem_method or "")
 
 
-def _cells(result: Any, row: Any) -> list[str]:
+def _peak_cells(rows: list[Any]) -> list[str]:
+    """Peak MB in one format; an in-process figure is a lower bound (``>=``), its 0 not measured."""
+    cells = fmt_column([r.peak_mem_mb for r in rows], scale=False)
+    for i, r in enumerate(rows):
+        if _in_process(r):
+            cells[i] = f">= {cells[i]}" if r.peak_mem_mb > 0 else not_measured("in-process")
+    return cells
+
+
+def _columns(result: Any) -> dict[str, list[str]]:
+    """The numeric columns, each in one unit and one format over all rows."""
+    rows = result.rows
+    ms = fmt_column([v for r in rows for v in (r.p50_ms, r.p90_ms, r.p99_ms)], scale=False)
+    return {
+        "p50 ms": ms[0::3],
+        "p90 ms": ms[1::3],
+        "p99 ms": ms[2::3],
+        "samples/s": fmt_column([r.samples_per_s for r in rows]),
+        "first call ms": fmt_column([r.first_call_ms for r in rows], scale=False),
+        "peak MB": _peak_cells(rows),
+        "GFLOP/s": fmt_column([r.achieved_flops / 1e9 if r.achieved_flops else None for r in rows], scale=False),
+        "max abs diff": ["" if r.max_abs_diff is None else f"{r.max_abs_diff:.1e}" for r in rows],
+    }
+
+
+def bench_cells(result: Any) -> list[list[str]]:
+    """The table's cells, one list per row, in the order of ``_COLS`` (every renderer's)."""
+    columns = _columns(result)
+    return [_cells(result, i, r, columns) for i, r in enumerate(result.rows)]
+
+
+def _cells(result: Any, i: int, row: Any, columns: dict[str, list[str]]) -> list[str]:
     fastest = result.fastest(row.batch_size, row.mode)
     status = row.status if row.ok else f"{row.status}: {row.reason or ''}"
     if fastest is row and sum(r.batch_size == row.batch_size and r.mode == row.mode for r in result.rows) > 1:
         status += " (fastest)"
-    return [
-        row.backend,
-        row.mode,
-        str(row.batch_size),
-        _f(row.p50_ms),
-        _f(row.p90_ms),
-        _f(row.p99_ms),
-        str(row.calls or ""),
-        _f(row.samples_per_s),
-        _f(row.first_call_ms),
-        _f(row.peak_mem_mb),
-        _f(row.achieved_flops / 1e9 if row.achieved_flops else None),
-        f"{row.mfu:.1%}" if row.mfu else "",
-        _f(row.max_abs_diff, 2),
-        status,
-    ]
+    text = {
+        "backend": row.backend,
+        "mode": row.mode,
+        "batch": str(row.batch_size),
+        "calls": str(row.calls or ""),
+        "MFU": f"{row.mfu:.1%}" if row.mfu else "",
+        "status": status,
+    }
+    return [text[c] if c in text else columns[c][i] for c in _COLS]
 
 
 def _caption(result: Any) -> str:
@@ -68,7 +94,7 @@ def _caption(result: Any) -> str:
 def bench_markdown(result: Any) -> str:
     """A Markdown table of every row, with the machine and GEMM peak in a caption line."""
     lines = [f"**{_caption(result)}**", "", "| " + " | ".join(_COLS) + " |", "|" + "---|" * len(_COLS)]
-    lines += ["| " + " | ".join(c.replace("|", "/") for c in _cells(result, r)) + " |" for r in result.rows]
+    lines += ["| " + " | ".join(c.replace("|", "/") for c in cells) + " |" for cells in bench_cells(result)]
     lines += [f"\n_note: {n}_" for n in result.notes]
     return "\n".join(lines) + "\n"
 
@@ -80,6 +106,6 @@ def bench_rich(result: Any):
     table = Table(title=_caption(result), title_justify="left")
     for c in _COLS:
         table.add_column(c, justify="left" if c in ("backend", "mode", "status") else "right", overflow="fold")
-    for r in result.rows:
-        table.add_row(*_cells(result, r), style=None if r.ok else "red")
+    for r, cells in zip(result.rows, bench_cells(result)):
+        table.add_row(*cells, style=None if r.ok else "red")
     return table

@@ -1,8 +1,14 @@
-"""Renderers of :class:`archlab.deploy.DeployReport`: Markdown and a rich Table."""
+"""Renderers of :class:`archlab.deploy.DeployReport`: Markdown and a rich Table.
+
+The figures of a section share one unit and one format (:func:`archlab.report.format.fmt_column`);
+one that was not measured reads "not measured (why)", never 0.
+"""
 
 from __future__ import annotations
 
 from typing import Any
+
+from archlab.report.format import fmt_column, not_measured
 
 
 def _v(v: Any) -> str:
@@ -13,23 +19,41 @@ def _v(v: Any) -> str:
     return str(v)
 
 
+def _latency(report: Any) -> list[tuple[str, str]]:
+    rows = report.latency_ms
+    cells = iter(fmt_column([v[q] for v in rows.values() for q in ("p50", "p99")], scale=False))
+    out = []
+    for k, v in rows.items():
+        p50, p99 = next(cells), next(cells)
+        figure = f"p50 {p50}, p99 {p99}" if v["p50"] is not None else not_measured(v["status"])
+        out.append((k, f"{figure} ({v['status']})"))
+    return out
+
+
+def _throughput(report: Any) -> list[tuple[str, str]]:
+    rows = report.throughput
+    cells = fmt_column([v["samples_per_s"] for v in rows.values()])
+    return [
+        (k, f"{c} samples/s at batch {v['batch_size']} ({v['status']})" if c else not_measured(v["status"]))
+        for c, (k, v) in zip(cells, rows.items())
+    ]
+
+
+def _ram(report: Any) -> list[tuple[str, str]]:
+    why = getattr(report, "ram_not_measured", None) or {}
+    cells = fmt_column(list(report.ram_mb.values()), scale=False)
+    return [(k, c or not_measured(why.get(k, "no figure recorded"))) for c, k in zip(cells, report.ram_mb)]
+
+
 def _sections(report: Any) -> list[tuple[str, list[tuple[str, str]]]]:
     m = report.machine
+    sizes = fmt_column(list(report.size_mb.values()), scale=False)
     return [
         ("Model", [("model", report.model), ("parameters", f"{report.params:,}")]),
-        ("Size on disk (MB, files written)", [(k, _v(v)) for k, v in report.size_mb.items()]),
-        (
-            "Latency at batch 1 (ms)",
-            [(k, f"p50 {_v(v['p50'])}, p99 {_v(v['p99'])} ({v['status']})") for k, v in report.latency_ms.items()],
-        ),
-        (
-            "Throughput",
-            [
-                (k, f"{_v(v['samples_per_s'])} samples/s at batch {v['batch_size']} ({v['status']})")
-                for k, v in report.throughput.items()
-            ],
-        ),
-        ("RAM to serve (MB)", [(k, _v(v)) for k, v in report.ram_mb.items()]),
+        ("Size on disk (MB, files written)", list(zip(report.size_mb, sizes))),
+        ("Latency at batch 1 (ms)", _latency(report)),
+        ("Throughput", _throughput(report)),
+        ("RAM to serve (MB)", _ram(report)),
         (
             "Largest batch within memory",
             [
@@ -65,7 +89,11 @@ def _sections(report: Any) -> list[tuple[str, list[tuple[str, str]]]]:
                 (
                     b.name,
                     f"{'PASS' if b.passed else 'FAIL' if b.passed is False else 'n/a'}: "
-                    f"{_v(b.measured)} {b.unit} vs {b.limit:g} {b.unit} ({b.basis})",
+                    + (
+                        f"{b.measured:.4g} {b.unit} vs {b.limit:g} {b.unit} ({b.basis})"
+                        if b.measured is not None
+                        else f"{not_measured(b.basis)} vs {b.limit:g} {b.unit}"
+                    ),
                 )
                 for b in report.budgets
             ]

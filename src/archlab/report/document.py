@@ -60,11 +60,11 @@ def _load_module(subject: Any, kind: str, run_cfg: dict[str, Any] | None) -> tup
             return create(str(subject), device="meta"), None
         if kind == "saved":
             return checkpoint.load(subject), None
-        from archlab.rundir import final_checkpoint
+        from archlab.rundir import final_weights
 
-        ckpt = final_checkpoint(Path(subject), run_cfg or {})
-        if ckpt is not None:
-            return checkpoint.load(ckpt), None
+        weights = final_weights(Path(subject), run_cfg or {})
+        if weights is not None:  # a fallback (older weights than the run's result) is a note, with why
+            return checkpoint.load(weights.path), weights.describe() if weights.is_fallback else None
         model_cfg = (run_cfg or {}).get("model") or {}
         return create_from_config(model_cfg), "no finished checkpoint in the run: the untrained model is described"
     except ArchlabError as exc:

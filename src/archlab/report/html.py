@@ -87,10 +87,10 @@ LAYER_COLUMNS = (
 
 
 def _bench_table(rep: DesignReport) -> tuple[str, list[str], list[list[str]]]:
-    from archlab.report.bench import _COLS, _caption, _cells
+    from archlab.report.bench import _COLS, _caption, bench_cells
 
     res = rep.bench
-    return _caption(res), list(_COLS), [_cells(res, r) for r in res.rows]
+    return _caption(res), list(_COLS), bench_cells(res)
 
 
 def _deploy_tables(rep: DesignReport) -> list[tuple[str, list[tuple[str, str]]]]:

@@ -9,9 +9,11 @@ plain names::
     train: {lr: 0.01, batch_size: 100, max_steps: 6000, shuffle: false}
     run: {out_dir: runs, name: my_run, tensorboard: false}   # optional: where the run goes
 
-Older run files kept ``out_dir`` / ``run_name`` / ``tensorboard`` / ``quiet`` in ``train``; they
-are moved to ``run`` (``quiet`` is dropped: showing progress is the caller's choice) with a log
-line saying so.
+Older run files kept ``out_dir`` / ``run_name`` / ``tensorboard`` / ``quiet`` in ``train``. Wherever
+one still arrives there (a run file, ``--set train.KEY=V``, ``archlab.fit(KEY=...)``) it is accepted
+with one warning naming its place now (:data:`MOVED_TRAIN_KEYS`): ``out_dir`` / ``run_name`` /
+``tensorboard`` are used as ``run.out_dir`` / ``run.name`` / ``run.tensorboard``; ``quiet`` is
+ignored, as showing progress is the caller's choice (``-q`` on the CLI, no ``reporter`` in Python).
 
 Unknown sections are rejected; a run directory's own ``config.yaml`` is a valid run file too
 (its sections are ``{name, config}`` / ``{name, options}`` mappings). ``--set`` scheme::
@@ -20,6 +22,7 @@ Unknown sections are rejected; a run directory's own ``config.yaml`` is a valid 
     --set train.lr=0.01                TrainConfig field
     --set data.seed=1                  option of archlab.data.load
     --set task.kind=binary             option of the task
+    --set run.tensorboard=true         RunOptions field (where the run goes, what it logs)
     --set lr=0.01                      bare key: a TrainConfig field if one has that name, else a model field
 """
 
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +42,53 @@ from archlab.errors import ConfigError
 from archlab.train.config import TrainConfig
 
 log = logging.getLogger("archlab.runs")
-_LEGACY_RUN_KEYS = {"out_dir": "out_dir", "run_name": "name", "tensorboard": "tensorboard", "quiet": None}
 SECTIONS = ("model", "data", "task", "train", "run")
+
+
+@dataclass(frozen=True)
+class Moved:
+    """Where an option that left ``train`` lives now, in each entry point."""
+
+    run_key: str | None  # field of RunOptions; None: not a setting of the run at all
+    flag: str  # the CLI's option
+    keyword: str  # archlab.fit's keyword
+
+    def say(self, where: str) -> str:
+        """The one warning line for the option met at ``where`` (``run file x.yaml: train.quiet``)."""
+        places = f"CLI {self.flag}; archlab.fit({self.keyword})"
+        if self.run_key is None:
+            return f"{where} is not a training setting; ignored (showing progress is the caller's choice: {places})"
+        return f"{where} is not a training setting; used as run.{self.run_key} (a run file's place for it; {places})"
+
+
+#: Options older versions kept in ``train``, and their places now.
+MOVED_TRAIN_KEYS = {
+    "out_dir": Moved("out_dir", "--out-dir DIR", "out_dir=..."),
+    "run_name": Moved("name", "--name NAME", "run_name=..."),
+    "tensorboard": Moved("tensorboard", "--tensorboard", "tensorboard=True"),
+    "quiet": Moved(None, "-q/--quiet", "reporter=None, the default"),
+}
+
+
+def pop_moved(train: dict[str, Any], where: str) -> dict[str, Any]:
+    """Take the options that left ``train`` out of it, with one warning each naming the new place.
+
+    Args:
+        train: a mapping of TrainConfig fields, changed in place.
+        where: how the warning names the option, ``{key}`` standing for its name
+            (``"run file x.yaml: train.{key}"``, ``"archlab.fit({key}=...)"``).
+
+    Returns:
+        The RunOptions fields they stand for (``quiet`` has none: it is dropped).
+    """
+    run: dict[str, Any] = {}
+    for key, moved in MOVED_TRAIN_KEYS.items():
+        if key in train:
+            value = train.pop(key)
+            log.warning(moved.say(where.replace("{key}", key)))
+            if moved.run_key is not None:
+                run[moved.run_key] = value
+    return run
 
 
 class RunOptions(BaseModel):
@@ -106,17 +155,8 @@ class RunSpec(BaseModel):
         run = dict(run) if isinstance(run, dict) else run
         if isinstance(train, dict) and isinstance(run, dict):
             train = dict(train)
-            for old, new in _LEGACY_RUN_KEYS.items():
-                if old in train:
-                    value = train.pop(old)
-                    if new is not None:
-                        run.setdefault(new, value)
-                    log.info(
-                        "%s: train.%s is not a training setting; %s",
-                        source,
-                        old,
-                        f"using it as run.{new}" if new else "ignored (progress display is the caller's choice)",
-                    )
+            for key, value in pop_moved(train, f"{source}: train.{{key}}").items():
+                run.setdefault(key, value)  # the run section wins over the old place
         try:
             return cls(
                 model=Section.parse(doc.get("model"), "model"),
@@ -155,13 +195,26 @@ class RunSpec(BaseModel):
             "task": spec.task.options,
             "train": spec.train,
         }
+        run = spec.run.model_dump()
         for item in sets:
             key, value = parse_override(item)
             head, _, rest = key.partition(".")
-            if head in sections and rest:
+            if head == "train" and rest in MOVED_TRAIN_KEYS or key in MOVED_TRAIN_KEYS:
+                run.update(pop_moved({key.removeprefix("train."): value}, f"--set {key}"))  # as typed
+            elif head == "run" and rest:
+                run[rest] = value
+            elif head in sections and rest:
                 set_dotted(sections[head], rest, value)
             elif key in TrainConfig.model_fields:
                 spec.train[key] = value
             else:
                 set_dotted(spec.model.options, key, value)
+        try:
+            spec.run = RunOptions.model_validate(run)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            raise ConfigError(
+                f"--set run.{'.'.join(str(p) for p in first['loc'])}: {first['msg']}; "
+                f"run fields: {', '.join(RunOptions.model_fields)}"
+            ) from None
         return spec

@@ -37,6 +37,7 @@ from archlab.rundir import RunDir, find_checkpoint, read_marker
 from archlab.runs import launch
 from archlab.runs.cost import eval_floor, log_estimate
 from archlab.runs.hf_model import is_hf_name, resolve_hf_name
+from archlab.runs.spec import pop_moved
 from archlab.tasks import get_task
 from archlab.train import NonFiniteLossError, RunResult, TrainConfig, distributed
 from archlab.train import fit as engine_fit
@@ -248,8 +249,11 @@ def fit(
         out_dir, run_name: where the run directory goes (default ``runs/MODEL-DATA-TIMESTAMP``).
         tensorboard: also write TensorBoard logs (needs the tensorboard package).
         reporter: receives progress (the CLI passes a progress bar; default silent).
-        **train_config: fields of :class:`archlab.TrainConfig`.
+        **train_config: fields of :class:`archlab.TrainConfig`. ``quiet``, an option that left
+            the training settings, is accepted and ignored with a warning (fit is silent unless
+            given a ``reporter``).
     """
+    pop_moved(train_config, "archlab.fit({key}=...)")  # only quiet can arrive: the others are keywords
     cfg = TrainConfig.build(train_config)
     dist = distributed.init_from_env(cfg.device)
     restarted = _restarted_run(dist, out_dir, run_name)
@@ -402,6 +406,43 @@ def _remove_if_nothing_learned(run: RunDir) -> None:
         shutil.rmtree(run.path, ignore_errors=True)
 
 
+def finished(run_dir: str | Path) -> dict[str, Any] | None:
+    """A finished run's final metrics, else None.
+
+    Finished: ``final_metrics.json`` is written (the engine's last file) and its step is the
+    step of ``last/``, so resuming has no step left to run. A run whose last/ fell back to an
+    older twin is not finished: resuming redoes the steps the lost checkpoint held.
+    """
+    path = Path(run_dir) / "final_metrics.json"
+    try:
+        final = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    last = find_checkpoint(Path(run_dir), "last")
+    if not isinstance(final, dict) or last is None or last.name != "last":
+        return None
+    return final if final.get("step") == read_marker(last).get("step") else None
+
+
+def _finished_result(run: RunDir, final: dict[str, Any], model: nn.Module | None) -> RunResult:
+    """The result of a finished run, read from its files (nothing is written)."""
+    from archlab.runs.use import load_run, saved_train
+
+    log.warning("%s is finished (step %s): nothing to resume; no file changed", run.path, final.get("step"))
+    loaded = load_run(run.path, model=model)
+    monitor = TrainConfig.build(saved_train(loaded.saved)).monitor
+    return RunResult(
+        run_dir=run.path,
+        model=loaded.model,
+        metrics=final,
+        steps=int(final["step"]),
+        best_step=final.get("best_step"),
+        best_value=final.get(f"best_{monitor}"),
+        stopped_early=bool(final.get("stopped_early")),
+        history=run.read_metrics(),
+    )
+
+
 def resume(
     run_dir: str | Path,
     data: DataBundle | None = None,
@@ -418,6 +459,9 @@ def resume(
     A resumed run keeps its saved config: any other keyword raises ConfigError. A run of your
     own ``nn.Module`` is rebuilt from its recorded import path and arguments, or filled into
     ``model`` (a fresh instance of your class) when given.
+
+    A finished run (see :func:`finished`) is left as it is: no file is written, a log line says
+    so, and the result is read from the run (final metrics, history, final weights).
     """
     if changes:
         raise ConfigError(f"a resumed run keeps its saved config; cannot change {sorted(changes)}")
@@ -426,6 +470,9 @@ def resume(
 
     run = RunDir(run_dir)
     saved = run.read_config()
+    final = finished(run.path)
+    if final is not None:
+        return _finished_result(run, final, model)
     cfg = TrainConfig.build(saved_train(saved))
     dist = distributed.init_from_env(cfg.device)
     if dist.is_main:

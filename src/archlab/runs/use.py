@@ -2,11 +2,18 @@
 
 New data goes through the run's recorded :class:`~archlab.data.preprocess.Preprocessing`, the
 same steps (and train-split statistics) its training data went through.
+
+The weights are the run's final model (best/ or last/, as the run ended). When that checkpoint
+fails its integrity check, an older one that verifies answers instead: every result says which
+one answered and why (:class:`~archlab.rundir.FinalWeights`, a warning is logged), and
+``strict=True`` makes that a :class:`CheckpointError` instead.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +23,11 @@ from archlab.checkpoint import load as load_model
 from archlab.data.base import DataBundle, Split, apply_normalization, is_streamed
 from archlab.data.preprocess import Preprocessing
 from archlab.errors import CheckpointError, DataError
-from archlab.rundir import RunDir, final_checkpoint
+from archlab.rundir import FinalWeights, RunDir, final_weights
+from archlab.runs.spec import MOVED_TRAIN_KEYS
 from archlab.tasks import get_task
 from archlab.train.config import TrainConfig
 from archlab.train.evaluate import evaluate_split, predict_split
-
-# Display options that older run files kept in their train section; they are not training settings.
-_LEGACY_TRAIN_KEYS = ("quiet", "tensorboard", "out_dir", "run_name")
 
 
 def saved_train(saved: dict[str, Any]) -> dict[str, Any]:
@@ -30,26 +35,88 @@ def saved_train(saved: dict[str, Any]) -> dict[str, Any]:
     train = saved.get("train") or {}
     if not isinstance(train, dict):
         raise CheckpointError(f"config.yaml: 'train' must be a mapping; got {type(train).__name__}")
-    return {k: v for k, v in train.items() if k not in _LEGACY_TRAIN_KEYS}
+    # options older runs recorded in train, which are not training settings (see runs.spec)
+    return {k: v for k, v in train.items() if k not in MOVED_TRAIN_KEYS}
 
 
-def load_run(run_dir: str | Path, device: str = "cpu", *, model: torch.nn.Module | None = None):
-    """(saved config, model with the run's final weights, task, checkpoint path) of a run.
+@dataclass
+class LoadedRun:
+    """A run loaded for use; unpacks as ``saved, model, task, checkpoint``.
+
+    Attributes:
+        saved: the run's config.yaml.
+        model: the module with the weights of ``checkpoint``.
+        task: the run's task.
+        checkpoint: the checkpoint directory that answered.
+        weights: which checkpoint that is and, for a fallback, why (see the module docstring).
+    """
+
+    saved: dict[str, Any]
+    model: torch.nn.Module
+    task: Any
+    checkpoint: Path
+    weights: FinalWeights
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter((self.saved, self.model, self.task, self.checkpoint))
+
+
+@dataclass
+class Evaluation(Mapping[str, float]):
+    """What :func:`evaluate` returns: a mapping of metric name to value, and the weights measured."""
+
+    metrics: dict[str, float]
+    weights: FinalWeights
+
+    def __getitem__(self, key: str) -> float:
+        return self.metrics[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.metrics)
+
+    def __len__(self) -> int:
+        return len(self.metrics)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema_version": 1, "metrics": dict(self.metrics), "weights": self.weights.to_dict()}
+
+
+@dataclass
+class Predictions:
+    """What :func:`predict_run` returns: the predictions and the weights that made them."""
+
+    values: torch.Tensor
+    weights: FinalWeights
+
+
+def load_run(
+    run_dir: str | Path, device: str = "cpu", *, model: torch.nn.Module | None = None, strict: bool = False
+) -> LoadedRun:
+    """A run's saved config, model with its final weights, task and checkpoint (see :class:`LoadedRun`).
 
     Args:
         model: for a run of your own ``nn.Module``, a fresh instance to fill with the run's
             weights (``load_run(run, model=MyNet())``); without it the module is rebuilt from
             the recorded import path and constructor arguments when its module is imported.
+        strict: refuse a fallback checkpoint (the run's final one failing its integrity check).
+
+    Raises:
+        CheckpointError: no complete checkpoint verifies, or ``strict`` and only a fallback does.
     """
     run = RunDir(run_dir)
     saved = run.read_config()
-    ckpt = final_checkpoint(run.path, saved)
-    if ckpt is None:
+    weights = final_weights(run.path, saved)
+    if weights is None:
         raise CheckpointError(f"{run_dir} has no complete checkpoint (best/ or last/)")
-    model = load_model(ckpt, device=device, model=model)
+    if strict and weights.is_fallback:
+        raise CheckpointError(
+            f"{run_dir}: the run's final checkpoint {weights.wanted}/ cannot be used ({weights.fallback_reason}); "
+            f"without --strict (strict=False) {weights.name}/ (step {weights.step}) answers instead"
+        )
+    model = load_model(weights.path, device=device, model=model)
     task_saved = saved.get("task") or {}
     task = get_task(task_saved.get("name"), **(task_saved.get("options") or {}))
-    return saved, model, task, ckpt
+    return LoadedRun(saved, model, task, weights.path, weights)
 
 
 def _run_data(saved: dict[str, Any], data: str | None):
@@ -98,14 +165,17 @@ def evaluate(
     splits: list[str] | None = None,
     *,
     model: torch.nn.Module | None = None,
-) -> dict[str, float]:
+    strict: bool = False,
+) -> Evaluation:
     """Loss and metrics of a run's final weights on ``splits`` (default val and test) of its data,
     of another dataset name, or of a file (CSV rows with the target column, an image folder of
     class subfolders, a text file), read with the run's preprocessing as the split ``file``.
 
     ``model``: an instance of your own class for a run of a plain ``nn.Module`` saved without
-    constructor arguments (see :func:`load_run`)."""
-    saved, model, task, _ = load_run(run_dir, model=model)
+    constructor arguments (see :func:`load_run`). ``strict``: refuse a fallback checkpoint.
+    The result reads as a mapping of metrics; its ``weights`` say which checkpoint answered."""
+    loaded = load_run(run_dir, model=model, strict=strict)
+    saved, model, task = loaded.saved, loaded.model, loaded.task
     if _is_file_input(data):
         bundle = _file_bundle(run_dir, data)
         have = {"file": bundle.train}
@@ -124,13 +194,30 @@ def evaluate(
         metrics.update(
             evaluate_split(model, task, have[s], batch_size=cfg.eval_batch_size or 512, device=device, prefix=s)
         )
-    return metrics
+    return Evaluation(metrics, loaded.weights)
 
 
 def predict(
-    run_dir: str | Path, inputs: str | Path | tuple[torch.Tensor, ...], *, model: torch.nn.Module | None = None
+    run_dir: str | Path,
+    inputs: str | Path | tuple[torch.Tensor, ...],
+    *,
+    model: torch.nn.Module | None = None,
+    strict: bool = False,
 ) -> torch.Tensor:
-    """Predictions of a run's final weights (class ids, values, token ids: the task's).
+    """Predictions of a run's final weights: :func:`predict_run`'s values (a fallback checkpoint
+    is logged as a warning; ``strict=True`` refuses it)."""
+    return predict_run(run_dir, inputs, model=model, strict=strict).values
+
+
+def predict_run(
+    run_dir: str | Path,
+    inputs: str | Path | tuple[torch.Tensor, ...],
+    *,
+    model: torch.nn.Module | None = None,
+    strict: bool = False,
+) -> Predictions:
+    """Predictions of a run's final weights (class ids, values, token ids: the task's), with the
+    checkpoint that made them.
 
     Args:
         inputs: what a user has, read with the run's recorded preprocessing: an ``.npy`` of raw
@@ -141,10 +228,16 @@ def predict(
 
         model: an instance of your own class for a run of a plain ``nn.Module`` saved without
             constructor arguments (see :func:`load_run`).
+        strict: refuse a fallback checkpoint (see the module docstring).
 
     Use :meth:`Preprocessing.readable` (``run_preprocessing(run_dir)``) for class names.
     """
-    saved, model, task, _ = load_run(run_dir, model=model)
+    loaded = load_run(run_dir, model=model, strict=strict)
+    return Predictions(_predict(run_dir, loaded, inputs), loaded.weights)
+
+
+def _predict(run_dir: str | Path, loaded: LoadedRun, inputs: str | Path | tuple[torch.Tensor, ...]) -> torch.Tensor:
+    saved, model, task = loaded.saved, loaded.model, loaded.task
     if isinstance(inputs, (str, Path)) and not Path(inputs).exists() and Path(inputs).suffix == "":
         bundle = _run_data(saved, None)
         have = bundle.splits()
