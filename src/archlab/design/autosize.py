@@ -144,21 +144,11 @@ def _analyse(model: torch.nn.Module, batch: int) -> tuple[int, float]:
 
 def _time_call(fn, threads: int | None) -> tuple[float, str]:
     """Median seconds of ``fn`` after warm-up, and the method used."""
-    with _threads(1 if threads is None else threads):
-        try:
-            from archlab.bench.timing import measure
+    from archlab.bench.timing import measure
 
-            t = measure(fn, min_time_s=0.1, min_calls=5)
-            return statistics.median(t.times_s), "archlab.bench.timing.measure"
-        except ImportError:
-            for _ in range(3):
-                fn()
-            times = []
-            for _ in range(10):
-                t0 = time.perf_counter()
-                fn()
-                times.append(time.perf_counter() - t0)
-            return statistics.median(times), "local median of 10 calls after 3 warm-up"
+    with _threads(1 if threads is None else threads):
+        t = measure(fn, min_time_s=0.1, min_calls=5)
+    return statistics.median(t.times_s), "archlab.bench.timing.measure"
 
 
 @contextlib.contextmanager

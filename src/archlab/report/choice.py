@@ -28,6 +28,10 @@ def design_choice(rep: DesignReport, design_dir: Path) -> None:
     rows = sel.get("rows", [])
     rep.choice = {
         "winner": sel.get("winner"),
+        "winner_trial": sel.get("winner_trial"),
+        "verdict": (steps.get("winner", {}).get("result") or {}).get("verdict", ""),
+        "baselines": (steps.get("baselines", {}).get("result") or {}).get("rows", []),
+        "importances": (steps.get("search", {}).get("result") or {}).get("importances", {}),
         "why": sel.get("why"),
         "metric": sel.get("metric"),
         "mode": sel.get("mode"),
@@ -69,6 +73,17 @@ def design_choice(rep: DesignReport, design_dir: Path) -> None:
             "warnings": [w["message"] for w in rec.get("warnings", [])],
         }
         rep.rationale["rules_fired"] = ", ".join(rec.get("rules_fired", []))
+    history = [r for r in rows if r.get("reached") is not None and r.get("trial") is not None]
+    if len(history) > 1:
+        rep.add_figure(
+            Figure(
+                "choice_history",
+                "Search history",
+                "image/svg+xml",
+                history_svg(history, sel.get("metric") or "metric", sel.get("mode") or "max"),
+                "Each trial's validation metric by trial number (open: pruned at a rung); the line: best so far.",
+            )
+        )
     trained = [r for r in rows if r.get("value") is not None]
     if trained:
         rep.add_figure(
@@ -140,36 +155,78 @@ def scatter_svg(rows: list[dict[str, Any]], metric: str, winner: str | None) -> 
     return "".join(parts)
 
 
+def _status(r: dict[str, Any], choice: dict[str, Any]) -> str:
+    if r.get("trial") is not None and r["trial"] == choice.get("winner_trial"):
+        return "chosen"
+    if not r.get("fits"):
+        return "over budget: not trained"
+    if r.get("state") == "pruned":
+        return "pruned early"
+    if r.get("error"):
+        return f"failed: {r['error'][:160]}"
+    return "" if r.get("trained") else "not trained"
+
+
 def choice_rows(rep: DesignReport) -> list[list[str]]:
-    """The candidates' table as text cells (HTML and Markdown share it)."""
+    """The search's trials and the baselines as text cells (HTML and Markdown share them)."""
+    choice = rep.choice or {}
     out = []
-    for r in (rep.choice or {}).get("rows", []):
-        value = "" if r.get("value") is None else f"{r['value']:.4g}"
+    for r in choice.get("rows", []):
+        reached = r.get("value") if r.get("value") is not None else r.get("reached")
+        value = "" if reached is None else f"{reached:.4g}"
         if r.get("cv") and r["cv"].get("std") is not None:
             value += f" ± {r['cv']['std']:.2g} ({r['cv']['k']}-fold)"
-        status = (
-            "chosen"
-            if r["name"] == rep.choice.get("winner")
-            else "over budget: not trained"
-            if not r.get("fits")
-            else f"failed: {r['error'][:160]}"
-            if r.get("error")
-            else ""
-            if r.get("trained")
-            else "not trained"
-        )
+        recipe = r.get("recipe") or {}
         out.append(
             [
                 r["name"],
                 r.get("family") or "",
                 f"{r['params']:,}" if r.get("params") is not None else "",
                 f"{r['latency_ms']:.3g}" if r.get("latency_ms") is not None else "",
+                ", ".join(f"{k} {v:.2g}" for k, v in recipe.items() if isinstance(v, (int, float))),
                 value,
                 "yes" if r.get("pareto") else "",
-                status,
+                _status(r, choice),
             ]
         )
+    for b in choice.get("baselines", []):
+        value = "" if b.get("val") is None else f"{b['val']:.4g}"
+        out.append([b["name"], "baseline", "", "", "", value, "", b.get("note") or "baseline"])
     return out
 
 
-CHOICE_COLUMNS = ["Candidate", "Family", "Parameters", "Latency b=1 (ms)", "Validation metric", "Pareto", ""]
+def history_svg(rows: list[dict[str, Any]], metric: str, mode: str) -> str:
+    """The search's optimisation history: each trial's value, and the best so far."""
+    pts = sorted((int(r["trial"]), float(r["reached"]), r.get("state") == "pruned") for r in rows)
+    xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+    x0, x1 = min(xs), max(xs) if max(xs) > min(xs) else min(xs) + 1
+    y0, y1 = min(ys), max(ys) if max(ys) > min(ys) else min(ys) + 1
+
+    def px(x: float) -> float:
+        return _PAD + (x - x0) / (x1 - x0) * (_W - 2 * _PAD)
+
+    def py(y: float) -> float:
+        return _H - _PAD - (y - y0) / (y1 - y0) * (_H - 2 * _PAD)
+
+    best, line = None, []
+    for x, y, pruned in pts:
+        if not pruned and (best is None or (y > best if mode == "max" else y < best)):
+            best = y
+        if best is not None:
+            line.append(f"{px(x):.1f},{py(best):.1f}")
+    dots = "".join(
+        f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="4" fill="{"none" if pruned else "#1f77b4"}" stroke="#1f77b4"/>'
+        for x, y, pruned in pts
+    )
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {_W} {_H}" width="{_W}" height="{_H}">'
+        f'<polyline points="{" ".join(line)}" fill="none" stroke="#d62728"/>{dots}'
+        f'<text x="{_W / 2}" y="{_H - 8}" text-anchor="middle">trial</text>'
+        f'<text x="12" y="{_H / 2}" transform="rotate(-90 12 {_H / 2})" text-anchor="middle">{escape(metric)}</text>'
+        f'<text x="{_PAD}" y="{_H - _PAD + 16}">{x0}</text><text x="{_W - _PAD}" y="{_H - _PAD + 16}" '
+        f'text-anchor="end">{x1}</text><text x="{_PAD - 4}" y="{py(y0):.1f}" text-anchor="end">{y0:.3g}</text>'
+        f'<text x="{_PAD - 4}" y="{py(y1):.1f}" text-anchor="end">{y1:.3g}</text></svg>'
+    )
+
+
+CHOICE_COLUMNS = ["Trial", "Family", "Parameters", "Latency b=1 (ms)", "Recipe", "Validation metric", "Pareto", ""]

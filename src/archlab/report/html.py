@@ -194,10 +194,13 @@ _TEMPLATE = """<!DOCTYPE html>
 {% if rep.choice is not none %}{% set ch = rep.choice %}
 <section id="choice"><h2>{{ rep.heading('choice') }}</h2>
 {{ skipped('choice') }}
+{% if ch.verdict %}<p><strong>{{ ch.verdict }}.</strong></p>{% endif %}
 <p><strong>{{ ch.winner }}</strong>: {{ ch.why }}. Compared on {{ ch.compared_on }}; budgets {{ short(ch.budgets) }}; training time {{ '%.0f'|format(ch.spent_s or 0) }} s of a {{ '%.0f'|format(ch.budget_s or 0) }} s budget.</p>
 {% if ch.winner_metrics %}<p>Then trained for {{ ch.winner_steps }} steps: {% for k, v in ch.winner_metrics.items() %}{{ k }} {{ '%.4g'|format(v) }}{% if not loop.last %}, {% endif %}{% endfor %}.</p>{% endif %}
 {{ table(choice_cols, choice_rows, 2) }}
 {{ figure('choice_pareto') }}
+{{ figure('choice_history') }}
+{% if ch.importances %}<p>What mattered (Optuna's parameter importances): {% for k, v in ch.importances.items() %}{{ k }} {{ '%.2f'|format(v) }}{% if not loop.last %}, {% endif %}{% endfor %}.</p>{% endif %}
 {% if ch.export %}<p>Export: <code>{{ ch.export.file }}</code>, {{ ch.export.size_bytes }} bytes, parity with eager {% if ch.export.parity_ok %}<span class="pass">passed</span>{% else %}<span class="fail">failed</span>{% endif %} (max abs diff {{ ch.export.max_abs_diff }}).</p>{% endif %}
 <details><summary>Design steps</summary>{{ table(['Step', 'State', 'Seconds', 'Error'], choice_steps, 2) }}</details>
 </section>

@@ -63,11 +63,15 @@ def report_markdown(rep: DesignReport, links: dict[str, str]) -> str:
 
         ch = rep.choice
         md += [f"## {rep.heading('choice')}", ""] + skipped("choice")
+        if ch.get("verdict"):
+            md += [f"**{ch['verdict']}.**", ""]
         md += [f"**{ch['winner']}**: {ch['why']}. Compared on {ch['compared_on']}.", ""]
         if ch.get("winner_metrics"):
             then = ", ".join(f"{k} {v:.4g}" for k, v in ch["winner_metrics"].items())
             md += [f"Then trained for {ch['winner_steps']} steps: {then}.", ""]
-        md += _table(CHOICE_COLUMNS, choice_rows(rep)) + [""] + fig("choice_pareto")
+        md += _table(CHOICE_COLUMNS, choice_rows(rep)) + [""] + fig("choice_pareto") + fig("choice_history")
+        if ch.get("importances"):
+            md += ["What mattered: " + ", ".join(f"{k} {v:.2f}" for k, v in ch["importances"].items()), ""]
     if rep.comparison is not None:
         md += [f"## {rep.heading('comparison')}", ""] + skipped("comparison")
         md += _table(

@@ -24,6 +24,7 @@ from archlab.io import atomic_write_json
 from archlab.runs.adapt import build_model
 from archlab.runs.cv import run_member
 from archlab.runs.search import (
+    MIN_RUNG,
     OWNER,
     REDUCTION,
     RUNGS,
@@ -31,6 +32,7 @@ from archlab.runs.search import (
     SearchPlan,
     TrialContext,
     create_study,
+    importances,
     optuna,
     retry_stale,
     spent_s,
@@ -293,7 +295,7 @@ def _family_plan(d: DesignState, c: dict[str, Any], seconds: float, folds: int |
         data_options=c.get("data_options") or {}, params=c.get("params"), latency_ms=c.get("latency_ms"),
         lr=lr.lr, lr_note=lr.note or f"range test: loss lowest at {lr.lr_at_min:.2g}, a tenth of it",
         seconds_per_step=per_step, overhead_s=round(overhead, 3), max_steps=steps,
-        eval_every=max(1, steps // REDUCTION**RUNGS),
+        eval_every=min(steps, max(steps // REDUCTION**RUNGS, MIN_RUNG)),  # an evaluation at each rung
     )  # fmt: skip
 
 
@@ -301,7 +303,7 @@ def _plan(d: DesignState) -> SearchPlan:
     sized = [c for c in d.result("autosize")["candidates"] if c["fits"]]
     folds = d.result("inspect").get("cv_folds")
     search_s = d.args["budget_s"] * d.args["candidate_share"]
-    per_trial = search_s / (len(sized) + 2)  # room for every family's prior trial and a few more
+    per_trial = search_s / (len(sized) + 1)  # every family's first trial in full, and one more; pruning frees more
     families = []
     for c in sized:
         try:
@@ -356,7 +358,7 @@ def _search(d: DesignState) -> dict[str, Any]:
     finally:
         d.m["budget"]["spent_s"] = round(spent_s(study), 3)
     rows = [trial_row(t) for t in study.get_trials(deepcopy=False)]
-    return {**st, "trials": [r.to_dict() for r in rows], "study": study.study_name}
+    return {**st, "trials": [r.to_dict() for r in rows], "study": study.study_name, "importances": importances(study)}
 
 
 def _run_one(d: DesignState, path: Path, c: dict[str, Any], train: dict[str, Any]) -> dict[str, float]:

@@ -48,6 +48,8 @@ log = logging.getLogger("archlab.runs.search")
 
 #: successive halving: a rung every ``REDUCTION`` x fewer steps, ``RUNGS`` rungs below the top
 REDUCTION, RUNGS = 3, 2
+#: fewest steps at a rung: a model compared after fewer steps is judged on its initialisation
+MIN_RUNG = 10
 #: the most trials one study takes, whatever the budget
 MAX_TRIALS = 60
 OWNER = "owner"
@@ -187,8 +189,11 @@ def _pruner(plan: SearchPlan) -> Any:
     opt = optuna()
     if plan.folds:
         return opt.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=REDUCTION)
-    first = min(f.max_steps for f in plan.families) // REDUCTION**RUNGS
-    return opt.pruners.SuccessiveHalvingPruner(min_resource=max(1, first), reduction_factor=REDUCTION)
+    shortest = min(f.max_steps for f in plan.families)
+    if shortest < MIN_RUNG * REDUCTION:  # a budget this small leaves nothing to judge a rung on
+        return opt.pruners.NopPruner()
+    first = max(shortest // REDUCTION**RUNGS, MIN_RUNG)
+    return opt.pruners.SuccessiveHalvingPruner(min_resource=first, reduction_factor=REDUCTION)
 
 
 def _default_params(f: FamilyPlan) -> dict[str, Any]:
@@ -406,6 +411,20 @@ def trial_row(t: Any) -> TrialRow:
         retry_of=t.user_attrs.get("retry_of"),
         error=t.user_attrs.get("error") or (None if state != "failed" else "stopped and retried"),
     )
+
+
+def importances(study: Any) -> dict[str, float]:
+    """Optuna's parameter importances (fANOVA) over the complete trials; {} with too few of them."""
+    opt = optuna()
+    complete = [t for t in study.get_trials(deepcopy=False) if t.state == opt.trial.TrialState.COMPLETE]
+    if len(complete) < 3:
+        return {}
+    try:
+        values = opt.importance.get_param_importances(study)
+    except (RuntimeError, ValueError) as exc:  # e.g. every trial with the same parameters
+        log.info("design search: no parameter importances (%s)", exc)
+        return {}
+    return {k: round(float(v), 4) for k, v in values.items()}
 
 
 def worker_id() -> str:

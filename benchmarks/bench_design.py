@@ -1,0 +1,175 @@
+"""Does ``archlab design`` match hand-tuned models and beat the baselines, with defaults only?
+
+For every bundled dataset with a classification, regression or forecasting task (the rows of
+``bench_advisor.py``, plus the regression sets), this runs ``archlab design NAME --budget-s B``
+end to end (advice, baselines, the Optuna search, the winner, benchmark, export, report) and
+compares the winner's test figure (the task's selection metric on the test split) with
+
+- the best hand-written example for that dataset (``benchmarks/results/learning.json``, as
+  ``bench_advisor.py`` reads it): target within 1 point of accuracy or 5% of the MAE;
+- the strongest baseline the design fitted on the same split (gradient boosting, seasonal naive,
+  exponential smoothing, MiniRocket, logistic regression on pixels): target better.
+
+Every row is written, met or not, with its wall time (the whole design, not only the training
+budget) and the machine's CPU flags and load. Usage::
+
+    python benchmarks/bench_design.py --budget-s 60                 # every dataset
+    python benchmarks/bench_design.py --budget-s 300 iris sunspots  # a subset (merged into the table)
+    python benchmarks/bench_design.py --workers 2 --budget-s 120 wine  # two workers on one study
+
+Writes ``benchmarks/results/design_B.md`` and ``design_B.json`` (B = the budget).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench_advisor import DATA_OPTIONS, datasets, example_figure
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+RUNS = ROOT / "runs" / "bench_design"
+REGRESSION = [("diabetes", "regression"), ("ucr:Covid3Month", "regression"), ("ucr:Tecator", "regression")]
+
+
+def cpu_flags() -> str:
+    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
+    flags = sorted(set(re.findall(r"\b(avx2|avx512[a-z_0-9]*|amx[a-z_0-9]*)\b", text)))
+    return " ".join(flags) or "unknown"
+
+
+def _join(url: str, study: str) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "archlab", "design", "--join", url, "--study", study, "-q"]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def run_one(name: str, task: str, budget_s: float, workers: int) -> dict[str, Any]:
+    import archlab
+
+    out = RUNS / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}-{int(budget_s)}s-w{workers}"
+    if out.exists():
+        import shutil
+
+        shutil.rmtree(out)
+    storage = f"sqlite:///{out.resolve()}/study.db" if workers > 1 else None
+    helpers: list[subprocess.Popen] = []
+    t0 = time.perf_counter()
+
+    def progress(e: dict[str, Any]) -> None:  # extra workers join once the search has its plan
+        if workers > 1 and e["step"] == "search" and e["detail"].startswith("trial") and not helpers:
+            helpers.extend(_join(storage, "design") for _ in range(workers - 1))  # type: ignore[arg-type]
+
+    try:
+        res = archlab.design(
+            name, out_dir=out, task=task, budget_s=budget_s, data_options=DATA_OPTIONS.get(name),
+            storage=storage, progress=progress,
+        )  # fmt: skip
+    finally:
+        for h in helpers:
+            h.wait(timeout=1200)
+    wall = time.perf_counter() - t0
+    m = res.manifest
+    sel = m["steps"]["select"]["result"]
+    key = sel["metric"].replace("val_", "test_")
+    trials = m["steps"]["search"]["result"]["trials"]
+    row: dict[str, Any] = {
+        "dataset": name,
+        "task": task,
+        "winner": res.winner,
+        "metric": key,
+        "mode": sel["mode"],
+        "value": res.test_metrics.get(key),
+        "trials": sum(t["state"] in ("complete", "pruned") for t in trials),
+        "pruned": sum(t["state"] == "pruned" for t in trials),
+        "wall_s": round(wall, 1),
+        "verdict": res.verdict,
+    }
+    base = [b for b in m["steps"]["baselines"].get("result", {}).get("rows", []) if b.get("test") is not None]
+    if base:
+        lower = sel["mode"] == "min"
+        best = min(base, key=lambda b: b["test"]) if lower else max(base, key=lambda b: b["test"])
+        row.update(baseline=best["name"], baseline_value=best["test"])
+        if row["value"] is not None:
+            row["beats_baseline"] = row["value"] < best["test"] if lower else row["value"] > best["test"]
+    ex = example_figure(name)
+    if ex and row["value"] is not None:
+        row.update(example=ex[0], example_value=ex[1])
+        lower = sel["mode"] == "min"
+        row["within_example"] = row["value"] <= ex[1] * 1.05 if lower else row["value"] >= ex[1] - 0.01
+    return row
+
+
+def _fmt(v: Any) -> str:
+    return "" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def write(rows: list[dict[str, Any]], budget_s: float, workers: int) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stem = f"design_{int(budget_s)}s" + (f"_w{workers}" if workers > 1 else "")
+    store = RESULTS / f"{stem}.json"
+    old = {r["dataset"]: r for r in json.loads(store.read_text())["rows"]} if store.is_file() else {}
+    old.update({r["dataset"]: r for r in rows})
+    merged = list(old.values())
+    load = os.getloadavg()[0]
+    store.write_text(json.dumps({"budget_s": budget_s, "workers": workers, "rows": merged}, indent=1))
+    lines = [
+        f"# archlab design, --budget-s {budget_s:.0f}, {workers} worker(s), defaults only",
+        "",
+        f"CPU flags: {cpu_flags()}; {os.cpu_count()} cores; load average at the end {load:.1f}.",
+        "",
+        "| dataset | task | winner | trials (pruned) | test metric | example | within | best baseline | beats | wall |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in merged:
+        lines.append(
+            f"| {r['dataset']} | {r['task']} | {r['winner']} | {r['trials']} ({r['pruned']}) | {r['metric']} "
+            f"{_fmt(r['value'])} | {r.get('example', '')} {_fmt(r.get('example_value'))} | "
+            f"{_fmt(r.get('within_example'))} | {r.get('baseline', '')} {_fmt(r.get('baseline_value'))} | "
+            f"{_fmt(r.get('beats_baseline'))} | {r['wall_s']:.0f} s |"
+        )
+    within = [r for r in merged if "within_example" in r]
+    beats = [r for r in merged if "beats_baseline" in r]
+    lines += [
+        "",
+        f"Within the example's figure: {sum(r['within_example'] for r in within)} of {len(within)}. "
+        f"Better than the strongest baseline: {sum(r['beats_baseline'] for r in beats)} of {len(beats)}.",
+    ]
+    misses = [r for r in beats if not r["beats_baseline"]]
+    if misses:
+        lines += ["", "Rows where a baseline is better:", ""]
+        lines += [f"- {r['dataset']}: {r['verdict']}" for r in misses]
+    out = RESULTS / f"{stem}.md"
+    out.write_text("\n".join(lines) + "\n")
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("names", nargs="*", help="datasets (default: every one)")
+    p.add_argument("--budget-s", type=float, default=60.0)
+    p.add_argument("--workers", type=int, default=1)
+    args = p.parse_args()
+    every = datasets() + REGRESSION
+    todo = [(n, t) for n, t in every if not args.names or n in args.names]
+    rows = []
+    for name, task in todo:
+        try:
+            rows.append(run_one(name, task, args.budget_s, args.workers))
+        except Exception as exc:  # a row that fails is a row, with its error
+            rows.append({"dataset": name, "task": task, "winner": f"failed: {exc}"[:200], "metric": "", "mode": "",
+                         "value": None, "trials": 0, "pruned": 0, "wall_s": 0.0, "verdict": ""})  # fmt: skip
+        print(json.dumps(rows[-1]), flush=True)
+        write(rows, args.budget_s, args.workers)
+    print(write(rows, args.budget_s, args.workers))
+
+
+if __name__ == "__main__":
+    main()
