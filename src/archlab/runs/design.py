@@ -2,32 +2,35 @@
 
 The pipeline, one step at a time, every result written into the design directory::
 
-    inspect    read the data (modality, task, sizes)                    design.json
-    recommend  rank registry presets with the advisor                   recommendation.json
-    autosize   size the top candidates to the budgets                   sized.json
-    candidates train each fitting candidate briefly, same recipe/seed   candidates/NAME/
-    select     best validation metric among those that meet the budgets design.json
-    winner     train the winner for the rest of the time budget         winner/
-    benchmark  latency and throughput of the winner                     bench.json
-    export     ONNX export with a parity check against eager            export/, export.json
-    report     the design report (six deliverables + why this model)    report.html
+    inspect    read the data (modality, task, sizes); how trials are compared    design.json
+    recommend  rank registry presets with the advisor (the search's prior)       recommendation.json
+    autosize   size the top presets to the budgets                               sized.json
+    baselines  the baselines a user would try first, on the same split          design.json
+    search     an Optuna study: family x width x recipe, successive halving      study.db, trials/tNNN/
+    select     the best trial on the task's selection metric                     design.json
+    winner     train the winning configuration for the rest of the budget        winner/
+    benchmark  latency and throughput of the winner                              bench.json
+    export     ONNX export with a parity check against eager                     export/, export.json
+    report     the design report (six deliverables + why this model)             report.html
 
-Time budget. ``budget_s`` is the time of the training runs: the candidates share
-``candidate_share`` of it equally, the winner gets what they left. A wall-clock stop inside a run
-would make its length depend on the machine's load and break exact resume, so time is turned
-into steps instead: each candidate first trains a dozen steps in a scratch directory (not
-counted), the seconds per step and per run measured there fix its ``max_steps``, and the steps
-are recorded in ``design.json`` before the run starts. The other steps (advice, sizing,
-benchmark, export, report) are not in the budget; ``design.json`` records each one's seconds.
+The search is :mod:`archlab.runs.search` (its docstring says how the budget, the pruner, the
+storage and the workers work); the steps are :mod:`archlab.runs.design_steps`.
 
-Small data. With fewer than :data:`MIN_VAL` validation samples a candidate is judged by k-fold
-cross-validation (:func:`archlab.runs.cv.cross_validate`, the mean validation metric over the
-folds) rather than by a handful of validation samples (issue 17).
+Time budget. ``budget_s`` is the time of the training runs: the search has ``candidate_share``
+of it (seconds of training summed over its trials, whichever worker ran them), the winner what
+is left. Time is turned into step counts before any run starts (each family's seconds per step
+are measured in a scratch run), so a resumed design trains exactly what it planned. Advice,
+baselines, benchmark, export and the report are not in the budget; ``design.json`` records each
+step's seconds.
 
-Resume. ``design.json`` is rewritten atomically after every step and after every candidate; a
-design killed at any moment and started again with :func:`resume_design` (``archlab design
---resume DIR``) skips finished steps, and the runs inside continue from their last checkpoint
-(:func:`archlab.runs.training.resume`, via :func:`archlab.runs.cv.run_member`).
+Small data. With fewer than :data:`MIN_VAL` validation samples a trial is judged by k-fold
+cross-validation on the training split (forward-chaining folds for a series) rather than by a
+handful of validation samples.
+
+Resume. ``design.json`` is rewritten atomically after every step; a design killed at any
+moment and started again with :func:`resume_design` (``archlab design --resume DIR``) skips
+finished steps, retries the trials its process left running (each resumes its run directory)
+and continues the study.
 """
 
 from __future__ import annotations

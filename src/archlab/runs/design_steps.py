@@ -54,6 +54,8 @@ STEPS = (
 )  # fmt: skip
 #: below this many validation samples candidates are compared by k-fold CV (issue 17)
 MIN_VAL = 50
+#: fewest training windows the first forward-chaining fold of a series may have
+MIN_FOLD_TRAIN = 20
 #: the training recipe every candidate and the winner share, unless ``train`` says otherwise
 RECIPE = {"lr": 3e-3}
 _MIN_STEPS, _MAX_STEPS = 10, 50_000
@@ -151,19 +153,41 @@ def _inspect(d: DesignState) -> dict[str, Any]:
     from archlab.design import inspect_data
 
     facts = inspect_data(d.bundle, d.args.get("task"))
-    val = 0 if d.bundle.val is None else len(d.bundle.val)
-    cv = val < MIN_VAL
+    folds, selection = _selection_split(d)
     return {
         "facts": facts.to_dict(),
         "splits": {k: len(v) for k, v in d.bundle.splits().items()},
-        "selection": (
-            f"{d.args['folds']}-fold cross-validation on the training split: the validation split has "
-            f"{val} samples (< {MIN_VAL})"
-            if cv
-            else f"the validation split ({val} samples)"
-        ),
-        "cv_folds": d.args["folds"] if cv else None,
+        "selection": selection,
+        "cv_folds": folds,
     }
+
+
+def _selection_split(d: DesignState) -> tuple[int | None, str]:
+    """(k folds or None, in words) what trials are compared on: the validation split, or k-fold
+    cross-validation on the training split when validation is small; forward-chaining folds for
+    time-ordered data, as many as leave each fold :data:`MIN_FOLD_TRAIN` training windows."""
+    from archlab.data.folds import time_ordered, window_gap
+
+    val = 0 if d.bundle.val is None else len(d.bundle.val)
+    if val >= MIN_VAL:
+        return None, f"the validation split ({val} samples)"
+    k, n = d.args["folds"], len(d.bundle.train)
+    if not time_ordered(d.bundle):
+        return (
+            k,
+            f"{k}-fold cross-validation on the training split: the validation split has {val} samples (< {MIN_VAL})",
+        )
+    gap = window_gap(d.bundle)
+    fits = [j for j in range(k, 1, -1) if n // (j + 1) - gap >= MIN_FOLD_TRAIN]
+    if not fits:
+        return None, (
+            f"the validation split ({val} samples, < {MIN_VAL}): {n} time-ordered training windows are too few "
+            f"for forward-chaining folds with a gap of {gap}"
+        )
+    return fits[0], (
+        f"{fits[0]} forward-chaining folds on the training split (a gap of {gap} windows): the validation split "
+        f"has {val} samples (< {MIN_VAL})"
+    )
 
 
 def _recommend(d: DesignState) -> dict[str, Any]:
@@ -317,7 +341,15 @@ def _plan(d: DesignState) -> SearchPlan:
     return SearchPlan(
         families=families, metric=sel.key("val"), mode=sel.mode, budget_s=search_s,
         batch_size=_train_kwargs(d, 1)["batch_size"], seed=d.args["seed"], folds=folds, train=train,
+        image_hw=_image_hw(d),
     )  # fmt: skip
+
+
+def _image_hw(d: DesignState) -> list[int] | None:
+    """(H, W) of image inputs when the task is classification (augmentation joins the search)."""
+    x = d.bundle.train.inputs[0] if d.bundle.modality == "image" and d.bundle.train.inputs else None
+    task = d.args.get("task") or d.bundle.task
+    return [int(x.shape[-2]), int(x.shape[-1])] if x is not None and x.ndim == 4 and task == "classification" else None
 
 
 def trial_context(d: DesignState, plan: SearchPlan, worker: str = OWNER) -> TrialContext:

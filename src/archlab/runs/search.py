@@ -86,6 +86,8 @@ class SearchPlan:
     seed: int
     folds: int | None
     train: dict[str, Any] = field(default_factory=dict)
+    #: (H, W) of image inputs of a classification task: the search then tries augmentation
+    image_hw: list[int] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -271,6 +273,8 @@ def trial_config(trial: Any, plan: SearchPlan) -> tuple[FamilyPlan, dict[str, An
     batch_mult = trial.suggest_categorical("batch_mult", [0.5, 1.0, 2.0])
     overrides = dict(f.overrides)
     entry = get_entry(f.name)
+    if "dropout" in entry.config.model_fields:
+        overrides["dropout"] = trial.suggest_float("dropout", 0.0, 0.5)
     if width != 1.0:
         base = {**entry.defaults, **overrides}
         knobs = knobs_for(entry, base)
@@ -285,7 +289,17 @@ def trial_config(trial: Any, plan: SearchPlan) -> tuple[FamilyPlan, dict[str, An
         "eval_every": f.eval_every,
         **plan.train,
     }
+    if plan.image_hw and "augment" not in plan.train:
+        train["augment"] = _augment(trial.suggest_categorical("augment", ["none", "crop", "crop+mixup"]), plan.image_hw)
     return f, overrides, train
+
+
+def _augment(choice: str, hw: list[int]) -> dict[str, Any] | None:
+    """Batch augmentation of image classification (no flips: they change what digits and text mean)."""
+    if choice == "none":
+        return None
+    pad = 1 if max(hw) <= 16 else 4  # an eighth of a small image, 4 pixels of a larger one
+    return {"crop_padding": pad, **({"mixup_alpha": 0.2} if "mixup" in choice else {})}
 
 
 @dataclass
@@ -308,6 +322,9 @@ def run_trial(trial: Any, ctx: TrialContext) -> float:
 
     plan = ctx.plan
     f, overrides, train = trial_config(trial, plan)
+    failed = _failed_before(trial.study, f.name)
+    if failed is not None:  # a family that cannot train on this data fails the same way every time
+        raise optuna().TrialPruned(f"{f.name} failed in trial {failed}; not tried again")
     run_dir = trial.user_attrs.get("run_dir") or f"trials/t{trial.number:03d}"  # a retry resumes its origin's
     trial.set_user_attr("worker", ctx.worker)
     trial.set_user_attr("run_dir", run_dir)
@@ -341,6 +358,14 @@ def run_trial(trial: Any, ctx: TrialContext) -> float:
 
 
 # ------------------------------------------------------------------------------- the worker loop
+def _failed_before(study: Any, family: str) -> int | None:
+    """The number of a trial of ``family`` that failed with an error of its own, if any."""
+    for t in study.get_trials(deepcopy=False):
+        if t.state.name == "FAIL" and t.user_attrs.get("error") and t.params.get("family") == family:
+            return t.number
+    return None
+
+
 def spent_s(study: Any) -> float:
     """Seconds of training the study has used, over every worker's finished and running trials."""
     return sum(float(t.user_attrs.get("seconds") or 0.0) for t in study.get_trials(deepcopy=False))
@@ -367,7 +392,10 @@ def work(study: Any, ctx: TrialContext, max_trials: int = MAX_TRIALS) -> int:
         value = "" if row.value is None else f" {ctx.plan.metric} {row.value:.4g}"
         ctx.tell(f"trial {row.number} {row.state}: {row.name}{value} ({row.seconds or 0:.0f} s)")
         counted = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished() and not _retried(t)]
+        every_family_failed = all(_failed_before(study, f.name) is not None for f in ctx.plan.families)
         if (spent_s(study) >= ctx.plan.budget_s and not _owed(study)) or len(counted) >= max_trials:
+            study.stop()
+        elif every_family_failed:
             study.stop()
 
     if spent_s(study) < ctx.plan.budget_s or _owed(study):

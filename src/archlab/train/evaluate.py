@@ -10,6 +10,7 @@ from torch import nn
 from archlab.data.base import Split
 from archlab.train.distributed import Dist
 from archlab.train.precision import autocast
+from archlab.train.task_protocol import TaskProtocol
 
 
 def iter_batches(split: Split, batch_size: int, rows: slice | None = None) -> Iterator[Split]:
@@ -26,7 +27,7 @@ def iter_batches(split: Split, batch_size: int, rows: slice | None = None) -> It
 @torch.no_grad()
 def evaluate_split(
     model: nn.Module,
-    task,
+    task: TaskProtocol,
     split: Split,
     *,
     batch_size: int,
@@ -95,7 +96,7 @@ def predict_split(
     return torch.cat(outs) if outs else torch.empty(0)
 
 
-def metric_mode(task, name: str) -> str:
+def metric_mode(task: TaskProtocol | None, name: str) -> str:
     """``"min"`` or ``"max"`` for metric ``name`` (``val_accuracy`` -> max, ``val_loss`` -> min)."""
     base = name.split("_", 1)[1] if name.startswith(("val_", "test_", "train_")) else name
     if base == "loss":
