@@ -285,6 +285,9 @@ def fit(
     log.info("model selection: %s", policy.reason)
     bundle.info["model_selection"] = policy.to_dict()
     steps_per_epoch, total_steps = _steps(bundle, cfg)
+    before_fit = getattr(model, "before_fit", None)  # a wrapped framework's seeding and checks (models/keras_adapter)
+    if callable(before_fit):
+        model_section = {**model_section, "adapter": before_fit(total_steps, cfg.seed)}
     every = eval_floor(steps_per_epoch, total_steps) if cfg.eval_every is None and bundle.val is not None else None
     if every is not None:  # tiny data: not an evaluation every few steps (see archlab.runs.cost)
         cfg = cfg.replace(eval_every=every)
