@@ -4,6 +4,7 @@ weights round trip and a short fit, on seed 004's Keras CNN from examples/keras_
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import sys
 from pathlib import Path
@@ -137,3 +138,162 @@ def test_a_saved_keras_file_loads_on_the_torch_backend(tmp_path):
     x = torch.randn(2, 1, 8, 8)
     with torch.no_grad():
         assert torch.equal(loaded(x), from_keras(model, channels_first=True).eval()(x))
+
+
+# -- training: BatchNorm momentum, seeding, resume ------------------------------------------------
+
+
+def small_keras_cnn(noise: bool = False):
+    """Conv-BN-pool, conv-BN, global average, dense: Keras's default BatchNorm momentum (0.99)."""
+    from keras import layers
+
+    return keras.Sequential(
+        [
+            keras.Input((8, 8, 1)),
+            *([layers.GaussianNoise(0.1, name="noise")] if noise else []),
+            layers.Conv2D(16, 3, padding="same", activation="relu", name="conv1"),
+            layers.BatchNormalization(name="bn1"),
+            layers.MaxPooling2D(2, name="pool1"),
+            layers.Conv2D(32, 3, padding="same", activation="relu", name="conv2"),
+            layers.BatchNormalization(name="bn2"),
+            layers.GlobalAveragePooling2D(name="gap"),
+            *([layers.Dropout(0.3, name="dropout")] if noise else []),
+            layers.Dense(10, name="fc"),
+        ],
+        name="small_cnn",
+    )
+
+
+class TorchSmallCNN(torch.nn.Module):
+    """The same network written with torch layers (PyTorch's BatchNorm momentum 0.1, Keras's eps 1e-3)."""
+
+    def __init__(self):
+        super().__init__()
+        nn = torch.nn
+        self.net = nn.Sequential(
+            nn.Conv2d(1, 16, 3, padding=1),
+            nn.ReLU(),
+            nn.BatchNorm2d(16, eps=1e-3),
+            nn.MaxPool2d(2),
+            nn.Conv2d(16, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.BatchNorm2d(32, eps=1e-3),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(32, 10),
+        )
+
+    def forward(self, x):
+        return self.net(x)
+
+    def load_keras(self, module: KerasModule) -> None:
+        """The Keras network's initial weights: kernels (H, W, in, out) -> (out, in, H, W), dense (in, out) -> (out, in)."""
+        conv1, bn1, conv2, bn2, fc = (m for m in self.net if len(m.state_dict()))
+        k = {layer.name: layer for layer in module.keras_model.layers}
+        with torch.no_grad():
+            for conv, name in ((conv1, "conv1"), (conv2, "conv2")):
+                conv.weight.copy_(k[name].kernel.value.permute(3, 2, 0, 1))
+                conv.bias.copy_(k[name].bias.value)
+            for bn, name in ((bn1, "bn1"), (bn2, "bn2")):
+                bn.weight.copy_(k[name].gamma.value)
+                bn.bias.copy_(k[name].beta.value)
+            fc.weight.copy_(k["fc"].kernel.value.T)
+            fc.bias.copy_(k["fc"].bias.value)
+
+
+FIT = dict(task="classification", max_steps=100, batch_size=64, lr=3e-3, precision="fp32", seed=0)
+
+
+def test_batchnorm_advice_names_a_momentum_for_the_run_and_the_steps_needed():
+    from archlab.models.keras_adapter import batchnorm_advice
+
+    bn = keras.layers.BatchNormalization(name="bn1")  # momentum 0.99
+    line = batchnorm_advice([bn], 100)
+    assert "bn1: momentum 0.99" in line and "after 100 steps" in line and "0.37" in line
+    assert "momentum <= 0.97" in line and ">= 299 steps" in line and 'batchnorm_momentum="torch"' in line
+    assert 0.97**100 <= 0.05 < 0.98**100 and 0.99**299 <= 0.05 < 0.99**298  # the figures it names converge
+    assert batchnorm_advice([bn], 299) is None
+    assert batchnorm_advice([keras.layers.BatchNormalization(momentum=0.9)], 100) is None
+    with pytest.raises(ConfigError, match=r"batchnorm_momentum must be 'torch' or a number in \(0, 1\); got 1.5"):
+        from_keras(small_keras_cnn(), batchnorm_momentum=1.5)
+
+
+def test_short_batchnorm_run_warns_and_the_option_trains_like_torch(tmp_path, caplog):
+    import yaml
+
+    keras.utils.set_random_seed(0)
+    plain = from_keras(small_keras_cnn(), channels_first=True)
+    with caplog.at_level(logging.WARNING, logger="archlab.models"):
+        warned = archlab.fit(plain, "digits", out_dir=tmp_path, run_name="plain", **FIT)
+    lines = [r.getMessage() for r in caplog.records if "BatchNormalization" in r.getMessage()]
+    assert len(lines) == 1 and "bn1, bn2: momentum 0.99" in lines[0] and "after 100 steps" in lines[0]
+    saved = yaml.safe_load((warned.run_dir / "config.yaml").read_text())["model"]["adapter"]
+    assert saved["batchnorm_warning"] == lines[0] and saved["keras_seed"] == 0
+
+    caplog.clear()
+    keras.utils.set_random_seed(0)
+    fixed = from_keras(small_keras_cnn(), channels_first=True, batchnorm_momentum="torch")
+    assert [bn.momentum for bn in fixed.batchnorms()] == [0.9, 0.9]
+    with caplog.at_level(logging.INFO, logger="archlab.models"):
+        keras_run = archlab.fit(fixed, "digits", out_dir=tmp_path, run_name="fixed", **FIT)
+    assert not any("unconverged" in r.getMessage() for r in caplog.records)
+    assert any("momentum set to 0.9" in r.getMessage() for r in caplog.records)  # said, not silent
+    saved = yaml.safe_load((keras_run.run_dir / "config.yaml").read_text())["model"]["adapter"]
+    assert saved["batchnorm_momentum"] == {"set": 0.9, "was": {"bn1": 0.99, "bn2": 0.99}}
+
+    keras.utils.set_random_seed(0)
+    same = TorchSmallCNN()
+    same.load_keras(from_keras(small_keras_cnn(), channels_first=True))  # the same initial network
+    torch_run = archlab.fit(same, "digits", out_dir=tmp_path, run_name="torch", **FIT)
+    acc_keras, acc_torch = keras_run.metrics["test_accuracy"], torch_run.metrics["test_accuracy"]
+    assert abs(acc_keras - acc_torch) <= 0.02, (acc_keras, acc_torch)
+    assert acc_keras > warned.metrics["test_accuracy"]  # the unconverged statistics cost accuracy
+
+
+def _noisy_module(keras_seed: int, weights: dict[str, torch.Tensor] | None = None) -> KerasModule:
+    """A Keras CNN with GaussianNoise and Dropout (unseeded), built under ``keras_seed``; with the
+    float tensors (not the generator states) of ``weights`` when given."""
+    keras.utils.set_random_seed(keras_seed)
+    module = from_keras(small_keras_cnn(noise=True), channels_first=True)
+    with torch.no_grad():
+        for k, v in module.state_dict().items():
+            if weights is not None and v.is_floating_point():
+                v.copy_(weights[k])
+    return module
+
+
+RUN = dict(task="classification", max_steps=20, batch_size=64, lr=3e-3, precision="fp32", checkpoint_every=5)
+
+
+def test_keras_run_is_reproducible_from_its_seed_and_resumes_exactly(tmp_path):
+    from archlab.runs import resume
+
+    first = _noisy_module(0)
+    init = {k: v.clone() for k, v in first.state_dict().items()}
+    a = archlab.fit(first, "digits", out_dir=tmp_path, run_name="a", seed=3, **RUN)
+    # The same weights, generators drawn under another Keras seed: the run's seed decides the noise.
+    second = _noisy_module(1, init)
+    assert any(not torch.equal(v, init[k]) for k, v in second.state_dict().items() if not v.is_floating_point())
+    b = archlab.fit(second, "digits", out_dir=tmp_path, run_name="b", seed=3, **RUN)
+    for k, v in a.model.state_dict().items():
+        assert torch.equal(v, b.model.state_dict()[k]), k
+    c = archlab.fit(_noisy_module(0, init), "digits", out_dir=tmp_path, run_name="c", seed=4, **RUN)
+    assert any(not torch.equal(v, a.model.state_dict()[k]) for k, v in c.model.state_dict().items())  # another seed
+
+    # Interrupted after its step-10 checkpoint, then resumed: the same weights, bitwise.
+    broken = _noisy_module(2, init)
+    calls = {"n": 0}
+
+    def fail_on_step_13(module, args):
+        calls["n"] += module.training
+        if calls["n"] == 13:
+            raise RuntimeError("interrupted")
+
+    hook = broken.register_forward_pre_hook(fail_on_step_13)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        archlab.fit(broken, "digits", out_dir=tmp_path, run_name="d", seed=3, **RUN)
+    hook.remove()
+    resumed = resume(tmp_path / "d", model=_noisy_module(5))
+    assert resumed.steps == 20
+    for k, v in a.model.state_dict().items():
+        assert torch.equal(v, resumed.model.state_dict()[k]), k

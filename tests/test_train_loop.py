@@ -14,7 +14,7 @@ from archlab.errors import ArchlabError, ConfigError
 from archlab.rundir import find_checkpoint
 from archlab.train.config import TrainConfig
 from archlab.train.optim import build_optimizer, lr_factor, param_groups
-from archlab.train.precision import choose_precision
+from archlab.train.precision import static_precision
 from test_train_support import digits_bundle
 
 FAST = dict(precision="fp32")
@@ -51,14 +51,14 @@ def test_config_rejects_unknown_and_bad_values():
     ],
 )
 def test_auto_precision_from_injected_flags(device, flags, cuda_bf16, expected):
-    assert choose_precision("auto", device, flags=flags, cuda_bf16=cuda_bf16) == expected
+    assert static_precision("auto", device, flags=flags, cuda_bf16=cuda_bf16) == expected
 
 
 def test_explicit_precision_is_kept_and_fp16_needs_cuda():
-    assert choose_precision("fp32", "cuda", cuda_bf16=True) == "fp32"
-    assert choose_precision("bf16", "cpu", flags=set()) == "bf16"
+    assert static_precision("fp32", "cuda", cuda_bf16=True) == "fp32"
+    assert static_precision("bf16", "cpu", flags=set()) == "bf16"
     with pytest.raises(ConfigError, match="fp16"):
-        choose_precision("fp16", "cpu")
+        static_precision("fp16", "cpu")
 
 
 # -- optimizer groups and schedules ---------------------------------------------------------------

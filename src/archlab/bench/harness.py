@@ -151,12 +151,18 @@ class _Session:
         row = _row(backend, mode, b, self.dtype_name, self.n)
         args, kwargs = self.inputs(b)
         if mode == "train":
-            from archlab.train.precision import resolve_precision
+            from archlab.train.precision import choose_precision
 
-            # fit's rules: fp32 weights with autocast; the model's own dtype means precision="auto".
-            precision = resolve_precision("auto" if self.dtype_name == "fp32" else self.dtype_name, torch.device("cpu"))
+            # fit's rules: fp32 weights with autocast; fp32 weights mean precision="auto", chosen by
+            # the same measurement as fit's (eager steps of this batch; no limit on its cost here).
+            requested = "auto" if self.dtype_name == "fp32" else self.dtype_name
+            choice = choose_precision(
+                requested, "cpu", lambda p: _train_step(self.source.module, args, kwargs, p, compile_=False)
+            )
+            log.info("batch %d: %s", b, choice.line())
+            row.precision = choice.precision
             mem.start()
-            fn = _train_step(self.source.module, args, kwargs, precision, backend == "compile")
+            fn = _train_step(self.source.module, args, kwargs, choice.precision, backend == "compile")
             timing = measure(fn, min_time_s=self.min_time_s, min_calls=self.min_calls)
             row.peak_mem_mb = mem.stop()
         else:

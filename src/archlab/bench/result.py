@@ -52,6 +52,7 @@ class BenchRow:
     max_abs_diff: float | None = None
     max_rel_diff: float | None = None
     tolerance: str | None = None
+    precision: str | None = None  # train rows: what the step ran in (precision="auto" measures, see train/precision)
 
     @property
     def ok(self) -> bool:

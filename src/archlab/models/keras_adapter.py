@@ -20,19 +20,56 @@ are non-trainable integer variables that Keras's ``count_params()`` leaves out; 
 of :meth:`KerasModule.parameters` too (kept as buffers), so archlab's parameter count equals
 ``model.count_params()``.
 
+Two training differences are the adapter's business, done by :meth:`KerasModule.before_fit`,
+which ``archlab.fit`` calls with the run's length and seed before the first step:
+
+- **BatchNorm momentum.** Keras's ``BatchNormalization(momentum=0.99)`` keeps 99% of the moving
+  statistics at each step (PyTorch's ``momentum=0.1`` keeps 90%): after ``n`` steps the initial
+  statistics (mean 0, variance 1) still weigh ``0.99**n`` -- 0.37 after 100 steps -- so a short
+  run evaluates with statistics that are not the data's, and test accuracy collapses while the
+  training loss looks fine. A layer whose ``momentum**steps`` is above :data:`BN_UNCONVERGED`
+  gets one warning line with a momentum that converges in this run, the steps the current one
+  needs, and the adapter option ``from_keras(model, batchnorm_momentum="torch")``, which sets
+  every BatchNormalization layer to PyTorch's convention (0.9 in Keras's terms); the run's
+  config.yaml records it under ``model.adapter``.
+- **Seeding.** A Keras layer that draws random numbers (``GaussianNoise``, a seeded
+  ``Dropout``, a user's layer calling ``keras.random.*``) does so from its own ``SeedGenerator``,
+  whose state was drawn from python's generator when the layer was built, or from Keras's global
+  one: archlab's seeding of python, NumPy and torch at the start of the run reaches neither. So
+  every layer generator built without an explicit seed is reset from the run's seed, and the
+  run's seed is given to ``keras.utils.set_random_seed`` (with python's, NumPy's and torch's
+  states kept where archlab left them): the same seed, the same noise. The generators' states
+  are buffers of this module, so every checkpoint holds them and a resume continues them
+  exactly. (Keras's ``Dropout`` without a seed draws its masks from torch's generator, which
+  archlab seeds and checkpoints anyway.) The initial weights are drawn when the user builds the
+  model: call ``keras.utils.set_random_seed(seed)`` before building it.
+
 A TensorFlow-only model (the TF backend, or a SavedModel) is not an ``nn.Module``: export it to
 ONNX (``tf2onnx``) and measure it through archlab's ONNX path instead.
 """
 
 from __future__ import annotations
 
+import logging
+import math
 import os
+import random
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from archlab.errors import ConfigError, ShapeError, require
+
+log = logging.getLogger("archlab.models")
+
+#: a BatchNormalization layer's moving statistics count as unconverged while the initial values
+#: still weigh more than this after the run's steps (``momentum ** steps``)
+BN_UNCONVERGED = 0.05
+#: PyTorch's BatchNorm ``momentum=0.1`` (weight of the new batch) in Keras's convention (weight of
+#: the moving value): what ``batchnorm_momentum="torch"`` sets
+TORCH_BN_MOMENTUM = 0.9
 
 
 def keras_module() -> Any:
@@ -60,9 +97,12 @@ class KerasModule(nn.Module):
             input shape).
         channels_first: forward takes (B, C, ...) and moves the channels last for a Keras model
             whose layers are ``data_format="channels_last"`` (the Keras default).
+        batchnorm_momentum: ``"torch"`` (PyTorch's convention, 0.9 in Keras's terms) or a number
+            in (0, 1) to set on every BatchNormalization layer of the model (it changes the
+            wrapped Keras model's layers); None (the default) leaves them as built.
     """
 
-    def __init__(self, model: Any, *, channels_first: bool = False):
+    def __init__(self, model: Any, *, channels_first: bool = False, batchnorm_momentum: float | str | None = None):
         super().__init__()
         keras_module()
         if not is_keras_model(model):
@@ -77,6 +117,13 @@ class KerasModule(nn.Module):
         self.channels_first = channels_first
         self.layers = nn.ModuleDict({layer.name: layer for layer in model.layers})
         self._own_weights_as_parameters()
+        self.batchnorm_momentum = _momentum_option(batchnorm_momentum)
+        self.momentum_was: dict[str, float] = {}  # layer -> its momentum before the option set it
+        if self.batchnorm_momentum is not None:
+            for bn in self.batchnorms():
+                if bn.momentum != self.batchnorm_momentum:
+                    self.momentum_was[bn.name] = float(bn.momentum)
+                    bn.momentum = self.batchnorm_momentum
 
     def _own_weights_as_parameters(self) -> None:
         """Register each Keras layer's own weights directly on it (a leaf to archlab's analysis).
@@ -127,7 +174,7 @@ class KerasModule(nn.Module):
             raise ConfigError(
                 f"Keras model {self.keras_model.name!r} cannot be cloned for analysis ({exc}); analyse it with device='cpu'"
             ) from None
-        copy = KerasModule(clone, channels_first=self.channels_first)
+        copy = KerasModule(clone, channels_first=self.channels_first, batchnorm_momentum=self.batchnorm_momentum)
         source = self.state_dict(keep_vars=True)
         with torch.no_grad():  # clone_model keeps the layer and variable names, so the keys match
             for name, t in copy.state_dict(keep_vars=True).items():
@@ -174,10 +221,99 @@ class KerasModule(nn.Module):
         return self.keras_model(x, training=self.training)
 
     def extra_repr(self) -> str:
-        return f"keras_model={self.keras_model.name!r}, channels_first={self.channels_first}"
+        bn = "" if self.batchnorm_momentum is None else f", batchnorm_momentum={self.batchnorm_momentum}"
+        return f"keras_model={self.keras_model.name!r}, channels_first={self.channels_first}{bn}"
+
+    # -- training ----------------------------------------------------------------------------------
+    def batchnorms(self) -> list[Any]:
+        """The model's BatchNormalization layers, nested ones included."""
+        bn = keras_module().layers.BatchNormalization
+        return [m for m in self.layers.modules() if isinstance(m, bn)]
+
+    def reseed_layers(self, seed: int) -> int:
+        """Reset the state of every layer ``SeedGenerator`` built without a seed from ``seed``
+        (each its own stream, in layer order); returns how many. Explicitly seeded ones are
+        left alone: their user chose them."""
+        keras = keras_module()
+        n = 0
+        for layer in self.layers.modules():
+            # Keras keeps a layer's generators in _seed_generators and the seed it was given (None:
+            # drawn from python's generator at build time) in _initial_seed; neither is public.
+            for gen in getattr(layer, "_seed_generators", ()):
+                if getattr(gen, "_initial_seed", 0) is None:
+                    state = [(seed * 1_000_003 + n) % 2**31 + 1, 0]
+                    gen.state.assign(keras.ops.convert_to_tensor(state, dtype=gen.state.dtype))
+                    n += 1
+        return n
+
+    def before_fit(self, total_steps: int, seed: int) -> dict[str, Any]:
+        """Seed Keras's own generator from the run's seed and check the BatchNorm momentum for a
+        run of ``total_steps`` optimizer steps (``archlab.fit`` calls this before the first step).
+
+        Returns:
+            What the run's config.yaml records under ``model.adapter``: the seed given to Keras,
+            the momentum the option set (and the layers' own), the warning line when one was logged.
+        """
+        _seed_keras(seed)
+        self.reseed_layers(seed)
+        record: dict[str, Any] = {"keras_seed": seed}
+        if self.momentum_was:
+            record["batchnorm_momentum"] = {"set": self.batchnorm_momentum, "was": dict(self.momentum_was)}
+            log.info(
+                "keras: BatchNormalization momentum set to %g%s for this run by "
+                "from_keras(batchnorm_momentum=...); the layers were built with %s",
+                self.batchnorm_momentum,
+                " (PyTorch's convention)" if self.batchnorm_momentum == TORCH_BN_MOMENTUM else "",
+                ", ".join(f"{k}={v:g}" for k, v in self.momentum_was.items()),
+            )
+        warning = batchnorm_advice(self.batchnorms(), total_steps)
+        if warning:
+            log.warning("%s", warning)
+            record["batchnorm_warning"] = warning
+        return record
 
 
-def from_keras(model: Any, *, channels_first: bool = False) -> KerasModule:
+def batchnorm_advice(layers: list[Any], steps: int) -> str | None:
+    """One line for BatchNormalization layers whose moving statistics will not converge in
+    ``steps`` steps (``momentum ** steps > BN_UNCONVERGED``), with the fix; None when all do."""
+    slow = [bn for bn in layers if float(bn.momentum) ** steps > BN_UNCONVERGED]
+    if not slow:
+        return None
+    m = max(float(bn.momentum) for bn in slow)
+    fits = math.floor(BN_UNCONVERGED ** (1 / steps) * 100) / 100  # the largest 2-digit momentum that converges
+    needs = math.ceil(math.log(BN_UNCONVERGED) / math.log(m))
+    return (
+        f"keras BatchNormalization {', '.join(bn.name for bn in slow)}: momentum {m:g} leaves the moving "
+        f"statistics unconverged after {steps} steps ({m:g}^{steps} = {m**steps:.2f} of their initial values "
+        f"remain; evaluation uses them). Set momentum <= {fits:g} for this run, train >= {needs} steps, or "
+        f'wrap with from_keras(model, batchnorm_momentum="torch") (0.9, PyTorch\'s convention)'
+    )
+
+
+def _momentum_option(value: float | str | None) -> float | None:
+    if value is None:
+        return None
+    if value == "torch":
+        return TORCH_BN_MOMENTUM
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < 1:
+        return float(value)
+    raise ConfigError(f"batchnorm_momentum must be 'torch' or a number in (0, 1); got {value!r}")
+
+
+def _seed_keras(seed: int) -> None:
+    """``keras.utils.set_random_seed(seed)`` for Keras's own global generator only: python's,
+    NumPy's and torch's states (which it also reseeds) stay where archlab's seeding left them."""
+    keras = keras_module()
+    py, npy = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng(devices=range(torch.cuda.device_count())):
+        keras.utils.set_random_seed(seed)
+    random.setstate(py)
+    np.random.set_state(npy)
+
+
+def from_keras(
+    model: Any, *, channels_first: bool = False, batchnorm_momentum: float | str | None = None
+) -> KerasModule:
     """Wrap a Keras 3 model (torch backend) for archlab; see :class:`KerasModule`.
 
     The view is kept on the Keras model, so wrapping it again (as every archlab function taking
@@ -186,8 +322,12 @@ def from_keras(model: Any, *, channels_first: bool = False) -> KerasModule:
     if isinstance(model, KerasModule):
         return model
     cached = model.__dict__.get("_archlab_module") if is_keras_model(model) else None
-    if cached is not None and cached.channels_first == channels_first:
+    if (
+        cached is not None
+        and cached.channels_first == channels_first
+        and cached.batchnorm_momentum == _momentum_option(batchnorm_momentum)
+    ):
         return cached
-    module = KerasModule(model, channels_first=channels_first)
+    module = KerasModule(model, channels_first=channels_first, batchnorm_momentum=batchnorm_momentum)
     object.__setattr__(model, "_archlab_module", module)  # not a torch submodule of the Keras model
     return module

@@ -6,6 +6,10 @@ steps, divided by this machine's measured matmul speed (the fastest of the 512x5
 matmuls timed for about a tenth of a second, once per process and device type). Training rarely reaches matmul speed, so
 the figure is a lower bound; a run whose lower bound passes :data:`WARN_SECONDS` gets a warning.
 
+With ``precision="auto"`` the run's precision is chosen first (:func:`choose_run_precision`, the
+engine's own :func:`archlab.train.precision.choose_precision` on the run's model, task and first
+batch); where it measured, the line adds the measured time per step and what the run takes at it.
+
 Evaluation defaults to once per epoch, which on a tiny dataset means every few steps (a 500-step
 run on 80 samples would evaluate 250 times at batch size 64). :func:`eval_floor` spaces
 evaluations at least ``min(EVAL_MIN_STEPS, steps // EVAL_MIN_COUNT)`` steps apart when the user
@@ -15,6 +19,7 @@ and a dataset whose epoch is longer than that keeps evaluating once per epoch.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -23,6 +28,8 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from archlab.train.precision import PrecisionChoice, choose_precision, task_trial
 
 log = logging.getLogger("archlab.runs")
 
@@ -49,6 +56,7 @@ class CostEstimate:
     steps: int
     flops_per_s: float
     device: str
+    precision: PrecisionChoice | None = None
 
     @property
     def seconds(self) -> float:
@@ -59,10 +67,21 @@ class CostEstimate:
         return self.seconds > WARN_SECONDS
 
     def line(self) -> str:
-        return (
+        text = (
             f"cost: {_si(self.flops_per_step)}FLOP/step x {self.steps} steps = {_si(self.flops_per_step * self.steps)}FLOP;"
             f" at least {_duration(self.seconds)} at this {self.device}'s measured {_si(self.flops_per_s)}FLOP/s"
         )
+        return text + _precision_clause(self.precision, self.steps)
+
+
+def _precision_clause(choice: PrecisionChoice | None, steps: int) -> str:
+    """``; in bf16 (step fp32 3 ms, bf16 2 ms): ~N s of steps`` where the precision was measured."""
+    if choice is None:
+        return ""
+    if not choice.step_ms:
+        return f"; {choice.precision} ({choice.reason})"
+    ms = choice.step_ms[choice.precision]
+    return f"; in {choice.precision} (step {choice.timings()}): ~{_duration(ms * steps / 1e3)} of steps"
 
 
 def _si(x: float) -> str:
@@ -108,18 +127,54 @@ def step_flops(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> int:
     return int(s.flops + (s.backward_flops or 2 * s.flops))  # backward ~ 2x forward when not counted
 
 
-def estimate(model: nn.Module, inputs: tuple[torch.Tensor, ...], steps: int, device: torch.device) -> CostEstimate:
+def estimate(
+    model: nn.Module,
+    inputs: tuple[torch.Tensor, ...],
+    steps: int,
+    device: torch.device,
+    precision: PrecisionChoice | None = None,
+) -> CostEstimate:
     """The cost of ``steps`` optimizer steps, each one call on ``inputs`` (one batch)."""
-    return CostEstimate(step_flops(model, inputs), steps, machine_flops(device), device.type.upper())
+    return CostEstimate(step_flops(model, inputs), steps, machine_flops(device), device.type.upper(), precision)
 
 
-def log_estimate(model: nn.Module, inputs: tuple[torch.Tensor, ...], steps: int, device: torch.device) -> Any:
+def choose_run_precision(model: nn.Module, task: Any, data: Any, cfg: Any, steps: int) -> PrecisionChoice:
+    """The run's precision, chosen as the engine would: ``precision="auto"`` times a few steps of
+    the task on a copy of ``model`` (with the run's transfer settings) and the first batch of
+    ``data.train``; the RNG streams are left as they were."""
+    from archlab.train.precision import resolve_device
+
+    device = resolve_device(cfg.device)
+    if cfg.precision != "auto":
+        return choose_precision(cfg.precision, device)
+    steps_of = task_trial(model, task, cfg, data.train, device, steps, transfer=cfg.transfer)
+    setup = functools.cache(lambda: task.setup(data, cfg, device))  # only where something is measured
+
+    def trial(precision: str):
+        setup()  # the task's loss reads what setup finds (class weights, noise schedules)
+        return steps_of(precision)
+
+    return choose_precision(cfg.precision, device, trial, total_steps=steps)
+
+
+def log_estimate(
+    model: nn.Module,
+    inputs: tuple[torch.Tensor, ...],
+    steps: int,
+    device: torch.device,
+    precision: PrecisionChoice | None = None,
+) -> Any:
     """Log the one-line estimate (a warning past :data:`WARN_SECONDS`); None when the model's
     FLOPs cannot be counted on the meta device (data-dependent control flow): training goes on."""
     try:
-        cost = estimate(model, inputs, steps, device)
+        cost = estimate(model, inputs, steps, device, precision)
     except Exception as exc:  # a user's module may not run on meta tensors: the estimate is optional
-        log.info("cost: not estimated (%s: %s)", type(exc).__name__, " ".join(str(exc).split())[:200])
+        log.info(
+            "cost: not estimated (%s: %s)%s",
+            type(exc).__name__,
+            " ".join(str(exc).split())[:200],
+            _precision_clause(precision, steps),
+        )
         return None
     if cost.too_long:
         log.warning(

@@ -35,7 +35,7 @@ from archlab.errors import ConfigError, MissingExtraError
 from archlab.io import atomic_write_json
 from archlab.rundir import RunDir, find_checkpoint, read_marker
 from archlab.runs import launch
-from archlab.runs.cost import eval_floor, log_estimate
+from archlab.runs.cost import choose_run_precision, eval_floor, log_estimate
 from archlab.runs.hf_model import is_hf_name, resolve_hf_name
 from archlab.runs.spec import pop_moved
 from archlab.tasks import get_task
@@ -289,6 +289,9 @@ def fit(
     log.info("model selection: %s", policy.reason)
     bundle.info["model_selection"] = policy.to_dict()
     steps_per_epoch, total_steps = _steps(bundle, cfg)
+    before_fit = getattr(model, "before_fit", None)  # a wrapped framework's seeding and checks (models/keras_adapter)
+    if callable(before_fit):
+        model_section = {**model_section, "adapter": before_fit(total_steps, cfg.seed)}
     every = eval_floor(steps_per_epoch, total_steps) if cfg.eval_every is None and bundle.val is not None else None
     if every is not None:  # tiny data: not an evaluation every few steps (see archlab.runs.cost)
         cfg = cfg.replace(eval_every=every)
@@ -296,25 +299,30 @@ def fit(
             "evaluating every %d steps, not every epoch (%d steps); set eval_every to choose", every, steps_per_epoch
         )
     record_preprocessing(bundle)  # logs the "data" block; data_info.json keeps it for predict / export
+    chosen = []  # the precision rank 0 measured for its cost line; the engine trains in it
 
     def lay_out() -> str:  # rank 0 only: the other ranks get the path when it is written
         run = RunDir(_run_path(out_dir, run_name, model_section["name"], bundle.name))
         run.path.mkdir(parents=True, exist_ok=True)
         launch.write_launch_record(run.path, dist.world)  # first: a restart finds the run by it
-        run.write_config(
-            {
-                "model": model_section,
-                "data": data_spec or {"name": bundle.name},
-                "task": {"name": task.name, "options": task.options()},
-                "train": cfg.to_dict(),
-            }
-        )
+        config = {
+            "model": model_section,
+            "data": data_spec or {"name": bundle.name},
+            "task": {"name": task.name, "options": task.options()},
+            "train": cfg.to_dict(),
+        }
+        run.write_config(config)
         atomic_write_json(run.path / "data_info.json", _jsonable(bundle.info))
-        # The estimate draws random numbers (example inputs, a timing matmul once per process):
-        # forked, so training's RNG stream is the same as without it, in every run of a process,
-        # on resume, and on every rank.
+        # The estimate and the precision's measurement draw random numbers (example inputs, a
+        # timing matmul once per process, dropout in the timed steps): forked, so training's RNG
+        # stream is the same as without them, in every run of a process, on resume, and on every rank.
         with torch.random.fork_rng():
-            log_estimate(model, _one_batch(model, bundle, cfg), total_steps, resolve_device(cfg.device))
+            if not dist.active:  # ranks must agree: the engine applies the static rule there
+                chosen.append(choose_run_precision(model, task, bundle, cfg, total_steps))
+                if cfg.precision == "auto":  # the measurement behind the choice, beside the request
+                    run.write_config({**config, "precision": chosen[0].to_dict()})
+            precision = chosen[0] if chosen else None
+            log_estimate(model, _one_batch(model, bundle, cfg), total_steps, resolve_device(cfg.device), precision)
         return str(run.path)
 
     run = RunDir(_main_decides(dist, lay_out))
@@ -328,6 +336,7 @@ def fit(
             run_dir=run.path,
             reporter=_reporters(run.path, reporter, tensorboard, dist),
             seed=False,
+            precision=chosen[0] if chosen else None,
         )
     except NonFiniteLossError:
         raise  # the run and its last good checkpoint stay, as the error says

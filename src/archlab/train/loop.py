@@ -15,6 +15,7 @@ all-reduced, a NaN on any rank stops them all, and only rank 0 writes.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
@@ -33,9 +34,16 @@ from archlab.train.batches import Batches, describe, eval_subset
 from archlab.train.config import TrainConfig
 from archlab.train.distributed import Dist, check_batch, current, rank_device
 from archlab.train.evaluate import evaluate_split, metric_mode
-from archlab.train.precision import resolve_device, resolve_precision
+from archlab.train.precision import PrecisionChoice, choose_precision, resolve_device, task_trial
 from archlab.train.progress import Reporter
-from archlab.train.state import TrainState, load_model_weights, restore_checkpoint, seed_everything, write_checkpoint
+from archlab.train.state import (
+    TrainState,
+    load_model_weights,
+    read_checkpoint_meta,
+    restore_checkpoint,
+    seed_everything,
+    write_checkpoint,
+)
 from archlab.train.step import StepContext
 from archlab.train.task_protocol import TaskProtocol, selection_of
 from archlab.train.transfer import apply_transfer
@@ -119,7 +127,7 @@ class _Run:
     cfg: TrainConfig
     run: RunDir
     device: torch.device
-    precision: str
+    precision: PrecisionChoice  # what the steps run in, and the measurement behind it
     train: Any  # the training Split, on the device (or streamed from disk)
     val: Any  # the validation Split or None
     val_during: Any  # what evaluations during training read: val, or its fixed subset (eval_samples)
@@ -156,7 +164,7 @@ class _Run:
                 schedulers=self.schedulers,
                 scaler=self.ctx.scaler,
                 data_gen=self.data_gen,
-                extra={"world_size": self.dist.world},
+                extra={"world_size": self.dist.world, "precision": self.precision.to_dict()},
                 aug_gen=self.augment.generator if self.augment is not None else None,
                 rank_rng=rank_rng,
             )
@@ -196,6 +204,7 @@ def fit(
     reporter: Reporter | None = None,
     resume: bool = False,
     seed: bool = True,
+    precision: PrecisionChoice | None = None,
 ) -> RunResult:
     """Train ``model`` on ``data`` for ``task`` and write checkpoints and metrics into ``run_dir``.
 
@@ -215,13 +224,15 @@ def fit(
         seed: seed python, numpy and torch from ``config.seed`` before a start from step 0. The
             runs layer seeds before it builds the model and passes False, so that training
             continues the RNG stream the model's initialisation left.
+        precision: a choice already made for this run (the runs layer measures before its cost
+            line); None chooses here. A resumed run reuses the choice its checkpoint recorded.
 
     Returns:
         A :class:`RunResult` with the run directory, the trained model and the final metrics.
     """
     dist = current()
     reporter = reporter if reporter is not None and dist.is_main else Reporter()  # rank 0 speaks
-    r = _prepare(model, data, task, config, RunDir(run_dir), reporter, resume, seed, dist)
+    r = _prepare(model, data, task, config, RunDir(run_dir), reporter, resume, seed, dist, precision)
     r.reporter.start(r.total, r.state.step, f"{getattr(model, 'registry_name', type(model).__name__)} on {data.name}")
     try:
         with _deterministic(r.cfg.deterministic):
@@ -247,6 +258,7 @@ def _prepare(
     resume: bool,
     seed: bool,
     dist: Dist,
+    chosen: PrecisionChoice | None = None,
 ) -> _Run:
     """Device, precision, batching, optimizers and the state to start from (fresh or restored)."""
     fresh = not resume or find_checkpoint(run.path, "last") is None
@@ -254,7 +266,6 @@ def _prepare(
         # A fresh run, or a resumed one killed before any checkpoint: the same seeded start.
         seed_everything(cfg.seed)
     device = rank_device(dist, resolve_device(cfg.device))
-    precision = resolve_precision(cfg.precision, device)
     check_batch(dist, cfg.batch_size)
     apply_transfer(model, cfg.transfer)  # freezing and LoRA adapters, before the optimizer sees the parameters
     if dist.backend == "nccl":  # batch statistics over the global batch (not available on CPU: see distributed.py)
@@ -276,6 +287,8 @@ def _prepare(
         raise ConfigError(
             f"early stopping (patience={cfg.patience}) needs a validation split; dataset {data.name!r} has none"
         )
+    precision = _precision(model, task, cfg, train, device, total, run, not fresh, chosen, dist)
+    log.info("%s%s", precision.line(), "" if fresh else " [reused from the run's checkpoint, not measured again]")
     optimizers, schedulers = task.configure_optimizers(model, cfg, total)
     r = _Run(
         model=model,
@@ -291,7 +304,7 @@ def _prepare(
         dist=dist,
         optimizers=optimizers,
         schedulers=schedulers,
-        ctx=StepContext(device, precision, cfg.grad_clip, cfg.grad_accum, dist),
+        ctx=StepContext(device, precision.precision, cfg.grad_clip, cfg.grad_accum, dist),
         data_gen=data_gen,
         state=TrainState(),
         total=total,
@@ -331,6 +344,31 @@ def _prepare(
         # resumes from these exact weights, however the model was built.
         r.save_last()
     return r
+
+
+def _precision(
+    model, task, cfg: TrainConfig, train, device, total: int, run: RunDir, resumed: bool, chosen, dist: Dist
+) -> PrecisionChoice:
+    """The run's precision: reused from the checkpoint a resume starts from (never measured
+    again, so the resumed steps run as the first ones did), given by the caller, or chosen here."""
+    if resumed:
+        recorded = (read_checkpoint_meta(find_checkpoint(run.path, "last")).get("extra") or {}).get("precision")
+        if isinstance(recorded, dict) and recorded.get("device") == device.type:
+            return PrecisionChoice.from_dict(recorded)
+        return _static(cfg, device, f"static rule: the checkpoint records no choice for {device.type}")
+    if chosen is not None:
+        return chosen
+    if dist.active:  # every rank must run the same precision: no per-rank timings
+        return _static(cfg, device, "static rule: data-parallel run, not measured")
+    return choose_precision(
+        cfg.precision, device, task_trial(model, task, cfg, train, device, total), total_steps=total
+    )
+
+
+def _static(cfg: TrainConfig, device: torch.device, reason: str) -> PrecisionChoice:
+    """The rule without measurement, saying why none was made (an explicit request keeps its own reason)."""
+    c = choose_precision(cfg.precision, device)
+    return dataclasses.replace(c, reason=reason) if c.reason.startswith("static rule") else c
 
 
 def _check_world(meta: dict[str, Any], dist: Dist) -> None:
@@ -433,7 +471,13 @@ def _evaluate(r: _Run, step: int) -> None:
         "epoch": state.epoch,
         "kind": "eval",
         **evaluate_split(
-            r.model, r.task, r.val_during, batch_size=r.eval_bs, device=r.device, precision=r.precision, dist=r.dist
+            r.model,
+            r.task,
+            r.val_during,
+            batch_size=r.eval_bs,
+            device=r.device,
+            precision=r.precision.precision,
+            dist=r.dist,
         ),
     }
     if r.val_during is r.val:
@@ -476,7 +520,8 @@ def _finish(r: _Run, data: DataBundle, train_time: float, train_cpu: float) -> R
         "monitor": r.monitor,
         "best_" + r.monitor: state.best_value,
         "stopped_early": state.stopped_early,
-        "precision": r.precision,
+        "precision": r.precision.precision,
+        "precision_choice": r.precision.to_dict(),
         "device": str(r.device),
         "train_time_s": round(train_time, 3),
         "train_cpu_s": round(train_cpu, 3),
@@ -498,7 +543,7 @@ def _finish(r: _Run, data: DataBundle, train_time: float, train_cpu: float) -> R
                     split,
                     batch_size=r.eval_bs,
                     device=r.device,
-                    precision=r.precision,
+                    precision=r.precision.precision,
                     prefix=prefix,
                     dist=r.dist,
                 )
