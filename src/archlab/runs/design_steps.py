@@ -22,6 +22,7 @@ from archlab.data.base import DataBundle
 from archlab.errors import ArchlabError, ConfigError
 from archlab.io import atomic_write_json
 from archlab.runs.adapt import build_model
+from archlab.runs.cost import choose_run_precision
 from archlab.runs.cv import run_member
 from archlab.runs.search import (
     MIN_RUNG,
@@ -255,9 +256,11 @@ def _train_kwargs(d: DesignState, max_steps: int) -> dict[str, Any]:
     return {**RECIPE, **bs, **(d.args.get("train") or {}), "seed": d.args["seed"], "max_steps": max_steps}
 
 
-def _seconds_per_step(d: DesignState, c: dict[str, Any]) -> tuple[float, float]:
+def _seconds_per_step(d: DesignState, c: dict[str, Any]) -> tuple[float, float, str]:
     """Train ``name`` a few steps in a scratch directory: (seconds per step, seconds per run
-    outside the steps: building, checkpoints, evaluations, pictures).
+    outside the steps: building, checkpoints, evaluations, pictures; the precision the steps ran
+    in). The precision is chosen as every run chooses it (``precision: auto`` measures the step in
+    each precision the machine has natively) and every trial of the family then uses it.
 
     Each step is logged (``log_every=1``, this scratch run only) and the per-step figure is the
     median after the first steps, so one-time costs (lazy imports, allocator warm-up) land in
@@ -272,15 +275,17 @@ def _seconds_per_step(d: DesignState, c: dict[str, Any]) -> tuple[float, float]:
     bundle = d.bundle_for(c)
     task = get_task(d.args.get("task") or bundle.task)
     model = build_model(c["name"], bundle, task, c["overrides"])
+    cfg = TrainConfig.build({**kwargs, "max_steps": k})
+    choice = choose_run_precision(model, task, bundle, cfg, steps=_MAX_STEPS)  # as a long run would
     with tempfile.TemporaryDirectory(prefix="archlab-calibrate-") as tmp:
-        res = engine_fit(model, bundle, task, TrainConfig.build({**kwargs, "max_steps": k}), run_dir=tmp)
+        res = engine_fit(model, bundle, task, cfg, run_dir=tmp, precision=choice)
     total = time.perf_counter() - t0
     train = [r for r in res.history if r.get("kind") == "train" and r.get("samples_per_s") and r["step"] > 2]
     if train:  # samples_per_s is over the step's own batch: the last one of an epoch may be short
         per_step = statistics.median(kwargs["batch_size"] / r["samples_per_s"] for r in train)
     else:
         per_step = max(res.metrics["train_time_s"], 1e-3) / k
-    return per_step, max(0.0, total - per_step * k)
+    return per_step, max(0.0, total - per_step * k), choice.precision
 
 
 def _steps_for(seconds: float, per_step: float, overhead: float, runs: int = 1) -> int:
@@ -307,7 +312,7 @@ def _family_plan(d: DesignState, c: dict[str, Any], seconds: float, folds: int |
     """Calibrate a preset: seconds per step, overhead, the range-test learning rate, its steps."""
     from archlab.runs.lr_range import lr_range_test
 
-    per_step, overhead = _seconds_per_step(d, c)
+    per_step, overhead, precision = _seconds_per_step(d, c)
     bundle = d.bundle_for(c)
     task = get_task(d.args.get("task") or bundle.task)
     model = build_model(c["name"], bundle, task, c["overrides"])
@@ -320,6 +325,7 @@ def _family_plan(d: DesignState, c: dict[str, Any], seconds: float, folds: int |
         lr=lr.lr, lr_note=lr.note or f"range test: loss lowest at {lr.lr_at_min:.2g}, a tenth of it",
         seconds_per_step=per_step, overhead_s=round(overhead, 3), max_steps=steps,
         eval_every=min(steps, max(steps // REDUCTION**RUNGS, MIN_RUNG)),  # an evaluation at each rung
+        precision=precision,
     )  # fmt: skip
 
 

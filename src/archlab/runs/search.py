@@ -72,6 +72,8 @@ class FamilyPlan:
     overhead_s: float
     max_steps: int
     eval_every: int
+    #: the precision the family's steps were measured in; every trial of it runs in it
+    precision: str = "auto"
 
 
 @dataclass
@@ -287,6 +289,7 @@ def trial_config(trial: Any, plan: SearchPlan) -> tuple[FamilyPlan, dict[str, An
         "seed": plan.seed,
         "max_steps": f.max_steps,
         "eval_every": f.eval_every,
+        "precision": f.precision,
         **plan.train,
     }
     if plan.image_hw and "augment" not in plan.train:
