@@ -34,6 +34,7 @@ from typing import Any
 
 import torch
 
+from archlab.display import NotebookDisplay
 from archlab.errors import ConfigError
 from archlab.report.spread import SUMMARY_FILES
 from archlab.runs.stats import paired_bootstrap, seed_difference
@@ -66,7 +67,7 @@ class RunSide:
 
 
 @dataclass
-class RunsComparison:
+class RunsComparison(NotebookDisplay):
     """The difference ``A - B`` in one test metric with its 95% interval and the verdict."""
 
     a: RunSide
