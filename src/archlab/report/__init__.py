@@ -22,9 +22,7 @@ from typing import Any
 from archlab import display
 from archlab.errors import ConfigError
 from archlab.io import atomic_write_bytes, atomic_write_text
-from archlab.report.notebook import notebook_html, notebook_svg
-
-display.set_renderers(html=notebook_html, svg=notebook_svg)
+from archlab.report import notebook
 
 # file extension -> format
 EXTENSIONS = {
@@ -87,6 +85,17 @@ def _renderers() -> dict[str, dict[str, Callable[[Any], Any]]]:
     table["RunsComparison"] = runs_compare.RENDERERS
     table["GroupSpread"] = spread.RENDERERS
     return table
+
+
+def _notebook_html(result: Any) -> str | None:
+    return notebook.notebook_html(result, _renderers())
+
+
+def _notebook_svg(result: Any) -> str | None:
+    return notebook.notebook_svg(result, _renderers())
+
+
+display.set_renderers(html=_notebook_html, svg=_notebook_svg)
 
 
 def formats(result: Any) -> list[str]:
@@ -160,7 +169,7 @@ def register_notebook_display() -> bool:
     if shell is None:
         return False
     html = shell.display_formatter.formatters["text/html"]
-    html.for_type_by_name("archlab.runs.design", "DesignResult", notebook_html)
+    html.for_type_by_name("archlab.runs.design", "DesignResult", _notebook_html)
     return True
 
 

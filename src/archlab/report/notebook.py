@@ -9,20 +9,23 @@ else its SVG (the diagram), else its Markdown as preformatted text.
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from html import escape
 from typing import Any
+
+#: result type name -> format -> renderer, as :mod:`archlab.report` keeps them
+Renderers = dict[str, dict[str, Callable[[Any], Any]]]
 
 # a design result lives in the runs layer, above this one: it is rendered by duck typing
 _DESIGN = "DesignResult"
 
 
-def notebook_html(result: Any) -> str | None:
-    """The HTML a notebook shows for ``result``, or ``None`` to fall back to its ``repr``."""
-    from archlab.report import _renderers
-
+def notebook_html(result: Any, table: Renderers) -> str | None:
+    """The HTML a notebook shows for ``result`` (``table``: :mod:`archlab.report`'s renderers by
+    type name and format), or ``None`` to fall back to its ``repr``."""
     if type(result).__name__ == _DESIGN:
         return design_result_html(result)
-    by_fmt = _renderers().get(type(result).__name__, {})
+    by_fmt = table.get(type(result).__name__, {})
     try:
         if "html" in by_fmt:
             return str(by_fmt["html"](result))
@@ -37,11 +40,9 @@ def notebook_html(result: Any) -> str | None:
     return None
 
 
-def notebook_svg(result: Any) -> str | None:
+def notebook_svg(result: Any, table: Renderers) -> str | None:
     """The SVG a notebook shows for a picture result (the diagram graph), or ``None``."""
-    from archlab.report import _renderers
-
-    svg = _renderers().get(type(result).__name__, {}).get("svg")
+    svg = table.get(type(result).__name__, {}).get("svg")
     try:
         return None if svg is None else str(svg(result))
     except ImportError:

@@ -92,11 +92,10 @@ def resolve_track(track: str | TrackTarget | None, run_dir: Path | None = None) 
     text = track.strip()
     if text.lower() in _OFF:
         return None
-    kind, _, uri = text.partition(":")
+    kind, _, given = text.partition(":")
     if kind.lower() != "mlflow":
         raise ConfigError(f"track must be 'mlflow', 'mlflow:URI' or 'none'; got {track!r}")
-    uri = uri.strip() or os.environ.get(ENV_URI, "").strip() or None
-    return TrackTarget(uri=uri)
+    return TrackTarget(uri=given.strip() or os.environ.get(ENV_URI, "").strip() or None)
 
 
 def read_run_link(run_dir: Path) -> dict[str, Any] | None:
