@@ -179,3 +179,15 @@ def test_tensorboard_gets_scalars_images_and_the_data_block(tmp_path):
     assert acc.Images("grid")[0].step == 30
     text = acc.Tensors("data/text_summary")[0].tensor_proto.string_val[0].decode()
     assert "- dataset: digits" in text and "- input shape: [64]" in text, text
+
+
+def test_a_bad_track_value_is_one_line_and_leaves_no_run(tmp_path, capsys, monkeypatch):
+    from archlab.cli.main import main
+
+    monkeypatch.delenv(tracking.ENV_URI, raising=False)
+    argv = ["train", "--model", "mlp_tabular", "--data", "iris", "--track", "wandb", "--out-dir", str(tmp_path)]
+    assert main(argv) != 0
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("ConfigError:") and "'mlflow', 'mlflow:URI' or 'none'; got 'wandb'" in err
+    assert len(err.splitlines()) == 1
+    assert not any(tmp_path.iterdir())

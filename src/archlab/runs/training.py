@@ -248,6 +248,7 @@ def fit(
         **train_config: fields of :class:`archlab.TrainConfig`.
     """
     cfg = TrainConfig.build(train_config)
+    resolve_track(track)  # a bad value is an error before any run directory exists
     dist = distributed.init_from_env(cfg.device)
     restarted = _restarted_run(dist, out_dir, run_name)
     if restarted is not None:  # torchrun restarted the workers: continue this launch's run
