@@ -91,11 +91,16 @@ __all__ = [  # spelled out (not derived from _EXPORTS) so that linters and IDEs 
 ]
 
 if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
-    from archlab.analysis import Comparison, ModelGraph, ModelSummary, compare, diagram, summary
+    # the defining modules: the subpackages' own names (e.g. archlab.analysis.summary) are also modules
+    from archlab.analysis.compare import Comparison, compare
+    from archlab.analysis.diagram import ModelGraph, diagram
+    from archlab.analysis.summary import ModelSummary, summary
     from archlab.bench import benchmark
     from archlab.checkpoint import load, save
-    from archlab.deploy import deploy_report, export
-    from archlab.design import autosize, recommend
+    from archlab.deploy.export import export
+    from archlab.deploy.report import deploy_report
+    from archlab.design.autosize import autosize
+    from archlab.design.recommend import recommend
     from archlab.errors import (
         ArchlabError,
         CheckpointError,

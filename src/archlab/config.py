@@ -117,7 +117,7 @@ class ArchConfig(BaseModel):
         return json.dumps(self.to_dict(), indent=2)
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+        return str(yaml.safe_dump(self.to_dict(), sort_keys=False))
 
     @classmethod
     def from_json(cls: type[C], text: str) -> C:

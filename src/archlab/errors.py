@@ -6,6 +6,8 @@ fix the call without reading a traceback from deep inside a library.
 
 from __future__ import annotations
 
+from types import ModuleType
+
 
 class ArchlabError(Exception):
     """Base class of every error archlab raises on purpose."""
@@ -36,7 +38,7 @@ class MissingExtraError(ArchlabError, ImportError):
     """An optional dependency is not installed; the message names the pip extra to install."""
 
 
-def require(module: str, extra: str, purpose: str = ""):
+def require(module: str, extra: str, purpose: str = "") -> ModuleType:
     """Import an optional dependency or raise MissingExtraError naming the extra.
 
     Args:

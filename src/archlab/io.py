@@ -33,7 +33,7 @@ def _umask() -> int:
     return mask
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically and durably.
 
     The file gets the mode a plain ``open(path, "w")`` would give (0666 minus the umask), not the
@@ -45,7 +45,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 
 
 @contextlib.contextmanager
-def atomic_writer(path: str | os.PathLike) -> Iterator[BinaryIO]:
+def atomic_writer(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
     """A binary file handle whose content appears at ``path`` atomically when the block ends.
 
     For files too large to build in memory first (a token cache written chunk by chunk): the
@@ -69,12 +69,12 @@ def atomic_writer(path: str | os.PathLike) -> Iterator[BinaryIO]:
     _fsync_dir(path.parent)
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     """Write UTF-8 ``text`` to ``path`` atomically."""
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
+def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> Path:
     """Write ``obj`` as indented JSON to ``path`` atomically."""
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
@@ -91,7 +91,7 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
     """Hex SHA-256 of the file at ``path``, read in chunks."""
     h = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -100,7 +100,7 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def digest_problems(directory: str | os.PathLike, digests: Any) -> list[str]:
+def digest_problems(directory: str | os.PathLike[str], digests: Any) -> list[str]:
     """What does not match in ``directory`` against ``digests`` (file name -> hex SHA-256).
 
     Returns one line per problem (``"model.safetensors: SHA-256 mismatch ..."``, ``"...:

@@ -27,7 +27,7 @@ import difflib
 import fnmatch
 import importlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -301,7 +301,7 @@ def families() -> list[str]:
 
 
 @contextlib.contextmanager
-def _device_ctx(device: str | torch.device | None):
+def _device_ctx(device: str | torch.device | None) -> Iterator[None]:
     if device is None:
         yield
     else:
@@ -323,11 +323,12 @@ def create(name: str, *, device: str | torch.device | None = None, **overrides: 
     return _build(entry, config, device)
 
 
-def _build(entry: ModelEntry, config: ArchConfig, device) -> nn.Module:
+def _build(entry: ModelEntry, config: ArchConfig, device: str | torch.device | None) -> nn.Module:
     with _device_ctx(device):
-        model = entry.model(config)
-    model.config = config
-    model.registry_name = entry.name
+        model: nn.Module = entry.model(config)
+    # plain attributes, not submodules: setattr keeps nn.Module's typed __setattr__ out of the way
+    setattr(model, "config", config)  # noqa: B010
+    setattr(model, "registry_name", entry.name)  # noqa: B010
     return model
 
 

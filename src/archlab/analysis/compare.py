@@ -10,11 +10,12 @@ from typing import Any
 from torch import nn
 
 from archlab.analysis.summary import ModelSummary, summary
+from archlab.display import NotebookDisplay
 from archlab.errors import ConfigError
 
 
 @dataclass
-class Comparison:
+class Comparison(NotebookDisplay):
     """One summary per model; ``rows()`` for the table. Render with ``archlab.render(c, "md"|"rich"|"json")``,
     draw the chart with ``archlab.render(c, out="compare.png")``."""
 

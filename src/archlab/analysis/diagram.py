@@ -38,6 +38,7 @@ from archlab.analysis._prepare import (
     resolve_model,
 )
 from archlab.analysis.flops import SKIP_OPS, short_op
+from archlab.display import SvgDisplay
 from archlab.errors import ConfigError
 
 
@@ -65,7 +66,7 @@ class Edge:
 
 
 @dataclass
-class ModelGraph:
+class ModelGraph(SvgDisplay):
     """A model's data-flow graph: plain data. Render it with ``archlab.render(g, "mermaid"|"dot"|"svg")``,
     or write it with ``archlab.render(g, out="model.svg")`` (the format follows the extension)."""
 

@@ -61,6 +61,7 @@ from archlab.analysis.receptive_field import (
     from_model_attribute,
     has_spatial_layers,
 )
+from archlab.display import NotebookDisplay
 
 log = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
@@ -97,7 +98,7 @@ class TypeTotals:
 
 
 @dataclass
-class ModelSummary:
+class ModelSummary(NotebookDisplay):
     """Result of :func:`summary`: plain data. Render it with ``archlab.render(s, "rich"|"md"|"html"|"json"|"text")``.
 
     FLOPs count a multiply-add as 2 (``flops``) and separately as 1 MAC (``macs``).

@@ -6,6 +6,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from archlab.display import NotebookDisplay
+
 SCHEMA_VERSION = 1
 
 # Output tolerances by dtype (and for int8 backends): |backend - eager| <= atol + rtol * max|eager|.
@@ -60,7 +62,7 @@ class BenchRow:
 
 
 @dataclass
-class BenchResult:
+class BenchResult(NotebookDisplay):
     """Everything :func:`archlab.bench.benchmark` measured, with the machine it ran on.
 
     Attributes:

@@ -46,6 +46,11 @@ def train_cmd(
     name: Optional[str] = typer.Option(None, "--name", help="Run directory name."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     tensorboard: bool = typer.Option(False, "--tensorboard", help="Also write TensorBoard logs (needs tensorboard)."),
+    track: Optional[str] = typer.Option(
+        None,
+        "--track",
+        help="Mirror the run to MLflow: mlflow, mlflow:URI, or none (default: MLflow if ARCHLAB_TRACKING_URI is set).",
+    ),
     cv: Optional[int] = typer.Option(
         None, "--cv", help="K-fold cross-validation on the training split (one run per fold)."
     ),
@@ -91,9 +96,10 @@ def train_cmd(
             # a finished run is not launched on N processes: resume_run answers it without writing
             if nproc is not None and training.finished(resume) is None:
                 argv = ["train", "--resume", str(resume)] + (["--quiet"] if quiet else [])
-                _launch(ctx, nproc, max_restarts, argv + (["--tensorboard"] if tensorboard else []))
+                argv += ["--tensorboard"] if tensorboard else []
+                _launch(ctx, nproc, max_restarts, argv + (["--track", track] if track else []))
                 return
-            result = resume_run(resume, reporter=reporter, tensorboard=tensorboard)
+            result = resume_run(resume, reporter=reporter, tensorboard=tensorboard, track=track)
         else:
             spec = RunSpec.from_file(run_file) if run_file is not None else RunSpec()
             spec.model.name = model or spec.model.name
@@ -115,6 +121,7 @@ def train_cmd(
                     argv += [flag, value] if value else []
                 argv += [a for s in set_ for a in ("--set", s)] + ["--name", name]
                 argv += (["--quiet"] if quiet else []) + (["--tensorboard"] if tensorboard else [])
+                argv += ["--track", track] if track else []
                 _launch(ctx, nproc, max_restarts, argv)
                 return
             result = fit(
@@ -127,6 +134,7 @@ def train_cmd(
                 out_dir=out_dir or spec.run.out_dir,
                 run_name=name or spec.run.name,
                 tensorboard=tensorboard or spec.run.tensorboard,
+                track=track or spec.run.track,
                 reporter=reporter,
                 **spec.train,
             )

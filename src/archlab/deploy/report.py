@@ -22,6 +22,7 @@ from archlab.bench import benchmark, max_batch_within
 from archlab.bench.machine import describe, package_version
 from archlab.bench.result import BenchResult
 from archlab.bench.source import resolve
+from archlab.display import NotebookDisplay
 from archlab.errors import ArchlabError
 
 MB = 1024 * 1024
@@ -40,7 +41,7 @@ class Budget:
 
 
 @dataclass
-class DeployReport:
+class DeployReport(NotebookDisplay):
     """Deployment requirements of one model on this machine (see the module docstring)."""
 
     model: str

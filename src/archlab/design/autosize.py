@@ -27,6 +27,7 @@ import torch
 
 from archlab.design import knobs as K
 from archlab.design.facts import fit_to_data, load_bundle
+from archlab.display import NotebookDisplay
 from archlab.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ class Candidate:
 
 
 @dataclass
-class SizedConfig:
+class SizedConfig(NotebookDisplay):
     """The result of :func:`autosize`.
 
     Attributes:

@@ -18,6 +18,7 @@ from archlab.design import rules as R
 from archlab.design.autosize import SCHEMA_VERSION, autosize
 from archlab.design.facts import DataFacts, facts_from_args, fit_to_data, inspect_data, load_bundle
 from archlab.design.reads import fit_layout, forward_check, is_signal
+from archlab.display import NotebookDisplay
 from archlab.errors import ArchlabError, ConfigError
 
 log = logging.getLogger(__name__)
@@ -144,7 +145,7 @@ class RecCandidate:
 
 
 @dataclass
-class Recommendation:
+class Recommendation(NotebookDisplay):
     """The advisor's answer: facts read, rules fired, ranked candidates, warnings, baselines."""
 
     facts: DataFacts

@@ -13,6 +13,8 @@ Shared by the transformer family (encoder, decoder, encoder-decoder) and ViT. Co
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -51,7 +53,7 @@ class LayerKVCache:
 class StaticKV:
     """Keys and values of one cross-attention layer: computed once from the encoder output."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.k: torch.Tensor | None = None
         self.v: torch.Tensor | None = None
 
@@ -238,7 +240,7 @@ class TransformerBlock(nn.Module):
         self.mlp = FeedForward(d_model, d_ff, act_layer=act_layer, dropout=dropout, bias=bias)
         self.norm2 = norm_layer(d_model)
 
-    def _residual(self, x: torch.Tensor, norm: nn.Module, fn) -> torch.Tensor:
+    def _residual(self, x: torch.Tensor, norm: nn.Module, fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
         if self.norm_first:
             return x + fn(norm(x))
         return norm(x + fn(x))

@@ -15,6 +15,7 @@ The same rules hold in every family, because every forward checks its inputs her
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import torch
@@ -37,7 +38,7 @@ def model_name(model: nn.Module | str) -> str:
     return getattr(model, "registry_name", None) or type(model).__name__
 
 
-def _fmt_shape(shape) -> str:
+def _fmt_shape(shape: Iterable[object]) -> str:
     return "(" + ", ".join(str(s) for s in shape) + ")"
 
 

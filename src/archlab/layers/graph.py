@@ -51,7 +51,9 @@ def add_self_loops(edge_index: torch.Tensor, num_nodes: int) -> torch.Tensor:
     return torch.cat([edge_index[:, keep], loops], dim=1)
 
 
-def gcn_norm(edge_index: torch.Tensor, num_nodes: int, dtype=torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+def gcn_norm(
+    edge_index: torch.Tensor, num_nodes: int, dtype: torch.dtype = torch.float32
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Edges of A + I and their weights 1/sqrt(deg(src) * deg(dst)), deg counted on A + I.
 
     This is Kipf & Welling's D^-1/2 (A + I) D^-1/2 as an edge list. Degrees are in-degrees

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from typing import Any
 
 from torch import nn
 
@@ -45,7 +46,7 @@ def act_layer(name: str) -> ActLayer:
         raise ValueError(f"unknown activation {name!r}; choose from {sorted(ACT_LAYERS)}") from None
 
 
-def norm_layer(name: str | None, **options) -> NormLayer | None:
+def norm_layer(name: str | None, **options: Any) -> NormLayer | None:
     """The norm class for ``name`` (``layernorm``, ``rmsnorm``, ``batchnorm``; ``None``/``none``
     gives None), with keyword ``options`` (e.g. ``eps=1e-6``) bound to it."""
     key = _NORM_ALIASES.get(name or "none", name or "none")

@@ -4,8 +4,9 @@
 ``dot``, ``svg``) or a rich renderable (``rich``); ``render(result, out="file.svg")`` writes it,
 the format following the extension, atomically. Results are plain dataclasses from
 :mod:`archlab.analysis`, :mod:`archlab.bench` and :mod:`archlab.deploy`; they never render
-themselves, so nothing below this layer imports a renderer. In a notebook,
-:func:`register_notebook_display` makes them show as tables.
+themselves, so nothing below this layer imports a renderer. In a notebook they show as tables
+and pictures: importing this package hands :mod:`archlab.report.notebook`'s renderers to
+:mod:`archlab.display`, whose ``_repr_html_`` every result inherits.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from archlab import display
 from archlab.errors import ConfigError
 from archlab.io import atomic_write_bytes, atomic_write_text
+from archlab.report import notebook
 
 # file extension -> format
 EXTENSIONS = {
@@ -84,6 +87,17 @@ def _renderers() -> dict[str, dict[str, Callable[[Any], Any]]]:
     return table
 
 
+def _notebook_html(result: Any) -> str | None:
+    return notebook.notebook_html(result, _renderers())
+
+
+def _notebook_svg(result: Any) -> str | None:
+    return notebook.notebook_svg(result, _renderers())
+
+
+display.set_renderers(html=_notebook_html, svg=_notebook_svg)
+
+
 def formats(result: Any) -> list[str]:
     """The formats ``result`` renders to."""
     out = sorted(_renderers().get(type(result).__name__, {}))
@@ -141,8 +155,12 @@ def render(result: Any, fmt: str | None = None, *, out: str | os.PathLike | None
 
 
 def register_notebook_display() -> bool:
-    """Show results as Markdown/HTML in IPython / Jupyter (called by ``import archlab`` when IPython
-    is running). Returns whether a shell was found."""
+    """Show results in IPython / Jupyter (called by ``import archlab`` when IPython is running).
+
+    Importing this package is what matters (it registers the renderers behind every result's
+    ``_repr_html_``); a design result, defined in the runs layer, is registered with IPython by
+    its type's name. Returns whether a shell was found.
+    """
     import sys
 
     if "IPython" not in sys.modules:
@@ -151,14 +169,7 @@ def register_notebook_display() -> bool:
     if shell is None:
         return False
     html = shell.display_formatter.formatters["text/html"]
-    md = shell.display_formatter.formatters["text/markdown"]
-    for module, cls, fmt in (
-        ("archlab.analysis.summary", "ModelSummary", "html"),
-        ("archlab.analysis.diagram", "ModelGraph", "svg"),
-        ("archlab.analysis.compare", "Comparison", "md"),
-    ):
-        target = html if fmt in ("html", "svg") else md
-        target.for_type_by_name(module, cls, lambda r, f=fmt: render(r, f))
+    html.for_type_by_name("archlab.runs.design", "DesignResult", _notebook_html)
     return True
 
 

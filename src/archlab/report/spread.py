@@ -20,6 +20,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from archlab.display import NotebookDisplay
+
 log = logging.getLogger("archlab.report")
 
 #: a group kind -> its summary file (written by archlab.runs.cv / archlab.runs.seeds)
@@ -28,7 +30,7 @@ _KIND_WORDS = {"cv": "cross-validation folds", "seeds": "training seeds"}
 
 
 @dataclass
-class GroupSpread:
+class GroupSpread(NotebookDisplay):
     """Per metric ``{mean, std, ci95_low, ci95_high, n}`` of a group, and each member's value.
 
     Attributes:

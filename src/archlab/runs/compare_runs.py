@@ -39,6 +39,7 @@ from typing import Any
 
 import torch
 
+from archlab.display import NotebookDisplay
 from archlab.errors import ConfigError
 from archlab.report.spread import SUMMARY_FILES
 from archlab.runs.stats import TestResult, corrected_t, mcnemar, paired_bootstrap, paired_t, summarize, welch_t
@@ -71,7 +72,7 @@ class RunSide:
 
 
 @dataclass
-class RunsComparison:
+class RunsComparison(NotebookDisplay):
     """The difference ``A - B`` in one test metric: the test the design called for, its interval and p-value.
 
     Attributes:

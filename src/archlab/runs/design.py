@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from archlab.data.base import DataBundle
+from archlab.display import NotebookDisplay
 from archlab.errors import ConfigError
 from archlab.runs.design_steps import (
     MIN_VAL,
@@ -65,7 +66,7 @@ log = logging.getLogger("archlab.runs.design")
 
 
 @dataclass
-class DesignResult:
+class DesignResult(NotebookDisplay):
     """A finished design: where everything is, and the manifest's main facts.
 
     Attributes:

@@ -7,7 +7,7 @@ plain names::
     data: mnist1d               # or {name: mnist1d, seed: 1}
     task: classification        # optional (default: the dataset's task), or {name: gan, loss: hinge}
     train: {lr: 0.01, batch_size: 100, max_steps: 6000, shuffle: false}
-    run: {out_dir: runs, name: my_run, tensorboard: false}   # optional: where the run goes
+    run: {out_dir: runs, name: my_run, tensorboard: false, track: mlflow}   # optional: where the run goes
 
 Older run files kept ``out_dir`` / ``run_name`` / ``tensorboard`` / ``quiet`` in ``train``. Wherever
 one still arrives there (a run file, ``--set train.KEY=V``, ``archlab.fit(KEY=...)``) it is accepted
@@ -98,6 +98,8 @@ class RunOptions(BaseModel):
     out_dir: str = "runs"
     name: str | None = None
     tensorboard: bool = False
+    #: ``mlflow``, ``mlflow:URI`` or ``none`` (see :mod:`archlab.runs.tracking`)
+    track: str | None = None
 
 
 class Section(BaseModel):

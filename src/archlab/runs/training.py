@@ -38,6 +38,7 @@ from archlab.runs import launch
 from archlab.runs.cost import choose_run_precision, eval_floor, log_estimate
 from archlab.runs.hf_model import is_hf_name, resolve_hf_name
 from archlab.runs.spec import pop_moved
+from archlab.runs.tracking import MlflowReporter, TensorBoardWriter, TrackTarget, resolve_track
 from archlab.tasks import get_task
 from archlab.train import NonFiniteLossError, RunResult, TrainConfig, distributed
 from archlab.train import fit as engine_fit
@@ -66,26 +67,6 @@ class PictureWriter(Reporter):
             if not self.warned:
                 log.warning("pictures are not drawn: %s", exc)
                 self.warned = True
-
-
-class TensorBoardWriter(Reporter):
-    """Mirrors every numeric value of every record to TensorBoard under ``RUN_DIR/tb``."""
-
-    def __init__(self, run_dir: Path):
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:
-            raise MissingExtraError("tensorboard=True needs the tensorboard package: pip install tensorboard") from None
-        self.tb = SummaryWriter(str(run_dir / "tb"))
-
-    def record(self, rec: dict[str, Any]) -> None:
-        step = rec.get("step", 0)
-        for k, v in rec.items():
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in ("step", "epoch"):
-                self.tb.add_scalar(f"{rec.get('kind', 'train')}/{k}", v, step)
-
-    def close(self) -> None:
-        self.tb.close()
 
 
 def as_bundle(data: DataBundle | str, options: dict[str, Any] | None = None) -> DataBundle:
@@ -153,11 +134,20 @@ def _jsonable(info: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _reporters(run_dir: Path, reporter: Reporter | None, tensorboard: bool, dist: Dist) -> Reporter | None:
-    """The caller's reporter, the pictures and TensorBoard: rank 0's (the other ranks are silent)."""
+def _reporters(
+    run_dir: Path, reporter: Reporter | None, tensorboard: bool, dist: Dist, track: str | TrackTarget | None = None
+) -> Reporters | None:
+    """The caller's reporter, the pictures, TensorBoard and MLflow: rank 0's (the other ranks are
+    silent). The trackers come after the picture writer: they read the pictures it draws."""
     if not dist.is_main:
         return None
-    return Reporters(reporter, PictureWriter(run_dir), TensorBoardWriter(run_dir) if tensorboard else None)
+    target = resolve_track(track, run_dir)
+    return Reporters(
+        reporter,
+        PictureWriter(run_dir),
+        TensorBoardWriter(run_dir) if tensorboard else None,
+        MlflowReporter(run_dir, target) if target is not None else None,
+    )
 
 
 def _main_decides(dist: Dist, work) -> str:
@@ -204,13 +194,16 @@ def _restarted_run(dist: Dist, out_dir: str | Path, run_name: str | None) -> Pat
     return Path(found) if found else None
 
 
-def _draw_curves(run_dir: Path, history: list[dict[str, Any]]) -> None:
+def _draw_curves(run_dir: Path, history: list[dict[str, Any]], reporters: Reporters | None = None) -> None:
     try:
         from archlab.report.plots import plot_curves
 
         plot_curves(history, run_dir / "curves.png")
     except MissingExtraError as exc:
         log.warning("no curves.png: %s", exc)
+    for r in reporters.reporters if reporters is not None else ():
+        if isinstance(r, MlflowReporter):  # drawn after training closed the reporters
+            r.log_files([run_dir / "curves.png"])
 
 
 def fit(
@@ -225,6 +218,7 @@ def fit(
     out_dir: str | Path = "runs",
     run_name: str | None = None,
     tensorboard: bool = False,
+    track: str | TrackTarget | None = None,
     reporter: Reporter | None = None,
     **train_config: Any,
 ) -> RunResult:
@@ -247,7 +241,10 @@ def fit(
         task_options: options of a task given by name (e.g. ``{"kind": "binary"}``).
         data_spec: how to reload the data, recorded in config.yaml (default ``{"name": data.name}``).
         out_dir, run_name: where the run directory goes (default ``runs/MODEL-DATA-TIMESTAMP``).
-        tensorboard: also write TensorBoard logs (needs the tensorboard package).
+        tensorboard: also write TensorBoard logs (needs ``archlab[tensorboard]``).
+        track: mirror the run to MLflow: ``"mlflow"``, ``"mlflow:URI"``, a
+            :class:`archlab.runs.tracking.TrackTarget`, or ``"none"`` (default: MLflow when
+            ``ARCHLAB_TRACKING_URI`` is set; see :mod:`archlab.runs.tracking`).
         reporter: receives progress (the CLI passes a progress bar; default silent).
         **train_config: fields of :class:`archlab.TrainConfig`. ``quiet``, an option that left
             the training settings, is accepted and ignored with a warning (fit is silent unless
@@ -255,6 +252,7 @@ def fit(
     """
     pop_moved(train_config, "archlab.fit({key}=...)")  # only quiet can arrive: the others are keywords
     cfg = TrainConfig.build(train_config)
+    resolve_track(track)  # a bad value is an error before any run directory exists
     dist = distributed.init_from_env(cfg.device)
     restarted = _restarted_run(dist, out_dir, run_name)
     if restarted is not None:  # torchrun restarted the workers: continue this launch's run
@@ -264,6 +262,7 @@ def fit(
             model=model if isinstance(model, nn.Module) else None,
             reporter=reporter,
             tensorboard=tensorboard,
+            track=track,
         )
     if is_hf_name(model):  # "hf:SOURCE": the hf_classifier preset, with the data tokenised by SOURCE
         model, model_overrides, data_spec = resolve_hf_name(model, data, model_overrides, data_spec)
@@ -326,6 +325,7 @@ def fit(
         return str(run.path)
 
     run = RunDir(_main_decides(dist, lay_out))
+    reporters = _reporters(run.path, reporter, tensorboard, dist, track)
     try:
         # seeded above, before the model was built: the engine continues that RNG stream
         result = engine_fit(
@@ -334,7 +334,7 @@ def fit(
             task,
             cfg,
             run_dir=run.path,
-            reporter=_reporters(run.path, reporter, tensorboard, dist),
+            reporter=reporters,
             seed=False,
             precision=chosen[0] if chosen else None,
         )
@@ -345,7 +345,7 @@ def fit(
             _remove_if_nothing_learned(run)
         raise
     if dist.is_main:
-        _draw_curves(run.path, result.history)
+        _draw_curves(run.path, result.history, reporters)
     return result
 
 
@@ -459,6 +459,7 @@ def resume(
     model: nn.Module | None = None,
     reporter: Reporter | None = None,
     tensorboard: bool = False,
+    track: str | TrackTarget | None = None,
     **changes: Any,
 ) -> RunResult:
     """Continue the run in ``run_dir`` exactly where its last complete checkpoint left it.
@@ -467,7 +468,8 @@ def resume(
     checkpoint restarts with the same initial weights); the data is reloaded by name unless given.
     A resumed run keeps its saved config: any other keyword raises ConfigError. A run of your
     own ``nn.Module`` is rebuilt from its recorded import path and arguments, or filled into
-    ``model`` (a fresh instance of your class) when given.
+    ``model`` (a fresh instance of your class) when given. A run mirrored to MLflow continues
+    its MLflow run (``track`` as in :func:`fit`; by default the one its ``mlflow.json`` names).
 
     A finished run (see :func:`finished`) is left as it is: no file is written, a log line says
     so, and the result is read from the run (final metrics, history, final weights).
@@ -501,16 +503,8 @@ def resume(
         model = create_from_config({"model": model_saved.get("name"), "config": model_saved.get("config") or {}})
     # Seeded, data loaded and model built in the same order as fit(): a run killed before its
     # first checkpoint continues from the same RNG state.
-    result = engine_fit(
-        model,
-        bundle,
-        task,
-        cfg,
-        run_dir=run.path,
-        resume=True,
-        seed=False,
-        reporter=_reporters(run.path, reporter, tensorboard, dist),
-    )
+    reporters = _reporters(run.path, reporter, tensorboard, dist, track)
+    result = engine_fit(model, bundle, task, cfg, run_dir=run.path, resume=True, seed=False, reporter=reporters)
     if dist.is_main:
-        _draw_curves(run.path, result.history)
+        _draw_curves(run.path, result.history, reporters)
     return result
