@@ -5,7 +5,7 @@ node / graph classification and the CTR task of ``affairs`` count as classificat
 
 1. asks :func:`archlab.recommend` for its top-1 model (no budgets),
 2. trains it with :func:`archlab.runs.fit` exactly as adapted by the advisor, with every optimiser
-   default of ``TrainConfig`` and only the length set by :func:`archlab.design.train_recipe` (a
+   default of ``TrainConfig`` and only the length set by :func:`archlab.advise.train_recipe` (a
    rule of the data size: 50 epochs clamped to [400, 800] steps, batch <= 64 with >= 4 batches an
    epoch, and a compute cap of ``FLOPS_BUDGET`` training FLOPs) — no per-dataset tuning,
 3. compares its test figure with
@@ -101,7 +101,7 @@ def _labels(split) -> torch.Tensor:
 
 def baseline(bundle, task: str, metrics: dict[str, Any]) -> tuple[str, float | None]:
     """The task's baseline on the test split (the val split when there is none)."""
-    from archlab.design.recommend import hgb_baseline
+    from archlab.advise.recommend import hgb_baseline
 
     split = bundle.test if bundle.test is not None else bundle.val
     if task == "forecasting":
@@ -127,8 +127,8 @@ def _gbm_auroc(bundle, split) -> float:
 
 
 def bench(name: str, task: str) -> dict[str, Any]:
+    from archlab.advise import recommend, train_recipe
     from archlab.data import load
-    from archlab.design import recommend, train_recipe
     from archlab.runs import fit
 
     options = DATA_OPTIONS.get(name, {})
@@ -189,14 +189,14 @@ def _met(row: dict[str, Any], key: str) -> str:
 
 
 def render(results: dict[str, dict[str, Any]]) -> str:
-    from archlab.design import recipe
+    from archlab.advise import recipe
 
     lines = [
         "# Advisor usefulness",
         "",
         "`python benchmarks/bench_advisor.py` - for every bundled dataset with a classification or "
         "forecasting task, `archlab recommend`'s top-1 model is trained with archlab's defaults "
-        "(`TrainConfig`'s optimiser; length from `archlab.design.train_recipe`: "
+        "(`TrainConfig`'s optimiser; length from `archlab.advise.train_recipe`: "
         f"{recipe.EPOCHS} epochs clamped to [{recipe.MIN_STEPS}, {recipe.MAX_STEPS}] steps, batch <= 64, "
         f"at most {FLOPS_BUDGET:.0e} training FLOPs — the time cap) and "
         "scored on the test split. 'example' is the best hand-written `examples/` config for the "

@@ -7,8 +7,8 @@ import time
 import pytest
 import yaml
 
-from archlab.design import autosize
-from archlab.design.knobs import FAMILY_KNOBS, Knob, apply
+from archlab.advise import autosize
+from archlab.advise.knobs import FAMILY_KNOBS, Knob, apply
 from archlab.errors import ConfigError
 
 
@@ -56,7 +56,7 @@ def test_flops_budget_and_yaml_round_trip(tmp_path):
 
 
 def test_latency_budget_is_met_when_remeasured():
-    from archlab.design import measure_latency_ms
+    from archlab.advise import measure_latency_ms
 
     sized = autosize("mlp_tabular", params_max=2_000_000, latency_ms=2.0)
     assert sized.fits and sized.latency_ms <= 2.0 and sized.latency_method

@@ -51,7 +51,7 @@ def test_bad_format_is_a_config_error():
 
 
 def test_renderers():
-    from archlab.design import autosize, recommend
+    from archlab.advise import autosize, recommend
 
     assert "Warnings" in recommendation_markdown(recommend("iris"))
     assert "Pareto" in sized_markdown(autosize("mlp_tabular", params_max=5000))

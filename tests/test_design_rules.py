@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from archlab.design import rules as R
-from archlab.design.facts import DataFacts
-from archlab.design.recommend import (
+from archlab.advise import rules as R
+from archlab.advise.facts import DataFacts
+from archlab.advise.recommend import (
     Context,
     _candidate_checks,
     capacity_check,

@@ -223,7 +223,7 @@ def test_a_design_killed_mid_trial_resumes_and_counts_every_trial_once(tmp_path,
 
 
 def test_baselines_score_on_the_same_split_as_the_networks():
-    from archlab.design.baselines import fit_baselines
+    from archlab.advise.baselines import fit_baselines
 
     bundle = load("sunspots")
     naive, ets = fit_baselines(bundle, "forecasting")

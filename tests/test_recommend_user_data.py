@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from archlab.design import recommend, train_recipe
-from archlab.design.recipe import MAX_STEPS, MIN_STEPS, default_batch_size
+from archlab.advise import recommend, train_recipe
+from archlab.advise.recipe import MAX_STEPS, MIN_STEPS, default_batch_size
 
 BUDGET = 30_000
 

@@ -16,7 +16,7 @@ import archlab  # noqa: E402
 from archlab.errors import ConfigError  # noqa: E402
 from archlab.report import document  # noqa: E402
 from archlab.report.document import RUN_SECTIONS, SECTIONS, build_report  # noqa: E402
-from archlab.report.output import report, write_report  # noqa: E402
+from archlab.report.output import make_report, write_report  # noqa: E402
 from archlab.report.svg import bar_svg  # noqa: E402
 
 SIX = list(SECTIONS)
@@ -104,7 +104,7 @@ def test_registry_report_json_and_markdown(registry_report):
 
 
 def test_run_report_adds_data_curves_metrics_and_pictures(run_dir, tmp_path):
-    out = report(run_dir, tmp_path / "run.html", bench=False, deploy=False)
+    out = make_report(run_dir, tmp_path / "run.html", bench=False, deploy=False)
     html = out.read_text()
     _check_html(html, SIX + list(RUN_SECTIONS))
     final = json.loads((run_dir / "final_metrics.json").read_text())
@@ -207,7 +207,7 @@ def test_bad_subjects_and_formats_raise_config_errors(tmp_path):
     with pytest.raises(ConfigError, match="mlp_tabular"):
         build_report("mlp_tabulr", bench=False, deploy=False)
     with pytest.raises(ConfigError, match=r"\.html, \.md or \.json"):
-        report("mlp_tabular", tmp_path / "r.pdf", bench=False, deploy=False)
+        make_report("mlp_tabular", tmp_path / "r.pdf", bench=False, deploy=False)
     with pytest.raises(ConfigError, match="neither a run directory"):
         build_report(tmp_path, bench=False, deploy=False)
 

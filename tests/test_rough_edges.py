@@ -275,7 +275,7 @@ def _rows():
 
 
 def test_ram_to_serve_is_measured_only_in_a_fresh_process():
-    from archlab.deploy.report import ram_to_serve
+    from archlab.deploy.requirements import ram_to_serve
 
     in_process, none_grew, fresh = _rows()[1], _rows()[0], _rows()[2]
     assert ram_to_serve(fresh) == (41.5, None)
@@ -285,7 +285,7 @@ def test_ram_to_serve_is_measured_only_in_a_fresh_process():
 
 
 def test_deploy_report_figures_share_one_format_and_say_not_measured():
-    from archlab.deploy.report import DeployReport, ram_to_serve
+    from archlab.deploy.requirements import DeployReport, ram_to_serve
     from archlab.report.deploy import deploy_markdown
 
     rows = _rows()

@@ -46,8 +46,11 @@ _EXPORTS: dict[str, str] = {
     "ModelGraph": "archlab.analysis",
     "Comparison": "archlab.analysis",
     "render": "archlab.report",
-    "recommend": "archlab.design",
-    "autosize": "archlab.design",
+    "make_report": "archlab.report.output",
+    "design": "archlab.runs.design",
+    "resume_design": "archlab.runs.design",
+    "recommend": "archlab.advise",
+    "autosize": "archlab.advise",
     "benchmark": "archlab.bench",
     "export": "archlab.deploy",
     "deploy_report": "archlab.deploy",
@@ -83,6 +86,9 @@ __all__ = [  # spelled out (not derived from _EXPORTS) so that linters and IDEs 
     "ModelGraph",
     "Comparison",
     "render",
+    "make_report",
+    "design",
+    "resume_design",
     "recommend",
     "autosize",
     "benchmark",
@@ -92,15 +98,15 @@ __all__ = [  # spelled out (not derived from _EXPORTS) so that linters and IDEs 
 
 if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
     # the defining modules: the subpackages' own names (e.g. archlab.analysis.summary) are also modules
-    from archlab.analysis.compare import Comparison, compare
+    from archlab.advise.autosize import autosize
+    from archlab.advise.recommend import recommend
+    from archlab.analysis.compare_models import Comparison, compare
     from archlab.analysis.diagram import ModelGraph, diagram
     from archlab.analysis.summary import ModelSummary, summary
     from archlab.bench import benchmark
     from archlab.checkpoint import load, save
     from archlab.deploy.export import export
-    from archlab.deploy.report import deploy_report
-    from archlab.design.autosize import autosize
-    from archlab.design.recommend import recommend
+    from archlab.deploy.requirements import deploy_report
     from archlab.errors import (
         ArchlabError,
         CheckpointError,
@@ -111,13 +117,15 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     )
     from archlab.registry import create, create_from_config, list_models, model_info, register
     from archlab.report import render
+    from archlab.report.output import make_report
     from archlab.runs import RunSpec, evaluate, fit, predict, resume
+    from archlab.runs.design import design, resume_design
     from archlab.train import Reporter, RunResult, TrainConfig
 
 
 def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
-    if module is None:  # a subpackage, e.g. archlab.report(...) or archlab.data.load(...)
+    if module is None:  # a subpackage, e.g. archlab.report.render(...) or archlab.data.load(...)
         try:
             return importlib.import_module(f"archlab.{name}")
         except ModuleNotFoundError as exc:

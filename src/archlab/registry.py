@@ -152,7 +152,7 @@ def register(
 
     The model class takes its config as its one argument; ``archlab.create`` sets ``.config``.
     ``modalities`` and ``tasks`` are words of :mod:`archlab.capabilities` (an unknown word
-    raises); ``knobs`` names the config fields that scale the model (see :mod:`archlab.design`).
+    raises); ``knobs`` names the config fields that scale the model (see :mod:`archlab.advise`).
 
     Returns:
         The :class:`ModelEntry`, or (without ``model``) the decorator, which returns the class.

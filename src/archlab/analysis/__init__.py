@@ -1,7 +1,7 @@
 """See a model: layer-by-layer summary (shapes, parameters, FLOPs/MACs, memory, receptive field),
 data-flow diagrams (Mermaid, DOT, SVG without system packages) and comparisons."""
 
-from archlab.analysis.compare import Comparison, compare
+from archlab.analysis.compare_models import Comparison, compare
 from archlab.analysis.diagram import ModelGraph, diagram
 from archlab.analysis.flops import register_module_flops
 from archlab.analysis.memory import MemoryEstimate

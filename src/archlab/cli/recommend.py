@@ -55,8 +55,8 @@ def recommend_cmd(
     ),
 ) -> None:
     """Rank architectures for a dataset and budgets, with the rules behind each."""
+    from archlab.advise import recommend
     from archlab.cli.app import console
-    from archlab.design import recommend
     from archlab.report.design import recommendation_markdown, recommendation_rich
 
     _check_format(fmt)
@@ -93,8 +93,8 @@ def autosize_cmd(
     fmt: str = typer.Option("table", "--format", "-f", help="table | md | json"),
 ) -> None:
     """Size a model family to the largest config within the budgets."""
+    from archlab.advise import autosize
     from archlab.cli.app import console
-    from archlab.design import autosize
     from archlab.io import atomic_write_text
     from archlab.report.design import sized_markdown, sized_rich
 

@@ -21,9 +21,9 @@ __all__ = ["FORMATS", "ExportResult", "Verification", "export", "deploy_report",
 def __getattr__(name: str):
     # deploy_report pulls in the benchmark harness; load it on first use.
     if name in ("deploy_report", "DeployReport"):
-        from archlab.deploy import report
+        from archlab.deploy import requirements
 
-        return getattr(report, name)
+        return getattr(requirements, name)
     if name in ("FORMATS", "ExportResult", "Verification", "export"):
         raise MissingExtraError(f"archlab.deploy.{name} needs torch (pip install torch); serving an export does not")
     raise AttributeError(name)

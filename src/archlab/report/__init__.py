@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys as _sys
-import types as _types
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -42,7 +40,7 @@ EXTENSIONS = {
 
 def _renderers() -> dict[str, dict[str, Callable[[Any], Any]]]:
     """Result type name -> format -> renderer (imported lazily: rich, jinja2, matplotlib are optional)."""
-    from archlab.report import compare, diagram, summary
+    from archlab.report import compare_models, diagram, summary
 
     table: dict[str, dict[str, Callable[[Any], Any]]] = {
         "ModelSummary": {
@@ -58,10 +56,10 @@ def _renderers() -> dict[str, dict[str, Callable[[Any], Any]]]:
             "text": diagram.to_mermaid,
         },
         "Comparison": {
-            "rich": compare.comparison_rich,
-            "md": compare.comparison_markdown,
-            "png": lambda c: compare.comparison_chart(c, "png"),
-            "svg": lambda c: compare.comparison_chart(c, "svg").decode(),
+            "rich": compare_models.comparison_rich,
+            "md": compare_models.comparison_markdown,
+            "png": lambda c: compare_models.comparison_chart(c, "png"),
+            "svg": lambda c: compare_models.comparison_chart(c, "svg").decode(),
         },
     }
     from archlab.report import design as design_render
@@ -80,9 +78,9 @@ def _renderers() -> dict[str, dict[str, Callable[[Any], Any]]]:
         table["DeployReport"] = {"rich": deploy_render.deploy_rich, "md": deploy_render.deploy_markdown}
     except ImportError:  # pragma: no cover
         pass
-    from archlab.report import runs_compare, spread  # issue 17: run comparisons, group spreads
+    from archlab.report import compare_runs, spread  # issue 17: run comparisons, group spreads
 
-    table["RunsComparison"] = runs_compare.RENDERERS
+    table["RunsComparison"] = compare_runs.RENDERERS
     table["GroupSpread"] = spread.RENDERERS
     return table
 
@@ -171,18 +169,3 @@ def register_notebook_display() -> bool:
     html = shell.display_formatter.formatters["text/html"]
     html.for_type_by_name("archlab.runs.design", "DesignResult", _notebook_html)
     return True
-
-
-class _CallableModule(_types.ModuleType):
-    """Lets ``archlab.report(subject, out=...)`` write the design report while ``archlab.report``
-    stays this package (``archlab.report.render``, ``archlab.report.plots``)."""
-
-    def __call__(self, subject: Any, out: str | os.PathLike = "report.html", **options: Any) -> Path:
-        """The design report of a registry name, a module or a run directory: see
-        :func:`archlab.report.output.report`."""
-        from archlab.report.output import report
-
-        return report(subject, out, **options)
-
-
-_sys.modules[__name__].__class__ = _CallableModule

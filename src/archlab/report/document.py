@@ -119,7 +119,7 @@ def _advisor(model: str, run_cfg: dict[str, Any]) -> dict[str, Any]:
     if not data:
         return {}
     try:
-        from archlab.design import recommend
+        from archlab.advise import recommend
 
         rec = recommend(data, task=task, top=5)
     except Exception as exc:  # noqa: BLE001 - the rationale is optional: say why it is missing
@@ -407,7 +407,7 @@ def build_report(
     if kind == "run":
         _step(rep, "run", _run_files, rep, Path(subject), run_cfg or {})
     if compare:
-        from archlab.report.comparison import comparison
+        from archlab.report.compare_subjects import comparison
 
         _step(rep, "comparison", comparison, rep, [subject, *compare], bench)
         if rep.comparison is None:

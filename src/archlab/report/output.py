@@ -15,7 +15,7 @@ from archlab.io import atomic_write_text
 from archlab.report.document import DesignReport, build_report
 
 
-def report(
+def make_report(
     subject: nn.Module | str | os.PathLike,
     out: str | os.PathLike = "report.html",
     **options: Any,

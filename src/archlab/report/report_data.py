@@ -1,6 +1,6 @@
 """The design report's data: :class:`DesignReport` and its :class:`Figure` s, the section
 names, and the small readers the section builders share (:mod:`archlab.report.document`,
-:mod:`archlab.report.choice`, :mod:`archlab.report.comparison`)."""
+:mod:`archlab.report.choice`, :mod:`archlab.report.compare_subjects`)."""
 
 from __future__ import annotations
 

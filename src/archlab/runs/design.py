@@ -1,4 +1,4 @@
-"""``archlab.design``: from data and budgets to a trained, measured, exported model and its report.
+"""``archlab.advise``: from data and budgets to a trained, measured, exported model and its report.
 
 The pipeline, one step at a time, every result written into the design directory::
 

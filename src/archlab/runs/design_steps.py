@@ -151,7 +151,7 @@ def new_manifest(arguments: dict[str, Any]) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------- steps
 def _inspect(d: DesignState) -> dict[str, Any]:
-    from archlab.design import inspect_data
+    from archlab.advise import inspect_data
 
     facts = inspect_data(d.bundle, d.args.get("task"))
     folds, selection = _selection_split(d)
@@ -192,7 +192,7 @@ def _selection_split(d: DesignState) -> tuple[int | None, str]:
 
 
 def _recommend(d: DesignState) -> dict[str, Any]:
-    from archlab.design import recommend
+    from archlab.advise import recommend
 
     # Ranked without budgets (no latency measured for every preset); the top ones are sized next.
     rec = recommend(d.bundle, task=d.args.get("task"), top=d.args["candidates"])
@@ -207,7 +207,7 @@ def _budgets(args: dict[str, Any]) -> dict[str, Any]:
 
 
 def _autosize(d: DesignState) -> dict[str, Any]:
-    from archlab.design import autosize, measure_latency_ms
+    from archlab.advise import autosize, measure_latency_ms
 
     rec = json.loads((d.path / "recommendation.json").read_text(encoding="utf-8"))
     budgets = _budgets(d.args)
@@ -249,8 +249,8 @@ def _autosize(d: DesignState) -> dict[str, Any]:
 
 def _train_kwargs(d: DesignState, max_steps: int) -> dict[str, Any]:
     """The one recipe: :data:`RECIPE`, a batch size that gives small data several batches an
-    epoch (:func:`archlab.design.recipe.default_batch_size`), the user's ``train`` on top."""
-    from archlab.design.recipe import default_batch_size
+    epoch (:func:`archlab.advise.recipe.default_batch_size`), the user's ``train`` on top."""
+    from archlab.advise.recipe import default_batch_size
 
     bs = {"batch_size": default_batch_size(len(d.bundle.train))}
     return {**RECIPE, **bs, **(d.args.get("train") or {}), "seed": d.args["seed"], "max_steps": max_steps}
@@ -300,7 +300,7 @@ def _selection(d: DesignState) -> Selection:
 
 
 def _baselines(d: DesignState) -> dict[str, Any]:
-    from archlab.design.baselines import fit_baselines
+    from archlab.advise.baselines import fit_baselines
 
     rows = fit_baselines(d.bundle, d.args.get("task") or d.bundle.task)
     for b in rows:

@@ -265,7 +265,7 @@ class _Prune(Reporter):
 
 def trial_config(trial: Any, plan: SearchPlan) -> tuple[FamilyPlan, dict[str, Any], dict[str, Any]]:
     """The trial's family, model overrides and training config (define-by-run)."""
-    from archlab.design.knobs import apply, knobs_for
+    from archlab.advise.knobs import apply, knobs_for
     from archlab.registry import get_entry
 
     f = plan.family(trial.suggest_categorical("family", [f.name for f in plan.families]))

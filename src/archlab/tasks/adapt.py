@@ -1,6 +1,6 @@
 """Fit a registry model's config to the data and the task: the rule, in one place.
 
-Used by ``archlab.fit`` (:mod:`archlab.runs.adapt`) and by the advisor (:mod:`archlab.design`).
+Used by ``archlab.fit`` (:mod:`archlab.runs.adapt`) and by the advisor (:mod:`archlab.advise`).
 For every config field below that the model's config has and the user did NOT set, the value
 comes from the data's facts (``DataBundle.info``, else the split's tensors) or from the task:
 

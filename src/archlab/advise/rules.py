@@ -4,12 +4,12 @@ Sources: seed 001 (its "when to use what" table, the evaluation & selection chec
 gotchas) and seed 004 (its architecture selection guide and key design considerations).
 
 A rule has an id, the modality it applies to (``*`` for all), a condition on
-:class:`~archlab.design.recommend.Context` (the data facts + the user's constraints), the advice,
+:class:`~archlab.advise.recommend.Context` (the data facts + the user's constraints), the advice,
 the families it favours (a score added to their rank) or disfavours, an optional ``fix`` archlab
 would apply, and its source. ``kind="warning"`` rules become warnings; ``kind="prefer"`` rules only
 rank. Per-candidate checks (a learned position table shorter than the data's sequences, a TCN's
 receptive field shorter than the season, a parameter count out of scale with the data, a causal
-TCN classifier reading only its last step) live in :mod:`archlab.design.recommend` and cite the ids
+TCN classifier reading only its last step) live in :mod:`archlab.advise.recommend` and cite the ids
 ``positions-too-short``, ``receptive-field-short``, ``capacity-vs-data`` and ``tcn-classify-pool``
 below.
 """

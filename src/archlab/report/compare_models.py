@@ -1,4 +1,4 @@
-"""Renders of a :class:`~archlab.analysis.compare.Comparison`: Markdown, rich table, chart."""
+"""Renders of a :class:`~archlab.analysis.compare_models.Comparison`: Markdown, rich table, chart."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from archlab.report.format import fmt_bytes, fmt_count, fmt_shapes
 
 if TYPE_CHECKING:  # pragma: no cover
-    from archlab.analysis.compare import Comparison
+    from archlab.analysis.compare_models import Comparison
 
 COLUMNS = (
     "Model",

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from archlab.design.facts import fit_to_data
+from archlab.advise.facts import fit_to_data
 from archlab.errors import ConfigError
 
 #: the layout of a signal dataset (N, C, L) each family reads first (``archlab.data.splits.apply_layout``).

@@ -1,6 +1,6 @@
 """Auto-sizing: the largest config of a family that fits every budget given.
 
-The search moves the family's knobs (:mod:`archlab.design.knobs`): for a few depth factors
+The search moves the family's knobs (:mod:`archlab.advise.knobs`): for a few depth factors
 (x0.5, x1, x2 of the preset, or 1-4 for shallow presets) it finds the largest width multiplier
 that fits, by doubling / halving from the preset and then bisecting in log space. Parameters come
 from a model built on the ``meta`` device (no memory allocated), FLOPs and memory from
@@ -25,8 +25,8 @@ from typing import Any
 
 import torch
 
-from archlab.design import knobs as K
-from archlab.design.facts import fit_to_data, load_bundle
+from archlab.advise import knobs as K
+from archlab.advise.facts import fit_to_data, load_bundle
 from archlab.display import NotebookDisplay
 from archlab.errors import ConfigError
 
@@ -352,7 +352,7 @@ def autosize(
     """The largest config of ``name``'s family within every budget given.
 
     Args:
-        name: a registry preset (its family's knobs are moved; see :mod:`archlab.design.knobs`).
+        name: a registry preset (its family's knobs are moved; see :mod:`archlab.advise.knobs`).
         data: a DataBundle, bundled name or path: the config is first fitted to it (inputs,
             classes, vocabulary, sequence length), as ``archlab train`` would.
         params_max: most parameters.

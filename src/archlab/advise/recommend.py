@@ -1,7 +1,7 @@
 """The architecture advisor: read the data and the constraints, rank registry presets, with reasons.
 
-``recommend("digits")`` inspects the data (:mod:`archlab.design.facts`), fires the rules of
-:mod:`archlab.design.rules`, takes every registry preset that the capability vocabulary says trains
+``recommend("digits")`` inspects the data (:mod:`archlab.advise.facts`), fires the rules of
+:mod:`archlab.advise.rules`, takes every registry preset that the capability vocabulary says trains
 on this modality and task, fits each to the data, sizes it to the budgets (:func:`autosize`) and
 ranks them by the rules' scores. Each candidate carries the ids of the rules behind it, its
 trade-offs, its parameters and FLOPs and whether it fits every budget.
@@ -14,10 +14,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from archlab.design import rules as R
-from archlab.design.autosize import SCHEMA_VERSION, autosize
-from archlab.design.facts import DataFacts, facts_from_args, fit_to_data, inspect_data, load_bundle
-from archlab.design.reads import fit_layout, forward_check, is_signal
+from archlab.advise import rules as R
+from archlab.advise.autosize import SCHEMA_VERSION, autosize
+from archlab.advise.facts import DataFacts, facts_from_args, fit_to_data, inspect_data, load_bundle
+from archlab.advise.reads import fit_layout, forward_check, is_signal
 from archlab.display import NotebookDisplay
 from archlab.errors import ArchlabError, ConfigError
 

@@ -28,7 +28,7 @@ import numpy as np
 
 from archlab.data.base import DataBundle, Split
 
-log = logging.getLogger("archlab.design")
+log = logging.getLogger("archlab.advise")
 
 #: largest image input (pixels x channels) the logistic-regression baseline is fitted on
 MAX_PIXELS = 4096

@@ -1,11 +1,11 @@
 """Scaling knobs per model family: which config fields make a model wider or deeper.
 
-Auto-sizing (:mod:`archlab.design.autosize`) turns a budget into a config by moving these
+Auto-sizing (:mod:`archlab.advise.autosize`) turns a budget into a config by moving these
 knobs. Each family lists its knobs here, keyed by ``ModelEntry.family``; a knob whose field the
 preset's config does not have is skipped, so one family table serves every config class of the
 family (``ResNetConfig`` and ``ResNet1DConfig`` both read the ``resnet`` row).
 
-This table lives in :mod:`archlab.design` rather than in each family's ``register(...)`` call
+This table lives in :mod:`archlab.advise` rather than in each family's ``register(...)`` call
 because the model files are owned elsewhere; a registry entry that declares its own ``knobs``
 (``{"field": "width" | "depth"}``) is used instead of this table.
 
