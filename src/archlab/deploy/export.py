@@ -70,6 +70,7 @@ class ExportResult:
     int8_file: str | None = None
     int8_size_bytes: int | None = None
     int8_metric: dict[str, float] | None = None
+    int8_choice: dict[str, Any] | None = None  # the int8 recipes tried and the one kept (a run's export)
     files: list[str] = field(default_factory=list)
 
     @property

@@ -18,7 +18,9 @@ or, with archlab installed, ``archlab serve EXPORT_DIR``. Endpoints:
 
 Dynamic batching (as in Triton's dynamic batcher and TorchServe's batch_size / max_batch_delay):
 requests that arrive within ``max_wait_ms`` of the oldest waiting one run as one batch of at most
-``max_batch`` samples, when one of ``workers`` inference threads is free. Each request is parsed
+``max_batch`` samples, when one of ``workers`` inference threads is free; while every worker is
+busy the queue fills, and the next free worker takes up to ``max_batch`` of it at once. The
+wait is skipped when no other request is being received (nothing could join the batch). Each request is parsed
 and validated on its own before it joins a batch, so a bad request is answered 4xx and never
 reaches, let alone disturbs, the others; a model failure answers 500 to the requests of that batch
 only. A full queue answers 503 with ``Retry-After``. SIGTERM stops accepting connections and
@@ -159,7 +161,7 @@ class Model:
 
     def __init__(self, cfg: ServerConfig):
         self.cfg = cfg
-        self.predictor = Predictor(cfg.export_dir, int8=cfg.int8, threads=cfg.threads)
+        self.predictor = Predictor(cfg.export_dir, int8=cfg.int8, threads=cfg.threads, spin=False)
         self.dir = Path(cfg.export_dir)
         sig_path = self.dir / "signature.json"
         self.signature = json.loads(sig_path.read_text(encoding="utf-8")) if sig_path.is_file() else {}
@@ -312,6 +314,7 @@ class Batcher:
         self._tasks: set[asyncio.Task] = set()
         self._pool = ThreadPoolExecutor(cfg.workers, thread_name_prefix="archlab-infer")
         self._loop_task: asyncio.Task | None = None
+        self.arriving = 0  # requests being read and validated, not yet queued
 
     async def start(self) -> None:
         self._wake = asyncio.Event()
@@ -359,7 +362,9 @@ class Batcher:
                 await self._wake.wait()
             first = self._pending[0]
             deadline = first.arrived + self.max_wait
-            while self._samples(first.key) < self.max_batch and not self._closing:
+            # Wait for company only while other requests are being received: with none on the way
+            # the wait is pure latency (and on a busy machine a short sleep costs a time slice).
+            while self.arriving and self._samples(first.key) < self.max_batch and not self._closing:
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     break
@@ -447,9 +452,13 @@ def build_app(cfg: ServerConfig) -> Any:
 
     async def predict(request: Any) -> Response:
         t0 = time.perf_counter()
+        batcher.arriving += 1
         try:
-            body = await _read_body(request, cfg.max_body_bytes)
-            feed, n = model.prepare(body, request.headers.get("content-type", "application/json"))
+            try:
+                body = await _read_body(request, cfg.max_body_bytes)
+                feed, n = model.prepare(body, request.headers.get("content-type", "application/json"))
+            finally:
+                batcher.arriving -= 1
             outs = await batcher.submit(feed, n)
         except RequestError as exc:
             return error(exc, "/predict")
