@@ -284,3 +284,40 @@ def test_sigterm_answers_requests_in_flight_before_exit(digits_export, raw_digit
         s.stop()
     with pytest.raises(httpx.TransportError):
         httpx.get(s.url + "/health", timeout=2)
+
+
+def test_load_test_counts_every_request_and_its_status(server, raw_digits):
+    from archlab.deploy.loadtest import load_test
+
+    r = load_test(server.url, json.dumps([raw_digits[0].tolist()]).encode(), requests=24, concurrency=6)
+    assert (r.ok, r.failed, r.errors) == (24, 0, {})
+    assert 0 < r.p50_ms <= r.p99_ms and r.requests_per_s > 0
+    bad = load_test(server.url, b"[1,", requests=5, concurrency=2)
+    assert (bad.ok, bad.errors) == (0, {"400": 5})
+
+
+def test_deploy_report_serves_the_export_and_checks_the_budget_on_served_p99(tmp_path, monkeypatch):
+    from archlab.deploy import deploy_report
+    from archlab.report.deploy import deploy_markdown
+
+    monkeypatch.setenv("ARCHLAB_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr("archlab.bench.roofline.SIZES", (128,))
+    r = deploy_report(
+        "mlp_784_128_10",
+        latency_ms=1e5,
+        batch_size=2,
+        backends=("onnxruntime",),
+        isolate=False,
+        min_time_s=0.01,
+        memory_budget_mb=32,
+        serve=True,
+        serve_requests=6,
+        serve_concurrency=(1, 3),
+    )
+    assert [s["concurrency"] for s in r.served] == [1, 3]
+    assert all(s["ok"] == 6 and s["p99_ms"] > 0 for s in r.served)
+    served = {b.name: b for b in r.budgets if "served" in b.name}
+    assert set(served) == {"latency_ms (served, concurrency 1)", "latency_ms (served, concurrency 3)"}
+    assert all(b.passed and b.measured == s["p99_ms"] for b, s in zip(served.values(), r.served))
+    md = deploy_markdown(r)
+    assert "## Served over HTTP" in md and "| concurrency 3 |" in md
