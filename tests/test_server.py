@@ -35,7 +35,7 @@ def _free_port() -> int:
 class Server:
     """A server subprocess started from an export folder's server.py, where torch cannot import."""
 
-    def __init__(self, folder: Path, *args: str):
+    def __init__(self, folder: Path, *args: str, cli: bool = False):
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         code = (
@@ -44,9 +44,10 @@ class Server:
             f"sys.argv = ['server.py', '--port', '{self.port}', *{list(args)!r}]\n"
             f"runpy.run_path({str(folder / 'server.py')!r}, run_name='__main__')\n"
         )
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
+        cmd = [sys.executable, "-c", code]
+        if cli:  # `archlab serve EXPORT_DIR` instead of the folder's own script
+            cmd = [sys.executable, "-m", "archlab", "serve", str(folder), "--port", str(self.port), *args]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -321,3 +322,19 @@ def test_deploy_report_serves_the_export_and_checks_the_budget_on_served_p99(tmp
     assert all(b.passed and b.measured == s["p99_ms"] for b, s in zip(served.values(), r.served))
     md = deploy_markdown(r)
     assert "## Served over HTTP" in md and "| concurrency 3 |" in md
+
+
+def test_archlab_serve_command(digits_export, raw_digits, tmp_path, capsys):
+    from archlab.cli.main import main
+
+    assert main(["serve", str(tmp_path)]) == 2
+    assert "not an ONNX export folder" in capsys.readouterr().err
+    assert main(["serve", str(digits_export), "--max-batch", "0"]) == 2
+    assert "max_batch must be >= 1" in capsys.readouterr().err
+    s = Server(digits_export, "--max-batch", "4", cli=True)
+    try:
+        r = httpx.post(s.url + "/predict", json=[raw_digits[5].tolist()], timeout=30)
+        assert r.status_code == 200 and r.json()["labels"][0].startswith("digit ")
+        assert httpx.get(s.url + "/metadata").json()["server"]["max_batch"] == 4
+    finally:
+        s.stop()
