@@ -124,13 +124,24 @@ def deploy_cmd(
     threads: Optional[int] = typer.Option(None, "--threads", help="Intra-op threads (default: all cores)."),
     fmt: str = typer.Option("table", "--format", "-f", help="table, md or json."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to this file."),
+    serve: bool = typer.Option(
+        False, "--serve", help="Also serve the export over HTTP on loopback and load it (concurrency 1, 8, 32)."
+    ),
+    serve_requests: int = typer.Option(200, "--serve-requests", help="With --serve: requests per concurrency."),
 ) -> None:
     """Deployment requirements (size, RAM, latency, packages, signature) and budget checks."""
     from archlab.deploy import deploy_report
     from archlab.report.deploy import deploy_markdown, deploy_rich
 
     report = deploy_report(
-        target, latency_ms=latency_ms, memory_mb=memory_mb, size_mb=size_mb, batch_size=batch, threads=threads
+        target,
+        latency_ms=latency_ms,
+        memory_mb=memory_mb,
+        size_mb=size_mb,
+        batch_size=batch,
+        threads=threads,
+        serve=serve,
+        serve_requests=serve_requests,
     )
     _emit(report, fmt, output, deploy_markdown, deploy_rich)
     if not report.passed:

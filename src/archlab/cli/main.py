@@ -39,9 +39,11 @@ def _register_commands() -> None:
     from archlab.cli import analysis, data, design, generate, models, train  # noqa: F401
     from archlab.cli import recommend as recommend_cli
     from archlab.cli import report as report_cli
+    from archlab.cli import serve as serve_cli
 
     recommend_cli.register(app)
     report_cli.register(app)
+    serve_cli.register(app)
     try:
         from archlab.cli import bench
     except ImportError:  # pragma: no cover - the bench layer is optional until it lands

@@ -7,6 +7,8 @@ The export folder holds everything a server needs::
     preprocessing.json         normalisation statistics, class names, vocabulary, input signature
     signature.json             archlab version, model config, input / output names, shapes, dtypes
     serve.py                   numpy + onnxruntime only: ``python serve.py DIR input.npy``
+    server.py                  HTTP server with dynamic batching (+ starlette, uvicorn,
+                               prometheus-client): ``python server.py --port 8000``
     README.md                  how to run it
 
 Every export is run (ONNX Runtime, or the loaded program) on fresh inputs at two batch sizes
@@ -68,6 +70,7 @@ class ExportResult:
     int8_file: str | None = None
     int8_size_bytes: int | None = None
     int8_metric: dict[str, float] | None = None
+    int8_choice: dict[str, Any] | None = None  # the int8 recipes tried and the one kept (a run's export)
     files: list[str] = field(default_factory=list)
 
     @property
@@ -257,7 +260,8 @@ def _write_folder(result: ExportResult, source: Source, meta: dict[str, Any]) ->
         },
     )
     if result.format == "onnx":
-        shutil.copyfile(Path(__file__).with_name("serve.py"), out / "serve.py")
+        for name in ("serve.py", "server.py"):
+            shutil.copyfile(Path(__file__).with_name(name), out / name)
     atomic_write_text(out / "README.md", _readme(result, source))
     result.files = sorted(p.name for p in out.iterdir() if p.is_file())
 
@@ -273,7 +277,15 @@ def _readme(result: ExportResult, source: Source) -> str:
         run = (
             "Needs only `numpy` and `onnxruntime`:\n\n```bash\npip install numpy onnxruntime\n"
             "python serve.py . input.npy -o predictions.npy   # input.npy: already preprocessed\n```\n\n"
-            "or in Python: `import serve; p = serve.load('.'); p.predict(x)`."
+            "or in Python: `import serve; p = serve.load('.'); p.predict(x)`.\n\n"
+            "## Serve over HTTP\n\nAn HTTP server with dynamic batching and Prometheus metrics; needs "
+            "`numpy`, `onnxruntime`, `starlette`, `uvicorn` and `prometheus-client` (no torch, no archlab):\n\n"
+            "```bash\npip install numpy onnxruntime starlette uvicorn prometheus-client\n"
+            "python server.py --port 8000 --max-batch 32 --max-wait-ms 2   # binds 127.0.0.1\n"
+            "curl -s localhost:8000/predict -H 'content-type: application/json' --data @request.json   # request.json: [sample, ...]\n```\n\n"
+            "`POST /predict` takes a batch of raw samples (first axis = samples) as JSON or `.npy` bytes "
+            "(`content-type: application/x-npy`) and applies `preprocessing.json`; `GET /health`, "
+            "`GET /metadata`, `GET /metrics` (Prometheus). `python server.py --help` lists the options."
         )
     else:
         run = (

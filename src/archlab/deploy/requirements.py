@@ -58,6 +58,11 @@ class DeployReport(NotebookDisplay):
     bench: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
     ram_not_measured: dict[str, str] = field(default_factory=dict)
+    # deploy_report(serve=True): the export's HTTP server under a bounded load on loopback, one
+    # LoadResult dict per concurrency (requests/s, p50 / p99 ms, errors by status).
+    served: list[dict[str, Any]] | None = None
+    # the int8 recipes tried on a run's export and the one kept (archlab.deploy.int8.Int8Choice)
+    int8: dict[str, Any] | None = None
 
     @property
     def passed(self) -> bool:
@@ -67,8 +72,11 @@ class DeployReport(NotebookDisplay):
         return {"schema_version": 1, **asdict(self), "passed": self.passed}
 
 
-def _sizes(module: nn.Module, work: Path, notes: list[str]) -> tuple[dict[str, float], list[str]]:
-    """Bytes on disk per precision, by writing each file."""
+def _sizes(
+    module: nn.Module, work: Path, notes: list[str], target: Any = None, info: dict[str, Any] | None = None
+) -> tuple[dict[str, float], list[str]]:
+    """Bytes on disk per precision, by writing each file (with ``target``, a run directory, its
+    export: int8 recipes weighed on the run's test metric, recorded in ``info["int8"]``)."""
     from archlab.checkpoint import tensors_to_bytes
 
     sizes: dict[str, float] = {}
@@ -82,7 +90,9 @@ def _sizes(module: nn.Module, work: Path, notes: list[str]) -> tuple[dict[str, f
     try:
         from archlab.deploy.export import export
 
-        ex = export(module, "onnx", work / "onnx", int8=True)
+        ex = export(module if target is None else target, "onnx", work / "onnx", int8=True)
+        if info is not None:
+            info["int8"] = ex.int8_choice
         sizes["fp32 onnx"] = ex.size_bytes / MB
         sizes["int8 onnx"] = (ex.int8_size_bytes or 0) / MB
         artifacts = ["onnx", "onnx-int8"]
@@ -135,6 +145,9 @@ def deploy_report(
     min_time_s: float = 0.5,
     isolate: bool = True,
     memory_budget_mb: float | None = None,
+    serve: bool = False,
+    serve_requests: int = 200,
+    serve_concurrency: tuple[int, ...] = (1, 8, 32),
 ) -> DeployReport:
     """Measure what serving ``model`` needs and check it against budgets.
 
@@ -150,6 +163,11 @@ def deploy_report(
         isolate: one fresh process per configuration (clean RAM figures); needs a name, a run
             directory or a registry model.
         memory_budget_mb: budget for the batch sweep (default ``memory_mb``, else 1024).
+        serve: also export, start the folder's HTTP server in a subprocess and load it on
+            loopback (``serve_requests`` calls at each of ``serve_concurrency``); the latency
+            budget is then checked against the served p99 at each concurrency too.
+        serve_requests: calls per concurrency level.
+        serve_concurrency: the concurrency levels.
 
     Returns:
         A :class:`DeployReport`.
@@ -172,8 +190,10 @@ def deploy_report(
         isolate=can_isolate,
         overrides=(source.spec or {}).get("overrides") or None,
     )
+    extra: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="archlab-deploy-") as tmp:
-        sizes, artifacts = _sizes(source.module, Path(tmp), notes)
+        sizes, artifacts = _sizes(source.module, Path(tmp), notes, model if source.run_dir else None, extra)
+        served = _served(model, source, Path(tmp), serve_requests, serve_concurrency, notes) if serve else None
     sweep = max_batch_within(source.module, memory_budget_mb or memory_mb or 1024.0, threads=threads)
     lat = {r.backend: {"p50": r.p50_ms, "p99": r.p99_ms, "status": r.status} for r in bench.rows if r.batch_size == 1}
     ram_rows = {f"{r.backend} b={r.batch_size}": ram_to_serve(r) for r in bench.rows if r.p50_ms}
@@ -209,9 +229,55 @@ def deploy_report(
         signature=sig,
         bench=bench.to_dict(),
         notes=notes + bench.notes,
+        served=served,
+        int8=extra.get("int8"),
     )
-    report.budgets = _budgets(bench, sizes, latency_ms, memory_mb, size_mb)
+    report.budgets = _budgets(bench, sizes, latency_ms, memory_mb, size_mb) + _served_budgets(served, latency_ms)
     return report
+
+
+def _served(
+    model: Any, source: Any, work: Path, requests: int, concurrency: tuple[int, ...], notes: list[str]
+) -> list[dict[str, Any]] | None:
+    """The export's own server.py under load on loopback (see :mod:`archlab.deploy.loadtest`)."""
+    import json
+
+    from archlab.bench.graph_export import input_names
+    from archlab.deploy.export import export
+    from archlab.deploy.loadtest import serve_and_measure
+
+    try:
+        target = model if source.spec or source.run_dir else source.module
+        ex = export(target, "onnx", work / "served", overrides=(source.spec or {}).get("overrides") or None)
+    except ArchlabError as exc:
+        notes.append(f"not served: {exc}")
+        return None
+    args, kwargs = source.inputs(1)
+    names = input_names(source.module, args, kwargs)
+    values = list(args) + [v for v in kwargs.values() if isinstance(v, torch.Tensor)]
+    body = json.dumps({"inputs": {n: v.tolist() for n, v in zip(names, values)}}).encode()
+    rows = serve_and_measure(ex.out_dir, body, concurrency=concurrency, requests=requests)
+    notes.append(
+        f"served: the export's server.py (max batch 32, max wait 2 ms) on loopback, {requests} requests "
+        "per concurrency from an asyncio httpx client on the same machine"
+    )
+    return [r.to_dict() for r in rows]
+
+
+def _served_budgets(served: list[dict[str, Any]] | None, latency_ms: float | None) -> list[Budget]:
+    if not served or latency_ms is None:
+        return []
+    return [
+        Budget(
+            f"latency_ms (served, concurrency {r['concurrency']})",
+            latency_ms,
+            r["p99_ms"],
+            "ms",
+            f"p99 of {r['requests']} HTTP requests on loopback, {r['requests'] - r['ok']} failed",
+            None if r["p99_ms"] is None else r["p99_ms"] <= latency_ms and r["ok"] == r["requests"],
+        )
+        for r in served
+    ]
 
 
 def _budgets(

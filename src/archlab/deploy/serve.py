@@ -80,9 +80,11 @@ class Predictor:
         export_dir: a folder written by ``archlab export``.
         int8: use ``model.int8.onnx`` instead of ``model.onnx``.
         threads: intra-op threads (default: ONNX Runtime's choice, all cores).
+        spin: let idle intra-op threads spin-wait for work (ONNX Runtime's default; a server turns
+            it off so waiting threads leave the cores to the request handling).
     """
 
-    def __init__(self, export_dir: str | Path, *, int8: bool = False, threads: int | None = None):
+    def __init__(self, export_dir: str | Path, *, int8: bool = False, threads: int | None = None, spin: bool = True):
         import onnxruntime as ort
 
         self.dir = Path(export_dir)
@@ -94,6 +96,8 @@ class Predictor:
         if threads:
             so.intra_op_num_threads = threads
         so.log_severity_level = 3
+        if not spin:
+            so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(model), sess_options=so, providers=["CPUExecutionProvider"])
         self.inputs = self.pre["inputs"]
 

@@ -102,10 +102,46 @@ def _sections(report: Any) -> list[tuple[str, list[tuple[str, str]]]]:
     ]
 
 
+def _served_sections(report: Any) -> list[tuple[str, list[tuple[str, str]]]]:
+    """Served-over-HTTP figures and the int8 recipe kept, where the report has them."""
+    out = []
+    served = getattr(report, "served", None)
+    if served:
+        out.append(
+            (
+                "Served over HTTP (loopback load test)",
+                [
+                    (
+                        f"concurrency {r['concurrency']}",
+                        f"{_v(r['requests_per_s'])} requests/s, p50 {_v(r['p50_ms'])} ms, p99 {_v(r['p99_ms'])} ms, "
+                        f"{r['requests'] - r['ok']} of {r['requests']} failed"
+                        + (f" ({', '.join(f'{k}: {n}' for k, n in r['errors'].items())})" if r["errors"] else ""),
+                    )
+                    for r in served
+                ],
+            )
+        )
+    int8 = getattr(report, "int8", None)
+    if int8:
+        rows = [("kept", f"{int8['chosen']} ({int8['why']})")]
+        for c in int8["candidates"]:
+            rows.append(
+                (
+                    c["recipe"],
+                    f"failed: {c['error']}"
+                    if c["error"]
+                    else f"p50 {_v(c['p50_ms'])} ms (fp32 {_v(int8['fp32_p50_ms'])}), {int8['metric_name'] or 'metric'} "
+                    f"{_v(c['metric'])} (fp32 {_v(int8['fp32_metric'])})",
+                )
+            )
+        out.append(("int8 recipe (batch 1, 1 thread)", rows))
+    return out
+
+
 def deploy_markdown(report: Any) -> str:
     """The deployment requirements as Markdown: one table per section."""
     out = [f"# Deployment requirements: {report.model}", ""]
-    for title, rows in _sections(report):
+    for title, rows in _sections(report) + _served_sections(report):
         out += [f"## {title}", "", "| item | value |", "|---|---|"]
         out += [f"| {k} | {str(v).replace('|', '/')} |" for k, v in rows] + [""]
     out += [f"_note: {n}_" for n in report.notes]
@@ -120,7 +156,7 @@ def deploy_rich(report: Any):
     table = Table(title=f"Deployment requirements: {report.model} ({verdict})", title_justify="left")
     for c in ("section", "item", "value"):
         table.add_column(c, overflow="fold")
-    for title, rows in _sections(report):
+    for title, rows in _sections(report) + _served_sections(report):
         for i, (k, v) in enumerate(rows):
             style = "red" if v.startswith("FAIL") else None
             table.add_row(title if i == 0 else "", k, v, style=style)
