@@ -7,18 +7,18 @@ import os
 os.environ["HF_HUB_OFFLINE"] = "1"  # before transformers / huggingface_hub read it: never the network
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
-import xml.etree.ElementTree as ET  # noqa: E402
+import xml.etree.ElementTree as ET
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
-from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
-from transformers import BatchEncoding, BertConfig, BertModel, GPT2Config, GPT2LMHeadModel  # noqa: E402
+import pytest
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+from transformers import BatchEncoding, BertConfig, BertModel, GPT2Config, GPT2LMHeadModel
 
-import archlab  # noqa: E402
-from archlab.errors import ConfigError  # noqa: E402
-from archlab.inputs import meta_copy  # noqa: E402
-from test_analysis_diagram import check_mermaid  # noqa: E402
+import archlab
+from archlab.errors import ConfigError
+from archlab.inputs import meta_copy
+from test_analysis_diagram import check_mermaid
 
 B, L = 2, 16
 BERT_CFG = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128, vocab_size=1000)

@@ -11,11 +11,11 @@ import pytest
 
 pytest.importorskip("jinja2")
 
-import archlab  # noqa: E402
-from archlab.cli.main import main  # noqa: E402
-from archlab.errors import ConfigError  # noqa: E402
-from archlab.report.document import SECTIONS, build_report  # noqa: E402
-from archlab.runs.design import STEPS, pareto_front, resume_design  # noqa: E402
+import archlab
+from archlab.cli.main import main
+from archlab.errors import ConfigError
+from archlab.report.document import SECTIONS, build_report
+from archlab.runs.design import STEPS, pareto_front, resume_design
 
 # iris: 15 validation samples, so trials are compared by 2-fold CV; two small MLPs.
 TINY = dict(params_max=3000, budget_s=3, candidates=2, folds=2)

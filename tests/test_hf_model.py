@@ -13,16 +13,16 @@ from pathlib import Path
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # never the network
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
-from safetensors import safe_open  # noqa: E402
+import pytest
+import torch
+from safetensors import safe_open
 
-import archlab  # noqa: E402
-from archlab.data.hf_text import resolve_source  # noqa: E402
-from archlab.errors import ConfigError  # noqa: E402
-from archlab.train.config import TrainConfig  # noqa: E402
-from archlab.train.optim import build_optimizer  # noqa: E402
-from archlab.train.transfer import TransferConfig, apply_transfer  # noqa: E402
+import archlab
+from archlab.data.hf_text import resolve_source
+from archlab.errors import ConfigError
+from archlab.train.config import TrainConfig
+from archlab.train.optim import build_optimizer
+from archlab.train.transfer import TransferConfig, apply_transfer
 
 transformers = pytest.importorskip("transformers")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")

@@ -16,8 +16,8 @@ import pytest
 
 pytest.importorskip("jinja2")
 
-from archlab.report.document import RUN_SECTIONS, SECTIONS, build_report  # noqa: E402
-from archlab.report.output import write_report  # noqa: E402
+from archlab.report.document import RUN_SECTIONS, SECTIONS, build_report
+from archlab.report.output import write_report
 
 WIDTH = 1280
 

@@ -12,12 +12,12 @@ import pytest
 
 pytest.importorskip("jinja2")
 
-import archlab  # noqa: E402
-from archlab.errors import ConfigError  # noqa: E402
-from archlab.report import document  # noqa: E402
-from archlab.report.document import RUN_SECTIONS, SECTIONS, build_report  # noqa: E402
-from archlab.report.output import make_report, write_report  # noqa: E402
-from archlab.report.svg import bar_svg  # noqa: E402
+import archlab
+from archlab.errors import ConfigError
+from archlab.report import document
+from archlab.report.document import RUN_SECTIONS, SECTIONS, build_report
+from archlab.report.output import make_report, write_report
+from archlab.report.svg import bar_svg
 
 SIX = list(SECTIONS)
 # a src= / href= / url() that reaches the network (an SVG's xmlns is not a resource)

@@ -16,12 +16,12 @@ import pytest
 
 pytest.importorskip("mlflow")
 
-from archlab.errors import ConfigError  # noqa: E402
-from archlab.rundir import RunDir  # noqa: E402
-from archlab.runs import tracking  # noqa: E402
-from archlab.runs.training import fit, resume  # noqa: E402
-from archlab.train.progress import Reporter  # noqa: E402
-from test_train_support import digits_bundle  # noqa: E402
+from archlab.errors import ConfigError
+from archlab.rundir import RunDir
+from archlab.runs import tracking
+from archlab.runs.training import fit, resume
+from archlab.train.progress import Reporter
+from test_train_support import digits_bundle
 
 TRAIN = dict(max_steps=30, batch_size=32, lr=3e-3, log_every=5, eval_every=10, checkpoint_every=10, seed=1)
 

@@ -62,7 +62,7 @@ def _d(name: str, kind: Kind = "repeat", minimum: int = 1, maximum: int = 128) -
 
 
 def _heads_divide_d_model(cfg: dict[str, Any]) -> dict[str, Any]:
-    """Attention heads must divide ``d_model`` (seed 004, key design considerations); keep >= 8 dims per head."""
+    """Attention heads must divide ``d_model`` (as multi-head attention requires); keep >= 8 dims per head."""
     d = int(cfg.get("d_model") or 0)
     heads = int(cfg.get("n_heads") or 1)
     if d <= 0:

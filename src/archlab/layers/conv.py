@@ -56,7 +56,7 @@ def conv_transpose(dims: int, c_in: int, c_out: int, kernel_size: int, *, stride
 
 
 def conv_norm(kind: str, dims: int, channels: int) -> nn.Module:
-    """BatchNorm, GroupNorm (for tiny batches, seed 001's gotcha) or Identity.
+    """BatchNorm, GroupNorm (for tiny batches, where BatchNorm's statistics are noisy) or Identity.
 
     GroupNorm uses ``gcd(32, channels)`` groups so any width is accepted.
     """

@@ -7,7 +7,7 @@
 - ``rotary`` - RoPE (Su et al. 2021, "RoFormer"): rotates each query/key pair of channels by an
   angle proportional to the position, so attention scores depend on relative position. It acts
   inside attention (see :func:`apply_rotary`), not on the embeddings.
-- ``none`` - no position information (seed 004's bag-of-tokens encoder).
+- ``none`` - no position information (a bag-of-tokens encoder).
 
 Additive kinds take an ``offset`` so a decoder fed one token at a time from a KV cache sees the
 same positions as one fed the whole sequence.

@@ -1,4 +1,4 @@
-"""Weight initialisation schemes, as the seeds advise per family.
+"""Weight initialisation schemes, as usually advised per family.
 
 - ``kaiming``: He init for ReLU-family nets (conv/linear weights, fan-in, ReLU gain).
 - ``xavier``: Glorot init for tanh/sigmoid nets and attention projections.

@@ -1,15 +1,15 @@
 """Autoencoders: compress an input to a small code and reconstruct it.
 
-When to use (seed 000's and 002's tables): anomaly detection, compression, dimensionality
+When to use: anomaly detection, compression, dimensionality
 reduction and representation learning on unlabelled data. Train on normal data only with a
 reconstruction loss (:mod:`archlab.tasks.reconstruction`); a sample the model reconstructs badly
 is unusual (``anomaly_scores`` + ``choose_threshold``). Reference: Hinton & Salakhutdinov,
 "Reducing the dimensionality of data with neural networks", Science 2006.
 
 Presets:
-- ``autoencoder_784_128_64`` - seed 000: encoder 784 -> 128 -> ReLU -> 64 (linear code),
+- ``autoencoder_784_128_64`` - a two-layer MNIST autoencoder: encoder 784 -> 128 -> ReLU -> 64 (linear code),
   decoder 64 -> 128 -> ReLU -> 784 -> Sigmoid. Inputs are flattened 28x28 images in [0, 1].
-- ``autoencoder_784_128`` - seed 002: encoder Linear(784, 128) -> ReLU (the code is the ReLU
+- ``autoencoder_784_128`` - a one-layer MNIST autoencoder: encoder Linear(784, 128) -> ReLU (the code is the ReLU
   output), decoder Linear(128, 784) -> Sigmoid.
 - ``autoencoder_digits`` - the same shape for scikit-learn's 8x8 digits flattened to 64 values
   scaled to [0, 1]: 64 -> 32 -> ReLU -> 8 and back.
@@ -63,7 +63,7 @@ class AutoencoderConfig(ArchConfig):
     latent_dim: Width = Field(64, ge=1, description="Size of the code z.")
     activation: Activation = Field("relu", description="Hidden-layer activation (encoder and decoder).")
     latent_activation: Activation = Field(
-        "identity", description="Activation on the code (seed 002 uses relu; seed 000 none)."
+        "identity", description="Activation on the code (autoencoder_784_128 uses relu; autoencoder_784_128_64 none)."
     )
     output_activation: OutputActivation = Field(
         "sigmoid",
@@ -255,7 +255,7 @@ class ConvAutoencoder(ParamCount, nn.Module):
 
 # -- presets ------------------------------------------------------------------------------------
 
-_WHEN = "Anomaly detection, compression, representation learning on unlabelled data (seeds 000, 002)"
+_WHEN = "Anomaly detection, compression, representation learning on unlabelled data"
 _TASKS = ("reconstruction",)
 register(
     "autoencoder_784_128_64",
@@ -265,7 +265,7 @@ register(
     defaults=dict(in_features=784, hidden_sizes=[128], latent_dim=64),
     modalities=("image", "tabular"),
     tasks=_TASKS,
-    description="Seed 000 autoencoder: 784-128-64 encoder (ReLU), 64-128-784 decoder, Sigmoid output",
+    description="Two-layer MNIST autoencoder: 784-128-64 encoder (ReLU), 64-128-784 decoder, Sigmoid output",
     when_to_use=_WHEN,
 )
 register(
@@ -276,7 +276,7 @@ register(
     defaults=dict(in_features=784, hidden_sizes=[], latent_dim=128, latent_activation="relu"),
     modalities=("image", "tabular"),
     tasks=_TASKS,
-    description="Seed 002 autoencoder: Linear(784,128)+ReLU encoder, Linear(128,784)+Sigmoid decoder",
+    description="One-layer MNIST autoencoder: Linear(784,128)+ReLU encoder, Linear(128,784)+Sigmoid decoder",
     when_to_use=_WHEN,
 )
 register(

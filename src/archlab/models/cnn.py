@@ -1,9 +1,9 @@
 """CNN: plain convolutional stacks for images (2-D) and signals (1-D), with a classifier head.
 
-When to use (seed 001's table and section 2): images and 2-D / 1-D signals, where translation
+When to use: images and 2-D / 1-D signals, where translation
 equivariance and local filters fit the data. A plain conv stack is the small, fast baseline;
-for deeper image nets prefer ResNet (``archlab.models.resnet``). Seed 001's gotcha: with tiny
-batches use ``norm: group`` instead of BatchNorm.
+for deeper image nets prefer ResNet (``archlab.models.resnet``). BatchNorm is unreliable with tiny
+batches: use ``norm: group`` (GroupNorm, Wu & He 2018) there.
 
 Paper: LeCun et al. 1998, "Gradient-based learning applied to document recognition" (LeNet).
 
@@ -12,12 +12,12 @@ dropout; a head that global-pools (any input size) or flattens (fixed input size
 ``input_size``), then Linear -> activation -> dropout per ``hidden_sizes``, then the classifier.
 
 Presets:
-- ``cnn_simple_mnist`` - seed 000's SimpleCNN: conv 1->32 k3 p1, ReLU, maxpool, flatten,
+- ``cnn_simple_mnist`` - a SimpleCNN for MNIST: conv 1->32 k3 p1, ReLU, maxpool, flatten,
   fc 128, fc 10 on (B, 1, 28, 28).
-- ``cnn_lenet_cifar`` - seed 003's LeNet-style CIFAR CNN: conv 3->6 k5, pool, conv 6->16 k5,
-  pool, fc 120, 84, 10 on (B, 3, 32, 32) (62,006 parameters).
-- ``cnn_bn_cifar`` - seed 004's CNNPyTorch: three Conv(k3, p1, bias)-BN-ReLU-MaxPool blocks
-  32/64/128, flatten, fc 256, Dropout(0.5), fc 10 on (B, 3, 32, 32) (620,810 parameters).
+- ``cnn_lenet_cifar`` - the LeNet-style CIFAR-10 CNN of PyTorch's classifier tutorial: conv 3->6
+  k5, pool, conv 6->16 k5, pool, fc 120, 84, 10 on (B, 3, 32, 32) (62,006 parameters).
+- ``cnn_bn_cifar`` - a Conv-BN CIFAR CNN (``CNNPyTorch``): three Conv(k3, p1, bias)-BN-ReLU-MaxPool
+  blocks 32/64/128, flatten, fc 256, Dropout(0.5), fc 10 on (B, 3, 32, 32) (620,810 parameters).
 - ``cnn1d_mnist1d`` - a 1-D Conv-BN stack for MNIST-1D signals (B, 1, 40), 10 classes.
 - ``cnn_digits`` - a small Conv-BN CNN for scikit-learn's 8x8 digits (B, 1, 8, 8), 10 classes.
 """
@@ -198,8 +198,8 @@ class CNN(ParamCount, nn.Module):
         return self.classifier(self.mlp(x))
 
 
-_WHEN = "Images and 2-D/1-D signals: local filters, translation equivariance (seed 001 s.2); small fast baseline"
-_WHEN_1D = "1-D signals / time series classification with local patterns (seed 001: CNNs for 1-D signals)"
+_WHEN = "Images and 2-D/1-D signals: local filters, translation equivariance; small fast baseline"
+_WHEN_1D = "1-D signals / time series classification with local patterns (1-D convolutions)"
 register(
     "cnn_simple_mnist",
     family="cnn",
@@ -217,7 +217,7 @@ register(
     ),
     modalities=("image",),
     tasks=("classification",),
-    description="Seed 000 SimpleCNN: conv 1->32 k3 p1, ReLU, maxpool, flatten, fc 128, fc 10 (28x28)",
+    description="SimpleCNN: conv 1->32 k3 p1, ReLU, maxpool, flatten, fc 128, fc 10 (28x28)",
     when_to_use=_WHEN,
 )
 register(
@@ -238,7 +238,7 @@ register(
     ),
     modalities=("image",),
     tasks=("classification",),
-    description="Seed 003 LeNet-style CIFAR-10 CNN: 3->6 conv5, pool, 6->16 conv5, pool, fc 120, 84, 10",
+    description="LeNet-style CIFAR-10 CNN (PyTorch tutorial): 3->6 conv5, pool, 6->16 conv5, pool, fc 120, 84, 10",
     when_to_use=_WHEN,
 )
 register(
@@ -261,7 +261,7 @@ register(
     ),
     modalities=("image",),
     tasks=("classification",),
-    description="Seed 004 CNNPyTorch: 3 x Conv3-BN-ReLU-MaxPool (32/64/128), fc 256, Dropout 0.5, fc 10",
+    description="CNNPyTorch: 3 x Conv3-BN-ReLU-MaxPool (32/64/128), fc 256, Dropout 0.5, fc 10",
     when_to_use=_WHEN,
 )
 register(

@@ -1,8 +1,8 @@
 """Diffusion denoisers: the networks eps_theta(x_t, t[, y]) of DDPM / DDIM.
 
-When to use (seed 001's table): generative modelling of images (and audio) when fidelity and
+When to use: generative modelling of images (and audio) when fidelity and
 training stability matter more than sampling speed; GANs and autoregressive models are the
-alternatives. Seed 001's tips: sinusoidal time embeddings, U-Net backbones, cosine noise schedules,
+alternatives. Common practice: sinusoidal time embeddings, U-Net backbones, cosine noise schedules,
 classifier-free guidance for conditional tasks.
 
 Papers: Ho, Jain & Abbeel 2020 "Denoising Diffusion Probabilistic Models" (DDPM, the eps
@@ -18,7 +18,7 @@ Presets:
 - ``ddpm_unet_digits`` - unconditional U-Net on 1x8x8 images (sklearn's 8x8 digits scaled to
   [-1, 1]): channels 32/64, attention at 4x4.
 - ``ddpm_unet_cond`` - the same U-Net with 10 classes + a null class for classifier-free guidance.
-- ``ddpm_points`` - an MLP denoiser for 2-D toy densities (moons, rings), the seed's TinyUNet1D
+- ``ddpm_points`` - an MLP denoiser for 2-D toy densities (moons, rings), a tiny 1-D U-Net
   sketch made time-aware.
 """
 
@@ -313,7 +313,7 @@ class PointDenoiser(ParamCount, nn.Module):
 
 # -- presets ------------------------------------------------------------------------------------
 
-_WHEN = "Generative (images): diffusion for fidelity + stability (seed 001's first pick); GANs are faster to sample"
+_WHEN = "Generative (images): diffusion for fidelity + stability (Dhariwal & Nichol 2021); GANs are faster to sample"
 register(
     "ddpm_unet_digits",
     family="diffusion",
@@ -336,7 +336,7 @@ register(
     modalities=("image",),
     tasks=("diffusion",),
     description="Class-conditional DDPM U-Net with a null class for classifier-free guidance (Ho & Salimans 2022)",
-    when_to_use="Generative (images) with labels: classifier-free guidance trades diversity for fidelity (seed 001)",
+    when_to_use="Generative (images) with labels: classifier-free guidance trades diversity for fidelity",
 )
 register(
     "ddpm_points",
@@ -346,6 +346,6 @@ register(
     defaults=dict(dim=2, hidden=128, n_layers=3, time_dim=64),
     modalities=("tabular", "points"),
     tasks=("diffusion",),
-    description="MLP denoiser on 2-D points with a sinusoidal time embedding (seed 001's toy DDPM sketch)",
+    description="MLP denoiser on 2-D points with a sinusoidal time embedding (a toy DDPM)",
     when_to_use="Learning and teaching diffusion on 2-D toy densities; low-dimensional tabular generation",
 )

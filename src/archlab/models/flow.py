@@ -1,8 +1,8 @@
 """Normalizing flows: RealNVP affine couplings with ActNorm, for exact likelihood and sampling.
 
-When to use (seed 001): you need an exact log-likelihood *and* one-pass sampling - density
+When to use: you need an exact log-likelihood *and* one-pass sampling - density
 estimation, anomaly scores, a learnt prior; diffusion gives better image samples, VAEs only a
-bound. Seed 001's tips: stack many couplings with permutations, track log-det sums, initialise
+bound. Common practice: stack many couplings with permutations, track log-det sums, initialise
 carefully for stability (here: zero-initialised coupling outputs, so every layer starts as the
 identity, plus data-dependent ActNorm).
 
@@ -386,7 +386,7 @@ class RealNVPImage(_FlowMixin, ParamCount, nn.Module):
 
 # -- presets ------------------------------------------------------------------------------------
 
-_WHEN = "Exact likelihood + sampling (seed 001): density estimation, anomaly scores, learnt priors"
+_WHEN = "Exact likelihood + sampling: density estimation, anomaly scores, learnt priors"
 register(
     "realnvp_2d",
     family="flow",

@@ -1,7 +1,7 @@
 """Generative adversarial networks: a generator G(z) and a discriminator D(x) in one module.
 
-When to use (seeds 000, 002, 003: image synthesis, data generation; seed 001 ranks them behind
-diffusion for fidelity and stability): fast one-pass sampling of sharp images when you can
+When to use (image synthesis, data generation; diffusion models beat GANs on fidelity and
+stability, Dhariwal & Nichol 2021): fast one-pass sampling of sharp images when you can
 afford some training instability. Papers: Goodfellow et al., "Generative Adversarial Nets",
 NeurIPS 2014; Radford et al., "Unsupervised Representation Learning with Deep Convolutional
 GANs" (DCGAN), ICLR 2016; Miyato et al., "Spectral Normalization for GANs", ICLR 2018.
@@ -11,7 +11,7 @@ training (alternating D and G steps, non-saturating or hinge losses) lives in
 :mod:`archlab.tasks.gan` (``gan_step``, ``d_loss``, ``g_loss``).
 
 - ``generate(z)``: (B, latent_dim) -> fake samples.
-- ``discriminate(x)``: samples -> (B,) real-vs-fake **logits** (no Sigmoid: the seeds'
+- ``discriminate(x)``: samples -> (B,) real-vs-fake **logits** (no Sigmoid: the textbook
   ``Sigmoid`` + ``BCELoss`` is the same loss as logits + ``BCEWithLogits``, minus its overflow).
 - ``forward(z)`` returns ``(fake, D(fake))`` so that one forward/backward reaches every parameter
   of both networks (the registry's contract test relies on it); training uses ``gan_step``.
@@ -24,10 +24,10 @@ training (alternating D and G steps, non-saturating or hinge losses) lives in
   ``sample(n, y=...)`` then take class ids y (B,) in [0, K).
 
 Presets:
-- ``gan_mlp`` - seed 000: G = 100 -> 128 -> ReLU -> 784 -> Tanh; D = 784 -> 128 -> LeakyReLU(0.2)
+- ``gan_mlp`` - a minimal MLP GAN: G = 100 -> 128 -> ReLU -> 784 -> Tanh; D = 784 -> 128 -> LeakyReLU(0.2)
   -> 1. Samples are flattened 28x28 images in [-1, 1] (``.view(-1, 1, 28, 28)`` to display).
-- ``gan_linear`` - seed 002's generator, Linear(100, 784) -> Tanh, with seed 000's discriminator.
-- ``gan_mlp_mnist`` - seed 003's MNIST GAN: G = 100 -> 128 -> 256 -> 512 -> 784 (ReLU, Tanh);
+- ``gan_linear`` - a one-layer generator, Linear(100, 784) -> Tanh, with ``gan_mlp``'s discriminator.
+- ``gan_mlp_mnist`` - a deeper MLP GAN for MNIST: G = 100 -> 128 -> 256 -> 512 -> 784 (ReLU, Tanh);
   D = 784 -> 512 -> 256 -> 1 (LeakyReLU(0.2)).
 - ``dcgan`` - DCGAN for 1x32x32 images in [-1, 1] (pad 28x28 MNIST by 2 on each side):
   transposed convs 4x4 with BatchNorm + ReLU, Tanh output; strided 4x4 conv discriminator with
@@ -83,7 +83,7 @@ class GANConfig(ArchConfig):
     output_activation: OutputActivation = Field(
         "tanh", description="Generator output: tanh for data scaled to [-1, 1]."
     )
-    init: InitScheme = Field("default", description="Weight init (the seeds keep PyTorch's defaults).")
+    init: InitScheme = Field("default", description="Weight init (default: PyTorch's own).")
 
 
 class DCGANConfig(ArchConfig):
@@ -253,7 +253,7 @@ class _GAN(ParamCount, nn.Module):
 
 
 class GAN(_GAN):
-    """MLP generator and discriminator on flat vectors (the seeds' minimal GANs)."""
+    """MLP generator and discriminator on flat vectors (minimal GANs, as in Goodfellow et al. 2014)."""
 
     def __init__(self, config: GANConfig):
         super().__init__()
@@ -316,7 +316,7 @@ class DCGAN(_GAN):
 
 # -- presets ------------------------------------------------------------------------------------
 
-_WHEN = "Image synthesis / data generation with fast one-pass sampling (seeds 000, 002, 003)"
+_WHEN = "Image synthesis / data generation with fast one-pass sampling"
 _TASKS = ("gan",)
 register(
     "gan_mlp",
@@ -326,7 +326,7 @@ register(
     defaults=dict(latent_dim=100, out_features=784, g_hidden=[128], d_hidden=[128]),
     modalities=("image",),
     tasks=_TASKS,
-    description="Seed 000 GAN: G 100-128-784 (ReLU, Tanh), D 784-128-1 (LeakyReLU 0.2)",
+    description="Minimal MLP GAN: G 100-128-784 (ReLU, Tanh), D 784-128-1 (LeakyReLU 0.2)",
     when_to_use=_WHEN,
 )
 register(
@@ -337,7 +337,7 @@ register(
     defaults=dict(latent_dim=100, out_features=784, g_hidden=[], d_hidden=[128]),
     modalities=("image",),
     tasks=_TASKS,
-    description="Seed 002 generator Linear(100, 784) + Tanh with seed 000's discriminator",
+    description="One-layer generator Linear(100, 784) + Tanh with gan_mlp's discriminator",
     when_to_use=_WHEN,
 )
 register(
@@ -348,7 +348,7 @@ register(
     defaults=dict(latent_dim=100, out_features=784, g_hidden=[128, 256, 512], d_hidden=[512, 256]),
     modalities=("image",),
     tasks=_TASKS,
-    description="Seed 003 MNIST GAN: G 100-128-256-512-784, D 784-512-256-1",
+    description="MLP MNIST GAN: G 100-128-256-512-784, D 784-512-256-1",
     when_to_use=_WHEN,
 )
 register(

@@ -1,6 +1,6 @@
 """Graph neural networks: GCN, GAT and GraphSAGE over a sparse edge list (no PyTorch Geometric).
 
-When to use (seed 001's table and section 7): data with nodes and edges - molecules, social
+When to use: data with nodes and edges - molecules, social
 networks, knowledge graphs, citation graphs. GCN is the simple baseline; GAT learns per-edge
 weights; GraphSAGE (mean aggregator) scales to large graphs with neighbour sampling.
 Papers: Kipf & Welling 2017 (GCN); Velickovic et al. 2018 (GAT); Hamilton et al. 2017 (SAGE).
@@ -171,7 +171,7 @@ class GNN(ParamCount, nn.Module):
 
 
 _FAMILY = dict(family="gnn", model=GNN, config=GNNConfig)
-_WHEN = "Data with nodes + edges: molecules, social nets, citation graphs, KGs (seed 001 table and section 7)"
+_WHEN = "Data with nodes + edges: molecules, social nets, citation graphs, KGs"
 
 register(
     "gcn_karate",

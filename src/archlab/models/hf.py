@@ -1,8 +1,8 @@
 """Hugging Face encoders with a classification head, as archlab models (``hf:SOURCE``).
 
-When to use: text classification with little labelled data - a pretrained encoder (seed 001:
-"pretrained encoders and adapters (LoRA) save time & energy"; seed 000 loads BERT through
-transformers) fine-tuned, frozen with a trained head, or adapted with LoRA (Hu et al. 2021,
+When to use: text classification with little labelled data - a pretrained encoder (pretrained
+encoders and adapters save time and energy; BERT loads through Hugging Face transformers)
+fine-tuned, frozen with a trained head, or adapted with LoRA (Hu et al. 2021,
 "LoRA: Low-Rank Adaptation of Large Language Models").
 
 ``HFClassifier`` wraps any ``transformers.AutoModel`` encoder (BERT, MiniLM, RoBERTa, ...):
@@ -277,5 +277,5 @@ register(
     modalities=("text",),
     tasks=("classification",),
     description="A Hugging Face encoder + pooled linear head; tiny BERT by default, hf:SOURCE for a pretrained one",
-    when_to_use="Text classification with few labels: fine-tune a pretrained encoder (seed 001: pretrained encoders and LoRA)",
+    when_to_use="Text classification with few labels: fine-tune a pretrained encoder, or adapt it with LoRA",
 )

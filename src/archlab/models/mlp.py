@@ -1,12 +1,12 @@
 """MLP: fully connected layers for tabular data, dense features, and heads on encoders.
 
-When to use (seed 001's table): tabular data and small dense features; a baseline for everything
-else. Standardise features, use weight decay and early stopping (seed 001's tip).
+When to use: tabular data and small dense features; a baseline for everything else.
+Standardise features, use weight decay and early stopping.
 
 Presets:
-- ``mlp_784_128_10`` - seed 000/002's MLP: 784 -> 128 -> ReLU -> 10.
-- ``mlp_bn_dropout`` - seed 004's MLP: [512, 256, 128] hidden, BatchNorm + ReLU + Dropout(0.3).
-- ``mlp_tabular`` - a small [256, 256] ReLU + dropout MLP for tabular classification (seed 001).
+- ``mlp_784_128_10`` - the textbook MNIST MLP: 784 -> 128 -> ReLU -> 10.
+- ``mlp_bn_dropout`` - a regularised MLP: [512, 256, 128] hidden, BatchNorm + ReLU + Dropout(0.3).
+- ``mlp_tabular`` - a small [256, 256] ReLU + dropout MLP for tabular classification.
 - ``mlp_regressor`` - the same shape with one output, for regression.
 """
 
@@ -72,7 +72,7 @@ class MLP(ParamCount, nn.Module):
         return self.head(self.body(x))
 
 
-_WHEN = "Tabular data, small dense features, heads on encoders (seed 001: first pick after trees)"
+_WHEN = "Tabular data, small dense features, heads on encoders (first pick after gradient-boosted trees)"
 register(
     "mlp_784_128_10",
     family="mlp",
@@ -81,7 +81,7 @@ register(
     defaults=dict(in_features=784, hidden_sizes=[128], out_features=10),
     modalities=("tabular", "image"),
     tasks=("classification",),
-    description="Seed 000/002 MLP: 784-128-10 with ReLU (flattened 28x28 images)",
+    description="MNIST MLP: 784-128-10 with ReLU (flattened 28x28 images)",
     when_to_use=_WHEN,
 )
 register(
@@ -92,7 +92,7 @@ register(
     defaults=dict(in_features=784, hidden_sizes=[512, 256, 128], out_features=10, norm="batch", dropout=0.3),
     modalities=("tabular", "image"),
     tasks=("classification",),
-    description="Seed 004 MLP: [512, 256, 128] hidden with BatchNorm, ReLU and Dropout(0.3)",
+    description="Regularised MLP: [512, 256, 128] hidden with BatchNorm, ReLU and Dropout(0.3)",
     when_to_use=_WHEN,
 )
 register(
@@ -103,7 +103,7 @@ register(
     defaults=dict(in_features=30, hidden_sizes=[256, 256], out_features=2, dropout=0.1),
     modalities=("tabular", "time_series", "points"),
     tasks=("classification",),
-    description="Seed 001 tabular MLP: two 256-wide ReLU layers with dropout 0.1",
+    description="Tabular MLP: two 256-wide ReLU layers with dropout 0.1",
     when_to_use=_WHEN,
 )
 register(

@@ -1,8 +1,8 @@
 """Recommenders / CTR models: Wide & Deep and DLRM.
 
-When to use (seed 001's table and section 9): tabular click-through-rate and ranking data made
+When to use: tabular click-through-rate and ranking data made
 of sparse categorical IDs plus dense numerical features. Embedding tables dominate memory, so
-consider quantising or sharding them; calibrate the output probabilities (seed 001's tips).
+consider quantising or sharding them; calibrate the output probabilities (Platt scaling or a temperature).
 Papers: Cheng et al. 2016 (Wide & Deep); Naumov et al. 2019 (DLRM).
 
 Inputs (both models):
@@ -118,9 +118,7 @@ class WideDeepConfig(ArchConfig):
         default_factory=lambda: [100, 50, 20], description="Vocabulary size of each categorical field."
     )
     embed_dim: Width = Field(16, ge=1, description="Embedding width of every field (deep part).")
-    hidden_sizes: Widths = Field(
-        default_factory=lambda: [256, 256], description="Deep MLP widths (seed 001: 256, 256)."
-    )
+    hidden_sizes: Widths = Field(default_factory=lambda: [256, 256], description="Deep MLP widths.")
     cross_fields: Annotated[
         list[int_list(MAX_STAGES, low=0, min_length=2, max_length=4)], Field(max_length=MAX_STAGES)
     ] = Field(default_factory=lambda: [[0, 1]], description="Field groups crossed for the wide part, e.g. [[0, 1]].")
@@ -304,7 +302,7 @@ class DLRM(ParamCount, nn.Module):
         return self.out(self.top(z)).squeeze(-1)  # (B,)
 
 
-_WHEN = "Tabular CTR / ranking with sparse categorical IDs + dense features (seed 001 table and section 9)"
+_WHEN = "Tabular CTR / ranking with sparse categorical IDs + dense features"
 _SIZES = [1000, 500, 200, 100, 50, 20, 10, 5]  # Criteo-like field layout, scaled down
 register(
     "wide_deep",

@@ -1,8 +1,8 @@
 """ResNet: residual conv nets for images, and the 1-D ResNet for time-series classification.
 
-When to use (seed 001's table): images (classification) - ResNet is the first pick with ViT,
-"strong transfer"; seed 004: "very deep networks, image tasks". Residual (skip) connections let
-gradients reach early layers, so depth stops hurting optimisation. Seed 001's tips: transfer from
+When to use: images (classification) - ResNet is the usual first pick with ViT, for its strong
+transfer; very deep networks for image tasks. Residual (skip) connections let
+gradients reach early layers, so depth stops hurting optimisation. Common practice: transfer from
 ResNet-50, augment (mixup, CutMix), cosine LR with warmup. For 1-D signals the Fawaz et al. ResNet
 is a strong time-series-classification baseline.
 
@@ -19,9 +19,9 @@ global average pool -> Linear. Strides sit on the 3x3 conv of a Bottleneck (torc
 Presets:
 - ``resnet18`` / ``resnet34`` / ``resnet50`` - He et al.'s ImageNet nets (1000 classes;
   resnet50 has 25,557,032 parameters). example_input is 64x64 to keep checks fast.
-- ``tiny_resnet`` - seed 001's TinyResNet: ImageNet stem (64) and four 64-wide BasicBlocks.
-- ``resnet34_seed004`` - seed 004's ResNetPyTorch: BasicBlocks [3, 4, 6, 3], convs with bias,
-  10 classes. (The seed's stem has no ReLU after its BN; archlab keeps He et al.'s ReLU.)
+- ``tiny_resnet`` - a TinyResNet: ImageNet stem (64) and four 64-wide BasicBlocks.
+- ``resnet34_seed004`` - a ResNet-34 layout (``ResNetPyTorch``): BasicBlocks [3, 4, 6, 3], convs
+  with bias, 10 classes, with He et al.'s ReLU after the stem's BN.
 - ``resnet20_cifar`` - He et al.'s CIFAR ResNet-20: 3x3 stem, stages 16/32/64 x 3 blocks
   (projection shortcuts instead of the paper's zero-padding ones: 272,474 parameters).
 - ``resnet18_cifar`` - ResNet-18 with the CIFAR stem, for 32x32 inputs.
@@ -67,9 +67,9 @@ class ResNetConfig(ArchConfig):
     in_channels: Width = Field(3, ge=1, description="Input channels (3 RGB, 1 grey).")
     num_classes: Size = Field(1000, ge=1, description="Outputs of the classifier (logits).")
     norm: Literal["batch", "group"] = Field(
-        "batch", description="Norm layer: batch, or group for tiny batches (seed 001's gotcha)."
+        "batch", description="Norm layer: batch, or group for tiny batches (where BatchNorm is unreliable)."
     )
-    conv_bias: bool = Field(False, description="Bias in the convs (He et al. have none; seed 004's net has them).")
+    conv_bias: bool = Field(False, description="Bias in the convs (He et al. have none; some ports add them).")
     zero_init_residual: bool = Field(
         False, description="Start each block's last norm gamma at 0 so blocks begin as identity."
     )
@@ -289,7 +289,7 @@ class ResNet1D(ParamCount, nn.Module):
 
 # -- presets -----------------------------------------------------------------------------------
 
-_WHEN = "Images (classification): first pick with ViT, strong transfer; very deep nets (seeds 001, 004)"
+_WHEN = "Images (classification): first pick with ViT, strong transfer; very deep nets"
 _WHEN_SMALL = "Small images (CIFAR-size, 32x32): residual net with a 3x3 stem that keeps resolution"
 _WHEN_1D = "Time series / 1-D signal classification: strong deep baseline (Fawaz et al. 2019)"
 
@@ -328,7 +328,7 @@ _resnet(
 )
 _resnet(
     "tiny_resnet",
-    "Seed 001 TinyResNet: conv7x7/2-BN-ReLU-maxpool stem, four 64-wide BasicBlocks, GAP",
+    "TinyResNet: conv7x7/2-BN-ReLU-maxpool stem, four 64-wide BasicBlocks, GAP",
     block="basic",
     layers=[4],
     widths=[64],
@@ -336,7 +336,7 @@ _resnet(
 )
 _resnet(
     "resnet34_seed004",
-    "Seed 004 ResNetPyTorch: BasicBlocks [3, 4, 6, 3] with conv bias, 10 classes",
+    "ResNet-34 layout (ResNetPyTorch): BasicBlocks [3, 4, 6, 3] with conv bias, 10 classes",
     block="basic",
     layers=[3, 4, 6, 3],
     conv_bias=True,

@@ -1,8 +1,9 @@
 """Recurrent networks (vanilla RNN / LSTM / GRU) with classifier, tagger, LM and forecaster heads.
 
-When to use (seed 001's table and section 4; seed 000): streaming / online sequence modelling at
+When to use: streaming / online sequence modelling at
 low latency, small on-device language models (RNN-LM), time series. Prefer LSTM/GRU over the
-vanilla cell, initialise recurrent weights orthogonally and clip gradients (seed 001's tips).
+vanilla cell, initialise recurrent weights orthogonally (Saxe et al. 2014) and clip gradients
+(Pascanu et al. 2013).
 Papers: Hochreiter & Schmidhuber 1997 (LSTM); Cho et al. 2014 (GRU).
 
 Inputs are batch-first. Float sequences are ``(B, T, F)``; token sequences (when ``vocab_size``
@@ -15,21 +16,21 @@ Heads (``head``):
 - ``tagger``: ``(B, T, out_features)``, one prediction per step (padded steps hold the head's
   output on a zero state).
 - ``lm``: ``(B, T, vocab_size)`` next-token logits, with :meth:`RNNNet.generate`.
-- ``forecaster``: ``(B, horizon)`` from the pooled state (``(B, L, F)`` in, as in seed 003).
+- ``forecaster``: ``(B, horizon)`` from the pooled state (``(B, L, F)`` windows in).
 
 Streaming: :meth:`RNNNet.forward_with_state` takes and returns the recurrent state (``h`` for
 rnn/gru, ``(h, c)`` for lstm, each ``(n_layers * directions, B, hidden_size)``), so a long
 stream can be fed in chunks; :meth:`RNNNet.step` feeds one step. ``forward`` returns a tensor.
 
 Presets:
-- ``lstm_net`` - seed 000's LSTMNet: input 50, hidden 128, 2 layers, 2 outputs, last step.
-- ``lstm_classifier`` - seed 004's LSTM: input 100, hidden 128, 2 layers, dropout 0.3, 10 classes.
-- ``lstm_sine_forecaster`` - seed 003's LSTM time-series predictor: input 1, hidden 64,
-  windows of 50, next value.
+- ``lstm_net`` - a 2-layer LSTM classifier: input 50, hidden 128, 2 outputs, last step.
+- ``lstm_classifier`` - an LSTM classifier: input 100, hidden 128, 2 layers, dropout 0.3, 10 classes.
+- ``lstm_sine_forecaster`` - the classic LSTM sine-wave demo: input 1, hidden 64, a window of 50
+  steps predicting the next value.
 - ``gru_mnist1d`` - a GRU classifier for MNIST-1D signals laid out ``(B, 40, 1)``.
 - ``bilstm_tagger`` - a bidirectional LSTM sequence tagger over token ids (NER/POS-style).
 - ``lstm_char_lm`` - a 2-layer character-level LSTM language model, vocabulary 65.
-- ``rnn_char_lm`` - seed 003's vanilla-RNN character generator: embedding 128, RNN 128.
+- ``rnn_char_lm`` - a vanilla-RNN character generator (Karpathy's char-rnn idea): embedding 128, RNN 128.
 """
 
 from __future__ import annotations
@@ -274,9 +275,9 @@ class RNNNet(ParamCount, nn.Module):
 # -- presets ------------------------------------------------------------------------------------
 
 _FAMILY = dict(family="rnn", model=RNNNet, config=RNNConfig)
-_WHEN_SEQ = "Sequential data, streaming/online modelling at low latency (seed 001 section 4; seed 000 LSTM/GRU row)"
-_WHEN_LM = "Text generation on-device / small budgets: RNN-LM (seed 001 table, alternative to a GPT)"
-_WHEN_TS = "Time series forecasting with a recurrent state (seed 003's LSTM example; seed 001: TCN/Transformer first)"
+_WHEN_SEQ = "Sequential data, streaming/online modelling at low latency (LSTM/GRU: constant cost per step)"
+_WHEN_LM = "Text generation on-device / small budgets: RNN-LM, the small alternative to a GPT"
+_WHEN_TS = "Time series forecasting with a recurrent state (as in the LSTM sine-wave demo); TCN/Transformer first"
 
 register(
     "lstm_net",
@@ -286,7 +287,7 @@ register(
     ),
     modalities=("time_series", "text"),
     tasks=("classification",),
-    description="Seed 000 LSTMNet: LSTM(50 -> 128, 2 layers), Linear on the last step -> 2",
+    description="LSTMNet: LSTM(50 -> 128, 2 layers), Linear on the last step -> 2",
     when_to_use=_WHEN_SEQ,
 )
 register(
@@ -304,7 +305,7 @@ register(
     ),
     modalities=("time_series", "text"),
     tasks=("classification",),
-    description="Seed 004 LSTM: LSTM(100 -> 128, 2 layers, dropout 0.3), final hidden -> 10",
+    description="LSTM classifier: LSTM(100 -> 128, 2 layers, dropout 0.3), final hidden -> 10",
     when_to_use=_WHEN_SEQ,
 )
 register(
@@ -313,7 +314,7 @@ register(
     defaults=dict(head="forecaster", cell="lstm", input_size=1, hidden_size=64, horizon=1, seq_len=50),
     modalities=("time_series",),
     tasks=("forecasting", "regression"),
-    description="Seed 003 LSTM forecaster: windows (B, 50, 1) -> LSTM(64) -> next value (B, 1)",
+    description="LSTM sine-wave forecaster: windows (B, 50, 1) -> LSTM(64) -> next value (B, 1)",
     when_to_use=_WHEN_TS,
 )
 register(
@@ -342,7 +343,7 @@ register(
     modalities=("text", "time_series"),
     tasks=("tagging",),
     description="BiLSTM tagger: token ids (B, T) -> embedding 64 -> BiLSTM(64) -> 9 tags per step",
-    when_to_use="Text understanding on small budgets (seed 001 table: BiLSTM+CRF as the small alternative to BERT)",
+    when_to_use="Text understanding on small budgets: BiLSTM(+CRF, Huang et al. 2015), the small alternative to BERT",
 )
 register(
     "lstm_char_lm",
@@ -361,6 +362,6 @@ register(
     defaults=dict(head="lm", cell="rnn", vocab_size=65, embed_dim=128, hidden_size=128, seq_len=30),
     modalities=("text",),
     tasks=("language_modeling",),
-    description="Seed 003 character RNN: embedding 128 -> vanilla RNN(128) -> vocab logits, windows of 30",
+    description="Character RNN: embedding 128 -> vanilla RNN(128) -> vocab logits, windows of 30",
     when_to_use=_WHEN_LM,
 )

@@ -1,8 +1,8 @@
 """Siamese encoder: one shared network mapping inputs to L2-normalised embeddings (metric space).
 
-When to use (seed 001's table and section 8): retrieval / verification / deduplication (faces,
-voices), CLIP-style pairing - "Siamese/contrastive: metric space"; alternatives Triplet, ArcFace.
-Seed 001's tips: batch composition matters (hard negatives); tune the temperature.
+When to use: retrieval / verification / deduplication (faces,
+voices), CLIP-style pairing - a Siamese/contrastive encoder learns a metric space; alternatives Triplet,
+ArcFace. Batch composition matters (hard negatives); tune the temperature.
 
 The network here is only the encoder ``f_theta``; a pair ``(x_a, x_b)`` goes through the same
 weights (hence "Siamese"). The training objectives, InfoNCE and the triplet loss, are plain
@@ -13,7 +13,7 @@ Papers: Bromley et al. 1993 (Siamese networks); Schroff et al. 2015, FaceNet (tr
 van den Oord et al. 2018, CPC (InfoNCE); Chen et al. 2020, SimCLR (symmetric NT-Xent).
 
 Presets:
-- ``siamese_mlp_digits`` - seed 001's Encoder: Linear(64, 256) -> ReLU -> Linear(256, 128), then
+- ``siamese_mlp_digits`` - an MLP encoder: Linear(64, 256) -> ReLU -> Linear(256, 128), then
   L2 normalisation, for flattened 8x8 digits (B, 64).
 - ``siamese_cnn_digits`` - a Conv-BN encoder (16/32 channels, global average pool, Linear to 64)
   for digit images (B, 1, 8, 8).
@@ -163,7 +163,7 @@ class SiameseNet(ParamCount, nn.Module):
         return F.cosine_similarity(za, zb, dim=-1)
 
 
-_WHEN = "Retrieval / verification / deduplication: Siamese/contrastive, metric space (seed 001); alt. triplet, ArcFace"
+_WHEN = "Retrieval / verification / deduplication: Siamese/contrastive, metric space; alt. triplet, ArcFace"
 register(
     "siamese_mlp_digits",
     family="siamese",
@@ -172,7 +172,7 @@ register(
     defaults=dict(encoder="mlp", input_shape=[64], hidden_sizes=[256], embed_dim=128),
     modalities=("tabular", "image"),
     tasks=("contrastive",),
-    description="Seed 001 Siamese encoder: Linear(64, 256)-ReLU-Linear(256, 128), L2-normalised (flattened 8x8 digits)",
+    description="Siamese MLP encoder: Linear(64, 256)-ReLU-Linear(256, 128), L2-normalised (flattened 8x8 digits)",
     when_to_use=_WHEN,
 )
 register(

@@ -1,9 +1,9 @@
 """State-space sequence models: S4D, Mamba (selective SSM) and a long-convolution stand-in.
 
-When to use (seed 001): very long sequences with sub-quadratic cost - time series with a long
-horizon (the table's alternative to TCN / Transformer), long documents, audio, streaming
-inference where a recurrent state beats re-reading the context. Seed 001's tips: for 10k+ context
-lengths with reasonable memory try S4/Hyena; combine with attention for hybrid models.
+When to use: very long sequences with sub-quadratic cost - time series with a long
+horizon (the alternative to TCN / Transformer), long documents, audio, streaming
+inference where a recurrent state beats re-reading the context. For 10k+ context
+lengths with reasonable memory try S4/Hyena (Poli et al. 2023); combine with attention for hybrid models.
 
 Papers: Gu, Goel & Re 2022, "Efficiently Modeling Long Sequences with Structured State Spaces"
 (S4); Gu, Gupta, Goel & Re 2022, "On the Parameterization and Initialization of Diagonal State
@@ -17,7 +17,7 @@ the input length; long-conv's receptive field is ``kernel_size``).
 
 Presets:
 - ``ssm_s4d_classifier`` - S4D classifier for (B, L, F) sequences (e.g. MNIST-1D: L=40, F=1).
-- ``longconv_classifier`` - the same with seed 001's long depthwise convolution.
+- ``longconv_classifier`` - the same with a long causal depthwise convolution.
 - ``mamba_classifier`` - the same with Mamba blocks.
 - ``ssm_forecaster`` - S4D forecaster: (B, L, F) history -> (B, horizon, F_out).
 - ``mamba_lm`` - character-level Mamba language model: tokens (B, L) -> logits (B, L, V).
@@ -250,7 +250,7 @@ class SSMLanguageModel(ParamCount, nn.Module):
 
 # -- presets ------------------------------------------------------------------------------------
 
-_WHEN_SEQ = "Long sequences at sub-quadratic cost (seed 001: S4/SSM, the time-series alternative to TCN/Transformer)"
+_WHEN_SEQ = "Long sequences at sub-quadratic cost: S4/SSM, the time-series alternative to TCN/Transformer"
 _CLS = dict(in_features=1, num_classes=10, seq_len=40, d_model=64, n_layers=2)
 register(
     "ssm_s4d_classifier",
@@ -271,7 +271,7 @@ register(
     defaults=dict(_CLS, mixer="longconv", kernel_size=64),
     modalities=("time_series",),
     tasks=("classification",),
-    description="Seed 001's long-convolution SSM proxy: causal depthwise conv (k=64) blocks, mean pooling",
+    description="Long-convolution SSM proxy: causal depthwise conv (k=64) blocks, mean pooling",
     when_to_use=_WHEN_SEQ + "; the simplest long-range baseline",
 )
 register(
@@ -294,7 +294,7 @@ register(
     modalities=("time_series",),
     tasks=("forecasting", "regression"),
     description="S4D forecaster: causal diagonal-SSM blocks, last state -> horizon x targets",
-    when_to_use="Time series with a long horizon (seed 001's table: S4/SSM alternative to TCN / Transformer)",
+    when_to_use="Time series with a long horizon: S4/SSM, the alternative to TCN / Transformer",
 )
 register(
     "mamba_lm",
@@ -305,7 +305,7 @@ register(
     modalities=("text", "time_series"),
     tasks=("language_modeling",),
     description="Character-level Mamba language model (Gu & Dao 2023), streaming step() for generation",
-    when_to_use="Text/code generation with long context and constant-memory decoding (seed 001: SSMs for long sequences)",
+    when_to_use="Text/code generation with long context and constant-memory decoding (SSMs for long sequences)",
 )
 register(
     "s4d_lm",
@@ -316,5 +316,5 @@ register(
     modalities=("text", "time_series"),
     tasks=("language_modeling",),
     description="Character-level S4D language model: FFT convolution to train, recurrent step() to generate",
-    when_to_use="Text generation with long context (seed 001: S4 for 10k+ contexts)",
+    when_to_use="Text generation with long context (S4 for 10k+ contexts)",
 )

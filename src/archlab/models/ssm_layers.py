@@ -9,8 +9,8 @@ the same outputs as the whole-sequence forward (tested).
   Initialization of Diagonal State Space Models" (S4D).
 - :class:`SelectiveSSM` - the Mamba block, Gu & Dao 2023, "Mamba: Linear-Time Sequence Modeling
   with Selective State Spaces", with its selective scan written as a plain PyTorch loop.
-- :class:`LongConv` - seed 001's "crude SSM proxy": a causal depthwise convolution with a long
-  kernel.
+- :class:`LongConv` - a crude SSM proxy: a causal depthwise convolution with a long kernel
+  (the idea behind Hyena's long convolutions, Poli et al. 2023).
 """
 
 from __future__ import annotations
@@ -165,12 +165,12 @@ class SelectiveSSM(nn.Module):
 
 
 class LongConv(nn.Module):
-    """Seed 001's long-convolution stand-in for an SSM: causal depthwise conv, kernel k.
+    """A long-convolution stand-in for an SSM: causal depthwise conv, kernel k.
 
-    y_t = sum_{j<k} w_j u_{t-j} per channel, then GELU and a pointwise Linear. The seed's sketch
+    y_t = sum_{j<k} w_j u_{t-j} per channel, then GELU and a pointwise Linear. The naive sketch
     pads k-1 on both sides without cropping, which returns L + k - 1 steps and sees the future;
     here only the first L outputs are kept, so y_t depends on u_{<=t}. The GELU + Linear make a
-    stack of these blocks non-linear (the seed's bare conv is linear). Receptive field: k steps.
+    stack of these blocks non-linear (a bare conv is linear). Receptive field: k steps.
     """
 
     def __init__(self, d_model: int, kernel_size: int = 64):

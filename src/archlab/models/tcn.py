@@ -1,12 +1,12 @@
 """Temporal Convolutional Network: causal dilated residual 1-D convolutions.
 
-When to use (seed 001's table and section 5): time series forecasting and classification that
+When to use: time series forecasting and classification that
 need a long receptive field, with parallel training (no recurrence) and a fixed, known context.
 Paper: Bai, Kolter & Koltun 2018, "An Empirical Evaluation of Generic Convolutional and Recurrent
 Networks for Sequence Modeling".
 
-Layout: inputs are ``(B, L, F)`` - batch, time, features - like the RNN family and seed 001's
-TinyTCN; the model transposes to ``(B, F, L)`` for the convolutions.
+Layout: inputs are ``(B, L, F)`` - batch, time, features - like the RNN family and
+the usual TinyTCN sketch; the model transposes to ``(B, F, L)`` for the convolutions.
 
 Each level ``i`` is a residual block of two dilated convolutions (dilation ``2**i``), each
 followed by ReLU and dropout, with an optional weight norm, plus a 1x1 convolution on the skip
@@ -16,16 +16,16 @@ field is::
 
     receptive_field = 1 + 2 * (kernel_size - 1) * sum(2**i for i in range(levels))
 
-``causal=False`` pads both sides (seed 001's TinyTCN); the field then has the same size but is
+``causal=False`` pads both sides (the TinyTCN sketch); the field then has the same size but is
 centred on t.
 
 Heads (``head``):
 - ``forecaster``: ``(B, horizon)`` from the features at the last step.
 - ``classifier``: ``(B, out_features)`` from the last step or the mean over steps (``pooling``).
-- ``sequence``: ``(B, L, out_features)``, one output per step (seed 001's TinyTCN).
+- ``sequence``: ``(B, L, out_features)``, one output per step (the TinyTCN sketch).
 
 Presets: ``tcn_forecaster``, ``tcn_classifier`` (MNIST-1D-sized ``(B, 40, 1)``), ``tcn_tiny``
-(seed 001's TinyTCN: dilations 1, 2, 4, per-step output).
+(a TinyTCN: dilations 1, 2, 4, per-step output).
 """
 
 from __future__ import annotations
@@ -151,7 +151,7 @@ class TCN(ParamCount, nn.Module):
 
 
 _FAMILY = dict(family="tcn", model=TCN, config=TCNConfig)
-_WHEN = "Time series forecasting/classification with long receptive fields (seed 001 table and section 5)"
+_WHEN = "Time series forecasting/classification with long receptive fields (Bai et al. 2018)"
 
 register(
     "tcn_forecaster",
@@ -187,6 +187,6 @@ register(
     ),
     modalities=("time_series",),
     tasks=("forecasting", "regression"),
-    description="Seed 001 TinyTCN shape: dilations 1, 2, 4, 64 channels, one output per step",
+    description="TinyTCN shape: dilations 1, 2, 4, 64 channels, one output per step",
     when_to_use=_WHEN,
 )

@@ -1,8 +1,8 @@
 """Transformers over token sequences: encoder (BERT), decoder-only (GPT), encoder-decoder (T5/BART).
 
-When to use (seed 001's table): text understanding -> encoder transformer (BERT); text/code
+When to use: text understanding -> encoder transformer (BERT); text/code
 generation -> decoder transformer (GPT); sequence-to-sequence such as translation ->
-encoder-decoder (T5/BART); long-range dependencies and scalable transfer. Tips from seed 001:
+encoder-decoder (T5/BART); long-range dependencies and scalable transfer. Common practice:
 warmup + cosine learning rate, weight decay on weights only (not LayerNorm/bias), gradient
 clipping, and masks on padding so the model never learns from pad tokens.
 
@@ -14,15 +14,14 @@ positions in :mod:`archlab.layers.embeddings`, shared config fields in
 Padding masks are bool (B, T) with **True at padded positions**.
 
 Presets:
-- ``transformer_encoder_256`` - seed 004's ``TransformerPyTorch``: vocab 1000, d_model 256,
-  8 heads, 3 post-norm layers, d_ff 512, ReLU, no positions, mean pooling, 10 classes
-  (1,839,882 parameters, as the seed prints). The seed hands (B, T, D) to an
-  ``nn.MultiheadAttention`` built without ``batch_first=True``, so its code attends across the
-  batch; this preset attends across tokens, as intended.
-- ``transformer_encoder_512`` - seed 001's pre-norm ``TransformerBlock`` (d_model 512, 8 heads,
+- ``transformer_encoder_256`` - a small post-norm text classifier (``TransformerPyTorch``): vocab
+  1000, d_model 256, 8 heads, 3 layers, d_ff 512, ReLU, no positions, mean pooling, 10 classes
+  (1,839,882 parameters). It attends across tokens: a common slip hands (B, T, D) to an
+  ``nn.MultiheadAttention`` built without ``batch_first=True``, which attends across the batch.
+- ``transformer_encoder_512`` - a pre-norm ``TransformerBlock`` (Xiong et al. 2020; d_model 512, 8 heads,
   d_ff 2048, ReLU, dropout 0.1), six of them, learned positions, [CLS] pooling.
 - ``transformer_tagger`` - a small encoder with one output per token (tagging, e.g. NER).
-- ``bert_tiny`` / ``bert_base`` - BERT (seed 002 prints bert-base-uncased): post-norm, token
+- ``bert_tiny`` / ``bert_base`` - BERT (Devlin et al. 2019; bert-base-uncased): post-norm, token
   type embeddings, embedding LayerNorm, tanh pooler on [CLS]. Backbones have 4,385,920 and
   109,482,240 parameters, as Hugging Face's ``BertModel``.
 - ``gpt_nano`` - nanoGPT's shakespeare-char baby GPT: 6 layers, 6 heads, 384 wide, block 256,
@@ -414,9 +413,9 @@ class TransformerSeq2Seq(ParamCount, nn.Module):
 # Presets
 # =============================================================================================
 
-_TEXT_UNDERSTANDING = "Text understanding / classification (seed 001: encoder transformer, BERT; alt. BiLSTM)"
-_GENERATION = "Text/code generation (seed 001: decoder transformer, GPT; alt. RNN-LM on device)"
-_SEQ2SEQ = "Seq2seq such as translation (seed 001: encoder-decoder T5/BART; alignment via attention)"
+_TEXT_UNDERSTANDING = "Text understanding / classification: encoder transformer (BERT); alt. BiLSTM"
+_GENERATION = "Text/code generation: decoder transformer (GPT); alt. RNN-LM on device"
+_SEQ2SEQ = "Seq2seq such as translation: encoder-decoder (T5/BART), alignment via attention"
 
 register(
     "transformer_encoder_256",
@@ -439,7 +438,7 @@ register(
     ),
     modalities=("text",),
     tasks=("classification",),
-    description="Seed 004 TransformerPyTorch: 3 post-norm layers, d_model 256, 8 heads, d_ff 512, mean pool, 10 classes",
+    description="TransformerPyTorch: 3 post-norm layers, d_model 256, 8 heads, d_ff 512, mean pool, 10 classes",
     when_to_use=_TEXT_UNDERSTANDING,
 )
 register(
@@ -463,7 +462,7 @@ register(
     ),
     modalities=("text",),
     tasks=("classification",),
-    description="Seed 001 pre-norm TransformerBlock x6: d_model 512, 8 heads, d_ff 2048, ReLU, [CLS] pooling",
+    description="Pre-norm TransformerBlock x6: d_model 512, 8 heads, d_ff 2048, ReLU, [CLS] pooling",
     when_to_use=_TEXT_UNDERSTANDING,
 )
 register(
@@ -484,7 +483,7 @@ register(
     modalities=("text",),
     tasks=("tagging",),
     description="Small pre-norm encoder with one prediction per token (tagging, NER with 9 BIO tags)",
-    when_to_use="Sequence labelling / NER (seed 001: encoder transformer; alt. BiLSTM+CRF when small)",
+    when_to_use="Sequence labelling / NER: encoder transformer; alt. BiLSTM+CRF when small",
 )
 _BERT = dict(
     vocab_size=30522,
@@ -519,7 +518,7 @@ register(
     defaults=dict(_BERT, d_model=768, n_heads=12, n_layers=12, d_ff=3072),
     modalities=("text",),
     tasks=("classification",),
-    description="BERT-base (seed 002's bert-base-uncased): 12 layers, 768 wide, 12 heads; 109.5M-parameter backbone",
+    description="BERT-base (bert-base-uncased): 12 layers, 768 wide, 12 heads; 109.5M-parameter backbone",
     when_to_use=_TEXT_UNDERSTANDING,
 )
 register(
@@ -533,7 +532,7 @@ register(
     modalities=("text",),
     tasks=("language_modeling",),
     description="nanoGPT shakespeare-char baby GPT: 6 layers, 6 heads, 384 wide, block 256, 65 characters",
-    when_to_use="Character-level text generation on a small corpus (seed 001: decoder transformer)",
+    when_to_use="Character-level text generation on a small corpus: a decoder transformer",
 )
 register(
     "gpt2_small",

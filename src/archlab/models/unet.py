@@ -1,7 +1,7 @@
 """U-Net: encoder-decoder with skip connections, for per-pixel outputs (segmentation).
 
-When to use (seed 001's table and section 3): images (segmentation) - U-Net is the first pick,
-"multi-scale + skips"; also denoising and image-to-image. Seed 001's tips: Dice / focal loss for
+When to use: images (segmentation) - U-Net is the usual first pick, multi-scale with skips;
+also denoising and image-to-image. Common practice: Dice / focal loss for
 class imbalance; deep supervision helps.
 
 Paper: Ronneberger, Fischer & Brox 2015, "U-Net: Convolutional Networks for Biomedical Image
@@ -162,7 +162,7 @@ class UNet(ParamCount, nn.Module):
         return self.head(x)[..., :h, :w]  # (B, out_channels, H', W') -> crop to (H, W)
 
 
-_WHEN = "Images (segmentation), denoising, image-to-image: multi-scale + skips (seed 001's first pick)"
+_WHEN = "Images (segmentation), denoising, image-to-image: multi-scale + skips (Ronneberger et al. 2015)"
 register(
     "unet",
     family="unet",

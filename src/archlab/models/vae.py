@@ -1,6 +1,6 @@
 """Variational autoencoders (Gaussian latent, Bernoulli / Gaussian decoder).
 
-When to use (seed 001 lists VAEs among generative models): you want a smooth latent space you
+When to use: you want a smooth latent space you
 can sample from and interpolate in, a likelihood bound to compare models, or anomaly scores with
 a probabilistic reading. Samples are blurrier than a GAN's or a diffusion model's; training is
 stable (one loss, no adversary). Paper: Kingma & Welling, "Auto-Encoding Variational Bayes",
@@ -272,7 +272,7 @@ class ConvVAE(_GaussianVAE):
 
 # -- presets ------------------------------------------------------------------------------------
 
-_WHEN = "Generative modelling with a smooth, sampleable latent space; stable training (seed 001: VAE)"
+_WHEN = "Generative modelling with a smooth, sampleable latent space; stable training (Kingma & Welling 2014)"
 _TASKS = ("vae",)
 register(
     "vae_mlp",

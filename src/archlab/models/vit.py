@@ -1,7 +1,7 @@
 """Vision Transformer (ViT): an image as a sequence of patches, then a transformer encoder.
 
-When to use (seed 001's table): image classification with pretrained weights or plenty of data
-("ResNet / ViT (pretrained)": strong transfer). Trained from scratch on small datasets a ViT
+When to use: image classification with pretrained weights or plenty of data (a pretrained
+ResNet or ViT transfers well). Trained from scratch on small datasets a ViT
 lacks a CNN's locality prior and usually loses to a ResNet unless augmentation is strong.
 
 Paper: Dosovitskiy et al. 2021, "An Image is Worth 16x16 Words". The image (B, C, H, W) is cut
@@ -102,7 +102,7 @@ class ViT(ParamCount, nn.Module):
         return self.head(h)
 
 
-_WHEN = "Images (classification) with pretraining or lots of data (seed 001: ResNet / ViT; alt. ConvNeXt)"
+_WHEN = "Images (classification) with pretraining or lots of data (ResNet / ViT; alt. ConvNeXt)"
 register(
     "vit_tiny",
     family="vit",

@@ -78,7 +78,7 @@ def _renderers() -> dict[str, dict[str, Callable[[Any], Any]]]:
         table["DeployReport"] = {"rich": deploy_render.deploy_rich, "md": deploy_render.deploy_markdown}
     except ImportError:  # pragma: no cover
         pass
-    from archlab.report import compare_runs, spread  # issue 17: run comparisons, group spreads
+    from archlab.report import compare_runs, spread  # run comparisons, group spreads
 
     table["RunsComparison"] = compare_runs.RENDERERS
     table["GroupSpread"] = spread.RENDERERS

@@ -1,5 +1,5 @@
-"""The comparison section of the design report (``archlab report A --compare B C``): seed 004's
-figure (parameters on a log scale) beside FLOPs, memory, latency and, for runs, the test metric."""
+"""The comparison section of the design report (``archlab report A --compare B C``): a
+figure of parameters on a log scale beside FLOPs, memory, latency and, for runs, the test metric."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def first_test_metric(metrics: dict[str, Any] | None) -> tuple[str, float] | Non
 
 
 def comparison(rep: DesignReport, subjects: Sequence[Any], bench: bool) -> None:
-    """Seed 004's figure: parameters on a log scale, beside FLOPs, memory, latency, test metric."""
+    """The comparison figure: parameters on a log scale, beside FLOPs, memory, latency, test metric."""
     from archlab.analysis import summary
     from archlab.report.svg import bar_svg
 
@@ -62,7 +62,7 @@ def comparison(rep: DesignReport, subjects: Sequence[Any], bench: bool) -> None:
                 r = b.rows[0]
                 row["latency_ms"] = r.p50_ms if r.ok else None
                 row["latency_note"] = "" if r.ok else f"{r.status}: {r.reason}"
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 row["latency_note"] = " ".join(str(exc).split())[:200]
         if kind == "run":
             tm = first_test_metric(read_json(Path(str(subj)) / "final_metrics.json"))

@@ -73,7 +73,7 @@ def recommendation_markdown(rec) -> str:
         b = rec.baseline
         lines += ["", f"Baseline on the same split: {b['model']} {b['metric']}={b['value']:.4f} ({b['split']})"]
     if rec.alternatives:
-        lines += ["", f"Alternatives the seeds name: {rec.alternatives}"]
+        lines += ["", f"Usual alternatives: {rec.alternatives}"]
     if rec.latency_method:
         lines += ["", f"Latency measured with {rec.latency_method}."]
     return "\n".join(lines) + "\n"

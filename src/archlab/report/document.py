@@ -1,4 +1,4 @@
-"""The design report: seed 004's six deliverables about one model, gathered into one document.
+"""The design report: six deliverables about one model, gathered into one document.
 
 :func:`build_report` turns a subject (a registry name, an ``nn.Module``, a saved-model directory
 or a training run directory) into a :class:`DesignReport`: plain data gathered from the layers
@@ -122,7 +122,7 @@ def _advisor(model: str, run_cfg: dict[str, Any]) -> dict[str, Any]:
         from archlab.advise import recommend
 
         rec = recommend(data, task=task, top=5)
-    except Exception as exc:  # noqa: BLE001 - the rationale is optional: say why it is missing
+    except Exception as exc:  # the rationale is optional: say why it is missing
         return {"advisor_skipped": f"the advisor could not read {data!r}: {' '.join(str(exc).split())[:200]}"}
     rows = [
         {
@@ -267,7 +267,7 @@ def _step(rep: DesignReport, section: str, fn, *args: Any) -> None:
     t0 = time.perf_counter()
     try:
         fn(*args)
-    except Exception as exc:  # noqa: BLE001 - a report states what it could not measure
+    except Exception as exc:  # a report states what it could not measure
         reason = f"{type(exc).__name__}: {' '.join(str(exc).split())[:400]}"
         log.warning("report: %s skipped: %s", section, reason)
         rep.skipped[section] = reason
@@ -305,7 +305,7 @@ def _run_files(rep: DesignReport, run_dir: Path, run_cfg: dict[str, Any]) -> Non
     for txt in sorted(run_dir.glob("*.txt")):
         text = txt.read_text(encoding="utf-8", errors="replace")
         run["texts"][txt.name] = text[:_TEXT_LIMIT] + ("\n..." if len(text) > _TEXT_LIMIT else "")
-    from archlab.report.spread import group_spread  # issue 17: mean ± std over the run's CV / seed group
+    from archlab.report.spread import group_spread  # mean ± std over the run's CV / seed group
 
     spread = group_spread(run_dir)
     run["spread"] = spread.to_dict() if spread is not None else None
@@ -333,7 +333,7 @@ def build_report(
             design directory (``archlab design``: the winner's run plus "Why this model").
         bench: measure latency and throughput (eager and onnxruntime, batch 1 and 8; ~5-20 s).
         deploy: measure the deployment requirements (export, int8, RAM, batch sweep; ~1 min).
-        compare: other subjects shown beside this one (seed 004's comparison figure).
+        compare: other subjects shown beside this one (the comparison figure).
         latency_ms, memory_mb, size_mb: deployment budgets checked in section 6.
         advisor: for a run, ask the advisor where it ranks the run's model for the run's data.
         isolate: measure deployment in fresh processes (clean RAM figures; ~1 min instead of ~10 s).
@@ -345,7 +345,7 @@ def build_report(
     from archlab.analysis import summary
 
     t_start = time.perf_counter()
-    from archlab.report.spread import member_subject  # issue 17: a CV / seed group -> its first member
+    from archlab.report.spread import member_subject  # a CV / seed group -> its first member
 
     subject = member_subject(subject)
     kind = kind_of(subject)

@@ -321,7 +321,7 @@ def report_html(rep: DesignReport) -> str:
     """The report as one self-contained HTML page."""
     jinja2 = require("jinja2", "viz", "HTML reports")
     env = jinja2.Environment(autoescape=True, trim_blocks=True, lstrip_blocks=True)
-    from markupsafe import Markup as markup  # noqa: N813 - jinja2's own dependency
+    from markupsafe import Markup as markup  # jinja2's own dependency
 
     tmpl = env.from_string(_TEMPLATE)
     ctx: dict[str, Any] = {
@@ -423,6 +423,6 @@ def _run_context(rep: DesignReport, ctx: dict[str, Any]) -> None:
     ctx["metric_rows"] = [[k, _num(v)] for k, v in fm.items() if not isinstance(v, (dict, list))]
     from markupsafe import Markup
 
-    from archlab.report.spread import spread_html  # issue 17: the CV / seed group's spread (escaped there)
+    from archlab.report.spread import spread_html  # the CV / seed group's spread (escaped there)
 
     ctx["spread_html"] = Markup(spread_html(run.get("spread")))

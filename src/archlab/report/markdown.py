@@ -189,7 +189,7 @@ def report_markdown(rep: DesignReport, links: dict[str, str]) -> str:
             if fm
             else ["No final_metrics.json.", ""]
         )
-        from archlab.report.spread import spread_markdown  # issue 17: the CV / seed group's spread
+        from archlab.report.spread import spread_markdown  # the CV / seed group's spread
 
         md += [spread_markdown(run.get("spread"))] if run.get("spread") else []
         md += [f"## {rep.heading('pictures')}", ""]

@@ -21,7 +21,7 @@ from archlab.report.format import fmt_count
 log = logging.getLogger("archlab.report.document")
 
 SCHEMA_VERSION = 1
-#: the six deliverables of seed 004, in reading order: section id -> heading
+#: the six deliverables of a design report, in reading order: section id -> heading
 SECTIONS: dict[str, str] = {
     "architecture": "1. Architecture definition",
     "parameters": "2. Parameter count analysis",
@@ -134,7 +134,7 @@ class DesignReport:
             sections["data"] = {"config": run.get("data_config"), "data_info": run.get("data_info")}
             sections["training"] = {"train_config": run.get("train_config"), "records": run.get("n_records")}
             sections["metrics"] = run.get("final_metrics")
-            sections["spread"] = run.get("spread")  # issue 17: None unless the run is in a CV / seed group
+            sections["spread"] = run.get("spread")  # None unless the run is in a CV / seed group
             sections["pictures"] = {"images": run.get("pictures", []), "texts": run.get("texts", {})}
         if self.comparison is not None:
             sections["comparison"] = {"rows": self.comparison}

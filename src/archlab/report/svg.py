@@ -24,8 +24,8 @@ def bar_svg(
 ) -> str:
     """Horizontal bars as an SVG string, first label on top, each value written beside its bar.
 
-    ``log=None`` picks a log axis when the positive values span more than a decade (seed 004
-    draws parameter counts that way); non-positive values get no bar and are written "n/a" on a
+    ``log=None`` picks a log axis when the positive values span more than a decade (parameter
+    counts usually do); non-positive values get no bar and are written "n/a" on a
     log axis.
     """
     labels = [str(x) for x in labels]

@@ -53,7 +53,7 @@ SCHEMA_VERSION = 1
 STEPS = (
     "inspect", "recommend", "autosize", "baselines", "search", "select", "winner", "benchmark", "export", "report",
 )  # fmt: skip
-#: below this many validation samples candidates are compared by k-fold CV (issue 17)
+#: below this many validation samples candidates are compared by k-fold CV
 MIN_VAL = 50
 #: fewest training windows the first forward-chaining fold of a series may have
 MIN_FOLD_TRAIN = 20

@@ -1,7 +1,7 @@
 """Classification: binary, multiclass and multilabel.
 
 - multiclass: logits (B, C), targets (B,) integer class ids; cross-entropy with optional class
-  weights and label smoothing, or focal loss (Lin et al. 2017) for imbalance (seed 001). Training
+  weights and label smoothing, or focal loss (Lin et al. 2017) for imbalance. Training
   batches mixed by mixup / CutMix (:mod:`archlab.train.augment`) carry soft targets instead:
   class probabilities (B, C), read by :func:`soft_target_loss` (binary: (B, 2), column 1 is the
   positive class; multilabel targets are mixed in place and BCE takes them as they are).

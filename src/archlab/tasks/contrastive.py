@@ -3,8 +3,8 @@
 - :func:`info_nce` - InfoNCE (van den Oord et al. 2018, CPC) / NT-Xent (Chen et al. 2020,
   SimCLR): row ``i`` of ``z1`` must pick row ``i`` of ``z2`` out of the batch. With logits
   ``S = z1 @ z2.T / tau`` (cosine similarities over a temperature), the loss is
-  ``CE(S, arange(B))``; the symmetric form averages it with ``CE(S.T, arange(B))`` (seed 001:
-  "InfoNCE (a->b); often add b->a").
+  ``CE(S, arange(B))``; the symmetric form averages it with ``CE(S.T, arange(B))`` (as CLIP
+  does, Radford et al. 2021).
 - :func:`triplet_loss` - FaceNet's triplet loss (Schroff et al. 2015):
   ``max(0, d(a, p) - d(a, n) + margin)``, zero once every negative is ``margin`` farther than
   its positive.
@@ -15,7 +15,7 @@ training batch is augmented twice (:func:`augment`); the shared encoder embeds b
 InfoNCE asks view 1 of sample i to pick view 2 of sample i among the batch. Labels are never
 used for training.
 
-Augmentations (seed 001: "batch composition matters"; SimCLR: augmentation is the signal):
+Augmentations (batch composition matters; SimCLR: augmentation is the signal):
 
 - images (B, C, H, W): random translation by up to ``shift`` pixels (zero padding), random
   erasing of one ``erase`` x ``erase`` patch, Gaussian noise of std ``noise``;
@@ -77,7 +77,7 @@ def info_nce(
     Args:
         z1: (B, D) float embeddings of the first view.
         z2: (B, D) float embeddings of the second view.
-        temperature: tau > 0; smaller sharpens the softmax over similarities (seed 001: 0.1).
+        temperature: tau > 0; smaller sharpens the softmax over similarities (0.1 is common).
         symmetric: average the z1->z2 and z2->z1 directions (SimCLR / CLIP).
         normalize: L2-normalise first, so logits are cosine similarities (a no-op on the
             already-normalised output of a Siamese net).

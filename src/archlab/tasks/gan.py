@@ -7,12 +7,12 @@ Losses on discriminator logits l (no sigmoid applied):
 - ``nonsaturating`` (Goodfellow et al. 2014, sec. 3): D minimises
   ``-log s(l_real) - log(1 - s(l_fake)) = softplus(-l_real) + softplus(l_fake)``;
   G minimises ``-log s(l_fake) = softplus(-l_fake)`` instead of ``log(1 - s(l_fake))``, which
-  would saturate (vanishing gradients) while D easily rejects G's samples. This is the seeds'
-  ``BCELoss`` with real labels for G, written on logits.
+  would saturate (vanishing gradients) while D easily rejects G's samples. This is the usual
+  ``BCELoss`` with real labels for G (Goodfellow et al. 2014), written on logits.
 - ``hinge`` (Lim & Ye 2017; Miyato et al. 2018): D minimises
   ``mean(relu(1 - l_real)) + mean(relu(1 + l_fake))``; G minimises ``-mean(l_fake)``.
 
-``gan_step`` does what seed 003's training loop does, per batch: one D update on real and
+``gan_step`` does what the standard GAN training loop does, per batch: one D update on real and
 detached fake samples, then one G update through the just-updated D. It is the one GAN step:
 :class:`GANTask` (the task ``archlab.fit`` trains GANs with) calls it with the engine's
 :class:`~archlab.train.step.StepContext`, so precision, accumulation and clipping apply to both

@@ -1,6 +1,6 @@
 """Reconstruction: the autoencoder task, and anomaly detection by reconstruction error.
 
-Seeds 000 and 002 name anomaly detection as the autoencoder's use: train on normal data only;
+Anomaly detection is the autoencoder's classic use: train on normal data only;
 a sample the model reconstructs badly is unusual. The recipe::
 
     model = archlab.create("autoencoder_digits")

@@ -1,8 +1,8 @@
 """Semantic segmentation: a class per pixel.
 
 Model output (B, C, H, W) logits (C >= 2); target (B, H, W) class ids. The loss is cross-entropy
-plus soft Dice (1 - mean per-class Dice on softmax probabilities), the pairing seed 001
-recommends under class imbalance. Metrics: pixel accuracy, mean Dice (macro F1 over pixels) and
+plus soft Dice (1 - mean per-class Dice on softmax probabilities), the pairing commonly
+recommended under class imbalance (Milletari et al. 2016). Metrics: pixel accuracy, mean Dice (macro F1 over pixels) and
 mean IoU (Jaccard). A prediction is the per-pixel class map.
 """
 

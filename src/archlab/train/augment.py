@@ -1,6 +1,6 @@
 """Batch augmentation for image classification, on the device, inside the training loop.
 
-Seed 001's training tips: "use augmentations (mixup, CutMix)". Each option acts on a whole
+Augmentations that mix samples: mixup (Zhang et al. 2018) and CutMix (Yun et al. 2019). Each option acts on a whole
 micro-batch with tensor ops (no per-sample Python), after the batch is on the device:
 
 - random crop with padding (the CIFAR recipe of He et al. 2016): pad by ``crop_padding`` pixels

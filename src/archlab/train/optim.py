@@ -1,6 +1,7 @@
 """Optimizers with decay / no-decay parameter groups, and learning-rate schedules.
 
-Seed 001: "apply weight decay to weights (exclude LayerNorm/bias)". The rule used here is the
+Weight decay applies to weights, not to LayerNorm parameters or biases (Loshchilov & Hutter
+2019; nanoGPT). The rule used here is the
 nanoGPT one: parameters with ``ndim >= 2`` (matrices, conv kernels, embeddings) decay; those with
 ``ndim < 2`` (biases, norm scales and shifts) do not. Every schedule is a ``LambdaLR`` of plain
 arithmetic, so its state is a few numbers that save as JSON (no pickled closures).

@@ -1,7 +1,8 @@
 """Transfer learning options: freezing, a head learning rate, layer-wise lr decay, LoRA adapters.
 
-Seed 001: "transfer-learn from ResNet-50 (freeze most layers; train head)"; "pretrained encoders
-and adapters (LoRA) save time & energy". The options live in ``TrainConfig.transfer``:
+Common practice: transfer-learn from a pretrained backbone such as ResNet-50 (freeze most layers,
+train the head); pretrained encoders and adapters (LoRA, Hu et al. 2021) save time and energy.
+The options live in ``TrainConfig.transfer``:
 
 - ``freeze``: glob patterns of parameter names to freeze (``"backbone.embeddings.*"``), or
   ``"all_but_head"`` to train only the parameters matching ``head`` (default ``head.*``).
