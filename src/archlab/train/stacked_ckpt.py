@@ -19,7 +19,6 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-
 from archlab.checkpoint import tensors_from_bytes, tensors_to_bytes
 from archlab.errors import CheckpointError
 from archlab.io import atomic_write_bytes, atomic_write_json, atomic_write_text, sha256_bytes
