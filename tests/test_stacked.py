@@ -21,9 +21,8 @@ import archlab
 from archlab.data.base import DataBundle, Split
 from archlab.errors import ConfigError
 from archlab.tasks import get_task
-from archlab.train import TrainConfig
+from archlab.train import TrainConfig, stacked_ckpt
 from archlab.train import fit as engine_fit
-from archlab.train import stacked_ckpt
 from archlab.train.progress import Reporter
 from archlab.train.stacked import StackMember, fit_stack, why_not_stack
 from archlab.train.state import seed_everything
