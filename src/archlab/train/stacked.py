@@ -2,9 +2,9 @@
 
 Small models on small data spend their step in Python and kernel-launch overhead, so N runs one
 after another cost about N times one. Here the members' parameters and buffers are stacked
-(``torch.func.stack_module_state``: every tensor gets a leading member dimension N) and one call
-of ``vmap(grad_and_value(loss))`` over ``functional_call`` runs forward and backward for all of
-them; :class:`~archlab.train.stacked_optim.StackedAdam` then updates every member in one pass.
+(``torch.func.stack_module_state``: every tensor gets a leading member dimension N) and one
+``vmap`` over ``functional_call`` runs the forward of all of them and one autograd pass their
+backward; :class:`~archlab.train.stacked_optim.StackedAdam` then updates every member in one pass.
 
 What each member keeps of its own, as a single run of :func:`archlab.train.fit` would have it:
 
@@ -31,6 +31,7 @@ order and generators, and the stack's RNG, so a killed stack resumes bitwise.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +39,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.func import functional_call, grad_and_value, stack_module_state, vmap
+from torch.func import grad_and_value, stack_module_state, vmap
 
 from archlab.data.base import DataBundle, Split, is_streamed
 from archlab.errors import ConfigError
@@ -136,44 +137,131 @@ def _base_task_method(task: Any, name: str):
     return None
 
 
+#: how a stacked step takes its gradients, tried in this order: a vmapped forward and one
+#: ordinary autograd pass (fast); else ``vmap(grad(...))``, whose transforms decompose ops that
+#: have no batching rule under plain autograd (``aten::gru``, ``aten::lstm``)
+STEP_KINDS = ("autograd", "functorch")
+
+
 def probe(model: nn.Module, task: Any, batch: Split, grad_clip: float | None = None) -> str | None:
     """Try one vmapped training step of two copies of ``model`` on ``batch``; the error's first
     line when vmap cannot run it (an op without a batching rule, data-dependent control flow,
     in-place writes to captured tensors), else None. Draws from the global RNG inside a fork."""
+    kind, reason = step_kind(model, task, batch, grad_clip)
+    return None if kind is not None else reason
+
+
+def step_kind(model: nn.Module, task: Any, batch: Split, grad_clip: float | None) -> tuple[str | None, str]:
+    """The first of :data:`STEP_KINDS` that trains two copies of ``model`` on ``batch``, and
+    ``""``; or None and why none does."""
     import copy
 
-    with torch.random.fork_rng():
-        copies = [copy.deepcopy(model), copy.deepcopy(model)]
-        for c in copies:
-            c.train()
-        params, buffers = stack_module_state(copies)
-        step = _make_step(copies[0], task, grad_clip)
-        inputs = tuple(torch.stack([t, t]) for t in batch.inputs)
-        target = torch.stack([batch.target, batch.target])
-        try:
-            step({k: v.detach() for k, v in params.items()}, buffers, inputs, target)
-        except Exception as exc:  # noqa: BLE001 - any failure means: train one at a time
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            return f"vmap cannot run this model ({type(exc).__name__}: {first[:160]})"
-    return None
+    errors = []
+    for kind in STEP_KINDS:
+        with torch.random.fork_rng():
+            copies = [copy.deepcopy(model).train(), copy.deepcopy(model).train()]
+            params, buffers = stack_module_state(copies)
+            flat, shapes = _flatten(params)
+            step = _make_step(copies[0], task, grad_clip, list(params), list(buffers), kind)
+            inputs = tuple(torch.stack([t, t]) for t in batch.inputs)
+            target = torch.stack([batch.target, batch.target])
+            try:
+                step(flat, shapes, list(buffers.values()), inputs, target)
+                return kind, ""
+            except Exception as exc:  # noqa: BLE001 - any failure means: the next kind, or one at a time
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                errors.append(f"{type(exc).__name__}: {first[:160]}")
+    return None, f"vmap cannot run this model ({errors[-1]})"
 
 
-def _make_step(base: nn.Module, task: Any, grad_clip: float | None):
-    """``step(params, buffers, inputs, target) -> (grads, losses)``, vmapped over members."""
+def _flatten(params: dict[str, torch.Tensor]) -> tuple[torch.Tensor, list[tuple[int, ...]]]:
+    """Stacked parameters ``{name: (N, *S)}`` -> one ``(N, P)`` tensor and the shapes ``S``."""
+    flat = torch.cat([v.detach().reshape(v.shape[0], -1) for v in params.values()], dim=1)
+    return flat, [tuple(v.shape[1:]) for v in params.values()]
+
+
+def _views(flat: torch.Tensor, names: list[str], shapes: list[tuple[int, ...]]) -> dict[str, torch.Tensor]:
+    """``{name: (N, *S)}`` views of ``flat``'s columns."""
+    out, off = {}, 0
+    for name, shape in zip(names, shapes):
+        n = math.prod(shape)
+        out[name] = flat[:, off : off + n].view(flat.shape[0], *shape)
+        off += n
+    return out
+
+
+def _slots(base: nn.Module, names: list[str], kind: str) -> list[tuple[nn.Module, str]]:
+    """``(owning module, attribute)`` of each dotted name, for swapping tensors in by dict writes."""
+    out = []
+    for name in names:
+        prefix, _, leaf = name.rpartition(".")
+        owner = base.get_submodule(prefix) if prefix else base
+        if leaf not in getattr(owner, kind):
+            raise ConfigError(f"{name} is not a {kind[1:-1]} of the model")
+        out.append((owner, leaf))
+    return out
+
+
+def _make_step(
+    base: nn.Module, task: Any, grad_clip: float | None, names: list[str], buffer_names: list[str], kind: str
+):
+    """``step(flat, params, buffers, inputs, target) -> (grad of flat, losses)`` for stacked members.
+
+    The forward is vmapped over the members: each member's parameter and buffer tensors are
+    swapped into ``base`` (dict writes, restored after; ``torch.func.functional_call`` does the
+    same with more bookkeeping per call). The backward is ordinary autograd through the batched
+    ops, of the sum of the members' losses: member ``i``'s loss depends on member ``i``'s
+    parameters only, so the sum's gradient is each member's own. ``params`` are views of the
+    ``(N, P)`` tensor ``flat`` (every member's parameters in one row), so the gradient comes as
+    one ``(N, P)`` tensor for the optimizer. ``kind`` is one of :data:`STEP_KINDS`.
+    """
+    p_slots = _slots(base, names, "_parameters")
+    b_slots = _slots(base, buffer_names, "_buffers")
+    # RNN modules keep a list of their weights, rebuilt by their __setattr__: rebuild it here
+    rnns = [m for m in base.modules() if isinstance(m, nn.RNNBase)]
 
     def loss_fn(params, buffers, inputs, target):
-        out = functional_call(base, (params, buffers), inputs)
+        saved_p, saved_b = [o._parameters[k] for o, k in p_slots], [o._buffers[k] for o, k in b_slots]
+        try:
+            for (o, k), t in zip(p_slots, params):
+                o._parameters[k] = t
+            for (o, k), t in zip(b_slots, buffers):
+                o._buffers[k] = t
+            for r in rnns:
+                r._init_flat_weights()
+            out = base(*inputs)
+        finally:
+            for (o, k), t in zip(p_slots, saved_p):
+                o._parameters[k] = t
+            for (o, k), t in zip(b_slots, saved_b):
+                o._buffers[k] = t
+            for r in rnns:
+                r._init_flat_weights()
         return task.batch_loss(out, Split(inputs=inputs, target=target))
 
-    def member_step(params, buffers, inputs, target):
-        grads, loss = grad_and_value(loss_fn)(params, buffers, inputs, target)
-        if grad_clip is not None:  # clip_grad_norm_ per member: the norm of the per-tensor norms
-            norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads.values()]))
-            coef = torch.clamp(grad_clip / (norm + 1e-6), max=1.0)
-            grads = {k: g * coef for k, g in grads.items()}
-        return grads, loss
+    forward = vmap(loss_fn, randomness="different")
+    member_grads = vmap(grad_and_value(loss_fn), randomness="different")
 
-    return vmap(member_step, randomness="different")
+    def step(flat, shapes, buffers, inputs, target):
+        if kind == "functorch":
+            grads, losses = member_grads(list(_views(flat, names, shapes).values()), buffers, inputs, target)
+            grad = torch.cat([g.reshape(g.shape[0], -1) for g in grads], dim=1)
+        else:
+            leaf = flat.detach().requires_grad_()
+            with torch.enable_grad():
+                losses = forward(list(_views(leaf, names, shapes).values()), buffers, inputs, target)
+                (grad,) = torch.autograd.grad(losses.sum(), [leaf])
+        if grad_clip is not None:  # clip_grad_norm_ per member: the norm of the per-tensor norms
+            norms, off = [], 0
+            for shape in shapes:
+                n = math.prod(shape)
+                norms.append(torch.linalg.vector_norm(grad[:, off : off + n], dim=1))
+                off += n
+            coef = torch.clamp(grad_clip / (torch.linalg.vector_norm(torch.stack(norms, 1), dim=1) + 1e-6), max=1.0)
+            grad = grad * coef[:, None]
+        return grad, losses.detach()
+
+    return step
 
 
 # -- the stack's data ------------------------------------------------------------------------------
@@ -212,20 +300,26 @@ class _StackData:
 def _member_rows(m: _MemberRun, device: torch.device) -> torch.Tensor:
     """The rows of the member's next micro-batch; advances its state as
     :class:`archlab.train.batches.Batches` does for an in-memory split."""
-    st, cfg, n = m.state, m.cfg, m.n
-    lo = st.pos * cfg.batch_size
-    length = min(cfg.batch_size, n - lo)
-    if not cfg.shuffle:
-        rows = torch.arange(lo, lo + length, device=device)
-    else:
-        if st.perm is None:
-            st.perm = torch.randperm(n, generator=m.gen).to(device)
-        rows = st.perm[lo : lo + length]
+    lo = m.state.pos * m.cfg.batch_size
+    length = min(m.cfg.batch_size, m.n - lo)
+    rows = _epoch_perm(m, device)[lo : lo + length] if m.cfg.shuffle else torch.arange(lo, lo + length, device=device)
+    _count_batch(m)
+    return rows
+
+
+def _epoch_perm(m: _MemberRun, device: torch.device) -> torch.Tensor:
+    """The member's sample order of this epoch, drawn from its data generator at its first batch."""
+    if m.state.perm is None:
+        m.state.perm = torch.randperm(m.n, generator=m.gen).to(device)
+    return m.state.perm
+
+
+def _count_batch(m: _MemberRun) -> None:
+    st = m.state
     st.pos += 1
     if st.pos >= m.per_epoch:
         st.epoch, st.pos, st.perm = st.epoch + 1, 0, None
     st.micro += 1
-    return rows
 
 
 @dataclass
@@ -309,20 +403,30 @@ class _Stack:
                 )
             )
         params, self.buffers = stack_module_state([m.model for m in members])
-        self.params = {k: v.detach() for k, v in params.items()}
+        self.flat, self.shapes = _flatten(params)  # every member's parameters, one row each
+        self.params = _views(self.flat, list(params), self.shapes)
         for i, m in enumerate(self.members):
             _point_into(m.model, self.params, self.buffers, i)
         self.base = members[0].model  # functional_call swaps the stacked tensors in for each call
         self.data = _StackData([m.data.train for m in members], self.device)
-        self.optim = StackedAdam(self.params, [m.cfg for m in members])
+        decays = torch.cat([torch.full((math.prod(sh),), len(sh) >= 2) for sh in self.shapes]).to(self.device)
+        self.optim = StackedAdam(self.flat, decays, [m.cfg for m in members])
         self.lr = lr_table([m.cfg for m in members], [m.total for m in self.members]).to(self.device)
-        self.step_fn = _make_step(self.base, members[0].task, cfg0.grad_clip)
+        sample = members[0].data.train.take(torch.arange(min(cfg0.batch_size, self.members[0].n))).to(self.device)
+        kind, reason = step_kind(self.base, members[0].task, sample, cfg0.grad_clip)
+        if kind is None:
+            raise ConfigError(f"these {len(members)} runs cannot train as one stack: {reason}")
+        names = list(self.params)
+        self.step_fn = _make_step(self.base, members[0].task, cfg0.grad_clip, names, list(self.buffers), kind)
         self.step = 0  # steps of the stack (every running member has done this many)
         self.total = max(m.total for m in self.members)
         self.ckpt_every = cfg0.checkpoint_every or min(m.eval_every for m in self.members)
         self.loss_sums = torch.zeros(len(members), device=self.device)
-        self.loss_count = [0] * len(members)
+        self.loss_count = torch.zeros(len(members), dtype=torch.long, device=self.device)
         self.eval_bs = cfg0.eval_batch_size or max(cfg0.batch_size, 512)
+        self.all_active = torch.ones(len(members), dtype=torch.bool, device=self.device)
+        self.lockstep_data = cfg0.shuffle and len({m.n for m in self.members}) == 1
+        self.perm_stack, self.perm_epochs = None, None
 
     # -- checkpoints ----------------------------------------------------------------------------
     def save(self) -> None:
@@ -342,6 +446,32 @@ class _Stack:
     # -- one step of every running member -------------------------------------------------------
     def advance(self) -> None:
         running = [m for m in self.members if m.running]
+        if len(running) == len(self.members) and self._lockstep():
+            self._call(self._lockstep_rows(), self.all_active)
+        else:
+            self._advance_apart(running)
+        self.step += 1
+        for m in running:
+            m.state.step += 1
+
+    def _lockstep(self) -> bool:
+        """Every member shuffles the same number of samples and is at the same batch of an epoch
+        (seeds on one split): the batch rows are one slice of the members' stacked orders."""
+        first = self.members[0].state
+        return self.lockstep_data and all(m.state.pos == first.pos for m in self.members)
+
+    def _lockstep_rows(self) -> torch.Tensor:
+        perms = [_epoch_perm(m, self.device) for m in self.members]
+        epochs = [m.state.epoch for m in self.members]
+        if self.perm_epochs != epochs:  # a new epoch (or a resume): restack once
+            self.perm_stack, self.perm_epochs = torch.stack(perms), epochs
+        cfg, n = self.members[0].cfg, self.members[0].n
+        lo = self.members[0].state.pos * cfg.batch_size
+        for m in self.members:
+            _count_batch(m)
+        return self.perm_stack[:, lo : min(lo + cfg.batch_size, n)]
+
+    def _advance_apart(self, running: list[_MemberRun]) -> None:
         rows = {m.index: _member_rows(m, self.device) for m in running}
         for length in sorted({len(r) for r in rows.values()}, reverse=True):
             # members whose batch has another length this step (a fold's last batch) sit out this
@@ -351,23 +481,19 @@ class _Stack:
                 [rows[i] if active[i] else torch.arange(length, device=self.device) for i in range(len(active))]
             )
             self._call(all_rows, torch.tensor(active, device=self.device))
-        self.step += 1
-        for m in running:
-            m.state.step += 1
 
     def _call(self, rows: torch.Tensor, active: torch.Tensor) -> None:
         inputs, target = self.data.gather(rows)
         masked = not bool(active.all())
         before = {k: b.clone() for k, b in self.buffers.items()} if masked else None
-        grads, losses = self.step_fn(self.params, self.buffers, inputs, target)
-        self.optim.step(grads, self.lr[:, min(self.step, self.lr.shape[1] - 1)], active)
+        grad, losses = self.step_fn(self.flat, self.shapes, list(self.buffers.values()), inputs, target)
+        self.optim.step(grad, self.lr[:, min(self.step, self.lr.shape[1] - 1)], active)
         if before is not None:  # BatchNorm statistics of members sitting out stay as they were
             for k, b in self.buffers.items():
                 keep = active.reshape((-1,) + (1,) * (b.ndim - 1))
                 b.copy_(torch.where(keep, b, before[k]))
         self.loss_sums += torch.where(active, losses.detach().float(), 0.0)
-        for i, a in enumerate(active.tolist()):
-            self.loss_count[i] += int(a)
+        self.loss_count += active
 
 
 def fit_stack(
@@ -433,7 +559,7 @@ def _loop(s: _Stack) -> None:
 
 
 def _log_train(s: _Stack, m: _MemberRun, loss_sum: float, seconds: float) -> None:
-    count = max(1, s.loss_count[m.index])
+    count = max(1, int(s.loss_count[m.index]))
     loss = loss_sum / count
     if loss != loss or loss in (float("inf"), float("-inf")):
         raise NonFiniteLossError(

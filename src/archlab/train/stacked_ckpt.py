@@ -45,7 +45,7 @@ def write_stack_checkpoint(directory: Path, s: _Stack) -> Path:
         tensors[f"rng.data.{m.index}"] = m.gen.get_state()
         if m.state.perm is not None:
             tensors[f"perm.{m.index}"] = m.state.perm
-        members.append({**m.state.scalars(), "loss_count": s.loss_count[m.index]})
+        members.append({**m.state.scalars(), "loss_count": int(s.loss_count[m.index])})
     meta = {"step": s.step, "members": members, "rng": rng_meta}
     tmp = directory.with_name(f".{directory.name}.tmp")
     if tmp.exists():

@@ -1,7 +1,8 @@
 """A vectorised Adam/AdamW over stacked parameters, each member with its own hyper-parameters.
 
-Every tensor here has the member dimension first: a parameter of shape ``S`` is stacked as
-``(N, *S)``. The update is torch's single-tensor Adam/AdamW (the CPU default of
+Every member's parameters are one row of an ``(N, P)`` tensor (the stack's parameters are views
+of its columns), so a step is a dozen tensor ops whatever the number of members or parameters.
+The update is torch's single-tensor Adam/AdamW (the CPU default of
 :func:`archlab.train.optim.build_optimizer`) written with per-member learning rate, weight decay
 and betas as ``(N,)`` tensors broadcast over each parameter, so one call updates every member.
 The decay rule is :func:`archlab.train.optim.param_groups`'s: a member parameter with ``ndim >= 2``
@@ -36,78 +37,63 @@ def lr_table(cfgs: list[TrainConfig], totals: list[int]) -> torch.Tensor:
 
 
 class StackedAdam:
-    """Adam or AdamW (``cfg.optimizer``) over stacked parameters.
+    """Adam or AdamW (``cfg.optimizer``) over every member's parameters held as one ``(N, P)`` tensor.
 
     Args:
-        params: stacked parameters by name, each ``(N, *S)``; updated in place.
+        flat: row ``i`` holds member ``i``'s parameters, flattened; updated in place.
+        decays: ``(P,)`` bool, True for the entries of parameters that decay (``ndim >= 2``).
         cfgs: one training config per member (lr, weight_decay, betas are read per member).
     """
 
-    def __init__(self, params: dict[str, torch.Tensor], cfgs: list[TrainConfig]):
+    def __init__(self, flat: torch.Tensor, decays: torch.Tensor, cfgs: list[TrainConfig]):
         kinds = {c.optimizer for c in cfgs}
         if len(kinds) != 1 or not kinds <= {"adam", "adamw"}:
             raise ConfigError(f"a stack trains with one of adam / adamw for every member; got {sorted(kinds)}")
         self.decoupled = kinds == {"adamw"}
-        self.params = params
-        device = next(iter(params.values())).device
-        n = len(cfgs)
-        per = lambda values: torch.tensor(values, dtype=torch.float32, device=device)  # noqa: E731
-        self.weight_decay = per([c.weight_decay for c in cfgs])
-        self.beta1, self.beta2 = per([c.betas[0] for c in cfgs]), per([c.betas[1] for c in cfgs])
-        self.step_count = torch.zeros(n, dtype=torch.float32, device=device)
-        self.exp_avg = {k: torch.zeros_like(p) for k, p in params.items()}
-        self.exp_avg_sq = {k: torch.zeros_like(p) for k, p in params.items()}
+        self.flat = flat
 
-    @staticmethod
-    def _bcast(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-        """``(N,)`` -> ``(N, 1, ..., 1)`` to broadcast over a stacked tensor."""
-        return v.reshape((-1,) + (1,) * (like.ndim - 1))
+        def per(values):  # (N, 1): one value per member, broadcast over its parameters
+            return torch.tensor(values, dtype=flat.dtype, device=flat.device)[:, None]
+
+        self.weight_decay = per([c.weight_decay for c in cfgs]) * decays[None, :].to(flat.dtype)  # (N, P)
+        self.beta1, self.beta2 = per([c.betas[0] for c in cfgs]), per([c.betas[1] for c in cfgs])
+        self.step_count = torch.zeros(len(cfgs), 1, dtype=flat.dtype, device=flat.device)
+        self.exp_avg = torch.zeros_like(flat)
+        self.exp_avg_sq = torch.zeros_like(flat)
 
     @torch.no_grad()
-    def step(self, grads: dict[str, torch.Tensor], lr: torch.Tensor, active: torch.Tensor) -> None:
-        """One update of every active member.
+    def step(self, grad: torch.Tensor, lr: torch.Tensor, active: torch.Tensor) -> None:
+        """One update of every active member (torch's single-tensor Adam/AdamW, per-member values).
 
         Args:
-            grads: stacked gradients by parameter name.
+            grad: ``(N, P)`` gradients.
             lr: ``(N,)`` this step's learning rate per member.
             active: ``(N,)`` bool; inactive members are left exactly as they are.
         """
-        act = active.to(self.step_count.dtype)
+        p, m, v = self.flat, self.exp_avg, self.exp_avg_sq
+        act = active.to(p.dtype)[:, None]
+        keep = None if bool(active.all()) else ~active[:, None]
+        old = (p.clone(), m.clone(), v.clone()) if keep is not None else None
         self.step_count += act
         step = self.step_count.clamp(min=1)
-        bc1 = 1 - self.beta1**step
-        bc2_sqrt = (1 - self.beta2**step).sqrt()
-        lr = lr.to(self.step_count.dtype) * act  # an inactive member moves by zero ...
-        for name, p in self.params.items():
-            g = grads[name]
-            keep = self._bcast(~active, p)  # ... and its moments and decay are put back below
-            m, v = self.exp_avg[name], self.exp_avg_sq[name]
-            decays = p.ndim >= 3  # a member parameter with ndim >= 2 (param_groups' rule)
-            wd = self._bcast(self.weight_decay, p) if decays else None
-            old = (p.clone(), m.clone(), v.clone()) if bool(keep.any()) else None
-            if wd is not None and self.decoupled:
-                p.mul_(1 - self._bcast(lr, p) * wd)
-            elif wd is not None:
-                g = g + wd * p  # Adam: L2 added to the gradient
-            m.lerp_(g, 1 - self._bcast(self.beta1, p))
-            b2 = self._bcast(self.beta2, p)
-            v.mul_(b2).addcmul_(g, g * (1 - b2))
-            denom = (v.sqrt() / self._bcast(bc2_sqrt, p)).add_(EPS)
-            p.sub_(m.div(denom).mul_(self._bcast(lr / bc1, p)))  # addcdiv_(m, denom, value=-step_size)
-            if old is not None:
-                for t, o in zip((p, m, v), old):
-                    t.copy_(torch.where(keep, o, t))
+        lr = lr.to(p.dtype)[:, None] * act  # an inactive member moves by zero (and is put back below)
+        if self.decoupled:
+            p.mul_(1 - lr * self.weight_decay)
+        else:
+            grad = grad + self.weight_decay * p  # Adam: L2 added to the gradient
+        m.lerp_(grad, 1 - self.beta1)
+        v.mul_(self.beta2).add_(grad * grad * (1 - self.beta2))
+        denom = (v.sqrt() / (1 - self.beta2**step).sqrt()).add_(EPS)
+        p.sub_(m.div(denom).mul_(lr / (1 - self.beta1**step)))  # addcdiv_(m, denom, value=-step_size)
+        if old is not None:
+            for t, o in zip((p, m, v), old):
+                t.copy_(torch.where(keep, o, t))
 
     def state_tensors(self) -> dict[str, torch.Tensor]:
         """Everything a resume needs, by name (moments, step counts)."""
-        out = {"opt.step": self.step_count}
-        out.update({f"opt.exp_avg.{k}": v for k, v in self.exp_avg.items()})
-        out.update({f"opt.exp_avg_sq.{k}": v for k, v in self.exp_avg_sq.items()})
-        return out
+        return {"opt.step": self.step_count, "opt.exp_avg": self.exp_avg, "opt.exp_avg_sq": self.exp_avg_sq}
 
     def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
         """Put back what :meth:`state_tensors` returned (from a checkpoint)."""
-        self.step_count.copy_(tensors["opt.step"])
-        for k in self.params:
-            self.exp_avg[k].copy_(tensors[f"opt.exp_avg.{k}"])
-            self.exp_avg_sq[k].copy_(tensors[f"opt.exp_avg_sq.{k}"])
+        for k, t in self.state_tensors().items():
+            t.copy_(tensors[k])
