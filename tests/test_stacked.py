@@ -211,3 +211,24 @@ def test_members_that_cannot_stack_are_named(tmp_path):
     assert "different parameters" in why_not_stack([mixed[1], other])
     with pytest.raises(ConfigError, match="cannot train as one stack"):
         fit_stack(sgd, stack_dir=tmp_path / "s")
+
+
+def test_pruned_member_stops_and_the_others_train_on(tmp_path):
+    """A search's pruner stops member 1 at its first evaluation: its weights stay those of that
+    step (equal to a single run of that length), member 0 trains to the end."""
+    shape = MODELS["mlp"][2]
+    const = {**BASE, "max_steps": 12, "schedule": "constant"}  # the lr does not depend on the length
+    cfgs = [{**const, "seed": 0}, {**const, "seed": 1}]
+    data = [_bundle(shape, seed=0)] * 2
+    seen = []
+
+    def prune(index, rec):
+        seen.append((index, rec["step"]))
+        return index == 1
+
+    res = fit_stack(_members("mlp", tmp_path, cfgs, data), stack_dir=tmp_path / "s", prune=prune)
+    assert (1, 4) in seen and not any(i == 1 and step > 4 for i, step in seen)
+    assert res[0].steps == 12 and res[1].steps == 4 and res[1].stopped_early
+    single = _single("mlp", tmp_path, {**cfgs[1], "max_steps": 4}, data[1], 1)
+    for k, v in single.model.state_dict().items():
+        torch.testing.assert_close(res[1].model.state_dict()[k], v, atol=ATOL, rtol=1e-3)

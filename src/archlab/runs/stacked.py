@@ -24,6 +24,7 @@ from __future__ import annotations
 import copy
 import functools
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -94,6 +95,7 @@ def fit_members(
     task_options: dict[str, Any] | None = None,
     model_overrides: dict[str, Any] | None = None,
     reporter: Reporter | None = None,
+    prune: Callable[[int, dict[str, Any]], bool] | None = None,
     **train_config: Any,
 ) -> StackOutcome:
     """Train ``members`` as one stack when ``train.stack`` and the model allow it and it pays.
@@ -108,6 +110,8 @@ def fit_members(
         group_dir: the group's directory (``stack.json`` and ``stack/`` go there).
         task_options, model_overrides: as :func:`archlab.runs.fit`.
         reporter: receives every member's records (each carries ``member``).
+        prune: called after each evaluation of a member with (member index, its eval record);
+            True stops that member (an Optuna pruner's verdict on a trial).
         **train_config: fields of :class:`archlab.TrainConfig` shared by the members.
 
     Returns:
@@ -119,7 +123,7 @@ def fit_members(
         return _record(group_dir, outcome)
     prepared, resuming = outcome
     _record(group_dir, StackOutcome(True, f"{len(members)} members trained as one vmapped stack"))
-    results = fit_stack(prepared, stack_dir=group_dir / "stack", reporter=reporter, resume=resuming)
+    results = fit_stack(prepared, stack_dir=group_dir / "stack", reporter=reporter, resume=resuming, prune=prune)
     for r in results:
         _draw_curves(r.run_dir, r.history)
     what = "resumed" if resuming else "started"

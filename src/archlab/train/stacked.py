@@ -35,6 +35,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -49,7 +50,7 @@ from archlab.train.batches import eval_subset
 from archlab.train.config import TrainConfig
 from archlab.train.evaluate import evaluate_split, metric_mode
 from archlab.train.loop import NonFiniteLossError, RunResult
-from archlab.train.precision import resolve_device
+from archlab.train.precision import resolve_device, resolve_precision
 from archlab.train.progress import Reporter
 from archlab.train.stacked_ckpt import read_stack_checkpoint, write_stack_checkpoint
 from archlab.train.stacked_optim import StackedAdam, lr_table
@@ -106,7 +107,10 @@ def why_not_stack(members: list[StackMember]) -> str | None:
         (cfg.augment is not None, "batch augmentation"),
         (cfg.class_weights == "balanced", "class_weights='balanced' (each member's own weights)"),
         (cfg.transfer != type(cfg.transfer)(), "transfer settings (frozen layers, head lr, LoRA)"),
-        (cfg.precision not in ("auto", "fp32"), f"precision={cfg.precision!r}"),
+        (
+            resolve_precision(cfg.precision, resolve_device(cfg.device)) != "fp32",
+            f"precision={cfg.precision!r} (mixed precision on this device; the stack trains in fp32)",
+        ),
         (cfg.eval_samples is not None, "eval_samples"),
     ]
     for bad, what in checks:
@@ -427,6 +431,7 @@ class _Stack:
         self.all_active = torch.ones(len(members), dtype=torch.bool, device=self.device)
         self.lockstep_data = cfg0.shuffle and len({m.n for m in self.members}) == 1
         self.perm_stack, self.perm_epochs = None, None
+        self.prune: Callable[[int, dict[str, Any]], bool] | None = None
 
     # -- checkpoints ----------------------------------------------------------------------------
     def save(self) -> None:
@@ -502,6 +507,7 @@ def fit_stack(
     stack_dir: str | Path,
     reporter: Reporter | None = None,
     resume: bool = False,
+    prune: Callable[[int, dict[str, Any]], bool] | None = None,
 ) -> list[RunResult]:
     """Train ``members`` as one stack; write each member's run directory as a single run would.
 
@@ -509,6 +515,8 @@ def fit_stack(
         members: prepared members (same architecture; see :func:`why_not_stack`).
         stack_dir: where the stack's own checkpoint goes (``stack_dir/last``).
         reporter: receives every member's records (each carries ``member``).
+        prune: called after each evaluation of a member with (member index, its eval record);
+            True stops that member there (a pruned search trial), as early stopping does.
         resume: continue from the stack's last complete checkpoint when there is one.
 
     Returns:
@@ -522,6 +530,7 @@ def fit_stack(
         raise ConfigError(f"these {len(members)} runs cannot train as one stack: {reason}")
     torch.manual_seed(_stack_seed([m.cfg for m in members]))
     s = _Stack(members, Path(stack_dir), reporter or Reporter())
+    s.prune = prune
     for m in s.members:
         m.run.path.mkdir(parents=True, exist_ok=True)
     if not (resume and s.restore()):
@@ -604,6 +613,8 @@ def _evaluate(s: _Stack, m: _MemberRun) -> None:
     else:
         st.bad_evals += 1
         st.stopped_early = cfg.patience is not None and st.bad_evals >= cfg.patience
+    if s.prune is not None and s.prune(m.index, rec):
+        st.stopped_early = True  # its parameters, moments and buffers are frozen from here
 
 
 def _finish(s: _Stack, m: _MemberRun, train_time: float, train_cpu: float) -> RunResult:
