@@ -17,8 +17,8 @@ Three tables, one run (``benchmarks/results/stack.md``):
    (``--digits-epochs``, 40 in the example) and ``cross_validate`` with 5 folds on iris, with
    ``train.stack`` auto vs off.
 
-    python benchmarks/bench_stack.py                  # about 10 minutes on 2 unloaded cores
-    python benchmarks/bench_stack.py --steps 300      # shorter; the table says which was used
+    python benchmarks/bench_stack.py                  # the full sizes (long on a loaded 2-core machine)
+    python benchmarks/bench_stack.py --steps 200 --cross-steps 5 --large-max 8 --digits-epochs 5   # the recorded run
 """
 
 from __future__ import annotations
