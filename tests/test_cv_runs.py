@@ -21,6 +21,7 @@ TINY = dict(
     precision="fp32",
     device="cpu",
     model_overrides={"hidden_sizes": [16]},
+    stack="off",  # the one-at-a-time group mechanics (a stacked group: tests/test_stacked_runs.py)
 )
 
 

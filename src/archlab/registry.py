@@ -261,6 +261,69 @@ def model_info(name: str) -> ModelEntry:
     return get_entry(name)
 
 
+#: Presets whose training step ``torch.func.vmap`` runs, so a group of their runs (``--seeds``,
+#: ``--cv``) can train as one stack (:mod:`archlab.train.stacked`). Found by
+#: :func:`archlab.runs.stacked.preset_stacks` (one vmapped step of two copies on the preset's
+#: example input); tests/test_stacked_registry.py checks the set against that probe. The others
+#: stop vmap with data-dependent checks of integer inputs (token and graph models) or an op
+#: without a batching rule; their groups train one at a time. A run still probes its own model.
+STACKABLE_PRESETS = frozenset(
+    {
+        "autoencoder_784_128",
+        "autoencoder_784_128_64",
+        "autoencoder_digits",
+        "cnn1d_mnist1d",
+        "cnn_bn_cifar",
+        "cnn_digits",
+        "cnn_lenet_cifar",
+        "cnn_simple_mnist",
+        "conv_autoencoder",
+        "dcgan",
+        "gan_linear",
+        "gan_mlp",
+        "gan_mlp_mnist",
+        "gru_mnist1d",
+        "longconv_classifier",
+        "lstm_classifier",
+        "lstm_net",
+        "lstm_sine_forecaster",
+        "mamba_classifier",
+        "mlp_784_128_10",
+        "mlp_bn_dropout",
+        "mlp_regressor",
+        "mlp_tabular",
+        "resnet18",
+        "resnet18_cifar",
+        "resnet1d",
+        "resnet1d_mnist1d",
+        "resnet20_cifar",
+        "resnet34",
+        "resnet34_seed004",
+        "resnet50",
+        "siamese_cnn_digits",
+        "siamese_mlp_digits",
+        "ssm_forecaster",
+        "ssm_s4d_classifier",
+        "tcn_classifier",
+        "tcn_forecaster",
+        "tcn_tiny",
+        "tiny_resnet",
+        "unet",
+        "unet_small",
+        "vae_conv",
+        "vae_digits",
+        "vae_mlp",
+        "vit_b16",
+        "vit_tiny",
+    }
+)
+
+
+def stackable(name: str) -> bool:
+    """Whether registered preset ``name`` trains in a stack (see :data:`STACKABLE_PRESETS`)."""
+    return get_entry(name).name in STACKABLE_PRESETS
+
+
 def list_models(
     pattern: str | None = None,
     family: str | None = None,

@@ -19,6 +19,8 @@ forward-chaining for time-ordered data (forecasting, language modelling), where 
 (the default, and what ``--cv K`` uses) switches to them and logs it; see :mod:`archlab.data.folds`.
 ``cv_summary.json`` records each fold's train / val / test sizes, and each metric's interval is
 the Nadeau-Bengio corrected t (:func:`archlab.runs.stats.summarize`), which needs their ratio.
+The folds train as one vmapped stack when ``train.stack`` is auto and the model allows it
+(:mod:`archlab.runs.stacked`), else one at a time; the layout is the same either way.
 
 Each fold's validation part is what the fold run evaluates on; its test split is the bundle's,
 the same in every fold. Model selection inside a fold follows the engine's small-validation rule
@@ -42,6 +44,7 @@ from archlab.data.base import DataBundle
 from archlab.data.folds import kfold
 from archlab.errors import ConfigError
 from archlab.io import atomic_write_json
+from archlab.runs import stacked
 from archlab.runs.stats import summarize_metrics
 from archlab.runs.training import as_bundle, fit, resume
 from archlab.train import RunResult
@@ -249,23 +252,32 @@ def cross_validate(
     split = folds[0].info["fold"]["split"]
     path = group_dir("cv", model, bundle, arguments, out_dir, run_name)
     log.info("cross-validation: %d %s folds of %d training samples in %s", k, split, len(bundle.train), path)
-    dirs, metrics, done, results = [], [], [], {}
-    for i, fold in enumerate(folds):
-        member = path / f"fold-{i}"
-        spec = {
-            "name": bundle.name,
-            "options": data_options or {},
-            "fold": {
-                "index": i,
-                "k": k,
-                "seed": seed,
-                "stratify": stratify,
-                "normalize": normalize,
-                "split": split,
-                "splitter": "sklearn",
-                "grouped": groups is not None,  # groups are not saved: such a fold cannot be rebuilt
-            },
-        }
+    # "grouped": groups are not saved, such a fold cannot be rebuilt
+    fold_of = {
+        "k": k,
+        "seed": seed,
+        "stratify": stratify,
+        "normalize": normalize,
+        "split": split,
+        "splitter": "sklearn",
+        "grouped": groups is not None,
+    }
+    specs = [{"name": bundle.name, "options": data_options or {}, "fold": {"index": i, **fold_of}} for i in range(k)]
+    dirs, metrics, done, results = [path / f"fold-{i}" for i in range(k)], [], [], {}
+    outcome = stacked.fit_members(
+        model,
+        task,
+        [stacked.GroupMember(d, fold, spec) for d, fold, spec in zip(dirs, folds, specs)],
+        group_dir=path,
+        task_options=task_options,
+        model_overrides=model_overrides,
+        reporter=reporter,
+        **train_config,
+    )
+    if outcome.stacked:
+        metrics, done, results = stacked.unpack(outcome)
+    for i, fold in enumerate(folds if not outcome.stacked else []):
+        member, spec = dirs[i], specs[i]
         m, what, result = run_member(
             member,
             model,
@@ -284,7 +296,6 @@ def cross_validate(
             what,
             ", ".join(f"{key}={m[key]:.4g}" for key in ("val_accuracy", "test_accuracy") if key in m),
         )
-        dirs.append(member)
         metrics.append(m)
         done.append(what)
         if result is not None:

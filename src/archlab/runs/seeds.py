@@ -4,7 +4,9 @@ Layout: ``RUN/group.json``, ``RUN/seed-<s>/`` (one ordinary run per seed) and
 ``RUN/seeds_summary.json`` (per metric mean / std / 95% t-interval over the seeds). The data is
 loaded once, so every seed sees the same train / val / test split and only the training seed
 (initial weights, batch order, dropout) varies: the spread measured is the training's, not the
-split's (use :func:`archlab.runs.cv.cross_validate` for the latter). Resume follows
+split's (use :func:`archlab.runs.cv.cross_validate` for the latter). The seeds train as one vmapped
+stack when ``train.stack`` is auto and the model allows it (:mod:`archlab.runs.stacked`), else one
+at a time; the directories are the same either way. Resume follows
 :mod:`archlab.runs.cv`: finished seeds are skipped, an unfinished one continues from its checkpoint.
 """
 
@@ -21,6 +23,7 @@ from torch import nn
 from archlab.data.base import DataBundle
 from archlab.errors import ConfigError
 from archlab.runs.cv import GroupResult, finish_group, group_dir, run_member
+from archlab.runs.stacked import GroupMember, fit_members, unpack
 from archlab.runs.training import as_bundle
 from archlab.train.progress import Reporter
 
@@ -78,8 +81,13 @@ def repeat_seeds(
     }
     path = group_dir("seeds", model, bundle, arguments, out_dir, run_name)
     spec = {"name": bundle.name, "options": data_options or {}}
-    dirs, metrics, done, results = [], [], [], {}
-    for i, s in enumerate(seeds):
+    dirs, metrics, done, results = [path / f"seed-{s}" for s in seeds], [], [], {}
+    members = [GroupMember(d, bundle, spec, {"seed": s}) for d, s in zip(dirs, seeds)]
+    common = {"task_options": task_options, "model_overrides": model_overrides, "reporter": reporter}
+    outcome = fit_members(model, task, members, group_dir=path, **common, **train_config)
+    if outcome.stacked:
+        metrics, done, results = unpack(outcome)
+    for i, s in enumerate(seeds if not outcome.stacked else []):
         member = path / f"seed-{s}"
         m, what, result = run_member(
             member,
@@ -94,7 +102,6 @@ def repeat_seeds(
             **train_config,
         )
         log.info("seed %d (%d/%d) %s", s, i + 1, len(seeds), what)
-        dirs.append(member)
         metrics.append(m)
         done.append(what)
         if result is not None:

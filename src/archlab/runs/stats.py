@@ -137,7 +137,7 @@ def summarize(values: Sequence[float], *, test_train_ratio: float | None = None)
     std = float(arr.std(ddof=1))
     factor = 1 / n + (test_train_ratio or 0.0)
     half = t_quantile_975(n - 1) * std * math.sqrt(factor)
-    out = {"mean": mean, "std": std, "ci95_low": mean - half, "ci95_high": mean + half, "n": n}
+    out: dict[str, Any] = {"mean": mean, "std": std, "ci95_low": mean - half, "ci95_high": mean + half, "n": n}
     if test_train_ratio:
         out["interval"] = f"Nadeau-Bengio corrected t (n_test/n_train = {test_train_ratio:.3g})"
     return out
@@ -244,8 +244,8 @@ def _constant_difference(test: str, diff: float, n: int, details: dict[str, Any]
 
 # ------------------------------------------------------------------------ same test samples
 def paired_bootstrap(
-    scores_a: Sequence[float],
-    scores_b: Sequence[float],
+    scores_a: Sequence[float] | np.ndarray,
+    scores_b: Sequence[float] | np.ndarray,
     *,
     n_boot: int = 10_000,
     seed: int = 0,

@@ -129,6 +129,12 @@ class TrainConfig(ArchConfig):
         "are batched by indexing and need none.",
     )
 
+    stack: Literal["auto", "off"] = Field(
+        "auto",
+        description="Groups of runs (--seeds, --cv): train the members as one vmapped stack when the model and "
+        "settings allow it and it pays (auto), or one at a time (off). See train/stacked.",
+    )
+
     # -- logging and checkpoints ----------------------------------------------------------------
     eval_every: int | None = Field(
         None, ge=1, description="Evaluate every this many optimizer steps (default once per epoch)."
