@@ -172,7 +172,7 @@ def step_kind(model: nn.Module, task: Any, batch: Split, grad_clip: float | None
             try:
                 step(flat, shapes, list(buffers.values()), inputs, target)
                 return kind, ""
-            except Exception as exc:  # noqa: BLE001 - any failure means: the next kind, or one at a time
+            except Exception as exc:  # any failure means: the next kind, or one at a time
                 first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
                 errors.append(f"{type(exc).__name__}: {first[:160]}")
     return None, f"vmap cannot run this model ({errors[-1]})"
