@@ -47,21 +47,22 @@ class FTTransformerConfig(ArchConfig):
         default_factory=list, description="Categories of each categorical column (empty: none)."
     )
     out_features: Size = Field(2, ge=1, description="Classes, or regression outputs.")
-    d_token: Width = Field(192, ge=1, description="Width of each feature token.")
+    n_heads: Width = Field(8, ge=1, description="Attention heads.")
+    d_head: Width = Field(24, ge=1, description="Width per head; a token has d_token = n_heads * d_head values.")
     n_blocks: Depth = Field(3, ge=1, description="Transformer blocks.")
-    n_heads: Width = Field(8, ge=1, description="Attention heads (must divide d_token).")
     ffn_factor: float = Field(4 / 3, gt=0, le=16, description="Feed-forward width as a multiple of d_token.")
     dropout: float = Field(0.1, ge=0.0, lt=1.0, description="Dropout in attention and feed-forward.")
 
     @model_validator(mode="after")
     def _check(self) -> FTTransformerConfig:
-        if self.d_token % self.n_heads:
-            raise ConfigError(
-                f"ft_transformer: n_heads must divide d_token; got d_token={self.d_token}, n_heads={self.n_heads}"
-            )
         if self.in_features == 0 and not self.cat_cardinalities:
             raise ConfigError("ft_transformer: needs numerical features (in_features >= 1) or cat_cardinalities")
         return self
+
+    @property
+    def d_token(self) -> int:
+        """Width of each token: ``n_heads * d_head`` (heads always divide it)."""
+        return self.n_heads * self.d_head
 
 
 class CategoricalEmbeddings(nn.Module):
@@ -161,22 +162,22 @@ register(
     family="ft_transformer",
     model=FTTransformer,
     config=FTTransformerConfig,
-    defaults=dict(in_features=30, out_features=2, d_token=192, n_blocks=3, n_heads=8),
+    defaults=dict(in_features=30, out_features=2, n_heads=8, d_head=24, n_blocks=3),
     modalities=("tabular",),
     tasks=("classification", "regression"),
     description="FT-Transformer (Gorishniy et al. 2021): feature tokens + [CLS], 3 pre-norm blocks of width 192",
     when_to_use=_WHEN,
-    knobs={"n_blocks": "depth"},  # d_token must stay a multiple of n_heads,
+    knobs={"d_head": "width", "n_blocks": "depth"},
 )
 register(
     "ft_transformer_small",
     family="ft_transformer",
     model=FTTransformer,
     config=FTTransformerConfig,
-    defaults=dict(in_features=30, out_features=2, d_token=64, n_blocks=2, n_heads=4),
+    defaults=dict(in_features=30, out_features=2, n_heads=4, d_head=16, n_blocks=2),
     modalities=("tabular",),
     tasks=("classification", "regression"),
     description="FT-Transformer (Gorishniy et al. 2021), small: d_token 64, 2 blocks, 4 heads (tables of hundreds of rows)",
     when_to_use=_WHEN,
-    knobs={"n_blocks": "depth"},  # d_token must stay a multiple of n_heads,
+    knobs={"d_head": "width", "n_blocks": "depth"},
 )

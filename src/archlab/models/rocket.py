@@ -290,4 +290,5 @@ register(
     description="MiniRocket (Dempster et al. 2021): 84 fixed kernels x dilations, ~10k PPV features, "
     "ridge head fitted in closed form",
     when_to_use="Series classification with few labelled series or little compute: fast, strong on UCR",
+    knobs={"num_features": "width"},
 )
