@@ -126,8 +126,8 @@ def ets_mae(bundle) -> float:
     return float(np.abs(pred - z[val_end:]).mean())
 
 
-def forecasting_rows(out: Path) -> list[dict[str, Any]]:
-    rows = []
+def forecasting_rows(out: Path, save) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
     for entry in [d for d in list_datasets() if "forecasting" in d["tasks"]]:
         name = entry["name"]
         bundle = load(name, **SERIES_OPTIONS.get(name, {}))
@@ -141,6 +141,7 @@ def forecasting_rows(out: Path) -> list[dict[str, Any]]:
         row["best"], row["best_mae"] = best, row[best]["test_mae"]
         logging.getLogger("bench").warning("forecasting %s: %s", name, row)
         rows.append(row)
+        save(rows)
     return rows
 
 
@@ -169,8 +170,8 @@ def sktime_minirocket(bundle) -> float | str:
     return float((clf.predict(rocket.transform(xt)) == yt).mean())
 
 
-def classification_rows(out: Path) -> list[dict[str, Any]]:
-    rows = []
+def classification_rows(out: Path, save) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
     for problem in ucr_names():
         row: dict[str, Any] = {"problem": problem}
         try:
@@ -192,14 +193,15 @@ def classification_rows(out: Path) -> list[dict[str, Any]]:
         row["sktime_wall_s"] = time.perf_counter() - t0
         logging.getLogger("bench").warning("classification %s: %s", problem, row)
         rows.append(row)
+        save(rows)
     return rows
 
 
 # -- tables -------------------------------------------------------------------------------------
 
 
-def table_rows(out: Path) -> list[dict[str, Any]]:
-    rows = []
+def table_rows(out: Path, save) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
     for entry in [d for d in list_datasets() if d["modality"] == "tabular"]:
         name, task = entry["name"], entry["tasks"][0]
         if task not in ("classification", "regression"):
@@ -215,6 +217,7 @@ def table_rows(out: Path) -> list[dict[str, Any]]:
             row[model] = {"value": m[metric], "wall_s": m["wall_s"]}
         logging.getLogger("bench").warning("tables %s: %s", name, row)
         rows.append(row)
+        save(rows)
     return rows
 
 
@@ -335,7 +338,9 @@ def render(doc: dict[str, Any]) -> str:
         "",
         f"Machine: {m['cpu']}, {m['cpus']} CPUs, flags {m['cpu_flags'] or 'n/a'}, torch {m['torch']}; load average "
         f"{m['load_before']} before, {m.get('load_after')} after. Measured {doc['measured']}; total wall "
-        f"{doc['wall_s']:.0f} s.",
+        f"{doc['wall_s']:.0f} s"
+        + "".join(f"; {k} {v:.0f} s" for k, v in (doc.get("section_wall_s") or {}).items())
+        + ".",
         "",
     ]
     body: list[str] = []
@@ -351,7 +356,11 @@ def render(doc: dict[str, Any]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--section", choices=("forecasting", "classification", "tables"), action="append")
+    parser.add_argument("--render", action="store_true", help="only rewrite contenders.md from contenders.json")
     args = parser.parse_args()
+    if args.render:
+        (RESULTS / "contenders.md").write_text(render(json.loads((RESULTS / "contenders.json").read_text())))
+        return
     sections = args.section or ["forecasting", "classification", "tables"]
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(1)
@@ -359,17 +368,26 @@ def main() -> None:
     doc = json.loads(path.read_text()) if path.exists() and args.section else {}
     doc["machine"] = machine()
     t0 = time.perf_counter()
+    prior = sum(v for k, v in doc.get("section_wall_s", {}).items() if k not in sections)  # kept sections
+
+    def write(section: str, rows: list[dict[str, Any]]) -> None:
+        """After every row, so an interrupted run keeps what it measured."""
+        doc[section] = rows
+        doc["wall_s"] = prior + time.perf_counter() - t0
+        doc["machine"]["load_after"] = [round(x, 2) for x in os.getloadavg()]
+        doc["measured"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(doc, indent=1, default=float))
+        (RESULTS / "contenders.md").write_text(render(doc))
+
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
         builders = {"forecasting": forecasting_rows, "classification": classification_rows, "tables": table_rows}
         for section in sections:
-            doc[section] = builders[section](out)
-    doc["wall_s"] = time.perf_counter() - t0
-    doc["machine"]["load_after"] = [round(x, 2) for x in os.getloadavg()]
-    doc["measured"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(doc, indent=1, default=float))
-    (RESULTS / "contenders.md").write_text(render(doc))
+            start = time.perf_counter()
+            builders[section](out, lambda rows, section=section: write(section, rows))
+            doc.setdefault("section_wall_s", {})[section] = time.perf_counter() - start
+    write(sections[-1], doc[sections[-1]])
 
 
 if __name__ == "__main__":

@@ -191,7 +191,7 @@ class MiniRocket(ParamCount, nn.Module):
         x = check_tensor(
             self, inputs[0], "N C L", name="train inputs", C=self.config.in_channels, L=self.config.seq_len
         )
-        x = x.float().cpu()
+        x = x.float().to(self.head.weight.device)  # fitted where the model lives
         self._fit_biases(x)
         self.fitted.fill_(True)
         record: dict[str, Any] = {"series": int(x.shape[0]), "features": self.num_features, "head": "trained"}
@@ -201,7 +201,7 @@ class MiniRocket(ParamCount, nn.Module):
             record["head_note"] = f"{x.shape[0]} series > ridge_max_samples={self.config.ridge_max_samples}"
             return record
         feats = torch.cat([self.transform(chunk) for chunk in x.split(64)])  # (N, F)
-        y = _ridge_targets(target.cpu(), self.config.num_classes)
+        y = _ridge_targets(target.to(x.device), self.config.num_classes)
         weight, bias, alpha = ridge_cv(feats.double(), y.double(), self.config.alphas)
         self.head.weight.copy_(weight.T.float())
         self.head.bias.copy_(bias.float())
@@ -214,10 +214,11 @@ class MiniRocket(ParamCount, nn.Module):
         gen = torch.Generator().manual_seed(self.config.seed + 1)
         for i, n in enumerate(self.counts):
             start = sum(self.counts[:i])
-            q = quantiles(sum(self.counts))[start : start + n]  # (n,)
-            pick = torch.randint(0, x.shape[0], (NUM_KERNELS,), generator=gen)
+            q = quantiles(sum(self.counts))[start : start + n].to(x.device)  # (n,)
+            pick = torch.randint(0, x.shape[0], (NUM_KERNELS,), generator=gen).to(x.device)
             conv = self._conv(x[pick], i)  # (84, 84, L): series k through all kernels
-            own = conv[torch.arange(NUM_KERNELS), torch.arange(NUM_KERNELS)]  # (84, L): kernel k on series k
+            k = torch.arange(NUM_KERNELS, device=x.device)
+            own = conv[k, k]  # (84, L): kernel k on series k
             getattr(self, f"bias{i}").copy_(torch.quantile(own, q, dim=1).T)  # (n, 84) -> (84, n)
 
 
