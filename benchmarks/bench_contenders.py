@@ -54,6 +54,8 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 
 SERIES_OPTIONS = {"co2": {"fill": "interpolate"}}
+TABLE_OPTIONS = {"diabetes": {"normalize_target": True}}  # MAE in standardised units, like the series
+ONLY: set[str] = set()  # --only NAME ...: re-measure these rows, keep the others
 FORECASTERS = {  # name -> (model overrides, train config)
     "dlinear": ({}, {"max_steps": 200, "batch_size": 32, "lr": 1e-2}),
     "nlinear": ({}, {"max_steps": 200, "batch_size": 32, "lr": 1e-2}),
@@ -130,6 +132,8 @@ def forecasting_rows(out: Path, save) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for entry in [d for d in list_datasets() if "forecasting" in d["tasks"]]:
         name = entry["name"]
+        if ONLY and name not in ONLY:
+            continue
         bundle = load(name, **SERIES_OPTIONS.get(name, {}))
         row: dict[str, Any] = {"series": name, "points": len(bundle.info["series"]), "season": bundle.info["season"]}
         for model, (over, cfg) in FORECASTERS.items():
@@ -172,13 +176,18 @@ def sktime_minirocket(bundle) -> float | str:
 
 def classification_rows(out: Path, save) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
+    bundles: list[tuple[str, Any]] = []
     for problem in ucr_names():
-        row: dict[str, Any] = {"problem": problem}
-        try:
-            bundle = load(f"ucr:{problem}")
-        except ArchlabError as exc:
-            rows.append({**row, "skipped": str(exc).split(";")[0][:120]})
+        if ONLY and problem not in ONLY:
             continue
+        try:
+            bundles.append((problem, load(f"ucr:{problem}")))
+        except ArchlabError as exc:
+            rows.append({"problem": problem, "skipped": str(exc).split(";")[0][:120]})
+    # smallest first (series x length): a run cut short still has most problems
+    bundles.sort(key=lambda pb: pb[1].train.inputs[0].numel())
+    for problem, bundle in bundles:
+        row: dict[str, Any] = {"problem": problem}
         if bundle.task != "classification":
             rows.append({**row, "skipped": f"a {bundle.task} problem"})
             continue
@@ -204,10 +213,12 @@ def table_rows(out: Path, save) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for entry in [d for d in list_datasets() if d["modality"] == "tabular"]:
         name, task = entry["name"], entry["tasks"][0]
+        if ONLY and name not in ONLY:
+            continue
         if task not in ("classification", "regression"):
             rows.append({"table": name, "skipped": f"task {task}"})
             continue
-        bundle = load(name)
+        bundle = load(name, **TABLE_OPTIONS.get(name, {}))
         base = hgb_baseline(bundle, task)
         metric = "test_accuracy" if task == "classification" else "test_mae"
         row: dict[str, Any] = {"table": name, "task": task, "rows": len(bundle.train), "metric": metric}
@@ -267,7 +278,8 @@ def render_classification(rows: list[dict[str, Any]]) -> list[str]:
     wins = done = 0
     for r in rows:
         if "skipped" in r:
-            lines.append(f"| {r['problem']} | skipped: {r['skipped']} | | | | | | |")
+            why = r["skipped"].rsplit("/", 1)[-1]  # the loader's message without the install path
+            lines.append(f"| {r['problem']} | skipped: {why} | | | | | | |")
             continue
         done += 1
         ours = max(r["minirocket"]["test_accuracy"], r["inception_time"]["test_accuracy"])
@@ -353,25 +365,35 @@ def render(doc: dict[str, Any]) -> str:
     return "\n".join(head + body)
 
 
+def _key(row: dict[str, Any]) -> str:
+    return row.get("series") or row.get("problem") or row.get("table") or ""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--section", choices=("forecasting", "classification", "tables"), action="append")
+    parser.add_argument("--only", nargs="*", default=[], help="re-measure only these series / problems / tables")
     parser.add_argument("--render", action="store_true", help="only rewrite contenders.md from contenders.json")
     args = parser.parse_args()
     if args.render:
         (RESULTS / "contenders.md").write_text(render(json.loads((RESULTS / "contenders.json").read_text())))
         return
     sections = args.section or ["forecasting", "classification", "tables"]
+    ONLY.update(args.only)
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(1)
     path = RESULTS / "contenders.json"
-    doc = json.loads(path.read_text()) if path.exists() and args.section else {}
+    doc = json.loads(path.read_text()) if path.exists() and (args.section or args.only) else {}
+    kept = {k: list(doc.get(k) or []) for k in sections}
     doc["machine"] = machine()
     t0 = time.perf_counter()
     prior = sum(v for k, v in doc.get("section_wall_s", {}).items() if k not in sections)  # kept sections
 
     def write(section: str, rows: list[dict[str, Any]]) -> None:
-        """After every row, so an interrupted run keeps what it measured."""
+        """After every row, so an interrupted run keeps what it measured; --only replaces its rows."""
+        if ONLY:
+            fresh = {_key(r): r for r in rows}
+            rows = [fresh.pop(_key(r), r) for r in kept[section]] + list(fresh.values())
         doc[section] = rows
         doc["wall_s"] = prior + time.perf_counter() - t0
         doc["machine"]["load_after"] = [round(x, 2) for x in os.getloadavg()]
