@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from archlab.advise import rules as R
@@ -44,6 +46,16 @@ CASES = {
     "deep-needs-skips": (ctx("image", n_samples=60_000), ctx("image", n_samples=2000)),
     "series-tcn-first": (ctx("time_series", "forecasting"), ctx("time_series", "reconstruction")),
     "series-long-for-rnn": (ctx("time_series", seq_len=1000), ctx("time_series", seq_len=40)),
+    "series-seasonal-linear": (
+        ctx("time_series", "forecasting", season=12, n_samples=100),
+        ctx("time_series", "forecasting", season=52, n_samples=60),  # not two full seasons
+    ),
+    "series-classify-multiscale": (ctx("time_series", "classification"), ctx("time_series", "forecasting")),
+    "series-few-rocket": (
+        ctx("time_series", "classification", n_samples=36, seq_len=251),
+        ctx("time_series", "classification", n_samples=50_000, seq_len=251),
+    ),
+    "tabular-small-ft-transformer": (ctx("tabular", n_samples=178), ctx("tabular", n_samples=200_000)),
     "text-generation-decoder": (ctx("text", "language_modeling"), ctx("text", "classification")),
     "text-understanding-encoder": (ctx("text", "classification"), ctx("text", "language_modeling")),
     "graph-gnn": (ctx("graph", "node_classification"), ctx("tabular", "classification")),
@@ -54,8 +66,8 @@ CANDIDATE_RULES = {"receptive-field-short", "positions-too-short", "capacity-vs-
 
 def test_every_rule_has_a_case_and_a_source():
     assert set(CASES) | CANDIDATE_RULES == set(R.RULES_BY_ID)
-    for rule in R.RULES:
-        assert rule.source.startswith("seed 00") and rule.advice
+    for rule in R.RULES:  # a seed's table, or a paper with its year
+        assert (rule.source.startswith("seed 00") or re.search(r"et al\. \d{4}", rule.source)) and rule.advice
 
 
 @pytest.mark.parametrize("rule_id", sorted(CASES))
@@ -148,7 +160,7 @@ def test_capacity_rule_reorders_presets_the_rules_rate_alike():
 
 def test_recommend_small_tabular_warns_and_reports_trees():
     rec = recommend("iris")
-    assert rec.top.family == "mlp"
+    assert rec.top.family == "ft_transformer" and "tabular-small-ft-transformer" in rec.rules_fired
     assert "tabular-small-trees" in {w.rule for w in rec.warnings}
     assert rec.baseline is None or rec.baseline["metric"] == "accuracy"
     d = rec.to_dict()
@@ -173,3 +185,21 @@ def test_recommend_graph_and_bad_input():
         recommend(modality="nonsense")
     with pytest.raises(Exception, match="modality"):
         recommend()
+
+
+def test_contender_rules_rank_their_families():
+    """Few short series -> MiniRocket first; a seasonal series -> DLinear/NLinear then N-BEATS
+    above the recurrent and convolutional nets; a long series with many samples keeps rocket off the top."""
+    few = recommend(modality="time_series", task="classification", seq_len=251, n_samples=36, num_classes=3, top=10)
+    assert few.top.family == "rocket" and "series-few-rocket" in few.rules_fired
+    many = recommend(modality="time_series", task="classification", seq_len=251, n_samples=50_000, num_classes=3)
+    assert many.top.family != "rocket" and "series-few-rocket" not in many.rules_fired
+
+    facts = DataFacts(modality="time_series", task="forecasting", seq_len=24, season=12, n_samples=100)
+    fired = {r.id for r in R.fired(Context(facts, batch=1, batch_given=False, streaming=False, pretrained_ok=True))}
+    assert "series-seasonal-linear" in fired
+    score = {
+        fam: sum(r.prefer.get(fam, 0) for r in R.RULES if r.id in fired)
+        for fam in ("linear_forecaster", "nbeats", "tcn", "rnn")
+    }
+    assert score["linear_forecaster"] > score["nbeats"] > score["tcn"] > score["rnn"]

@@ -62,6 +62,12 @@ FAMILY_MODULES = (
     "diffusion",
     "flow",
     "ssm",
+    "linear_forecaster",
+    "nbeats",
+    "inception_time",
+    "rocket",
+    "ft_transformer",
+    "tabular_resnet",
     "hf",  # Hugging Face encoders; transformers is imported only when one is built
 )
 

@@ -1,7 +1,9 @@
 """The advisor's rule table: selection knowledge from the seeds, paraphrased, one row per rule.
 
 Sources: seed 001 (its "when to use what" table, the evaluation & selection checklist, the common
-gotchas) and seed 004 (its architecture selection guide and key design considerations).
+gotchas) and seed 004 (its architecture selection guide and key design considerations); the
+contender rules cite their paper and the data conditions it was measured on (and
+``benchmarks/results/contenders.md`` what archlab measured on its bundled data).
 
 A rule has an id, the modality it applies to (``*`` for all), a condition on
 :class:`~archlab.advise.recommend.Context` (the data facts + the user's constraints), the advice,
@@ -29,6 +31,8 @@ SMALL_IMAGE_SET = 20_000  # images below which a ViT trained from scratch loses 
 PARAMS_PER_SAMPLE = 10  # a moderate capacity: about this many parameters per training sample ...
 PARAMS_FLOOR = 10_000  # ... but never asks for a model below this size (tiny data still needs width)
 OVERSIZED = 100  # times the moderate size beyond which a model is too big for the data
+FEW_SERIES = 1_000  # labelled series below which a fixed-kernel transform + ridge beats training a net
+LONG_FOR_ROCKET = 2_000  # steps beyond which MiniRocket's ~10,000 features per series get costly
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,11 @@ S001_CHECK = "seed 001 selection checklist"
 S001_GOTCHA = "seed 001 common gotchas"
 S004_GUIDE = "seed 004 selection guide"
 S004_KEYS = "seed 004 design considerations"
+PAPER_DLINEAR = "Zeng et al. 2023, Are Transformers Effective for Time Series Forecasting?"
+PAPER_NBEATS = "Oreshkin et al. 2020, N-BEATS (M3, M4, tourism: yearly to hourly series)"
+PAPER_INCEPTION = "Ismail Fawaz et al. 2020, InceptionTime (UCR archive)"
+PAPER_ROCKET = "Dempster et al. 2021, MiniRocket"
+PAPER_FT = "Gorishniy et al. 2021, Revisiting Deep Learning Models for Tabular Data"
 
 RULES: tuple[Rule, ...] = (
     # -- any modality ---------------------------------------------------------------------------
@@ -144,6 +153,17 @@ RULES: tuple[Rule, ...] = (
         kind="warning",
     ),
     Rule(
+        "tabular-small-ft-transformer",
+        "tabular",
+        lambda c: c.task in ("classification", "regression") and (c.facts.n_samples or 10**9) < SMALL_TABULAR,
+        "Small table: of the networks, FT-Transformer (feature tokens + [CLS]) and the tabular ResNet "
+        "were the strongest across Gorishniy et al.'s tables; train one beside the gradient-boosting "
+        "baseline and keep the network only where it matches the trees.",
+        PAPER_FT + " (11 tables, 10^3 to 10^6 rows; trees still won on some)",
+        {"ft_transformer": 4, "tabular_resnet": 2},
+        fix="report a scikit-learn HistGradientBoosting baseline on the same split",
+    ),
+    Rule(
         "tabular-sparse-ids",
         "tabular",
         lambda c: c.task == "ctr" or bool(c.facts.extra.get("field_sizes")),
@@ -196,6 +216,41 @@ RULES: tuple[Rule, ...] = (
         "LSTM/GRU and state-space models are the alternatives, seasonal naive the baseline.",
         S001_TABLE + "; " + S004_GUIDE,
         {"tcn": 3, "rnn": 2, "ssm": 2, "resnet": 1, "cnn": 1},
+    ),
+    Rule(
+        "series-seasonal-linear",
+        "time_series",
+        lambda c: (
+            c.task == "forecasting" and (c.facts.season or 0) >= 2 and (c.facts.n_samples or 0) >= 2 * c.facts.season
+        ),
+        "Seasonal series covering several seasons: a linear map of the window (DLinear / NLinear) "
+        "already holds seasonal naive and smoothing, and N-BEATS adds non-linear basis stacks; try "
+        "them before recurrent or convolutional nets, and keep seasonal naive as the bar.",
+        PAPER_DLINEAR + "; " + PAPER_NBEATS,
+        {"linear_forecaster": 6, "nbeats": 4, "rnn": -1},
+    ),
+    Rule(
+        "series-classify-multiscale",
+        "time_series",
+        _task("classification"),
+        "Classifying whole series: InceptionTime's parallel kernels of 10/20/40 steps see patterns of "
+        "several lengths; MiniRocket's fixed kernels with a ridge head are the fast, strong reference.",
+        PAPER_INCEPTION + "; " + PAPER_ROCKET,
+        {"inception_time": 3, "rocket": 2},
+    ),
+    Rule(
+        "series-few-rocket",
+        "time_series",
+        lambda c: (
+            c.task in ("classification", "regression")
+            and (c.facts.n_samples or 10**9) < FEW_SERIES
+            and (c.facts.seq_len or 0) <= LONG_FOR_ROCKET
+        ),
+        "Few labelled series: MiniRocket learns no convolution (fixed kernels, biases from the data, "
+        "a ridge head fitted in closed form), so it does not overfit a small training set the way a "
+        "trained network can, and fits in seconds; rank it first.",
+        PAPER_ROCKET + " (UCR archive: 128 problems, most with under 1,000 training series)",
+        {"rocket": 4},
     ),
     Rule(
         "series-long-for-rnn",
