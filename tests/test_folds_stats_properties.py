@@ -86,8 +86,9 @@ def test_forward_chaining_trains_only_on_the_past_beyond_the_gap(k, gap, extra):
 
 
 @SETTINGS
-@given(hs.lists(hs.floats(-5, 5, allow_nan=False), min_size=2, max_size=12))
+@given(hs.lists(hs.floats(-5, 5, allow_nan=False, allow_subnormal=False), min_size=2, max_size=12))
 def test_summarize_is_scipys_t_interval(values):
+    # subnormal spreads are left out: scipy's own standard error underflows to nan there
     s = summarize(values)
     if np.ptp(values) == 0:
         return

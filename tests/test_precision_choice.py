@@ -185,9 +185,21 @@ def test_auto_records_its_measurement_and_a_resume_reuses_it(tmp_path, amx_machi
     for k, v in fixed.model.state_dict().items():
         assert torch.equal(v, auto.model.state_dict()[k]), k
 
-    # a resume reads the choice from the checkpoint: no second measurement, the same record
+    # a resume of a run stopped after its step-20 checkpoint reads the choice from the checkpoint:
+    # no second measurement, the same record
+    class Stop(archlab.Reporter):
+        def record(self, rec):
+            if rec.get("kind") == "train" and rec["step"] >= 30:
+                raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        archlab.fit(_build(), data, out_dir=tmp_path, run_name="stopped", precision="auto", reporter=Stop(), **TRAIN)
+    first = json.loads((tmp_path / "stopped" / "last" / "state.json").read_text())["extra"]["precision"]
     amx_machine.clear()
+    caplog.clear()
     with caplog.at_level(logging.INFO, logger="archlab"):
-        again = resume(auto.run_dir, data=data)
-    assert amx_machine == [] and again.metrics["precision_choice"] == choice
+        again = resume(tmp_path / "stopped", data=data)
+    assert amx_machine == [] and again.metrics["precision_choice"] == first and again.steps == 40
     assert any("reused from the run's checkpoint" in r.getMessage() for r in caplog.records)
+    # a finished run resumed is left as it is, and says the same choice
+    assert resume(auto.run_dir, data=data).metrics["precision_choice"] == choice and amx_machine == []

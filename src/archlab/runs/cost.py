@@ -29,7 +29,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from archlab.train.precision import PrecisionChoice, choose_precision, task_trial
+from archlab.train.precision import PrecisionChoice, choose_precision
+from archlab.train.precision_trial import task_trial
 
 log = logging.getLogger("archlab.runs")
 

@@ -34,7 +34,8 @@ from archlab.train.batches import Batches, describe, eval_subset
 from archlab.train.config import TrainConfig
 from archlab.train.distributed import Dist, check_batch, current, rank_device
 from archlab.train.evaluate import evaluate_split, metric_mode
-from archlab.train.precision import PrecisionChoice, choose_precision, resolve_device, task_trial
+from archlab.train.precision import PrecisionChoice, choose_precision, resolve_device
+from archlab.train.precision_trial import task_trial
 from archlab.train.progress import Reporter
 from archlab.train.state import (
     TrainState,

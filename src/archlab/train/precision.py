@@ -19,7 +19,6 @@ in the run (its checkpoints and final metrics) so a resume reuses it without mea
 from __future__ import annotations
 
 import contextlib
-import copy
 import functools
 import logging
 import random
@@ -186,7 +185,7 @@ def choose_precision(
         device: where training runs.
         trial: ``trial(precision)`` returns a function that does one forward + backward +
             optimizer step of the actual model and batch on a private copy (see
-            :func:`task_trial`); None uses the static rule.
+            :func:`archlab.train.precision_trial.task_trial`); None uses the static rule.
         total_steps: optimizer steps of the planned run; the calibration is skipped when it would
             cost more than ``budget`` of their time (None: no limit, e.g. a benchmark).
         budget: that fraction (default :data:`BUDGET`).
@@ -296,57 +295,6 @@ def _rng_preserved(device: torch.device):
     finally:
         random.setstate(py)
         np.random.set_state(npy)
-
-
-def task_trial(
-    model: torch.nn.Module,
-    task: Any,
-    cfg: Any,
-    train: Any,
-    device: torch.device,
-    total_steps: int,
-    *,
-    transfer: Any = None,
-) -> Trial:
-    """The engine's step (``task.training_step`` with a :class:`~archlab.train.step.StepContext`)
-    on a deep copy of ``model`` with its own optimizers and the first training batch, for
-    :func:`choose_precision`. Nothing is copied or read until a precision is measured.
-
-    Args:
-        model: the model to train.
-        task: a task after ``setup``.
-        cfg: the run's TrainConfig (batch size, optimizer, clipping).
-        train: the training split; its first ``batch_size`` rows are the measured batch.
-        device: where training runs (each copy is moved there).
-        total_steps: the run's optimizer steps (for the optimizers' schedules).
-        transfer: a TransferConfig to apply to each copy (freezing, LoRA), when ``model`` does
-            not have it applied yet.
-    """
-    from archlab.train.step import StepContext  # step.py imports autocast from here
-    from archlab.train.transfer import apply_transfer
-
-    @functools.cache
-    def batch() -> Any:
-        if not train.indexable:  # a whole-graph split is every step's batch
-            return train.to(device)
-        return train.take(torch.arange(min(cfg.batch_size, len(train)))).to(device)
-
-    def make(precision: str) -> Callable[[], Any]:
-        private = copy.deepcopy(model).train()
-        if transfer is not None:
-            apply_transfer(private, transfer)
-        private.to(device)
-        optimizers, _ = task.configure_optimizers(private, cfg, total_steps)
-        ctx = StepContext(device, precision, cfg.grad_clip, 1)
-        data = batch()
-
-        def step() -> None:
-            task.training_step(private, data, optimizers, ctx)
-            ctx.end_step()
-
-        return step
-
-    return make
 
 
 def autocast(device: torch.device, precision: str):

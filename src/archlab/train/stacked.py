@@ -50,7 +50,7 @@ from archlab.train.batches import eval_subset
 from archlab.train.config import TrainConfig
 from archlab.train.evaluate import evaluate_split, metric_mode
 from archlab.train.loop import NonFiniteLossError, RunResult
-from archlab.train.precision import resolve_device, resolve_precision
+from archlab.train.precision import choose_precision, resolve_device
 from archlab.train.progress import Reporter
 from archlab.train.stacked_ckpt import read_stack_checkpoint, write_stack_checkpoint
 from archlab.train.stacked_optim import StackedAdam, lr_table
@@ -108,7 +108,7 @@ def why_not_stack(members: list[StackMember]) -> str | None:
         (cfg.class_weights == "balanced", "class_weights='balanced' (each member's own weights)"),
         (cfg.transfer != type(cfg.transfer)(), "transfer settings (frozen layers, head lr, LoRA)"),
         (
-            resolve_precision(cfg.precision, resolve_device(cfg.device)) != "fp32",
+            choose_precision(cfg.precision, resolve_device(cfg.device)).precision != "fp32",
             f"precision={cfg.precision!r} (mixed precision on this device; the stack trains in fp32)",
         ),
         (cfg.eval_samples is not None, "eval_samples"),

@@ -1,5 +1,8 @@
 """The checkpoint of a stack (:mod:`archlab.train.stacked`): every member's state in one directory.
 
+The stack object is typed ``Any`` here: :mod:`archlab.train.stacked` imports this module, and
+an import back (even for type checking) would be a cycle.
+
 Written with the protocol of :mod:`archlab.train.state` (files into ``.last.tmp/``, ``COMPLETE``
 with their digests last, then the swap that keeps ``last.prev/``), so a kill at any moment leaves
 a complete checkpoint and :func:`archlab.rundir.find_checkpoint` picks it. Nothing is pickled:
@@ -17,7 +20,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from archlab.checkpoint import tensors_from_bytes, tensors_to_bytes
 from archlab.errors import CheckpointError
@@ -25,14 +28,11 @@ from archlab.io import atomic_write_bytes, atomic_write_json, atomic_write_text,
 from archlab.rundir import COMPLETE, verify_checkpoint
 from archlab.train.state import _swap_in, rng_state, set_rng_state
 
-if TYPE_CHECKING:
-    from archlab.train.stacked import _Stack
-
 TENSORS = "stack.safetensors"
 META = "stack.json"
 
 
-def write_stack_checkpoint(directory: Path, s: _Stack) -> Path:
+def write_stack_checkpoint(directory: Path, s: Any) -> Path:
     """Write the stack's complete state to ``directory`` crash-safely."""
     # torch (the dropout stream under vmap), numpy, python, and member 0's data generator
     tensors, rng_meta = rng_state(s.members[0].gen)
@@ -61,7 +61,7 @@ def write_stack_checkpoint(directory: Path, s: _Stack) -> Path:
     return directory
 
 
-def read_stack_checkpoint(directory: Path, s: _Stack) -> None:
+def read_stack_checkpoint(directory: Path, s: Any) -> None:
     """Load a checkpoint :func:`write_stack_checkpoint` wrote into the live stack ``s``.
 
     Raises:
