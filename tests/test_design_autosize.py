@@ -71,3 +71,13 @@ def test_nothing_fits_says_so_and_bad_budgets_raise():
         autosize("mlp_tabular")
     with pytest.raises(ConfigError):
         autosize("mlp_tabular", params_max=-1)
+
+
+def test_a_family_without_knobs_is_judged_as_it_is():
+    from archlab.advise import autosize
+
+    fits = autosize("dlinear", "airline", params_max=100_000)
+    assert fits.fits and fits.params < 100_000 and "no scaling knobs" in fits.stop_reason
+    assert fits.overrides["seq_len"] > 0  # fitted to the data's window
+    over = autosize("dlinear", "airline", params_max=10)
+    assert not over.fits and over.stop_reason.endswith("over params_max")

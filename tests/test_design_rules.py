@@ -66,8 +66,8 @@ CANDIDATE_RULES = {"receptive-field-short", "positions-too-short", "capacity-vs-
 
 def test_every_rule_has_a_case_and_a_source():
     assert set(CASES) | CANDIDATE_RULES == set(R.RULES_BY_ID)
-    for rule in R.RULES:  # a seed's table, or a paper with its year
-        assert (rule.source.startswith("seed 00") or re.search(r"et al\. \d{4}", rule.source)) and rule.advice
+    for rule in R.RULES:  # a named practice, or a paper with its year
+        assert (rule.source.startswith("practice: ") or re.search(r"et al\. \d{4}", rule.source)) and rule.advice
 
 
 @pytest.mark.parametrize("rule_id", sorted(CASES))

@@ -192,12 +192,7 @@ class _Search:
 
         self.name, self.entry = name, get_entry(name)
         self.base, self.budgets, self.batch, self.threads = base, budgets, batch, threads
-        self.knobs = K.knobs_for(self.entry, base)
-        if not self.knobs:
-            raise ConfigError(
-                f"autosize: family {self.entry.family!r} of {name!r} declares no scaling knobs "
-                f"(known families: {', '.join(sorted(K.FAMILY_KNOBS))})"
-            )
+        self.knobs = K.knobs_for(self.entry, base)  # none: the preset is judged as it is
         self.cache: dict[str, Candidate] = {}
         self.latency_method: str | None = None
 
@@ -365,7 +360,7 @@ def autosize(
         overrides: config fields fixed by the user (never moved unless they are knobs).
 
     Raises:
-        ConfigError: no budget, a non-positive budget, or a family without knobs.
+        ConfigError: no budget or a non-positive budget. A family without knobs is judged as it is.
     """
     from archlab.registry import get_entry
 
@@ -379,6 +374,8 @@ def autosize(
     base = entry.config.build({**entry.defaults, **fitted, **user}).model_dump()
     search = _Search(name, base, budgets, batch, threads)
 
+    if not search.knobs:  # a family with nothing to scale (a linear forecaster): judged as it is
+        return _as_is(search, name, entry, fitted, user, budgets, batch, t0)
     per_depth: list[tuple[Candidate, str]] = []
     reasons = []
     for depth in search.depth_factors():
@@ -418,6 +415,31 @@ def autosize(
         fits=fits,
         stop_reason=stop,
         candidates=sorted(cands, key=lambda c: c.params),
+        latency_method=search.latency_method,
+        batch=batch,
+        elapsed_s=time.perf_counter() - t0,
+    )
+
+
+def _as_is(search: _Search, name: str, entry: Any, fitted: dict, user: dict, budgets: dict, batch: int, t0: float):
+    """The preset as fitted to the data, measured against the budgets (it has no knobs to move)."""
+    cand = search.evaluate(1.0, 1.0, analyse=True)
+    if cand is None:
+        raise ConfigError(f"autosize: {name!r} cannot be built with {sorted({**fitted, **user})}")
+    over = ", ".join(cand.over)
+    return SizedConfig(
+        name=name,
+        family=entry.family,
+        overrides={k: v for k, v in cand._cfg.items() if k in set(fitted) | set(user)},  # type: ignore[attr-defined]
+        params=cand.params,
+        flops=cand.flops,
+        memory_mb=cand.memory_mb,
+        latency_ms=cand.latency_ms,
+        budgets=budgets,
+        fits=cand.fits,
+        stop_reason=f"family {entry.family!r} has no scaling knobs: the preset as fitted to the data"
+        + ("" if cand.fits else f" is over {over}"),
+        candidates=[cand],
         latency_method=search.latency_method,
         batch=batch,
         elapsed_s=time.perf_counter() - t0,

@@ -1,7 +1,9 @@
-"""The advisor's rule table: selection knowledge from the seeds, paraphrased, one row per rule.
+"""The advisor's rule table: architecture-selection knowledge, paraphrased, one row per rule.
 
-Sources: seed 001 (its "when to use what" table, the evaluation & selection checklist, the common
-gotchas) and seed 004 (its architecture selection guide and key design considerations); the
+Sources: common practice for matching an architecture to the structure of the data (CNNs for
+grids, recurrent and convolutional sequence models and Transformers for sequences, GNNs for
+graphs), the usual model-selection checklist (data size and scale, compute budget), common
+training pitfalls, and deployment design considerations (latency, memory, parameters); the
 contender rules cite their paper and the data conditions it was measured on (and
 ``benchmarks/results/contenders.md`` what archlab measured on its bundled data).
 
@@ -62,11 +64,11 @@ def _task(*tasks: str) -> Callable[[Any], bool]:
     return lambda c: c.task in tasks
 
 
-S001_TABLE = "seed 001 'when to use what'"
-S001_CHECK = "seed 001 selection checklist"
-S001_GOTCHA = "seed 001 common gotchas"
-S004_GUIDE = "seed 004 selection guide"
-S004_KEYS = "seed 004 design considerations"
+BY_STRUCTURE = "practice: architecture by data structure"
+CHECKLIST = "practice: model-selection checklist"
+PITFALLS = "practice: common training pitfalls"
+SELECTION_GUIDE = "practice: architecture selection guide"
+DEPLOYMENT = "practice: deployment design considerations"
 PAPER_DLINEAR = "Zeng et al. 2023, Are Transformers Effective for Time Series Forecasting?"
 PAPER_NBEATS = "Oreshkin et al. 2020, N-BEATS (M3, M4, tourism: yearly to hourly series)"
 PAPER_INCEPTION = "Ismail Fawaz et al. 2020, InceptionTime (UCR archive)"
@@ -81,7 +83,7 @@ RULES: tuple[Rule, ...] = (
         lambda c: c.streaming,
         "Streaming / on-device use: a recurrent, causal-convolution or state-space model keeps a "
         "constant cost per step, full attention does not.",
-        S001_CHECK,
+        CHECKLIST,
         {"rnn": 3, "tcn": 3, "ssm": 3, "transformer": -2, "vit": -2},
         fix="rank RNN / TCN / SSM first",
         kind="warning",
@@ -92,7 +94,7 @@ RULES: tuple[Rule, ...] = (
         lambda c: (c.facts.imbalance or 1) >= IMBALANCE_RATIO,
         "Classes are imbalanced: weight the loss by inverse class frequency (or use focal loss / "
         "resampling) and judge by F1 or AUROC, not accuracy.",
-        S001_GOTCHA,
+        PITFALLS,
         fix='train.class_weights="balanced"',
         kind="warning",
     ),
@@ -101,7 +103,7 @@ RULES: tuple[Rule, ...] = (
         "*",
         lambda c: (c.batch_given and c.batch < BN_MIN_BATCH) or (c.facts.n_samples or 10**9) < FEW_SAMPLES,
         "Batches will be tiny: BatchNorm's statistics become noise; use GroupNorm or LayerNorm.",
-        S001_GOTCHA,
+        PITFALLS,
         fix='norm="group" (CNN, ResNet, U-Net) or norm="layer" (MLP)',
         kind="warning",
     ),
@@ -111,7 +113,7 @@ RULES: tuple[Rule, ...] = (
         _task("diffusion", "gan", "vae", "flow"),
         "Generating samples: diffusion gives the best fidelity and trains stably; GANs are faster to "
         "sample, VAEs and flows give likelihoods.",
-        S001_TABLE,
+        BY_STRUCTURE,
         {"diffusion": 2, "gan": 1, "vae": 1, "flow": 1},
     ),
     Rule(
@@ -119,7 +121,7 @@ RULES: tuple[Rule, ...] = (
         "*",
         _task("contrastive"),
         "Retrieval / verification: a Siamese encoder trained contrastively builds a metric space.",
-        S001_TABLE,
+        BY_STRUCTURE,
         {"siamese": 3},
     ),
     Rule(
@@ -129,7 +131,7 @@ RULES: tuple[Rule, ...] = (
         "Match capacity to the data: among presets the other rules rate alike, prefer the one "
         f"nearest a moderate size (about {PARAMS_PER_SAMPLE} parameters per training sample, at least "
         f"{PARAMS_FLOOR:,}); one {OVERSIZED} times that size mostly memorises the training set.",
-        S001_CHECK + " (data shape and scale; compute budget)",
+        CHECKLIST + " (data shape and scale; compute budget)",
         fix="take a smaller preset or shrink it with --params-max",
         kind="warning",
     ),
@@ -139,7 +141,7 @@ RULES: tuple[Rule, ...] = (
         "tabular",
         _task("classification", "regression"),
         "Dense tabular features with no spatial or temporal structure: an MLP is the neural choice.",
-        S004_GUIDE,
+        SELECTION_GUIDE,
         {"mlp": 3},
     ),
     Rule(
@@ -148,7 +150,7 @@ RULES: tuple[Rule, ...] = (
         lambda c: c.task in ("classification", "regression") and (c.facts.n_samples or 10**9) < SMALL_TABULAR,
         "Small tabular data: gradient-boosted trees often beat an MLP; compare against the "
         "HistGradientBoosting baseline before trusting the network.",
-        S001_GOTCHA,
+        PITFALLS,
         fix="report a scikit-learn HistGradientBoosting baseline on the same split",
         kind="warning",
     ),
@@ -168,7 +170,7 @@ RULES: tuple[Rule, ...] = (
         "tabular",
         lambda c: c.task == "ctr" or bool(c.facts.extra.get("field_sizes")),
         "Sparse categorical IDs beside dense features (CTR, ranking): Wide & Deep or DLRM embed each field.",
-        S001_TABLE,
+        BY_STRUCTURE,
         {"recsys": 3, "mlp": 1},
     ),
     # -- image -----------------------------------------------------------------------------------
@@ -178,7 +180,7 @@ RULES: tuple[Rule, ...] = (
         _task("classification"),
         "Images carry spatial structure: convolutions (ResNet first, a plain CNN when small) "
         "build it in; ViT needs pretraining or lots of data to catch up.",
-        S001_TABLE + "; " + S004_GUIDE,
+        BY_STRUCTURE + "; " + SELECTION_GUIDE,
         {"resnet": 3, "cnn": 2, "vit": 1},
     ),
     Rule(
@@ -188,7 +190,7 @@ RULES: tuple[Rule, ...] = (
             c.task == "classification" and ((c.facts.n_samples or 10**9) < SMALL_IMAGE_SET or not c.pretrained_ok)
         ),
         "Few images and no pretrained weights: a ViT lacks the convolutional inductive bias; prefer a CNN/ResNet.",
-        S001_CHECK,
+        CHECKLIST,
         {"vit": -3},
     ),
     Rule(
@@ -196,7 +198,7 @@ RULES: tuple[Rule, ...] = (
         "image",
         _task("segmentation"),
         "Per-pixel labels: U-Net's multi-scale encoder with skip connections to the decoder.",
-        S001_TABLE,
+        BY_STRUCTURE,
         {"unet": 3},
     ),
     Rule(
@@ -204,7 +206,7 @@ RULES: tuple[Rule, ...] = (
         "image",
         lambda c: c.task == "classification" and (c.facts.n_samples or 0) >= SMALL_IMAGE_SET,
         "Plenty of data supports a deep network; residual connections keep a deep one trainable.",
-        S004_GUIDE + "; " + S004_KEYS,
+        SELECTION_GUIDE + "; " + DEPLOYMENT,
         {"resnet": 1},
     ),
     # -- time series -----------------------------------------------------------------------------
@@ -214,7 +216,7 @@ RULES: tuple[Rule, ...] = (
         _task("forecasting", "classification", "regression"),
         "Series: a TCN (or attention) gives a long receptive field with parallel training; "
         "LSTM/GRU and state-space models are the alternatives, seasonal naive the baseline.",
-        S001_TABLE + "; " + S004_GUIDE,
+        BY_STRUCTURE + "; " + SELECTION_GUIDE,
         {"tcn": 3, "rnn": 2, "ssm": 2, "resnet": 1, "cnn": 1},
     ),
     Rule(
@@ -257,7 +259,7 @@ RULES: tuple[Rule, ...] = (
         "time_series",
         lambda c: (c.facts.seq_len or 0) > LONG_FOR_RNN,
         "Long sequences: recurrent nets forget over hundreds of steps; dilated convolutions or SSMs cover them.",
-        S004_KEYS,
+        DEPLOYMENT,
         {"rnn": -2, "tcn": 1, "ssm": 1},
         kind="warning",
         fix="prefer TCN / SSM over LSTM/GRU",
@@ -267,7 +269,7 @@ RULES: tuple[Rule, ...] = (
         "time_series",
         lambda c: False,
         "A TCN's receptive field is shorter than the season or the input window: it cannot see a full cycle.",
-        S004_KEYS,
+        DEPLOYMENT,
         fix="add TCN levels (channels list) or raise kernel_size",
         kind="warning",
     ),
@@ -278,7 +280,7 @@ RULES: tuple[Rule, ...] = (
         "Classifying whole sequences with a causal TCN: average the features of every step (global "
         "average pooling) instead of reading the last step, whose causal features weight the most "
         "recent steps and miss a pattern early in the sequence; keep the last step for streaming.",
-        "seed 004 implementations (global average pooling before the classifier head)",
+        "practice: global average pooling before the classifier head (Lin et al. 2014, Network in Network)",
         fix="pooling='mean' (kept 'last' with --streaming)",
         kind="warning",
     ),
@@ -288,7 +290,7 @@ RULES: tuple[Rule, ...] = (
         "text",
         _task("language_modeling"),
         "Generating text: a decoder-only Transformer; an RNN language model when it must run on-device.",
-        S001_TABLE,
+        BY_STRUCTURE,
         {"transformer": 3, "ssm": 1, "rnn": 1},
     ),
     Rule(
@@ -296,7 +298,7 @@ RULES: tuple[Rule, ...] = (
         "text",
         _task("classification", "tagging"),
         "Understanding text: an encoder Transformer; a BiLSTM when data and compute are small. Mask padding.",
-        S001_TABLE + "; " + S001_GOTCHA,
+        BY_STRUCTURE + "; " + PITFALLS,
         {"transformer": 3, "rnn": 1},
     ),
     Rule(
@@ -304,7 +306,7 @@ RULES: tuple[Rule, ...] = (
         "text",
         lambda c: False,
         "The data's sequences are longer than the model's learned position table.",
-        S004_KEYS,
+        DEPLOYMENT,
         fix="max_seq_len raised to the data's length (new positions start untrained), or pos='rotary'",
         kind="warning",
     ),
@@ -314,7 +316,7 @@ RULES: tuple[Rule, ...] = (
         "graph",
         lambda c: True,
         "Graphs: message passing (GCN, GAT, GraphSAGE) uses the edges; an MLP on node features ignores them.",
-        S001_TABLE,
+        BY_STRUCTURE,
         {"gnn": 3},
     ),
     Rule(
@@ -322,7 +324,7 @@ RULES: tuple[Rule, ...] = (
         "points",
         lambda c: True,
         "Low-dimensional points: a small MLP is enough.",
-        S004_GUIDE,
+        SELECTION_GUIDE,
         {"mlp": 3, "diffusion": 1, "flow": 1},
     ),
 )

@@ -1,6 +1,6 @@
 """The training config: every knob of :func:`archlab.fit`, validated.
 
-Defaults follow the seeds' advice (seed 001, "training tips"): AdamW with no weight decay on
+Defaults follow common training practice: AdamW with no weight decay on
 biases and norm parameters, linear warmup + cosine decay, gradient clipping available, early
 stopping on the validation loss when asked for. Unknown keys are rejected with the allowed keys
 named; bad values raise :class:`archlab.ConfigError` naming the field and the value.
@@ -71,7 +71,7 @@ class TrainConfig(ArchConfig):
 
     # -- stability ------------------------------------------------------------------------------
     grad_clip: float | None = Field(
-        None, gt=0, description="Clip the global gradient norm to this value (seed 001: for RNNs/Transformers)."
+        None, gt=0, description="Clip the global gradient norm to this value (helps RNNs and Transformers)."
     )
     grad_accum: int = Field(1, ge=1, description="Micro-batches per optimizer step.")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
