@@ -237,7 +237,8 @@ class _Prune(Reporter):
     Under cross-validation a rung is a fold: after each fold the mean so far is reported."""
 
     def __init__(self, trial: Any, key: str, folds: bool):
-        self.trial, self.key, self.folds, self.fold_values = trial, key, folds, []
+        self.trial, self.key, self.folds = trial, key, folds
+        self.fold_values: list[float] = []
         self.rung: int | None = None
         self.pruned: str | None = None
 

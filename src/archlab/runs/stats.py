@@ -88,7 +88,7 @@ class TestResult:
 
 
 # ------------------------------------------------------------------------------------- inputs
-def _values(values: Sequence[float], what: str) -> np.ndarray:
+def _values(values: Sequence[float] | np.ndarray, what: str) -> np.ndarray:
     arr = np.asarray([float(v) for v in values], dtype=np.float64)
     if arr.ndim != 1 or len(arr) == 0:
         raise ConfigError(f"{what} needs at least one value; got {len(arr)}")
@@ -97,7 +97,9 @@ def _values(values: Sequence[float], what: str) -> np.ndarray:
     return arr
 
 
-def _pair(values_a: Sequence[float], values_b: Sequence[float], what: str, least: int) -> tuple[np.ndarray, np.ndarray]:
+def _pair(
+    values_a: Sequence[float] | np.ndarray, values_b: Sequence[float] | np.ndarray, what: str, least: int
+) -> tuple[np.ndarray, np.ndarray]:
     a, b = _values(values_a, f"{what} (A)"), _values(values_b, f"{what} (B)")
     if len(a) != len(b):
         raise ConfigError(f"{what} needs matched values; got {len(a)} and {len(b)}")
