@@ -275,6 +275,15 @@ def model_info(name: str) -> ModelEntry:
 #: without a batching rule; their groups train one at a time. A run still probes its own model.
 STACKABLE_PRESETS = frozenset(
     {
+        "dlinear",
+        "nlinear",
+        "nbeats_generic",
+        "nbeats_interpretable",
+        "inception_time",
+        "minirocket",
+        "ft_transformer",
+        "ft_transformer_small",
+        "tabular_resnet",
         "autoencoder_784_128",
         "autoencoder_784_128_64",
         "autoencoder_digits",

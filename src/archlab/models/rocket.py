@@ -75,12 +75,18 @@ class MiniRocketConfig(ArchConfig):
     alphas: list[float] = Field(
         default_factory=lambda: np.logspace(-3, 3, 10).tolist(),
         min_length=1,
+        max_length=100,
         description="Ridge penalties tried by leave-one-out cross-validation.",
     )
     ridge_max_samples: int = Field(
-        20_000, ge=1, description="Above this many training series the ridge solve is skipped (head trained)."
+        20_000,
+        ge=1,
+        le=10_000_000,
+        description="Above this many training series the ridge solve is skipped (head trained).",
     )
-    seed: int = Field(0, ge=0, description="Seed of the training series drawn for the biases and channel subsets.")
+    seed: int = Field(
+        0, ge=0, le=2**32 - 1, description="Seed of the training series drawn for the biases and channel subsets."
+    )
 
 
 def kernel_weights() -> torch.Tensor:
@@ -126,7 +132,7 @@ class MiniRocket(ParamCount, nn.Module):
         L = c.seq_len
         for i, (d, n) in enumerate(zip(self.dilations, self.counts)):
             # (84, C, 9): each kernel reads a random subset of the channels (all of one channel)
-            channels = _channel_subsets(NUM_KERNELS, c.in_channels, gen)  # (84, C)
+            channels = _channel_subsets(NUM_KERNELS, c.in_channels, gen).to(base.device)  # (84, C)
             self.register_buffer(f"weight{i}", base[:, None, :] * channels[:, :, None])
             self.register_buffer(f"bias{i}", torch.zeros(NUM_KERNELS, n))
             # PPV positions: all for even (kernel + dilation index), the unpadded ones for odd
@@ -224,14 +230,15 @@ class MiniRocket(ParamCount, nn.Module):
 
 def _channel_subsets(n: int, channels: int, gen: torch.Generator) -> torch.Tensor:
     """(n, C) 0/1 rows: random channel subsets of size 2**U(0, log2(min(C, 9) + 1)) - 1."""
+    # drawn on the CPU even while a model is built on the meta device (autosize, summaries)
     if channels == 1:
-        return torch.ones(n, 1)
+        return torch.ones(n, 1, device="cpu")
     top = math.log2(min(channels, KERNEL_LENGTH) + 1)
-    sizes = (2 ** (torch.rand(n, generator=gen) * top)).floor().clamp(min=1).long() - 1
+    sizes = (2 ** (torch.rand(n, generator=gen, device="cpu") * top)).floor().clamp(min=1).long() - 1
     sizes = sizes.clamp(min=1)
-    rows = torch.zeros(n, channels)
+    rows = torch.zeros(n, channels, device="cpu")
     for k in range(n):
-        rows[k, torch.randperm(channels, generator=gen)[: int(sizes[k])]] = 1.0
+        rows[k, torch.randperm(channels, generator=gen, device="cpu")[: int(sizes[k])]] = 1.0
     return rows
 
 

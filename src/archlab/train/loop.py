@@ -185,7 +185,7 @@ def _rank_rng(dist: Dist, device: torch.device) -> dict[str, torch.Tensor]:
     return {k: v for k, v in out.items() if not k.endswith("rank0")}
 
 
-def _monitor(task: TaskProtocol, cfg: TrainConfig) -> dict[str, str]:
+def resolve_monitor(task: TaskProtocol, cfg: TrainConfig) -> dict[str, str]:
     """The metric that picks the best checkpoint and its direction: ``cfg.monitor``, or with
     ``monitor: auto`` the task's declared :class:`~archlab.train.task_protocol.Selection`."""
     sel = selection_of(task)
@@ -313,7 +313,7 @@ def _prepare(
         eval_every=eval_every,
         ckpt_every=cfg.checkpoint_every or eval_every,
         eval_bs=cfg.eval_batch_size or max(cfg.batch_size, 512),
-        **_monitor(task, cfg),
+        **resolve_monitor(task, cfg),
         reporter=reporter,
         guard=_FiniteGuard(cfg.log_every, device, dist),
         augment=build_augmenter(cfg.augment, data, task, cfg.seed),

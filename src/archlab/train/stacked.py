@@ -48,8 +48,8 @@ from archlab.io import atomic_write_json
 from archlab.rundir import RunDir, find_checkpoint
 from archlab.train.batches import eval_subset
 from archlab.train.config import TrainConfig
-from archlab.train.evaluate import evaluate_split, metric_mode
-from archlab.train.loop import NonFiniteLossError, RunResult
+from archlab.train.evaluate import evaluate_split
+from archlab.train.loop import NonFiniteLossError, RunResult, resolve_monitor
 from archlab.train.precision import choose_precision, resolve_device
 from archlab.train.progress import Reporter
 from archlab.train.stacked_ckpt import read_stack_checkpoint, write_stack_checkpoint
@@ -343,6 +343,7 @@ class _MemberRun:
     per_epoch: int
     total: int
     eval_every: int
+    monitor: str  # cfg.monitor, or the task's selection metric (monitor: auto)
     mode: str
     last_eval: dict[str, Any] | None = None
 
@@ -403,7 +404,7 @@ class _Stack:
                     per_epoch=per_epoch,
                     total=total,
                     eval_every=m.cfg.eval_every or per_epoch,
-                    mode=m.cfg.mode if m.cfg.mode != "auto" else metric_mode(m.task, m.cfg.monitor),
+                    **resolve_monitor(m.task, m.cfg),
                 )
             )
         params, self.buffers = stack_module_state([m.model for m in members])
@@ -601,15 +602,15 @@ def _evaluate(s: _Stack, m: _MemberRun) -> None:
     m.last_eval = rec
     m.run.append_metrics(rec)
     s.reporter.record({**rec, "member": m.index})
-    if cfg.monitor not in rec:
-        raise ConfigError(f"monitor={cfg.monitor!r} is not a metric of this run; have {sorted(rec)}")
-    value = rec[cfg.monitor]
+    if m.monitor not in rec:
+        raise ConfigError(f"monitor={m.monitor!r} is not a metric of this run; have {sorted(rec)}")
+    value = rec[m.monitor]
     better = st.best_value is None or (
         value < st.best_value - cfg.min_delta if m.mode == "min" else value > st.best_value + cfg.min_delta
     )
     if better:
         st.best_value, st.best_step, st.bad_evals = value, st.step, 0
-        write_checkpoint(m.run.best, m.model, extra={"step": st.step, "monitor": cfg.monitor, "value": value})
+        write_checkpoint(m.run.best, m.model, extra={"step": st.step, "monitor": m.monitor, "value": value})
     else:
         st.bad_evals += 1
         st.stopped_early = cfg.patience is not None and st.bad_evals >= cfg.patience
@@ -629,7 +630,8 @@ def _finish(s: _Stack, m: _MemberRun, train_time: float, train_cpu: float) -> Ru
         "step": st.step,
         "epoch": st.epoch,
         "best_step": st.best_step,
-        "best_" + cfg.monitor: st.best_value,
+        "monitor": m.monitor,
+        "best_" + m.monitor: st.best_value,
         "stopped_early": st.stopped_early,
         "precision": "fp32",
         "device": str(s.device),
