@@ -71,7 +71,9 @@ def design_cmd(
         # exporter's notes (no torchvision ops) and a torch deprecation inside it are noise here
         logging.getLogger("archlab").setLevel(logging.WARNING)
         logging.getLogger("torch.onnx").setLevel(logging.ERROR)
-        logging.getLogger("optuna").setLevel(logging.ERROR)  # the step lines say what each trial did
+        import optuna  # optuna configures its own handler on import: quiet it after
+
+        optuna.logging.set_verbosity(optuna.logging.ERROR)  # the step lines say what each trial did
         warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
 
     progress, reporter = _StepLines(), None if quiet else ProgressBar()

@@ -34,6 +34,7 @@ import math
 import os
 import socket
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -452,7 +453,9 @@ def importances(study: Any) -> dict[str, float]:
     if len(complete) < 3:
         return {}
     try:
-        values = opt.importance.get_param_importances(study)
+        with warnings.catch_warnings():  # "few trials in a regime": the figures say what they can
+            warnings.simplefilter("ignore", UserWarning)
+            values = opt.importance.get_param_importances(study)
     except (RuntimeError, ValueError) as exc:  # e.g. every trial with the same parameters
         log.info("design search: no parameter importances (%s)", exc)
         return {}
