@@ -386,9 +386,12 @@ def work(study: Any, ctx: TrialContext, max_trials: int = MAX_TRIALS) -> int:
             return run_trial(trial, ctx)
         except opt.TrialPruned:
             raise
-        except ArchlabError as exc:  # a preset that cannot train on this data: the trial fails, the study goes on
-            trial.set_user_attr("error", f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}")
-            raise
+        except Exception as exc:  # a preset that cannot train on this data: the trial fails, the study goes on
+            error = f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+            trial.set_user_attr("error", error)
+            if isinstance(exc, ArchlabError):
+                raise
+            raise ArchlabError(f"trial {trial.number} failed: {error}") from exc
 
     def stop_when_spent(study: Any, trial: Any) -> None:
         nonlocal done
