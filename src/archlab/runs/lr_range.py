@@ -103,8 +103,3 @@ def _sweep(model, data, task, batch_size, steps, lr_min, lr_max, factor, fallbac
     best = min(range(len(losses)), key=losses.__getitem__)
     suggestion = min(max(lrs[best] * factor, 1e-5), 1e-1)
     return LRRange(float(suggestion), float(lrs[best]), lrs, [round(v, 6) for v in losses])
-
-
-def log_uniform_bounds(center: float, below: float = 10.0, above: float = 3.0) -> tuple[float, float]:
-    """The search interval around a suggested rate (a decade below, a third of one above)."""
-    return center / below, min(center * above, 1.0)

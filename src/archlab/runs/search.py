@@ -138,8 +138,6 @@ def storage_for(url: str, heartbeat: bool = True) -> Any:
     """An Optuna RDB storage (SQLite file or a database server) with a heartbeat, so trials of a
     worker that died are failed and retried by another (its ``run_dir`` attribute goes with the
     retry, so the run directory is resumed)."""
-    import warnings
-
     opt = optuna()
     kwargs: dict[str, Any] = {}
     if heartbeat:
