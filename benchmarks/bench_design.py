@@ -16,6 +16,8 @@ budget) and the machine's CPU flags and load. Usage::
     python benchmarks/bench_design.py --budget-s 60                 # every dataset
     python benchmarks/bench_design.py --budget-s 300 iris sunspots  # a subset (merged into the table)
     python benchmarks/bench_design.py --workers 2 --budget-s 120 wine  # two workers on one study
+    OMP_NUM_THREADS=1 python benchmarks/bench_design.py --shard 1/2 &  # two shards side by side,
+    OMP_NUM_THREADS=1 python benchmarks/bench_design.py --shard 2/2    # one thread each
 
 Writes ``benchmarks/results/design_B.md`` and ``design_B.json`` (B = the budget).
 """
@@ -23,6 +25,7 @@ Writes ``benchmarks/results/design_B.md`` and ``design_B.json`` (B = the budget)
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import re
@@ -44,6 +47,12 @@ def cpu_flags() -> str:
     text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
     flags = sorted(set(re.findall(r"\b(avx2|avx512[a-z_0-9]*|amx[a-z_0-9]*)\b", text)))
     return " ".join(flags) or "unknown"
+
+
+def torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
 
 
 def _join(url: str, study: str) -> subprocess.Popen:
@@ -90,6 +99,8 @@ def run_one(name: str, task: str, budget_s: float, workers: int) -> dict[str, An
         "trials": sum(t["state"] in ("complete", "pruned") for t in trials),
         "pruned": sum(t["state"] == "pruned" for t in trials),
         "wall_s": round(wall, 1),
+        "threads": torch_threads(),
+        "load": round(os.getloadavg()[0], 1),
         "verdict": res.verdict,
     }
     base = [b for b in m["steps"]["baselines"].get("result", {}).get("rows", []) if b.get("test") is not None]
@@ -112,8 +123,15 @@ def _fmt(v: Any) -> str:
 
 
 def write(rows: list[dict[str, Any]], budget_s: float, workers: int) -> Path:
+    """Merge ``rows`` into the table (under a lock: shards running side by side share it)."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     stem = f"design_{int(budget_s)}s" + (f"_w{workers}" if workers > 1 else "")
+    with open(RESULTS / f".{stem}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _write_locked(rows, budget_s, workers, stem)
+
+
+def _write_locked(rows: list[dict[str, Any]], budget_s: float, workers: int, stem: str) -> Path:
     store = RESULTS / f"{stem}.json"
     old = {r["dataset"]: r for r in json.loads(store.read_text())["rows"]} if store.is_file() else {}
     old.update({r["dataset"]: r for r in rows})
@@ -123,17 +141,19 @@ def write(rows: list[dict[str, Any]], budget_s: float, workers: int) -> Path:
     lines = [
         f"# archlab design, --budget-s {budget_s:.0f}, {workers} worker(s), defaults only",
         "",
-        f"CPU flags: {cpu_flags()}; {os.cpu_count()} cores; load average at the end {load:.1f}.",
+        f"CPU flags: {cpu_flags()}; {os.cpu_count()} cores; load average at the end {load:.1f}. "
+        "Threads and load (1-minute average when the row ended) per row.",
         "",
-        "| dataset | task | winner | trials (pruned) | test metric | example | within | best baseline | beats | wall |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| dataset | task | winner | trials (pruned) | test metric | example | within | best baseline | beats "
+        "| wall | threads, load |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in merged:
         lines.append(
             f"| {r['dataset']} | {r['task']} | {r['winner']} | {r['trials']} ({r['pruned']}) | {r['metric']} "
             f"{_fmt(r['value'])} | {r.get('example', '')} {_fmt(r.get('example_value'))} | "
             f"{_fmt(r.get('within_example'))} | {r.get('baseline', '')} {_fmt(r.get('baseline_value'))} | "
-            f"{_fmt(r.get('beats_baseline'))} | {r['wall_s']:.0f} s |"
+            f"{_fmt(r.get('beats_baseline'))} | {r['wall_s']:.0f} s | {r.get('threads', '')}, {r.get('load', '')} |"
         )
     within = [r for r in merged if "within_example" in r]
     beats = [r for r in merged if "beats_baseline" in r]
@@ -156,9 +176,11 @@ def main() -> None:
     p.add_argument("names", nargs="*", help="datasets (default: every one)")
     p.add_argument("--budget-s", type=float, default=60.0)
     p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--shard", default="1/1", help="K/N: run every N-th dataset starting at the K-th")
     args = p.parse_args()
+    k, n = (int(x) for x in args.shard.split("/"))
     every = datasets() + REGRESSION
-    todo = [(n, t) for n, t in every if not args.names or n in args.names]
+    todo = [(n_, t) for n_, t in every if not args.names or n_ in args.names][k - 1 :: n]
     rows = []
     for name, task in todo:
         try:
