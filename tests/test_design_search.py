@@ -98,6 +98,9 @@ def test_the_verdict_says_when_a_baseline_beats_the_network():
     mae = Selection("mae", "min")
     assert baseline_verdict({"test_mae": 0.5}, [{"name": "naive", "test": 0.4}], mae).startswith("The baseline")
     assert baseline_verdict({}, base, acc) == ""
+    # 110 of 113 right in float32 (the network) and in float64 (the baseline) is a tie, not a loss
+    tie = baseline_verdict({"test_accuracy": float(torch.tensor(110 / 113))}, [{"name": "gb", "test": 110 / 113}], acc)
+    assert tie.startswith("The network ties the best baseline") and "gb" in tie
 
 
 # -- the search itself ---------------------------------------------------------------------------

@@ -516,6 +516,9 @@ def _winner(d: DesignState) -> dict[str, Any]:
     return run
 
 
+TIE = 1e-6  # relative difference under which a network and a baseline score the same
+
+
 def baseline_verdict(metrics: dict[str, Any], baselines: list[dict[str, Any]], sel: Selection) -> str:
     """One line: whether the best network beats the baselines on the test split (val without one)."""
     split = "test" if sel.key("test") in metrics else "val"
@@ -525,6 +528,8 @@ def baseline_verdict(metrics: dict[str, Any], baselines: list[dict[str, Any]], s
         return ""
     best = scored[sel.best_index(b[split] for b in scored) or 0]
     margin = abs(best[split] - mine)
+    if margin <= TIE * max(1.0, abs(mine)):  # float32 metrics against float64 baselines: equal counts
+        return f"The network ties the best baseline on {split}_{sel.metric}: {mine:.4g}, as {best['name']}"
     if sel.better(best[split], mine):
         return (
             f"The baseline is better: {best['name']} {split}_{sel.metric} {best[split]:.4g} against "
