@@ -240,3 +240,24 @@ def test_baselines_score_on_the_same_split_as_the_networks():
     assert 0 < ets.val < 2 * naive.val and ets.test is not None
     (hgb,) = fit_baselines(load("iris"), "classification")
     assert hgb.metric == "accuracy" and 0.5 < hgb.test <= 1.0
+
+
+def test_points_and_click_through_data_get_gradient_boosting_on_their_own_metric():
+    from archlab.advise.baselines import fit_baselines
+
+    (points,) = fit_baselines(load("moons"), "classification")
+    assert points.metric == "accuracy" and 0.5 < points.test <= 1.0
+    (ctr,) = fit_baselines(load("affairs"), "ctr")  # dense features beside categorical ids, scored by AUROC
+    assert ctr.metric == "auroc" and ctr.note == "" and 0.5 < ctr.test < 1.0 and 0.5 < ctr.val < 1.0
+
+
+def test_a_whole_graph_is_selected_on_its_validation_nodes_not_folds():
+    from archlab.runs.design_steps import _selection_split
+
+    class State:  # the two fields the selection split reads
+        bundle = load("karate")
+        args = {"folds": 3}
+
+    assert len(State.bundle.val) < 50  # small enough that a table would get cross-validation
+    folds, words = _selection_split(State())  # type: ignore[arg-type]
+    assert folds is None and "graph is one sample" in words

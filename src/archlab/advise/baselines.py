@@ -3,7 +3,8 @@
 A design shows them beside its networks so that "the network is better" is a claim against
 something, not a number on its own:
 
-- tables (classification, regression): scikit-learn's HistGradientBoosting (gradient-boosted
+- tables and low-dimensional points (classification, regression, click-through rate scored by
+  AUROC on the positive class's probability): scikit-learn's HistGradientBoosting (gradient-boosted
   trees are the method to beat on small tables; Grinsztajn et al. 2022, "Why do tree-based models
   still outperform deep learning on tabular data?");
 - forecasting: seasonal naive (repeat the last season) and exponential smoothing (statsmodels'
@@ -61,14 +62,24 @@ class Baseline:
 
 
 def _arrays(split: Split | None) -> tuple[np.ndarray, np.ndarray] | None:
-    if split is None or split.target is None or len(split.inputs) != 1:
+    """(inputs, targets) of a split; several tabular inputs (dense features beside categorical
+    ids, as CTR data comes) side by side as one feature matrix."""
+    if split is None or split.target is None or not split.indexable:
         return None
-    return split.inputs[0].numpy(), split.target.numpy()
+    if len(split.inputs) == 1:
+        return split.inputs[0].numpy(), split.target.numpy()
+    if any(t.ndim != 2 for t in split.inputs):
+        return None
+    return np.concatenate([t.numpy().astype(np.float64) for t in split.inputs], axis=1), split.target.numpy()
 
 
 def _score(metric: str, pred: np.ndarray, y: np.ndarray) -> float:
     if metric == "accuracy":
         return float((pred.reshape(-1) == y.reshape(-1)).mean())
+    if metric == "auroc":  # ``pred`` is the positive class's probability
+        from sklearn.metrics import roc_auc_score
+
+        return float(roc_auc_score(y.reshape(-1), pred.reshape(-1)))
     return float(np.abs(pred.reshape(len(y), -1) - y.reshape(len(y), -1)).mean())
 
 
@@ -80,13 +91,14 @@ def _fit_predict(name: str, metric: str, bundle: DataBundle, make: Any, features
     if train is None:
         raise ValueError("the train split has no single input array with targets")
     x, y = train
-    y_fit = y if metric == "accuracy" else y.reshape(len(y), -1)[:, 0]
+    y_fit = y.reshape(-1) if metric in ("accuracy", "auroc") else y.reshape(len(y), -1)[:, 0]
     model = make().fit(feat(x), y_fit)
+    predict = (lambda a: model.predict_proba(a)[:, 1]) if metric == "auroc" else model.predict
     out = Baseline(name, metric)
     for split_name in ("val", "test"):
         arrays = _arrays(getattr(bundle, split_name))
         if arrays is not None:
-            setattr(out, split_name, _score(metric, model.predict(feat(arrays[0])), arrays[1]))
+            setattr(out, split_name, _score(metric, predict(feat(arrays[0])), arrays[1]))
     out.seconds = round(time.perf_counter() - t0, 3)
     return out
 
@@ -94,8 +106,8 @@ def _fit_predict(name: str, metric: str, bundle: DataBundle, make: Any, features
 def _gradient_boosting(bundle: DataBundle, task: str) -> Baseline:
     from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
-    cls = HistGradientBoostingClassifier if task == "classification" else HistGradientBoostingRegressor
-    metric = "accuracy" if task == "classification" else "mae"
+    cls = HistGradientBoostingRegressor if task == "regression" else HistGradientBoostingClassifier
+    metric = {"classification": "accuracy", "ctr": "auroc"}.get(task, "mae")
     return _fit_predict("gradient boosting (HistGradientBoosting)", metric, bundle, lambda: cls(random_state=0))
 
 
@@ -198,8 +210,10 @@ def fit_baselines(bundle: DataBundle, task: str) -> list[Baseline]:
     x = _arrays(bundle.train)
     if task == "forecasting":
         makers = [("seasonal naive", _seasonal_naive), ("exponential smoothing", _exponential_smoothing)]
+    elif x is not None and task == "ctr":
+        makers = [("gradient boosting", lambda b: _gradient_boosting(b, task))]
     elif x is not None and task in ("classification", "regression"):
-        if bundle.modality == "tabular":
+        if bundle.modality in ("tabular", "points"):
             makers = [("gradient boosting", lambda b: _gradient_boosting(b, task))]
         elif bundle.modality in ("time_series", "signal") and task == "classification":
             makers = [("MiniRocket", _minirocket)]
@@ -211,5 +225,6 @@ def fit_baselines(bundle: DataBundle, task: str) -> list[Baseline]:
             out.append(make(bundle))
         except Exception as exc:  # a baseline never stops a design: the row says why it is missing
             log.warning("design: the %s baseline failed: %s", name, exc)
-            out.append(Baseline(name, "accuracy" if task == "classification" else "mae", note=f"failed: {exc}"))
+            metric = {"classification": "accuracy", "ctr": "auroc"}.get(task, "mae")
+            out.append(Baseline(name, metric, note=f"failed: {exc}"))
     return out

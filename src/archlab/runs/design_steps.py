@@ -172,6 +172,8 @@ def _selection_split(d: DesignState) -> tuple[int | None, str]:
     val = 0 if d.bundle.val is None else len(d.bundle.val)
     if val >= MIN_VAL:
         return None, f"the validation split ({val} samples)"
+    if not d.bundle.train.indexable:  # node classification: one graph, its nodes masked into splits
+        return None, f"the validation nodes ({val}): the graph is one sample, so folds cannot split it"
     k, n = d.args["folds"], len(d.bundle.train)
     if not time_ordered(d.bundle):
         return (

@@ -85,7 +85,9 @@ def _sweep(model, data, task, batch_size, steps, lr_min, lr_max, factor, fallbac
         lr = lr_min * gamma**i
         for g in opt.param_groups:
             g["lr"] = lr
-        batch = data.train.take(torch.randint(0, n, (min(batch_size, n),), generator=gen))
+        # a whole graph is one batch (its training nodes masked); anything else: a random batch
+        pick = torch.randint(0, n, (min(batch_size, n),), generator=gen)
+        batch = data.train.take(pick) if data.train.indexable else data.train
         loss = task.batch_loss(task.forward(model, batch), batch)
         if not torch.isfinite(loss):
             break
