@@ -261,3 +261,16 @@ def test_a_whole_graph_is_selected_on_its_validation_nodes_not_folds():
     assert len(State.bundle.val) < 50  # small enough that a table would get cross-validation
     folds, words = _selection_split(State())  # type: ignore[arg-type]
     assert folds is None and "graph is one sample" in words
+
+
+def test_the_minirocket_baseline_leaves_the_networks_thread_count_alone():
+    from archlab.advise.baselines import fit_baselines
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        (rocket,) = fit_baselines(load("ucr:UnitTest"), "classification")
+        assert rocket.name.startswith("MiniRocket") and rocket.note == "" and rocket.test > 0.5
+        assert torch.get_num_threads() == 1  # numba's OpenMP layer had set it to every core
+    finally:
+        torch.set_num_threads(before)

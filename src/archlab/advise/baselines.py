@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+import torch
 
 from archlab.data.base import DataBundle, Split
 
@@ -220,6 +221,7 @@ def fit_baselines(bundle: DataBundle, task: str) -> list[Baseline]:
         elif bundle.modality == "image" and task == "classification" and x[0][0].size <= MAX_PIXELS:
             makers = [("logistic regression", _logistic_pixels)]
     out = []
+    threads = torch.get_num_threads()
     for name, make in makers:
         try:
             out.append(make(bundle))
@@ -227,4 +229,6 @@ def fit_baselines(bundle: DataBundle, task: str) -> list[Baseline]:
             log.warning("design: the %s baseline failed: %s", name, exc)
             metric = {"classification": "accuracy", "ctr": "auroc"}.get(task, "mae")
             out.append(Baseline(name, metric, note=f"failed: {exc}"))
+        finally:  # numba's OpenMP layer (MiniRocket) resets the process's thread count; the networks keep theirs
+            torch.set_num_threads(threads)
     return out
