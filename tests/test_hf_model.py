@@ -233,3 +233,10 @@ def test_lora_run_resumes_from_its_adapter_checkpoint(tiny_dir, tmp_path):
     x = first.model.example_input(2)
     with torch.no_grad():
         assert torch.equal(first.model.eval()(*x), again.model.eval()(*x))
+
+
+def test_a_randomly_initialised_backbone_gets_positions_for_the_data_length():
+    # text of 320 characters: the preset's 128 positions grow (the table is random anyway)
+    model = archlab.create("hf_classifier", max_seq_len=320, vocab_size=81, num_classes=3)
+    assert model(torch.randint(0, 81, (2, 320))).shape == (2, 3)
+    assert model.config.hf_config["max_position_embeddings"] == 320

@@ -117,6 +117,8 @@ def _build_backbone(c: HFClassifierConfig) -> nn.Module:
             c.hf_config = tf.AutoConfig.from_pretrained(
                 str(resolve_source(c.source)), local_files_only=True
             ).to_diff_dict()
+        if int(c.hf_config.get("max_position_embeddings") or 0) < c.max_seq_len:  # random positions: any length
+            c.hf_config = {**c.hf_config, "max_position_embeddings": c.max_seq_len}
         fields = dict(c.hf_config)
         if "model_type" not in fields:
             raise ConfigError(f"hf_config needs a 'model_type' (e.g. 'bert'); got keys {sorted(fields)}")
