@@ -191,7 +191,11 @@ def main() -> None:
     args = p.parse_args()
     k, n = (int(x) for x in args.shard.split("/"))
     every = datasets() + REGRESSION
-    todo = [(n_, t) for n_, t in every if not args.names or n_ in args.names][k - 1 :: n]
+    tasks = dict(every)
+    unknown = [n_ for n_ in args.names if n_ not in tasks]
+    if unknown:
+        p.error(f"unknown datasets {unknown}; expected some of {sorted(tasks)}")
+    todo = [(n_, tasks[n_]) for n_ in args.names or tasks][k - 1 :: n]  # in the order given
     rows = []
     for name, task in todo:
         try:
