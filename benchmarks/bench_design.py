@@ -99,6 +99,7 @@ def run_one(name: str, task: str, budget_s: float, workers: int) -> dict[str, An
         "trials": sum(t["state"] in ("complete", "pruned") for t in trials),
         "pruned": sum(t["state"] == "pruned" for t in trials),
         "wall_s": round(wall, 1),
+        "search_s": m["steps"]["search"].get("elapsed_s"),
         "threads": torch_threads(),
         "load": round(os.getloadavg()[0], 1),
         "verdict": res.verdict,
@@ -127,6 +128,12 @@ def judge(row: dict[str, Any]) -> dict[str, Any]:
         e = row["example_value"]
         row["within_example"] = v <= e * 1.05 + 1e-6 if lower else v >= e - 0.01 - 1e-6
     return row
+
+
+def _search(r: dict[str, Any]) -> str:
+    """The search step's share of the wall time, and its trials per minute."""
+    s = r.get("search_s")
+    return f" (search {s:.0f} s, {60 * r['trials'] / s:.1f} trials/min)" if s else ""
 
 
 def _fmt(v: Any) -> str:
@@ -164,7 +171,7 @@ def _write_locked(rows: list[dict[str, Any]], budget_s: float, workers: int, ste
             f"| {r['dataset']} | {r['task']} | {r['winner']} | {r['trials']} ({r['pruned']}) | {r['metric']} "
             f"{_fmt(r['value'])} | {r.get('example', '')} {_fmt(r.get('example_value'))} | "
             f"{_fmt(r.get('within_example'))} | {r.get('baseline', '')} {_fmt(r.get('baseline_value'))} | "
-            f"{_fmt(r.get('beats_baseline'))} | {r['wall_s']:.0f} s | {r.get('threads', '')}, {r.get('load', '')} |"
+            f"{_fmt(r.get('beats_baseline'))} | {r['wall_s']:.0f} s{_search(r)} | {r.get('threads', '')}, {r.get('load', '')} |"
         )
     within = [r for r in merged if "within_example" in r]
     beats = [r for r in merged if "beats_baseline" in r]
