@@ -31,3 +31,12 @@ def test_the_suggestion_is_a_tenth_of_the_rate_at_the_smoothed_minimum():
 def test_a_whole_graph_is_swept_as_one_batch():
     res = _sweep("karate", "gcn_karate")  # node classification: the split cannot be indexed
     assert res.lrs and 1e-5 <= res.lr <= 1e-2
+
+
+def test_a_sweep_its_time_cannot_buy_falls_back_to_the_recipe_rate():
+    bundle = load("iris")
+    task = get_task(bundle.task)
+    net = build_model("mlp_tabular", bundle, task)
+    res = lr_range_test(net, bundle, task, batch_size=32, fallback=3e-3, max_seconds=1e-9)
+    assert res.lr == 3e-3 and res.lr_at_min is None and "would take over" in res.note
+    assert len(res.lrs) == 1 and res.seconds_per_step is not None and res.seconds_per_step > 0

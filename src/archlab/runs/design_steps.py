@@ -60,6 +60,10 @@ MIN_FOLD_TRAIN = 20
 #: the training recipe every candidate and the winner share, unless ``train`` says otherwise
 RECIPE = {"lr": 3e-3}
 _MIN_STEPS, _MAX_STEPS = 10, 50_000
+#: a family's calibration (its learning-rate sweep, then its step timing) spends at most this share
+#: of one trial's seconds on each, but never less than CALIBRATION_MIN_S: a family at 8 s a step
+#: on a 60-second design took 660 s to calibrate before either was bounded
+CALIBRATION_SHARE, CALIBRATION_MIN_S = 0.25, 2.0
 
 #: ``progress(event)``: ``{"step", "index", "total", "state", "budget_left_s", "detail"}``
 Progress = Callable[[dict[str, Any]], None]
@@ -258,7 +262,7 @@ def _train_kwargs(d: DesignState, max_steps: int) -> dict[str, Any]:
     return {**RECIPE, **bs, **(d.args.get("train") or {}), "seed": d.args["seed"], "max_steps": max_steps}
 
 
-def _seconds_per_step(d: DesignState, c: dict[str, Any]) -> tuple[float, float, str]:
+def _seconds_per_step(d: DesignState, c: dict[str, Any], affordable: float) -> tuple[float, float, str]:
     """Train ``name`` a few steps in a scratch directory: (seconds per step, seconds per run
     outside the steps: building, checkpoints, evaluations, pictures; the precision the steps ran
     in). The precision is chosen as every run chooses it (``precision: auto`` measures the step in
@@ -268,10 +272,12 @@ def _seconds_per_step(d: DesignState, c: dict[str, Any]) -> tuple[float, float, 
     median after the first steps, so one-time costs (lazy imports, allocator warm-up) land in
     the overhead rather than in every step. The overhead measured leaves out what ``runs.fit``
     adds to a real run (pictures, ``curves.png``): the candidates' real runs may overrun a little.
+    ``affordable`` is how many steps the calibration's share of the budget buys (from the range
+    test's own step time): a slow family is timed on fewer steps, down to four.
     """
     kwargs = {**_train_kwargs(d, 1), "log_every": 1}
     per_epoch = math.ceil(len(d.bundle.train) / kwargs["batch_size"])
-    k = min(12, per_epoch + 1)  # a few steps: the median needs about ten
+    k = max(4, min(12, per_epoch + 1, int(affordable)))  # a few steps: the median needs about ten
     t0 = time.perf_counter()
     # the engine itself: a scratch run needs no config.yaml, pictures or curves
     bundle = d.bundle_for(c)
@@ -314,12 +320,15 @@ def _family_plan(d: DesignState, c: dict[str, Any], seconds: float, folds: int |
     """Calibrate a preset: seconds per step, overhead, the range-test learning rate, its steps."""
     from archlab.runs.lr_range import lr_range_test
 
-    per_step, overhead, precision = _seconds_per_step(d, c)
     bundle = d.bundle_for(c)
     task = get_task(d.args.get("task") or bundle.task)
     model = build_model(c["name"], bundle, task, c["overrides"])
     batch = _train_kwargs(d, 1)["batch_size"]
-    lr = lr_range_test(model, bundle, task, batch_size=batch, fallback=RECIPE["lr"], seed=d.args["seed"])
+    share = max(CALIBRATION_MIN_S, CALIBRATION_SHARE * seconds)  # each of the sweep and the timing
+    lr = lr_range_test(
+        model, bundle, task, batch_size=batch, fallback=RECIPE["lr"], seed=d.args["seed"], max_seconds=share
+    )
+    per_step, overhead, precision = _seconds_per_step(d, c, share / (lr.seconds_per_step or share))
     steps = _steps_for(seconds, per_step, overhead, folds or 1)
     return FamilyPlan(
         name=c["name"], family=c["family"], rank=c["rank"], overrides=c["overrides"],
