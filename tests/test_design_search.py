@@ -249,6 +249,8 @@ def test_points_and_click_through_data_get_gradient_boosting_on_their_own_metric
     assert points.metric == "accuracy" and 0.5 < points.test <= 1.0
     (ctr,) = fit_baselines(load("affairs"), "ctr")  # dense features beside categorical ids, scored by AUROC
     assert ctr.metric == "auroc" and ctr.note == "" and 0.5 < ctr.test < 1.0 and 0.5 < ctr.val < 1.0
+    (spectra,) = fit_baselines(load("ucr:Tecator"), "regression")  # a value per series: trees on its values
+    assert spectra.metric == "mae" and spectra.note == "" and spectra.test > 0
 
 
 def test_a_whole_graph_is_selected_on_its_validation_nodes_not_folds():

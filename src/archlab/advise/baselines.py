@@ -9,6 +9,8 @@ something, not a number on its own:
   still outperform deep learning on tabular data?");
 - forecasting: seasonal naive (repeat the last season) and exponential smoothing (statsmodels'
   Holt-Winters, fitted on each window's history, as a forecaster would);
+- series regression (a value per series, as Tecator's fat content from a spectrum): the same
+  gradient boosting on the series' values flattened;
 - series classification: MiniRocket (Dempster et al. 2021) from sktime, which needs numba; when
   it is not installed the design says so rather than leaving the row out silently;
 - images: multinomial logistic regression on the pixels (small images only).
@@ -214,8 +216,8 @@ def fit_baselines(bundle: DataBundle, task: str) -> list[Baseline]:
     elif x is not None and task == "ctr":
         makers = [("gradient boosting", lambda b: _gradient_boosting(b, task))]
     elif x is not None and task in ("classification", "regression"):
-        if bundle.modality in ("tabular", "points"):
-            makers = [("gradient boosting", lambda b: _gradient_boosting(b, task))]
+        if bundle.modality in ("tabular", "points") or (task == "regression" and x[0].ndim <= 3):
+            makers = [("gradient boosting", lambda b: _gradient_boosting(b, task))]  # series: on the flat values
         elif bundle.modality in ("time_series", "signal") and task == "classification":
             makers = [("MiniRocket", _minirocket)]
         elif bundle.modality == "image" and task == "classification" and x[0][0].size <= MAX_PIXELS:
