@@ -49,7 +49,11 @@ DATA_OPTIONS = {"co2": {"fill": "interpolate"}}
 EXAMPLES = {
     "digits": ["digits_cnn", "digits_resnet"],
     "mnist1d": ["mnist1d_mlp", "mnist1d_cnn", "mnist1d_gru", "mnist1d_resnet1d", "mnist1d_ssm"],
-    "ucr:GunPoint": ["gunpoint_fcn", "gunpoint_resnet1d"],
+    "ucr:GunPoint": ["gunpoint_fcn", "gunpoint_resnet1d", "gunpoint_inception_time"],
+    "ucr:ArrowHead": ["arrowhead_rocket"],
+    "airline": ["airline_dlinear", "airline_nbeats"],
+    "wine": ["wine_ft_transformer"],
+    "breast_cancer": ["breast_cancer_tabular_resnet"],
     "sunspots": ["sunspots_lstm", "sunspots_ssm", "sunspots_tcn"],
     "karate": ["karate_gcn", "karate_gat"],
     "graph_motifs": ["graph_motifs_gcn"],
