@@ -1,5 +1,6 @@
-"""Turn what the user passed (a name, a run directory, a module, a compiled module) and an
-input spec into a module on the analysis device and the arguments for its forward."""
+"""Turn what the user passed (anything :func:`archlab.subject.resolve_subject` takes, a compiled
+module too) and an input spec into a module on the analysis device and the arguments for its
+forward."""
 
 from __future__ import annotations
 
@@ -15,58 +16,31 @@ from torch import nn
 
 from archlab.errors import ConfigError
 from archlab.inputs import batch_of, make_inputs, meta_copy, unwrap
+from archlab.subject import resolve_subject
 
 __all__ = ["batch_of", "make_inputs", "meta_copy", "unwrap"]
 
 DEVICES = ("meta", "cpu")
 
 
-def _saved_model_dir(value: Any) -> Path | None:
-    """The directory holding ``config.json`` for a saved model or a training run, else None.
-
-    A training run (``config.yaml`` with ``best/`` / ``last/`` checkpoints) resolves to the
-    checkpoint with its final weights, as ``archlab evaluate`` does.
-    """
-    if not isinstance(value, (str, os.PathLike)) or not Path(value).is_dir():
-        return None
-    path = Path(value)
-    if (path / "config.json").is_file():
-        return path
-    if (path / "config.yaml").is_file():
-        from archlab.rundir import RunDir, final_checkpoint
-
-        return final_checkpoint(path, RunDir(path).read_config())
-    return None
-
-
 def resolve_model(
     model: nn.Module | str | os.PathLike, device: str, overrides: dict | None = None
 ) -> tuple[nn.Module, str, bool]:
-    """(module ready for analysis, display name, whether it is a private copy we may mutate)."""
+    """(module ready for analysis, display name, whether it is a private copy we may mutate).
+
+    A name, a saved model or a run (a design: its winner's) is built from its config on
+    ``device`` (analysis needs no trained weights); a module is analysed as it is, or as a meta
+    copy for ``device='meta'``.
+    """
     if device not in DEVICES and not str(device).startswith("cuda"):
         raise ConfigError(f"device must be one of {list(DEVICES)} (or a cuda device); got {device!r}")
-    from archlab.registry import create, create_from_config
-
-    saved_dir = _saved_model_dir(model)
-    if saved_dir is not None:
-        from archlab.checkpoint import read_config
-
-        meta = read_config(saved_dir)
-        cfg = {**meta["config"], **(overrides or {})}
-        built = create_from_config({"model": meta["model"], "config": cfg}, device=device)
-        return built, f"{meta['model']} ({Path(model).name})", True
-    if isinstance(model, (str, os.PathLike)):
-        text = str(model)
-        if isinstance(model, os.PathLike) or os.sep in text or text.startswith((".", "~")):
-            path = Path(text).expanduser()
-            what = "no such file or directory" if not path.exists() else "not a saved model or run directory"
-            raise ConfigError(f"{text}: {what} (expected a registry name, a run directory or a saved model)")
-        return create(text, device=device, **(overrides or {})), text, True
-    if not isinstance(model, nn.Module):
-        raise ConfigError(f"expected an nn.Module, a registry name or a run directory; got {type(model).__name__}")
-    if overrides:
-        raise ConfigError("config overrides (--set) apply to registry names and run directories, not modules")
-    module = unwrap(model)
+    subject = resolve_subject(model, follow_design=True)
+    if subject.kind in ("registry", "saved", "run"):
+        built = subject.build(device, overrides)
+        if subject.kind == "registry":
+            return built, str(subject.name), True
+        return built, f"{getattr(built, 'registry_name', None)} ({Path(str(model)).name})", True
+    module = unwrap(subject.build(device, overrides))  # a module as it is (a design or export: raises)
     name = getattr(module, "registry_name", None) or type(module).__name__
     on_meta = any(t.device.type == "meta" for t in itertools.chain(module.parameters(), module.buffers()))
     if device == "meta":

@@ -1,4 +1,4 @@
-"""What is benchmarked or exported: a module, a registry name, a saved model or a run directory,
+"""What is benchmarked or exported: anything :func:`archlab.subject.resolve_subject` takes,
 turned into a module with its weights, example inputs at any batch size, and (for subprocesses)
 a description that rebuilds it without pickling."""
 
@@ -13,8 +13,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from archlab.errors import CheckpointError, ConfigError
+from archlab.errors import ConfigError
 from archlab.inputs import make_inputs, to_device, unwrap
+from archlab.subject import resolve_subject
 
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "fp64": torch.float64}
 
@@ -85,53 +86,28 @@ def cast_inputs(args: tuple, kwargs: dict, dtype: torch.dtype) -> tuple[tuple, d
     return tuple(cast(a) for a in args), {k: cast(v) for k, v in kwargs.items()}
 
 
-def _read_info(run_dir: Path | None) -> dict[str, Any]:
-    import json
-
-    if run_dir is None or not (run_dir / "data_info.json").is_file():
-        return {}
-    try:
-        return json.loads((run_dir / "data_info.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-
-
 def resolve(
     model: nn.Module | str | os.PathLike, input: Any = None, *, overrides: dict[str, Any] | None = None
 ) -> Source:
-    """A :class:`Source` for a module, a registry name, a saved-model dir or a run directory."""
-    from archlab.checkpoint import load
-
-    if isinstance(model, nn.Module):
-        if overrides:
-            raise ConfigError("config overrides apply to registry names and run directories, not modules")
-        module = unwrap(model)
+    """A :class:`Source` for anything :func:`archlab.subject.resolve_subject` takes (a design
+    directory: its winner's run), with its trained weights."""
+    subject = resolve_subject(model, follow_design=True)
+    if subject.kind in ("module", "python"):
+        module = unwrap(subject.build(overrides=overrides))
         name = getattr(module, "registry_name", None) or type(module).__name__
         return Source(module.eval(), name, None, None, input)
-    if not isinstance(model, (str, os.PathLike)):
-        raise ConfigError(f"expected an nn.Module, a registry name or a run directory; got {type(model).__name__}")
+    if subject.kind == "registry":
+        module = subject.build(overrides=overrides).eval()
+        spec = {"kind": "name", "name": str(subject.name), "overrides": dict(overrides or {})}
+        return Source(module, str(subject.name), spec, None, input)
+    if overrides:
+        raise ConfigError("config overrides apply to registry names, not saved models or run directories")
+    module = subject.load().eval()  # an export folder: says it holds no nn.Module
     path = Path(model)
-    if path.is_dir():
-        if overrides:
-            raise ConfigError("config overrides apply to registry names, not saved models or run directories")
-        run_dir = None
-        ckpt = path
-        if not (path / "config.json").is_file():
-            from archlab.rundir import RunDir, final_checkpoint
-
-            run_dir = path
-            ckpt = final_checkpoint(path, RunDir(path).read_config())
-            if ckpt is None:
-                raise CheckpointError(f"{path} has no complete checkpoint (best/ or last/)")
-        module = load(ckpt).eval()
-        name = f"{getattr(module, 'registry_name', type(module).__name__)} ({path.name})"
-        return Source(module, name, {"kind": "path", "path": str(path.resolve())}, run_dir, input, _read_info(run_dir))
-    from archlab.registry import create
-
-    module = create(str(model), **(overrides or {})).eval()
-    return Source(
-        module, str(model), {"kind": "name", "name": str(model), "overrides": dict(overrides or {})}, None, input
-    )
+    name = f"{getattr(module, 'registry_name', type(module).__name__)} ({path.name})"
+    run_dir = subject.path if subject.kind == "run" else None
+    spec = {"kind": "path", "path": str(path.resolve())}
+    return Source(module, name, spec, run_dir, input, subject.data_info())
 
 
 def portable_spec(source: Source, work_dir: Path) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """The design report: six deliverables about one model, gathered into one document.
 
-:func:`build_report` turns a subject (a registry name, an ``nn.Module``, a saved-model directory
-or a training run directory) into a :class:`DesignReport`: plain data gathered from the layers
+:func:`build_report` turns a subject (anything :func:`archlab.subject.resolve_subject` takes but
+an export folder: a registry name, an ``nn.Module``, a saved-model, run or design directory) into a :class:`DesignReport`: plain data gathered from the layers
 below (summary, diagram, benchmark, deployment requirements, the run's files). It renders
 nothing but its figures (small SVG charts, PNGs read from a run, both kept as text so that the
 JSON form carries every figure the HTML shows). :func:`report` builds one and writes it as
@@ -21,6 +21,7 @@ import logging
 import os
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +37,9 @@ from archlab.report.report_data import (  # noqa: F401 - the section names are p
     DesignReport,
     Figure,
     fmt_float,
-    kind_of,
     read_json,
 )
+from archlab.subject import Subject, resolve_subject
 
 log = logging.getLogger(__name__)
 
@@ -47,37 +48,90 @@ _TEXT_LIMIT = 4000
 
 
 # ------------------------------------------------------------------------------------ subjects
-def _load_module(subject: Any, kind: str, run_cfg: dict[str, Any] | None) -> tuple[nn.Module | None, str | None]:
+@dataclass
+class _Opened:
+    """The report's subject, resolved, and the module it describes.
+
+    Attributes:
+        subject: the resolved subject (a design: its winner's run, ``subject.design`` set).
+        module: the module described (None when it could not be built; ``why`` says why).
+        run_cfg: a run's config.yaml, else None.
+        why: a note on the weights (a fallback checkpoint, an untrained model), else None.
+    """
+
+    subject: Subject
+    module: nn.Module | None
+    run_cfg: dict[str, Any] | None
+    why: str | None
+
+    @property
+    def kind(self) -> str:
+        return "module" if self.subject.kind == "python" else self.subject.kind
+
+    @property
+    def given(self) -> Any:
+        """What the layers below are given for this subject: the name, the module, the directory."""
+        s = self.subject
+        return s.name if s.kind == "registry" else s.module if s.module is not None else s.path
+
+    @property
+    def target(self) -> Any:
+        """What the analysis layer describes: a name or a module as given (a name is built on meta
+        there), else the loaded module (a run's trained weights), else the directory."""
+        if self.kind in ("registry", "module") or self.module is None:
+            return self.given
+        return self.module
+
+    @property
+    def bench_target(self) -> Any:
+        """What is measured: a saved model as loaded here, anything else as given (a run: with
+        its data info)."""
+        return self.module if self.kind == "saved" else self.given
+
+
+def _open(value: Any) -> _Opened:
+    """Resolve the subject (a run group: its first member) and load the module it describes."""
+    from archlab.report.spread import member_subject  # a CV / seed group -> its first member
+
+    subject = resolve_subject(member_subject(value), follow_design=True)
+    if subject.kind == "export":
+        raise ConfigError(
+            f"{subject.given} is an export folder; a report's subject is a registry name, an nn.Module, "
+            "a run, design or saved-model directory"
+        )
+    run_cfg = subject.run_config() if subject.kind == "run" else None
+    module, why = _load_module(subject)
+    return _Opened(subject, module, run_cfg, why)
+
+
+def _load_module(subject: Subject) -> tuple[nn.Module | None, str | None]:
     """The module to describe (trained weights for a run), or None and why not."""
     from archlab import checkpoint
-    from archlab.registry import create, create_from_config
+    from archlab.registry import create_from_config
 
     try:
-        if kind == "module":
-            return subject, None
-        if kind == "registry":
+        if subject.kind == "registry":
             # meta: the tree and config without allocating a large model's weights
-            return create(str(subject), device="meta"), None
-        if kind == "saved":
-            return checkpoint.load(subject), None
-        from archlab.rundir import final_weights
-
-        weights = final_weights(Path(subject), run_cfg or {})
+            return subject.build("meta"), None
+        if subject.kind != "run":
+            return subject.load(), None
+        weights = subject.final_weights_or_none()
         if weights is not None:  # a fallback (older weights than the run's result) is a note, with why
             return checkpoint.load(weights.path), weights.describe() if weights.is_fallback else None
-        model_cfg = (run_cfg or {}).get("model") or {}
+        model_cfg = subject.run_config().get("model") or {}
         return create_from_config(model_cfg), "no finished checkpoint in the run: the untrained model is described"
     except ArchlabError as exc:
         return None, str(exc)
 
 
-def _model_name(subject: Any, kind: str, module: nn.Module | None, run_cfg: dict[str, Any] | None) -> str:
-    if kind == "registry":
-        return str(subject)
+def _model_name(opened: _Opened) -> str:
+    subject, module = opened.subject, opened.module
+    if subject.kind == "registry":
+        return str(subject.name)
     name = getattr(module, "registry_name", None) if module is not None else None
-    if kind == "run":
-        name = name or ((run_cfg or {}).get("model") or {}).get("name")
-    return name or (type(module).__name__ if module is not None else Path(str(subject)).name)
+    if subject.kind == "run":
+        name = name or ((opened.run_cfg or {}).get("model") or {}).get("name")
+    return name or (type(module).__name__ if module is not None else Path(subject.given).name)
 
 
 # ------------------------------------------------------------------------------------ sections
@@ -342,75 +396,76 @@ def build_report(
     Returns:
         A :class:`DesignReport`; sections that could not be measured say why in ``skipped``.
     """
-    from archlab.analysis import summary
-
     t_start = time.perf_counter()
-    from archlab.report.spread import member_subject  # a CV / seed group -> its first member
+    opened = _open(subject)
+    rep = _new_report(opened)
+    _describe(rep, opened, depth, advisor)
+    _measure(
+        rep, opened, bench, deploy, {"latency_ms": latency_ms, "memory_mb": memory_mb, "size_mb": size_mb}, isolate
+    )
+    if opened.kind == "run":
+        _step(rep, "run", _run_files, rep, opened.subject.path, opened.run_cfg or {})
+    if compare:
+        from archlab.report.compare_subjects import comparison
 
-    subject = member_subject(subject)
-    kind = kind_of(subject)
-    design_dir = None
-    if kind == "design":  # the winner's run, plus why it was chosen (report/choice.py)
-        design_dir, subject, kind = Path(subject), Path(subject) / "winner", "run"
-        if not (subject / "config.yaml").is_file():
-            raise ConfigError(
-                f"design {design_dir} has no trained winner yet; finish it: archlab design --resume {design_dir}"
-            )
-    run_cfg = None
-    if kind == "run":
-        from archlab.rundir import RunDir
+        _step(rep, "comparison", comparison, rep, [opened.given, *compare], bench)
+        if rep.comparison is None:
+            rep.comparison = []
+    rep.timings_s["total"] = round(time.perf_counter() - t_start, 3)
+    return rep
 
-        run_cfg = RunDir(subject).read_config()
-    module, why = _load_module(subject, kind, run_cfg)
-    rep_notes = [why] if why else []
-    name = _model_name(subject, kind, module, run_cfg)
-    rep = DesignReport(
+
+def _new_report(opened: _Opened) -> DesignReport:
+    """The report's header: title, subject, kind, model name, and the note on its weights."""
+    name = _model_name(opened)
+    return DesignReport(
         title=f"Design report: {name}",
-        subject=str(subject) if kind != "module" else f"<{type(subject).__name__} module>",
-        kind=kind,
+        subject=opened.subject.given,
+        kind=opened.kind,
         model=name,
         created=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        notes=rep_notes,
+        notes=[opened.why] if opened.why else [],
     )
-    # a name: the analysis layer builds it on meta itself; a run: its trained model
-    target = subject if kind in ("registry", "module") or module is None else module
-    _step(rep, "architecture", _architecture, rep, module, run_cfg if advisor and design_dir is None else None)
-    if design_dir is not None:
+
+
+def _describe(rep: DesignReport, opened: _Opened, depth: int, advisor: bool) -> None:
+    """Sections 1-3: architecture (and a design's choice), the layer table, the data flow."""
+    from archlab.analysis import summary
+
+    design_dir = opened.subject.design
+    _step(
+        rep, "architecture", _architecture, rep, opened.module, opened.run_cfg if advisor and not design_dir else None
+    )
+    if design_dir is not None:  # the winner's run, plus why it was chosen (report/choice.py)
         from archlab.report.choice import design_choice, saved_bench
 
         rep.subject, rep.kind = str(design_dir), "design"
-        rep.title = f"Design report: {name} (chosen by archlab design)"
+        rep.title = f"{rep.title} (chosen by archlab design)"
         _step(rep, "choice", design_choice, rep, design_dir)
         rep.bench = saved_bench(design_dir)
 
     def _summary() -> None:
-        rep.summary = summary(target, depth=depth)
+        rep.summary = summary(opened.target, depth=depth)
         _parameters(rep)
 
     _step(rep, "layers", _summary)
     if rep.summary is None:
         rep.skipped["parameters"] = rep.skipped["layers"]
-    _step(rep, "dataflow", _dataflow, rep, target)
-    bench_target = module if kind == "saved" else subject
+    _step(rep, "dataflow", _dataflow, rep, opened.target)
+
+
+def _measure(
+    rep: DesignReport, opened: _Opened, bench: bool, deploy: bool, budgets: dict[str, float | None], isolate: bool
+) -> None:
+    """Sections 4-5: benchmarks (a design's own, or measured here) and deployment requirements."""
     if rep.bench is not None:
         rep.notes.append("benchmarks: as measured by the design's benchmark step (bench.json)")
         _bench_figures(rep)
     elif bench:
-        _step(rep, "benchmarks", _benchmarks, rep, bench_target)
+        _step(rep, "benchmarks", _benchmarks, rep, opened.bench_target)
     else:
         rep.skipped["benchmarks"] = "not measured: the report was built with bench=False (--no-bench)"
     if deploy:
-        budgets = {"latency_ms": latency_ms, "memory_mb": memory_mb, "size_mb": size_mb}
-        _step(rep, "deployment", _deployment, rep, bench_target, budgets, isolate)
+        _step(rep, "deployment", _deployment, rep, opened.bench_target, budgets, isolate)
     else:
         rep.skipped["deployment"] = "not measured: the report was built with deploy=False (--no-bench / --no-deploy)"
-    if kind == "run":
-        _step(rep, "run", _run_files, rep, Path(subject), run_cfg or {})
-    if compare:
-        from archlab.report.compare_subjects import comparison
-
-        _step(rep, "comparison", comparison, rep, [subject, *compare], bench)
-        if rep.comparison is None:
-            rep.comparison = []
-    rep.timings_s["total"] = round(time.perf_counter() - t_start, 3)
-    return rep

@@ -23,8 +23,9 @@ from archlab.checkpoint import load as load_model
 from archlab.data.base import DataBundle, Split, apply_normalization, is_streamed
 from archlab.data.preprocess import Preprocessing
 from archlab.errors import CheckpointError, DataError
-from archlab.rundir import FinalWeights, RunDir, final_weights
+from archlab.rundir import FinalWeights, RunDir
 from archlab.runs.spec import MOVED_TRAIN_KEYS
+from archlab.subject import resolve_run
 from archlab.tasks import get_task
 from archlab.train.config import TrainConfig
 from archlab.train.evaluate import evaluate_split, predict_split
@@ -103,16 +104,9 @@ def load_run(
     Raises:
         CheckpointError: no complete checkpoint verifies, or ``strict`` and only a fallback does.
     """
-    run = RunDir(run_dir)
-    saved = run.read_config()
-    weights = final_weights(run.path, saved)
-    if weights is None:
-        raise CheckpointError(f"{run_dir} has no complete checkpoint (best/ or last/)")
-    if strict and weights.is_fallback:
-        raise CheckpointError(
-            f"{run_dir}: the run's final checkpoint {weights.wanted}/ cannot be used ({weights.fallback_reason}); "
-            f"without --strict (strict=False) {weights.name}/ (step {weights.step}) answers instead"
-        )
+    subject = resolve_run(run_dir)
+    saved = subject.run_config()
+    weights = subject.final_weights(strict=strict)
     model = load_model(weights.path, device=device, model=model)
     task_saved = saved.get("task") or {}
     task = get_task(task_saved.get("name"), **(task_saved.get("options") or {}))
