@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from archlab.bench.result import BenchResult
+from archlab.report.dispatch import register_renderers
 from archlab.report.format import fmt_column, not_measured
 
 _COLS = (
@@ -109,3 +111,6 @@ def bench_rich(result: Any):
     for r, cells in zip(result.rows, bench_cells(result)):
         table.add_row(*cells, style=None if r.ok else "red")
     return table
+
+
+register_renderers(BenchResult, rich=bench_rich, md=bench_markdown)

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from archlab.analysis.compare_models import Comparison
+from archlab.report.dispatch import register_renderers
 from archlab.report.format import fmt_bytes, fmt_count, fmt_shapes
-
-if TYPE_CHECKING:  # pragma: no cover
-    from archlab.analysis.compare_models import Comparison
 
 COLUMNS = (
     "Model",
@@ -60,3 +57,12 @@ def comparison_chart(c: Comparison, fmt: str = "png") -> bytes:
 
     metrics = [("Parameters", "params"), ("Forward FLOPs", "flops"), ("Training peak (bytes)", "training_peak_bytes")]
     return compare_chart(c.rows(), metrics, fmt=fmt)
+
+
+register_renderers(
+    Comparison,
+    rich=comparison_rich,
+    md=comparison_markdown,
+    png=lambda c: comparison_chart(c, "png"),
+    svg=lambda c: comparison_chart(c, "svg").decode(),
+)

@@ -1,6 +1,7 @@
 """Renderers of a :class:`archlab.runs.compare_runs.RunsComparison` (``archlab compare RUN_A RUN_B``).
 
-Read by attribute only (the runs layer sits below this one): a table of the two sides' test
+Read by attribute only (the runs layer sits above this one, so :mod:`archlab.runs.compare_runs`
+registers ``RENDERERS`` for its type): a table of the two sides' test
 metric, then the test used, the difference A - B with its 95% interval and p-value, and the
 verdict, which names a winner only when p < 0.05.
 """
@@ -73,4 +74,5 @@ def runs_comparison_rich(c: Any):
     return table
 
 
+#: format -> renderer of a RunsComparison
 RENDERERS = {"rich": runs_comparison_rich, "md": runs_comparison_markdown, "text": runs_comparison_text}

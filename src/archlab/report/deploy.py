@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from archlab.deploy.requirements import DeployReport
+from archlab.report.dispatch import register_renderers
 from archlab.report.format import fmt_column, not_measured
 
 
@@ -161,3 +163,6 @@ def deploy_rich(report: Any):
             style = "red" if v.startswith("FAIL") else None
             table.add_row(title if i == 0 else "", k, v, style=style)
     return table
+
+
+register_renderers(DeployReport, rich=deploy_rich, md=deploy_markdown)

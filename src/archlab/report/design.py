@@ -7,6 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from archlab.advise.autosize import SizedConfig
+from archlab.advise.recommend import Recommendation
+from archlab.report.dispatch import register_renderers
 from archlab.report.format import fmt_count
 
 
@@ -162,3 +165,7 @@ def sized_rich(sized):
             "*" if c.pareto else "",
         )
     return table
+
+
+register_renderers(Recommendation, rich=recommendation_rich, md=recommendation_markdown)
+register_renderers(SizedConfig, rich=sized_rich, md=sized_markdown)

@@ -6,13 +6,11 @@ needed; the DOT text is there for people who have it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
 from xml.sax.saxutils import escape
 
+from archlab.analysis.diagram import ModelGraph, Node
+from archlab.report.dispatch import register_renderers
 from archlab.report.format import fmt_count
-
-if TYPE_CHECKING:  # pragma: no cover
-    from archlab.analysis.diagram import ModelGraph, Node
 
 
 def node_lines(n: Node) -> list[str]:
@@ -227,3 +225,6 @@ def to_svg(graph: ModelGraph) -> str:
         parts.append("</g>")
     parts.append("</svg>")
     return "\n".join(parts) + "\n"
+
+
+register_renderers(ModelGraph, mermaid=to_mermaid, dot=to_dot, svg=to_svg, text=to_mermaid)

@@ -3,29 +3,31 @@
 :mod:`archlab.display` gives every result dataclass ``_repr_html_``; this module draws it with
 the renderers :func:`archlab.render` uses: a type's ``html`` renderer if it has one, else its
 ``rich`` table exported as HTML (rich's own exporter, styles inline: a notebook loads no CSS),
-else its SVG (the diagram), else its Markdown as preformatted text.
+else its SVG (the diagram), else its Markdown as preformatted text. A result with no format
+renderers of its own (the runs layer's design result) registers its notebook HTML on
+:func:`notebook_html`, which dispatches on the result's type.
 """
 
 from __future__ import annotations
 
+import functools
 import io
-from collections.abc import Callable
+from collections.abc import Mapping
 from html import escape
 from typing import Any
 
-#: result type name -> format -> renderer, as :mod:`archlab.report` keeps them
-Renderers = dict[str, dict[str, Callable[[Any], Any]]]
-
-# a design result lives in the runs layer, above this one: it is rendered by duck typing
-_DESIGN = "DesignResult"
+from archlab.report.dispatch import Renderer, renderers
 
 
-def notebook_html(result: Any, table: Renderers) -> str | None:
-    """The HTML a notebook shows for ``result`` (``table``: :mod:`archlab.report`'s renderers by
-    type name and format), or ``None`` to fall back to its ``repr``."""
-    if type(result).__name__ == _DESIGN:
-        return design_result_html(result)
-    by_fmt = table.get(type(result).__name__, {})
+@functools.singledispatch
+def notebook_html(result: Any, by_fmt: Mapping[str, Renderer] | None = None) -> str | None:
+    """The HTML a notebook shows for ``result``, or ``None`` to fall back to its ``repr``.
+
+    Args:
+        result: any result.
+        by_fmt: its renderers by format (default: those registered for its type).
+    """
+    by_fmt = renderers(result) if by_fmt is None else by_fmt
     try:
         if "html" in by_fmt:
             return str(by_fmt["html"](result))
@@ -40,9 +42,9 @@ def notebook_html(result: Any, table: Renderers) -> str | None:
     return None
 
 
-def notebook_svg(result: Any, table: Renderers) -> str | None:
+def notebook_svg(result: Any, by_fmt: Mapping[str, Renderer] | None = None) -> str | None:
     """The SVG a notebook shows for a picture result (the diagram graph), or ``None``."""
-    svg = table.get(type(result).__name__, {}).get("svg")
+    svg = (renderers(result) if by_fmt is None else by_fmt).get("svg")
     try:
         return None if svg is None else str(svg(result))
     except ImportError:
@@ -61,8 +63,12 @@ def rich_html(renderable: Any, width: int = 110) -> str:
     )
 
 
-def design_result_html(result: Any) -> str:
-    """A finished design: the winner, why, its test metrics and where the report is."""
+def design_result_html(result: Any, by_fmt: Mapping[str, Renderer] | None = None) -> str:
+    """A finished design: the winner, why, its test metrics and where the report is.
+
+    Read by attribute (the design result lives in the runs layer, above this one, which registers
+    this function on :func:`notebook_html`); ``by_fmt`` is unused: a design has no other format.
+    """
     rows = [("winner", result.winner or "none"), ("why", result.why), ("design directory", str(result.dir))]
     if getattr(result, "verdict", ""):
         rows.insert(0, ("against the baselines", result.verdict))

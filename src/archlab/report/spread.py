@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from archlab.display import NotebookDisplay
+from archlab.report.dispatch import register_renderers
 
 log = logging.getLogger("archlab.report")
 
@@ -176,4 +177,4 @@ def spread_rich(s: GroupSpread):
     return table
 
 
-RENDERERS = {"rich": spread_rich, "md": spread_markdown, "text": spread_text, "html": spread_html}
+register_renderers(GroupSpread, rich=spread_rich, md=spread_markdown, text=spread_text, html=spread_html)

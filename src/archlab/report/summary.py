@@ -5,13 +5,10 @@ Its JSON is the result's own ``to_dict()`` (schema in :mod:`archlab.analysis.sum
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from archlab.analysis.summary import ModelSummary
 from archlab.errors import require
+from archlab.report.dispatch import register_renderers
 from archlab.report.format import fmt_bytes, fmt_count, fmt_shapes
-
-if TYPE_CHECKING:  # pragma: no cover
-    from archlab.analysis.summary import ModelSummary
 
 COLUMNS = (
     "Layer",
@@ -159,3 +156,6 @@ def summary_text(s: ModelSummary) -> str:
     lines.insert(1, "-" * len(lines[0]))
     lines += [""] + [f"{k}: {v}" for k, v in _totals(s)] + [f"note: {n}" for n in s.notes]
     return "\n".join(lines)
+
+
+register_renderers(ModelSummary, rich=summary_rich, md=summary_markdown, html=summary_html, text=summary_text)

@@ -41,6 +41,8 @@ import torch
 
 from archlab.display import NotebookDisplay
 from archlab.errors import ConfigError
+from archlab.report.compare_runs import RENDERERS
+from archlab.report.dispatch import register_renderers
 from archlab.report.spread import SUMMARY_FILES
 from archlab.runs.stats import TestResult, corrected_t, mcnemar, paired_bootstrap, paired_t, summarize, welch_t
 from archlab.train.evaluate import metric_mode
@@ -110,6 +112,9 @@ class RunsComparison(NotebookDisplay):
 
 
 _RESULT_FIELDS = ("test", "estimate", "ci95_low", "ci95_high", "p_value", "significant", "interval", "details")
+
+# the report layer, below this one, cannot import the type: it is registered where it is defined
+register_renderers(RunsComparison, **RENDERERS)
 
 
 def _comparison(

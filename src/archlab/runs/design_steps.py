@@ -21,6 +21,7 @@ from typing import Any
 from archlab.data.base import DataBundle
 from archlab.errors import ArchlabError, ConfigError
 from archlab.io import atomic_write_json
+from archlab.report.choice import CandidateRow
 from archlab.runs.adapt import build_model
 from archlab.runs.cost import choose_run_precision
 from archlab.runs.cv import run_member
@@ -438,7 +439,7 @@ def pareto_front(rows: list[dict[str, Any]], mode: str) -> list[bool]:
     return [not any(all(b <= a for a, b in zip(ci, cj)) and cj != ci for cj in cs) for ci in cs]
 
 
-def _trial_rows(d: DesignState, plan: SearchPlan) -> list[dict[str, Any]]:
+def _trial_rows(d: DesignState, plan: SearchPlan) -> list[CandidateRow]:
     """The trials as the candidates table shows them (one row a trial), best metric first."""
     out = []
     for t in d.result("search").get("trials", []):
@@ -446,25 +447,25 @@ def _trial_rows(d: DesignState, plan: SearchPlan) -> list[dict[str, Any]]:
             continue  # waiting, or stopped by a kill and retried as another trial
         f = next((f for f in plan.families if f.name == t["name"]), None)
         out.append(
-            {
-                "name": f"{t['name']} #{t['number']}",
-                "preset": t["name"],
-                "trial": t["number"],
-                "family": f.family if f else "",
-                "rank": f.rank if f else None,
-                "params": f.params if f else None,
-                "latency_ms": f.latency_ms if f else None,
-                "fits": True,
-                "metric": plan.metric,
-                "mode": plan.mode,
-                "value": t["value"] if t["state"] == "complete" else None,
-                "reached": t["value"],
-                "state": t["state"],
-                "recipe": t["params"],
-                "trained": t["state"] == "complete",
-                "error": t.get("error"),
-                "cv": {"k": plan.folds} if plan.folds else None,
-            }
+            CandidateRow(
+                name=f"{t['name']} #{t['number']}",
+                preset=t["name"],
+                trial=t["number"],
+                family=f.family if f else "",
+                rank=f.rank if f else None,
+                params=f.params if f else None,
+                latency_ms=f.latency_ms if f else None,
+                fits=True,
+                metric=plan.metric,
+                mode=plan.mode,
+                value=t["value"] if t["state"] == "complete" else None,
+                reached=t["value"],
+                state=t["state"],
+                recipe=t["params"],
+                trained=t["state"] == "complete",
+                error=t.get("error"),
+                cv={"k": plan.folds} if plan.folds else None,
+            )
         )
     return out
 
@@ -472,27 +473,27 @@ def _trial_rows(d: DesignState, plan: SearchPlan) -> list[dict[str, Any]]:
 def _select(d: DesignState) -> dict[str, Any]:
     plan = SearchPlan.from_dict(d.result("search")["plan"])
     rows = _trial_rows(d, plan)
-    trained = [r for r in rows if r["trained"] and r["value"] is not None]
+    trained = [r for r in rows if r.trained and r.value is not None]
     if not trained:
         raise ConfigError("design: no trial finished training with a validation metric")
-    for r, p in zip(trained, pareto_front(trained, plan.mode)):
-        r["pareto"] = p
-    best = trained[plan.selection.best_index(r["value"] for r in trained) or 0]
-    pruned = sum(r["state"] == "pruned" for r in rows)
+    for r, p in zip(trained, pareto_front([r.to_dict() for r in trained], plan.mode)):
+        r.pareto = p
+    best = trained[plan.selection.best_index(r.value for r in trained) or 0]
+    pruned = sum(r.state == "pruned" for r in rows)
     why = (
-        f"best {plan.metric} ({best['value']:.4g}, {'higher' if plan.mode == 'max' else 'lower'} is better) of "
-        f"{len(trained)} trials trained to the end ({pruned} pruned early), {best['preset']} with lr "
-        f"{plan.family(best['preset']).lr * best['recipe']['lr_mult']:.2g}, width {best['recipe']['width']}"
+        f"best {plan.metric} ({best.value:.4g}, {'higher' if plan.mode == 'max' else 'lower'} is better) of "
+        f"{len(trained)} trials trained to the end ({pruned} pruned early), {best.preset} with lr "
+        f"{plan.family(best.preset).lr * best.recipe['lr_mult']:.2g}, width {best.recipe['width']}"
     )
     return {
-        "winner": best["preset"],
-        "winner_trial": best["trial"],
-        "winner_params": best["recipe"],
+        "winner": best.preset,
+        "winner_trial": best.trial,
+        "winner_params": best.recipe,
         "metric": plan.metric,
         "mode": plan.mode,
         "why": why,
         "compared_on": d.result("inspect").get("selection"),
-        "rows": rows,
+        "rows": [r.to_dict() for r in rows],
     }
 
 
