@@ -276,3 +276,20 @@ def test_the_minirocket_baseline_leaves_the_networks_thread_count_alone():
         assert torch.get_num_threads() == 1  # numba's OpenMP layer had set it to every core
     finally:
         torch.set_num_threads(before)
+
+
+def test_text_gets_tfidf_and_logistic_regression():
+    import dataclasses
+
+    from archlab.advise.baselines import fit_baselines
+
+    full = load("shakespeare_genre")
+
+    def every(split, n):  # an even sample keeps it quick (the splits are ordered by play)
+        return split.take(torch.linspace(0, len(split) - 1, n).long())
+
+    bundle = dataclasses.replace(
+        full, train=every(full.train, 900), val=every(full.val, 300), test=every(full.test, 300)
+    )
+    (tfidf,) = fit_baselines(bundle, "classification")
+    assert tfidf.name.startswith("TF-IDF") and tfidf.note == "" and 0.0 < tfidf.test <= 1.0 and tfidf.val is not None

@@ -13,6 +13,7 @@ something, not a number on its own:
   gradient boosting on the series' values flattened;
 - series classification: MiniRocket (Dempster et al. 2021) from sktime, which needs numba; when
   it is not installed the design says so rather than leaving the row out silently;
+- text classification: TF-IDF of token 1- to 3-grams and logistic regression;
 - images: multinomial logistic regression on the pixels (small images only).
 
 Every baseline is scored with the task's selection metric (accuracy, or MAE in the units the
@@ -125,6 +126,25 @@ def _logistic_pixels(bundle: DataBundle) -> Baseline:
     return _fit_predict("logistic regression on pixels", "accuracy", bundle, make)
 
 
+def _tfidf_logistic(bundle: DataBundle) -> Baseline:
+    """TF-IDF of token n-grams (1 to 3; characters for a character-level tokenizer) and logistic
+    regression: the text classifier to beat before any network."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    pad = bundle.info.get("pad_id")
+
+    def as_text(x: np.ndarray) -> list[str]:  # token ids as words, padding left out
+        return [" ".join(str(int(t)) for t in row if t != pad) for row in x]
+
+    def make() -> Any:
+        words = TfidfVectorizer(token_pattern=r"\S+", ngram_range=(1, 3), sublinear_tf=True, max_features=50_000)
+        return make_pipeline(words, LogisticRegression(max_iter=1000))
+
+    return _fit_predict("TF-IDF (1-3-grams) + logistic regression", "accuracy", bundle, make, as_text)
+
+
 def _minirocket(bundle: DataBundle) -> Baseline:
     try:
         import numba  # noqa: F401 - sktime's MiniRocket compiles its kernels with numba
@@ -220,6 +240,8 @@ def fit_baselines(bundle: DataBundle, task: str) -> list[Baseline]:
             makers = [("gradient boosting", lambda b: _gradient_boosting(b, task))]  # series: on the flat values
         elif bundle.modality in ("time_series", "signal") and task == "classification":
             makers = [("MiniRocket", _minirocket)]
+        elif bundle.modality == "text" and task == "classification" and x[0].ndim == 2:
+            makers = [("TF-IDF", _tfidf_logistic)]
         elif bundle.modality == "image" and task == "classification" and x[0][0].size <= MAX_PIXELS:
             makers = [("logistic regression", _logistic_pixels)]
     out = []
