@@ -151,19 +151,20 @@ def _trials_table(manifest: dict[str, Any]) -> None:
     """The search's trials and the baselines, one row each, best first."""
     from rich.table import Table
 
+    from archlab.report.choice import CandidateRow
+
     sel = manifest["steps"]["select"].get("result") or {}
     table = Table(title=f"Search: {sel.get('metric', '')} ({sel.get('mode', '')})", show_lines=False)
     for col in ("trial", "model", "width", "lr x", "state", "value"):
         table.add_column(col)
-    for r in sel.get("rows", []):
-        value = r.get("value") if r.get("value") is not None else r.get("reached")
-        recipe = r.get("recipe") or {}
+    for r in map(CandidateRow.from_dict, sel.get("rows", [])):
+        value = r.value if r.value is not None else r.reached
         table.add_row(
-            str(r.get("trial", "")),
-            r.get("preset", r["name"]),
-            str(recipe.get("width", "")),
-            f"{recipe['lr_mult']:.2g}" if "lr_mult" in recipe else "",
-            r.get("state", ""),
+            "" if r.trial is None else str(r.trial),
+            r.preset or r.name,
+            str(r.recipe.get("width", "")),
+            f"{r.recipe['lr_mult']:.2g}" if "lr_mult" in r.recipe else "",
+            r.state or "",
             "" if value is None else f"{value:.4g}",
         )
     for b in (manifest["steps"].get("baselines", {}).get("result") or {}).get("rows", []):
