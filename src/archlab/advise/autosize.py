@@ -301,12 +301,17 @@ class _Search:
         return best, f"{binding} binds: the next width up ({hi:.3g}x) does not fit"
 
 
-def _budgets(params_max, flops_max, latency_ms, memory_mb) -> dict[str, Any]:
-    budgets = {
+def given_budgets(params_max, flops_max, latency_ms, memory_mb) -> dict[str, Any]:
+    """The budgets that are set (not None), by :func:`autosize`'s keyword names."""
+    return {
         k: v
         for k, v in dict(params_max=params_max, flops_max=flops_max, latency_ms=latency_ms, memory_mb=memory_mb).items()
         if v is not None
     }
+
+
+def _budgets(params_max, flops_max, latency_ms, memory_mb) -> dict[str, Any]:
+    budgets = given_budgets(params_max, flops_max, latency_ms, memory_mb)
     for k, v in budgets.items():
         if not isinstance(v, (int, float)) or v <= 0:
             raise ConfigError(f"autosize: {k} must be a positive number; got {v!r}")
@@ -376,30 +381,10 @@ def autosize(
 
     if not search.knobs:  # a family with nothing to scale (a linear forecaster): judged as it is
         return _as_is(search, name, entry, fitted, user, budgets, batch, t0)
-    per_depth: list[tuple[Candidate, str]] = []
-    reasons = []
-    for depth in search.depth_factors():
-        best, why = search.best_width(depth)
-        reasons.append((depth, why))
-        if best is not None and best.fits:
-            per_depth.append((best, why))
-    for best, _ in per_depth:  # FLOPs / memory for the table even without those budgets
-        search.evaluate(best.width, best.depth, analyse=True)
+    per_depth = _largest_fit_per_depth(search)
     cands = list(search.cache.values())
     _mark_pareto(cands)
-    if per_depth:
-        top = max(c.params for c, _ in per_depth)
-        near = [(c, w) for c, w in per_depth if c.params >= 0.95 * top]
-        chosen, why = min(near, key=lambda cw: (abs(math.log(cw[0].depth)), -cw[0].params))
-        fits = True
-        stop = f"largest fit at depth x{chosen.depth:g}, width x{chosen.width:.3g}: {why}"
-    else:
-        smallest = min(cands, key=lambda c: c.params) if cands else None
-        if smallest is None:
-            raise ConfigError(f"autosize: no valid config of {name!r} could be built")
-        chosen, fits = smallest, False
-        over = ", ".join(sorted({o for c in cands for o in c.over})) or "the budget"
-        stop = f"nothing in family {entry.family!r} meets {over}; the smallest config tried is returned"
+    chosen, fits, stop = _choose(per_depth, cands, name, entry.family)
     cfg = chosen._cfg  # type: ignore[attr-defined]
     keep = set(fitted) | set(user) | set(K.knob_values(search.knobs, cfg))
     sized = {k: v for k, v in cfg.items() if k in keep}
@@ -419,6 +404,40 @@ def autosize(
         batch=batch,
         elapsed_s=time.perf_counter() - t0,
     )
+
+
+def _largest_fit_per_depth(search: _Search) -> list[tuple[Candidate, str]]:
+    """The widest fitting candidate at each depth factor, with why the search stopped there;
+    each is analysed (FLOPs, memory) for the table even without those budgets."""
+    per_depth: list[tuple[Candidate, str]] = []
+    for depth in search.depth_factors():
+        best, why = search.best_width(depth)
+        if best is not None and best.fits:
+            per_depth.append((best, why))
+    for best, _ in per_depth:
+        search.evaluate(best.width, best.depth, analyse=True)
+    return per_depth
+
+
+def _choose(
+    per_depth: list[tuple[Candidate, str]], cands: list[Candidate], name: str, family: str
+) -> tuple[Candidate, bool, str]:
+    """``(candidate, fits, stop reason)``: the largest fit, the preset's own depth preferred within
+    5 % of the most parameters; when nothing fits, the smallest config tried.
+
+    Raises:
+        ConfigError: no config of ``name`` could be built at all.
+    """
+    if per_depth:
+        top = max(c.params for c, _ in per_depth)
+        near = [(c, w) for c, w in per_depth if c.params >= 0.95 * top]
+        chosen, why = min(near, key=lambda cw: (abs(math.log(cw[0].depth)), -cw[0].params))
+        return chosen, True, f"largest fit at depth x{chosen.depth:g}, width x{chosen.width:.3g}: {why}"
+    smallest = min(cands, key=lambda c: c.params) if cands else None
+    if smallest is None:
+        raise ConfigError(f"autosize: no valid config of {name!r} could be built")
+    over = ", ".join(sorted({o for c in cands for o in c.over})) or "the budget"
+    return smallest, False, f"nothing in family {family!r} meets {over}; the smallest config tried is returned"
 
 
 def _as_is(search: _Search, name: str, entry: Any, fitted: dict, user: dict, budgets: dict, batch: int, t0: float):

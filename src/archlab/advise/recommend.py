@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from archlab.advise import rules as R
-from archlab.advise.autosize import SCHEMA_VERSION, autosize
+from archlab.advise.autosize import SCHEMA_VERSION, autosize, given_budgets
 from archlab.advise.facts import DataFacts, facts_from_args, fit_to_data, inspect_data, load_bundle
 from archlab.advise.reads import fit_layout, forward_check, is_signal
 from archlab.display import NotebookDisplay
@@ -333,21 +333,8 @@ def recommend(
     if top < 1:
         raise ConfigError(f"recommend: top must be >= 1; got {top}")
     bundle = load_bundle(data, task, data_options) if data is not None else None
-    if bundle is not None:
-        facts = inspect_data(bundle, task)
-        for k, v in dict(n_samples=n_samples, num_classes=num_classes, seq_len=seq_len).items():
-            if v is not None:
-                setattr(facts, k, v)
-    else:
-        facts = facts_from_args(modality, task, input_shape, n_samples, num_classes, seq_len)
-    if size_mb is not None:
-        cap = int(size_mb * 1e6 / 4)
-        params_max = min(params_max, cap) if params_max else cap
-    budgets = {
-        k: v
-        for k, v in dict(params_max=params_max, flops_max=flops_max, latency_ms=latency_ms, memory_mb=memory_mb).items()
-        if v is not None
-    }
+    facts = _facts(bundle, modality, task, input_shape, n_samples, num_classes, seq_len)
+    budgets = _budget_dict(params_max, flops_max, latency_ms, memory_mb, size_mb)
     ctx = Context(
         facts,
         batch=batch or 1,
@@ -359,47 +346,82 @@ def recommend(
     )
     fired = R.fired(ctx)
     fired_ids = {r.id for r in fired}
+    ranking = _rank(_preset_names(facts), bundle, facts, fired, budgets, ctx)
+    rows = _shown_rows(ranking.rows, top, budgets, ctx.batch)
+    return Recommendation(
+        facts=facts,
+        budgets=budgets,
+        rules_fired=[r.id for r in fired] + [rid for rid in ranking.findings if rid not in fired_ids],
+        candidates=rows,
+        warnings=_warnings(fired, ranking.findings, rows),
+        alternatives=ALTERNATIVES.get((facts.modality, facts.task)),
+        baseline=_baseline(fired_ids, bundle, facts.task),
+        latency_method=ranking.latency_method,
+    )
 
+
+def _facts(bundle, modality, task, input_shape, n_samples, num_classes, seq_len) -> DataFacts:
+    """The data's facts (counts given by the caller override the data's), or the caller's alone."""
+    if bundle is None:
+        return facts_from_args(modality, task, input_shape, n_samples, num_classes, seq_len)
+    facts = inspect_data(bundle, task)
+    for k, v in dict(n_samples=n_samples, num_classes=num_classes, seq_len=seq_len).items():
+        if v is not None:
+            setattr(facts, k, v)
+    return facts
+
+
+def _budget_dict(params_max, flops_max, latency_ms, memory_mb, size_mb) -> dict[str, Any]:
+    """The budgets given; ``size_mb`` of fp32 weights caps ``params_max`` at ``size_mb * 1e6 / 4``."""
+    if size_mb is not None:
+        cap = int(size_mb * 1e6 / 4)
+        params_max = min(params_max, cap) if params_max else cap
+    return given_budgets(params_max, flops_max, latency_ms, memory_mb)
+
+
+def _preset_names(facts: DataFacts) -> list[str]:
+    """The registry presets that train on the facts' modality and task (ConfigError when none)."""
     names = _candidates(facts.modality, facts.task)
     if not names:
         raise ConfigError(
             f"no registered model trains on {facts.modality} for task {facts.task!r} "
             f"(see `archlab models --modality {facts.modality}`)"
         )
-    rows, extra_ids, latency_method = _rank(names, bundle, facts, fired, fired_ids, budgets, ctx)
+    return names
+
+
+def _shown_rows(rows: list[RecCandidate], top: int, budgets: dict[str, Any], batch: int) -> list[RecCandidate]:
+    """The ``top`` rows, families mixed (:func:`_diverse`), numbered, with FLOPs where sizing
+    did not measure them."""
     rows = _diverse(rows)[:top]
     for i, row in enumerate(rows, 1):
         row.rank = i
         if row.flops is None and not budgets:
-            row.flops = _flops(row.name, row.overrides, ctx.batch)
+            row.flops = _flops(row.name, row.overrides, batch)
+    return rows
 
-    warnings = []
+
+def _warnings(fired, findings: dict[str, tuple[str, list[str]]], rows: list[RecCandidate]) -> list[Advice]:
+    """The fired warning rules, then each candidate finding that concerns a preset shown."""
+    warnings = [Advice(r.id, r.advice, r.fix) for r in fired if r.kind == "warning"]
     shown = {r.name for r in rows}
-    for r in fired:
-        if r.kind == "warning":
-            warnings.append(Advice(r.id, r.advice, r.fix))
-    for rid, (msg, models) in extra_ids.items():
+    for rid, (msg, models) in findings.items():
         models = [m for m in models if m in shown]
         if models:
             rule = R.RULES_BY_ID[rid]
             warnings.append(Advice(rid, f"{rule.advice} ({msg})", rule.fix, models))
-    baseline = None
-    if "tabular-small-trees" in fired_ids and bundle is not None:
-        try:
-            baseline = hgb_baseline(bundle, facts.task)
-        except Exception as exc:  # the baseline is a courtesy; never fail the advice for it
-            log.debug("baseline failed: %s", exc)
-    rules_fired = [r.id for r in fired] + [rid for rid in extra_ids if rid not in fired_ids]
-    return Recommendation(
-        facts=facts,
-        budgets=budgets,
-        rules_fired=rules_fired,
-        candidates=rows,
-        warnings=warnings,
-        alternatives=ALTERNATIVES.get((facts.modality, facts.task)),
-        baseline=baseline,
-        latency_method=latency_method,
-    )
+    return warnings
+
+
+def _baseline(fired_ids: set[str], bundle, task: str | None) -> dict[str, Any] | None:
+    """The gradient-boosting baseline when rule ``tabular-small-trees`` fired on loaded data."""
+    if "tabular-small-trees" not in fired_ids or bundle is None:
+        return None
+    try:
+        return hgb_baseline(bundle, task)
+    except Exception as exc:  # the baseline is a courtesy; never fail the advice for it
+        log.debug("baseline failed: %s", exc)
+        return None
 
 
 def _flops(name: str, overrides: dict[str, Any], batch: int) -> int | None:
@@ -420,105 +442,181 @@ def _flops(name: str, overrides: dict[str, Any], batch: int) -> int | None:
         return None
 
 
-def _rank(names, bundle, facts, fired, fired_ids, budgets, ctx):
-    from archlab.registry import create, get_entry
+@dataclass
+class _Ranking:
+    """What ranking the presets gathers: the rows, the candidate findings (rule id -> (note,
+    presets)), how latency was measured, and the data in each layout tried."""
 
-    rows: list[RecCandidate] = []
-    extra: dict[str, tuple[str, list[str]]] = {}
-    latency_method = None
-    layouts: dict[str, Any] = {}
+    rows: list[RecCandidate] = field(default_factory=list)
+    findings: dict[str, tuple[str, list[str]]] = field(default_factory=dict)
+    latency_method: str | None = None
+    layouts: dict[str, Any] = field(default_factory=dict)
+
+    def note(self, rule_id: str, note: str, name: str) -> None:
+        """Record that rule ``rule_id`` concerns preset ``name`` (the first note per rule is kept)."""
+        self.findings.setdefault(rule_id, (note, []))[1].append(name)
+
+
+@dataclass
+class _Preset:
+    """One preset fitted to the data, with the rules' fixes applied."""
+
+    name: str
+    entry: Any
+    fitted: dict[str, Any]  # config fields fitted to the data (and the fixes)
+    cfg: dict[str, Any]  # the full config
+    layout: str | None  # the signal layout it reads, when not the default
+    fixes: dict[str, Any] = field(default_factory=dict)  # rule fixes that are not knobs: autosize keeps them
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Size:
+    """A preset's size: as fitted, or as :func:`autosize` scaled it to the budgets."""
+
+    overrides: dict[str, Any]
+    fits: bool
+    note: str = ""
+    params: int | None = None
+    flops: int | None = None
+    latency_ms: float | None = None
+
+
+def _rank_key(r: RecCandidate) -> tuple:
+    return (-r.fits_budget, -r.score, r.params or 0)
+
+
+def _rank(names, bundle, facts, fired, budgets, ctx) -> _Ranking:
+    """Every preset that fits the data, scored by the fired rules and the candidate checks,
+    sized to the budgets; the rows sorted fitting first, then by score."""
+    ranking = _Ranking()
     for name in names:
-        entry = get_entry(name)
-        layout = None
-        try:
-            if is_signal(bundle):
-                fitted, layout = fit_layout(entry, bundle, facts.task, facts, layouts)
-            else:
-                fitted = fit_to_data(entry, bundle, facts.task, facts=facts)
-                forward_check(entry, fitted, bundle)
-            cfg = entry.config.build({**entry.defaults, **fitted}).model_dump()
-        except ArchlabError as exc:
-            log.debug("recommend: %s does not fit the data: %s", name, exc)
+        preset = _fit_preset(name, bundle, facts, ranking.layouts)
+        if preset is None:
             continue
-        notes = []
-        deeper = deepen_tcn(cfg, facts) if entry.family == "tcn" and not budgets else None
-        if deeper:  # apply the rule's fix (with budgets, autosize sets the depth instead)
-            fitted = {**fitted, "channels": deeper}
-            cfg = {**cfg, "channels": deeper}
-            rf = tcn_receptive_field(deeper, int(cfg.get("kernel_size", 3)))
-            fix = f"fixed: {len(deeper)} levels, receptive field {rf}"
-            notes.append(f"[receptive-field-short] {fix}")
-            extra.setdefault("receptive-field-short", (fix, []))[1].append(name)
-        fixes: dict[str, Any] = {}  # rule fixes that are not knobs: autosize must keep them
-        pooling = tcn_pooling(cfg, facts, ctx.streaming) if entry.family == "tcn" else None
-        if pooling:  # apply the rule's fix: pool every step for whole-sequence classification
-            fixes["pooling"] = pooling
-            fitted, cfg = {**fitted, **fixes}, {**cfg, **fixes}
-            fix = f"fixed: pooling={pooling!r} (was 'last')"
-            notes.append(f"[tcn-classify-pool] {fix}")
-            extra.setdefault("tcn-classify-pool", (fix, []))[1].append(name)
-        score, reasons = 0.0, []
-        for r in fired:
-            s = r.prefer.get(entry.family, 0)
-            score += s
-            if s > 0:
-                reasons.append(f"[{r.id}] {r.advice}")
-            elif s < 0:
-                reasons.append(f"[{r.id}] counts against {entry.family}")
-        for rid, note, delta in _candidate_checks(entry, cfg, facts, fired_ids):
-            score += delta
-            notes.append(f"[{rid}] {note}")
-            extra.setdefault(rid, (note, []))[1].append(name)
-        overrides, fits, note = fitted, True, ""
-        params = flops = lat = None
-        try:
-            if budgets:
-                sized = autosize(
-                    name,
-                    bundle if layout is None else layouts[layout],
-                    task=facts.task,
-                    batch=ctx.batch,
-                    overrides=fitted if bundle is None else (fixes or None),
-                    **budgets,
-                )
-                overrides, fits, note = sized.overrides, sized.fits, sized.stop_reason
-                params, flops, lat = sized.params, sized.flops, sized.latency_ms
-                latency_method = sized.latency_method or latency_method
-            else:
-                model = create(name, device="meta", **fitted)
-                params = sum(p.numel() for p in model.parameters())  # FLOPs later, for the rows shown
-        except ArchlabError as exc:
-            note, fits = f"not sized: {exc}", not budgets
-        except Exception as exc:  # a preset that cannot be built for this data is left out
-            log.debug("recommend: %s failed: %s", name, exc)
-            continue
-        delta, note_cap = capacity_check(params, facts.n_samples)
+        _apply_rule_fixes(preset, facts, budgets, ctx, ranking)
+        row = _candidate_row(preset, bundle, facts, fired, budgets, ctx, ranking)
+        if row is not None:
+            ranking.rows.append(row)
+    ranking.rows.sort(key=_rank_key)
+    return ranking
+
+
+def _fit_preset(name: str, bundle, facts: DataFacts, layouts: dict[str, Any]) -> _Preset | None:
+    """The preset fitted to the data (a signal dataset in the layout it reads), or None when it
+    does not fit."""
+    from archlab.registry import get_entry
+
+    entry = get_entry(name)
+    layout = None
+    try:
+        if is_signal(bundle):
+            fitted, layout = fit_layout(entry, bundle, facts.task, facts, layouts)
+        else:
+            fitted = fit_to_data(entry, bundle, facts.task, facts=facts)
+            forward_check(entry, fitted, bundle)
+        cfg = entry.config.build({**entry.defaults, **fitted}).model_dump()
+    except ArchlabError as exc:
+        log.debug("recommend: %s does not fit the data: %s", name, exc)
+        return None
+    return _Preset(name, entry, fitted, cfg, layout)
+
+
+def _apply_rule_fixes(preset: _Preset, facts: DataFacts, budgets: dict[str, Any], ctx: Context, ranking: _Ranking):
+    """Apply the TCN rules' fixes: more levels for a short receptive field (without budgets;
+    with them autosize sets the depth) and mean pooling for whole-sequence classification."""
+    if preset.entry.family != "tcn":
+        return
+    deeper = deepen_tcn(preset.cfg, facts) if not budgets else None
+    if deeper:
+        preset.fitted = {**preset.fitted, "channels": deeper}
+        preset.cfg = {**preset.cfg, "channels": deeper}
+        rf = tcn_receptive_field(deeper, int(preset.cfg.get("kernel_size", 3)))
+        fix = f"fixed: {len(deeper)} levels, receptive field {rf}"
+        preset.notes.append(f"[receptive-field-short] {fix}")
+        ranking.note("receptive-field-short", fix, preset.name)
+    pooling = tcn_pooling(preset.cfg, facts, ctx.streaming)
+    if pooling:
+        preset.fixes["pooling"] = pooling
+        preset.fitted, preset.cfg = {**preset.fitted, **preset.fixes}, {**preset.cfg, **preset.fixes}
+        fix = f"fixed: pooling={pooling!r} (was 'last')"
+        preset.notes.append(f"[tcn-classify-pool] {fix}")
+        ranking.note("tcn-classify-pool", fix, preset.name)
+
+
+def _rule_score(family: str, fired, facts: DataFacts) -> tuple[float, list[str]]:
+    """The fired rules' summed preference for ``family``, and a reason for each rule that counts."""
+    score, reasons = 0.0, []
+    for r in fired:
+        s = r.prefer.get(family, 0)
+        score += s
+        if s > 0:
+            reasons.append(f"[{r.id}] {r.advice}")
+        elif s < 0:
+            reasons.append(f"[{r.id}] counts against {family}")
+    if not reasons:
+        reasons.append(f"registry: trains on {facts.modality} for {facts.task}")
+    return score, reasons
+
+
+def _candidate_row(preset: _Preset, bundle, facts, fired, budgets, ctx, ranking: _Ranking) -> RecCandidate | None:
+    """The preset's row: rule score, candidate checks, size and capacity (None when it cannot be built)."""
+    score, reasons = _rule_score(preset.entry.family, fired, facts)
+    for rid, note, delta in _candidate_checks(preset.entry, preset.cfg, facts, {r.id for r in fired}):
         score += delta
-        if note_cap:
-            notes.append(f"[capacity-vs-data] {note_cap}")
-            extra.setdefault("capacity-vs-data", (note_cap, []))[1].append(name)
-        if not reasons:
-            reasons.append(f"registry: trains on {facts.modality} for {facts.task}")
-        rows.append(
-            RecCandidate(
-                0,
-                name,
-                entry.family,
-                round(score, 2),
-                reasons,
-                TRADEOFFS.get(entry.family, ""),
-                overrides,
-                params,
-                flops,
-                lat,
-                fits,
-                note,
-                notes,
-                {} if layout in (None, "channels") else {"layout": layout},
-            )
+        preset.notes.append(f"[{rid}] {note}")
+        ranking.note(rid, note, preset.name)
+    size = _size(preset, bundle, facts, budgets, ctx, ranking)
+    if size is None:
+        return None
+    delta, note_cap = capacity_check(size.params, facts.n_samples)
+    score += delta
+    if note_cap:
+        preset.notes.append(f"[capacity-vs-data] {note_cap}")
+        ranking.note("capacity-vs-data", note_cap, preset.name)
+    family = preset.entry.family
+    return RecCandidate(
+        0,
+        preset.name,
+        family,
+        round(score, 2),
+        reasons,
+        TRADEOFFS.get(family, ""),
+        size.overrides,
+        size.params,
+        size.flops,
+        size.latency_ms,
+        size.fits,
+        size.note,
+        preset.notes,
+        {} if preset.layout in (None, "channels") else {"layout": preset.layout},
+    )
+
+
+def _size(preset: _Preset, bundle, facts: DataFacts, budgets, ctx: Context, ranking: _Ranking) -> _Size | None:
+    """The preset scaled to the budgets by :func:`autosize`, or (no budgets) its parameter count as
+    fitted (FLOPs later, for the rows shown); None when it cannot be built for this data."""
+    from archlab.registry import create
+
+    try:
+        if not budgets:
+            model = create(preset.name, device="meta", **preset.fitted)
+            return _Size(preset.fitted, True, params=sum(p.numel() for p in model.parameters()))
+        sized = autosize(
+            preset.name,
+            bundle if preset.layout is None else ranking.layouts[preset.layout],
+            task=facts.task,
+            batch=ctx.batch,
+            overrides=preset.fitted if bundle is None else (preset.fixes or None),
+            **budgets,
         )
-    rows.sort(key=lambda r: (-r.fits_budget, -r.score, r.params or 0))
-    return rows, extra, latency_method
+        ranking.latency_method = sized.latency_method or ranking.latency_method
+        return _Size(sized.overrides, sized.fits, sized.stop_reason, sized.params, sized.flops, sized.latency_ms)
+    except ArchlabError as exc:
+        return _Size(preset.fitted, not budgets, f"not sized: {exc}")
+    except Exception as exc:  # a preset that cannot be built for this data is left out
+        log.debug("recommend: %s failed: %s", preset.name, exc)
+        return None
 
 
 def _diverse(rows: list[RecCandidate]) -> list[RecCandidate]:
@@ -527,7 +625,7 @@ def _diverse(rows: list[RecCandidate]) -> list[RecCandidate]:
     for r in rows:
         (rest if r.family in seen else first).append(r)
         seen.add(r.family)
-    first.sort(key=lambda r: (-r.fits_budget, -r.score, r.params or 0))
+    first.sort(key=_rank_key)
     return first + rest
 
 

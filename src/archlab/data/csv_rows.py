@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
+from typing import Any
 
-from archlab.errors import DataError
+from archlab.errors import DataError, require
 
 
 def scan_csv(path: Path, sep: str) -> list[int]:
@@ -39,6 +40,23 @@ def scan_csv(path: Path, sep: str) -> list[int]:
     if not lines:
         raise DataError(f"{path}: a header but no data rows")
     return lines
+
+
+def read_csv_frame(path: Path, sep: str) -> tuple[Any, list[int]]:
+    """A CSV file as a pandas DataFrame with text column names, after :func:`scan_csv` has
+    checked its rows; also returns the file line of each data row (for error messages).
+
+    Raises:
+        DataError: ragged rows, bad encoding, duplicate header names, or a file pandas cannot parse.
+    """
+    pd = require("pandas", "data", "reading CSV files")
+    line_of = scan_csv(path, sep)
+    try:
+        df = pd.read_csv(path, sep=sep)
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+        raise DataError(f"{path}: cannot parse as CSV ({exc})") from None
+    df.columns = [str(c) for c in df.columns]
+    return df, line_of
 
 
 def check_header(path: Path, header: list[str]) -> None:

@@ -136,10 +136,49 @@ def load_digits_seg(
         labels=labels,
         seed=seed,
     )
-    tr, va, te = split_indices(len(images), val_fraction, test_fraction, seed, digits)  # over source digits
-    rows = {k: np.flatnonzero(np.isin(src, idx)) for k, idx in (("train", tr), ("val", va), ("test", te))}
+    rows = _rows_by_split(src, digits, val_fraction, test_fraction, seed)
     names = DIGIT_CLASS_NAMES if labels == "digit" else BINARY_CLASS_NAMES
-    info: dict = {
+    info = _generation_info(canvas, copies, noise, threshold, digit_size, labels, names)
+    if normalize:
+        mean, std = fit_standardizer(x[rows["train"]], (0, 2, 3))
+        x = (x - mean) / std
+        info["normalization"] = stats_dict(mean, std, "channel")
+    info["class_pixel_fraction"] = _pixel_fractions(mask[rows["train"]], len(names))
+    splits = _splits(x, mask, rows)
+    info["input_shape"] = [1, int(canvas), int(canvas)]
+    info["split_sizes"] = {k: (0 if v is None else len(v)) for k, v in splits.items()}
+    info["seed"] = seed
+    return DataBundle(
+        name="digits_seg",
+        modality="image",
+        task="segmentation",
+        train=splits["train"],
+        val=splits["val"],
+        test=splits["test"],
+        info=info,
+    )
+
+
+def _rows_by_split(
+    src: np.ndarray, digits: np.ndarray, val_fraction: float, test_fraction: float, seed: int
+) -> dict[str, np.ndarray]:
+    """The sample rows of each split: the split is drawn over the source digits (stratified by
+    class), so the copies of one digit never straddle train and test."""
+    tr, va, te = split_indices(len(digits), val_fraction, test_fraction, seed, digits)
+    return {k: np.flatnonzero(np.isin(src, idx)) for k, idx in (("train", tr), ("val", va), ("test", te))}
+
+
+def _generation_info(
+    canvas: int,
+    copies: int,
+    noise: float,
+    threshold: float,
+    digit_size: tuple[int, int],
+    labels: str,
+    names: list[str],
+) -> dict:
+    """The bundle's ``info``: image layout, classes, source and the generation options."""
+    return {
         "in_channels": 1,
         "image_size": [int(canvas), int(canvas)],
         "num_classes": len(names),
@@ -154,12 +193,16 @@ def load_digits_seg(
             "labels": labels,
         },
     }
-    if normalize:
-        mean, std = fit_standardizer(x[rows["train"]], (0, 2, 3))
-        x = (x - mean) / std
-        info["normalization"] = stats_dict(mean, std, "channel")
-    counts = np.bincount(mask[rows["train"]].ravel(), minlength=len(names))
-    info["class_pixel_fraction"] = [round(float(c) / max(int(counts.sum()), 1), 5) for c in counts]
+
+
+def _pixel_fractions(mask: np.ndarray, num_classes: int) -> list[float]:
+    """The share of pixels of each class in ``mask`` (5 decimals)."""
+    counts = np.bincount(mask.ravel(), minlength=num_classes)
+    return [round(float(c) / max(int(counts.sum()), 1), 5) for c in counts]
+
+
+def _splits(x: np.ndarray, mask: np.ndarray, rows: dict[str, np.ndarray]) -> dict[str, Split | None]:
+    """Float32 inputs and int64 masks per split; an empty val or test split is None."""
     splits: dict[str, Split | None] = {}
     for key, r in rows.items():
         splits[key] = (
@@ -170,15 +213,4 @@ def load_digits_seg(
                 target=torch.from_numpy(np.ascontiguousarray(mask[r], dtype=np.int64)),
             )
         )
-    info["input_shape"] = [1, int(canvas), int(canvas)]
-    info["split_sizes"] = {k: (0 if v is None else len(v)) for k, v in splits.items()}
-    info["seed"] = seed
-    return DataBundle(
-        name="digits_seg",
-        modality="image",
-        task="segmentation",
-        train=splits["train"],
-        val=splits["val"],
-        test=splits["test"],
-        info=info,
-    )
+    return splits

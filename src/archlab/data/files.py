@@ -28,13 +28,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from archlab.data.base import DataBundle
-from archlab.data.csv_rows import scan_csv
+from archlab.data.csv_rows import read_csv_frame
 from archlab.data.splits import encode_labels, supervised_bundle
 from archlab.data.streams import FLOAT_BYTES_IN_MEMORY, NpySource, choose_streaming, supervised_stream_bundle
 from archlab.data.token_cache import read_npy_header
@@ -222,55 +223,114 @@ def load_csv(
     each to its categories in id order; ``info["categorical_index"]`` gives their positions).
     Target (N,) int64 class ids (``class_names``) or (N, 1) float32 for regression.
     """
-    pd = require("pandas", "data", "reading CSV files")
     path = Path(path)
-    line_of = scan_csv(path, sep)
-    try:
-        df = pd.read_csv(path, sep=sep)
-    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
-        raise DataError(f"{path}: cannot parse as CSV ({exc})") from None
-    columns = [str(c) for c in df.columns]
-    df.columns = columns
+    df, line_of = read_csv_frame(path, sep)
+    target = _target_column(path, list(df.columns), target)
+    info: dict[str, Any] = {"source": "csv", "target": target}
+    df, info["dropped"] = _drop_missing_rows(path, df, line_of, dropna)
+    features = [c for c in df.columns if c != target]
+    if not features:
+        raise DataError(f"{path}: no feature columns besides the target {target!r}")
+    cats = _categorical_columns(path, df, features, categorical, max_categories)
+    encoded = _encode_features(path, df, features, cats, one_hot)
+    task, y, target_info = _encode_target(path, df[target], target, task, max_classes)
+    info.update(target_info)
+    info.update(
+        in_features=int(encoded.x.shape[1]),
+        columns=features,
+        sep=sep,
+        feature_names=encoded.names,
+        categorical=encoded.categories,
+        categorical_index=encoded.categorical_index,
+        categorical_encoding="one-hot" if one_hot else "ids",
+    )
+    return supervised_bundle(
+        str(path),
+        "tabular",
+        task,
+        encoded.x,
+        y,
+        seed=seed,
+        val_fraction=val_fraction,
+        test_fraction=test_fraction,
+        normalize=normalize,
+        skip_norm=encoded.categorical_index,
+        # a raw target in the hundreds makes a default learning rate crawl (R2 -2.3 against 0.90
+        # after 200 steps on a house-price table): regression targets are standardised unless asked not to
+        normalize_target=task == "regression" if normalize_target is None else normalize_target,
+        info=info,
+    )
+
+
+def _target_column(path: Path, columns: list[str], target: str | None) -> str:
+    """The target column's name (default: the last column), checked against the header."""
     if len(set(columns)) != len(columns):
         raise DataError(f"{path}: duplicate column names in the header {columns}")
     target = columns[-1] if target is None else target
     if target not in columns:
         raise DataError(f"{path}: target column {target!r} not found; columns are {columns}")
-    info: dict[str, Any] = {"source": "csv", "target": target}
-    # missing or infinite values: name the column and the file line, or drop on request
+    return target
+
+
+def _drop_missing_rows(path: Path, df: Any, line_of: list[int], dropna: bool) -> tuple[Any, int]:
+    """The table without rows holding a missing or infinite value, and how many were dropped.
+
+    Raises:
+        DataError: such a row without ``dropna`` (naming the column and the file line), or no row left.
+    """
+    pd = require("pandas", "data", "reading CSV files")
     numeric = df.select_dtypes(include=[np.number])
     bad = df.isna() | pd.DataFrame(
         np.isinf(numeric.to_numpy(dtype=np.float64)), columns=numeric.columns, index=df.index
     ).reindex(columns=df.columns, fill_value=False)
-    if bad.to_numpy().any():
-        if not dropna:
-            rows, cols = np.nonzero(bad.to_numpy())
-            r, c = int(rows[0]), int(cols[0])
-            raise DataError(
-                f"{path}: column {columns[c]!r} has a missing or infinite value at line {line_of[r]} "
-                f"(data row {r}); {int(bad.to_numpy().any(axis=1).sum())} rows are affected; pass dropna=True to drop them"
-            )
-        keep = ~bad.to_numpy().any(axis=1)
-        info["dropped"] = int((~keep).sum())
-        df = df[keep].reset_index(drop=True)
-        if df.empty:
-            raise DataError(f"{path}: every row holds a missing value; nothing left after dropna")
-    else:
-        info["dropped"] = 0
-    features = [c for c in columns if c != target]
-    if not features:
-        raise DataError(f"{path}: no feature columns besides the target {target!r}")
+    bad_rows = bad.to_numpy().any(axis=1)
+    if not bad_rows.any():
+        return df, 0
+    if not dropna:
+        rows, cols = np.nonzero(bad.to_numpy())
+        r, c = int(rows[0]), int(cols[0])
+        raise DataError(
+            f"{path}: column {df.columns[c]!r} has a missing or infinite value at line {line_of[r]} "
+            f"(data row {r}); {int(bad_rows.sum())} rows are affected; pass dropna=True to drop them"
+        )
+    df = df[~bad_rows].reset_index(drop=True)
+    if df.empty:
+        raise DataError(f"{path}: every row holds a missing value; nothing left after dropna")
+    return df, int(bad_rows.sum())
+
+
+def _categorical_columns(
+    path: Path, df: Any, features: list[str], categorical: Sequence[str] | None, max_categories: int
+) -> list[str]:
+    """The feature columns read as categories: ``categorical`` when given (checked), else detected."""
+    pd = require("pandas", "data", "reading CSV files")
     if categorical is None:
-        cats = [c for c in features if _is_categorical(df[c], max_categories)]
-    else:
-        unknown = [c for c in categorical if c not in features]
-        if unknown:
-            raise DataError(f"{path}: categorical columns {unknown} are not feature columns {features}")
-        cats = list(categorical)
-        for c in features:
-            if c not in cats and not pd.api.types.is_numeric_dtype(df[c]):
-                raise DataError(f"{path}: column {c!r} is not numeric; list it in categorical=[...]")
-    names, cat_index, cat_map = [], [], {}
+        return [c for c in features if _is_categorical(df[c], max_categories)]
+    unknown = [c for c in categorical if c not in features]
+    if unknown:
+        raise DataError(f"{path}: categorical columns {unknown} are not feature columns {features}")
+    cats = list(categorical)
+    for c in features:
+        if c not in cats and not pd.api.types.is_numeric_dtype(df[c]):
+            raise DataError(f"{path}: column {c!r} is not numeric; list it in categorical=[...]")
+    return cats
+
+
+@dataclass
+class _EncodedFeatures:
+    """A table's feature matrix and how its columns map to it."""
+
+    x: np.ndarray  # (N, F) float64
+    names: list[str]  # one per column of x (``col=value`` for a one-hot column)
+    categories: dict[str, list[str]]  # categorical column -> its values in id order
+    categorical_index: list[int]  # the columns of x that hold categories (not standardised)
+
+
+def _encode_features(path: Path, df: Any, features: list[str], cats: list[str], one_hot: bool) -> _EncodedFeatures:
+    """Numeric columns as they are, ``cats`` as integer ids or one-hot blocks (:func:`encode_columns`)."""
+    names: list[str] = []
+    cat_index: list[int] = []
+    cat_map: dict[str, list[str]] = {}
     for c in features:
         if c in cats:
             cat_map[c] = encode_labels(df[c].astype(str).to_numpy(), f"{path}: column {c!r}")[1]
@@ -280,7 +340,20 @@ def load_csv(
         else:
             names.append(c)
     x = encode_columns(df, features, cat_map, one_hot, str(path))
-    y_col = df[target]
+    return _EncodedFeatures(x, names, cat_map, cat_index)
+
+
+def _encode_target(
+    path: Path, y_col: Any, target: str, task: str | None, max_classes: int
+) -> tuple[str, np.ndarray, dict[str, Any]]:
+    """``(task, y, info)``: the task (inferred when None), the target as class ids (N,) or values
+    (N, 1), and what ``info`` records about it.
+
+    Raises:
+        DataError: a non-numeric regression target, or a task other than classification / regression.
+    """
+    pd = require("pandas", "data", "reading CSV files")
+    info: dict[str, Any] = {}
     if task is None:
         task, why = infer_target_task(y_col, max_classes)
         info["task_inferred"] = f"{task}: {why}"
@@ -300,31 +373,7 @@ def load_csv(
         info["out_features"] = 1
     else:
         raise DataError(f"task must be 'classification' or 'regression'; got {task!r}")
-    info.update(
-        in_features=int(x.shape[1]),
-        columns=features,
-        sep=sep,
-        feature_names=names,
-        categorical=cat_map,
-        categorical_index=cat_index,
-        categorical_encoding="one-hot" if one_hot else "ids",
-    )
-    return supervised_bundle(
-        str(path),
-        "tabular",
-        task,
-        x,
-        y,
-        seed=seed,
-        val_fraction=val_fraction,
-        test_fraction=test_fraction,
-        normalize=normalize,
-        skip_norm=cat_index,
-        # a raw target in the hundreds makes a default learning rate crawl (R2 -2.3 against 0.90
-        # after 200 steps on a house-price table): regression targets are standardised unless asked not to
-        normalize_target=task == "regression" if normalize_target is None else normalize_target,
-        info=info,
-    )
+    return task, y, info
 
 
 # ------------------------------------------------------------------------------ NPY / NPZ

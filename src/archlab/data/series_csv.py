@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from archlab.data.base import DataBundle
-from archlab.data.csv_rows import scan_csv
+from archlab.data.csv_rows import read_csv_frame
 from archlab.data.splits import chronological_bounds
 from archlab.data.timeseries import forecast_bundle
 from archlab.errors import DataError, require
@@ -113,16 +113,37 @@ def load_series_csv(
             repeated timestamps, non-numeric values, gaps without ``fill`` / ``dropna``, or too few
             rows for the window.
     """
-    pd = require("pandas", "data", "reading CSV files")
     path = Path(path)
     if task != "forecasting":
         raise DataError(f"{path}: a series CSV loads for task 'forecasting'; got task={task!r}")
     if fill not in (None, "interpolate"):
         raise DataError(f"{path}: fill must be 'interpolate' or None; got {fill!r}")
-    scan_csv(path, sep)  # ragged rows, encoding, duplicate header names: one-line errors
-    df = pd.read_csv(path, sep=sep)
-    columns = [str(c) for c in df.columns]
-    df.columns = columns
+    df, _ = read_csv_frame(path, sep)  # ragged rows, encoding, duplicate header names: one-line errors
+    time, target, values = _pick_columns(path, list(df.columns), time, target)
+    s, is_date = _read_series(path, df, time, target)
+    info: dict[str, Any] = {"source": "csv", "time_column": time, "target": target, "columns": values}
+    s, freq_season = _regular_grid(s, is_date, info)
+    s = _fill_gaps(path, s, target, is_date, fill, dropna, info)
+    season = int(season) if season is not None else freq_season
+    window = int(window) if window is not None else max(2 * season, 8)
+    _check_window(path, len(s), window, horizon, season, val_fraction, test_fraction)
+    return forecast_bundle(
+        path.stem,
+        s.to_numpy(),
+        window=window,
+        horizon=horizon,
+        season=season,
+        val_fraction=val_fraction,
+        test_fraction=test_fraction,
+        normalize=normalize,
+        time=_time_labels(s.index, is_date),
+        info=info,
+    )
+
+
+def _pick_columns(path: Path, columns: list[str], time: str | None, target: str | None) -> tuple[str, str, list[str]]:
+    """``(time, target, value columns)``: the time column (default: the first) and the target
+    among the other columns (default: the only one)."""
     time = columns[0] if time is None else time
     if time not in columns:
         raise DataError(f"{path}: time column {time!r} not found; columns are {columns}")
@@ -135,7 +156,17 @@ def load_series_csv(
         target = values[0]
     if target not in values:
         raise DataError(f"{path}: target column {target!r} not found; value columns are {values}")
+    return time, target, values
 
+
+def _read_series(path: Path, df, time: str, target: str):
+    """``(series, is_date)``: the target's values (float, inf as NaN) indexed by the parsed
+    timestamps, sorted by time.
+
+    Raises:
+        DataError: unparsable times, non-numeric values, a repeated timestamp or fewer than 3 rows.
+    """
+    pd = require("pandas", "data", "reading CSV files")
     stamps, is_date = _parse_time(path, df[time], time)
     raw = df[target]
     y = pd.to_numeric(raw, errors="coerce")
@@ -153,15 +184,20 @@ def load_series_csv(
         raise DataError(f"{path}: time column {time!r} repeats the timestamp {dup}; one row per time step")
     if len(s) < 3:
         raise DataError(f"{path}: {len(s)} rows; a series needs many more rows than the window")
+    return s, is_date
 
-    # A regular grid: the most common spacing is the step; a longer spacing that is a whole
-    # number of steps is a run of missing timestamps, reindexed as NaN (then filled or dropped).
+
+def _regular_grid(s, is_date: bool, info: dict[str, Any]):
+    """``(series, season)``: the series on a regular grid and the season its spacing implies;
+    records ``frequency`` (and ``irregular_spacing``) in ``info``.
+
+    The most common spacing is the step; a longer spacing that is a whole number of steps is a run
+    of missing timestamps, reindexed as NaN (then filled or dropped by :func:`_fill_gaps`).
+    """
     diffs = np.diff(s.index.to_numpy())
     uniq, counts = np.unique(diffs, return_counts=True)
     step = uniq[int(np.argmax(counts))]
-    freq_season, freq_name = _infer_season(step, is_date)
-    info: dict[str, Any] = {"source": "csv", "time_column": time, "target": target, "columns": values}
-    info["frequency"] = freq_name
+    season, info["frequency"] = _infer_season(step, is_date)
     ratio = diffs / step
     if np.all(np.abs(ratio - np.round(ratio)) < 1e-6) and (ratio > 1).any():
         grid = s.index[0] + step * np.arange(int(round((s.index[-1] - s.index[0]) / step)) + 1)
@@ -169,25 +205,38 @@ def load_series_csv(
     elif not np.allclose(ratio, 1):
         # irregular timestamps (month lengths, leap years) are kept as consecutive steps
         info["irregular_spacing"] = True
+    return s, season
+
+
+def _fill_gaps(path: Path, s, target: str, is_date: bool, fill: str | None, dropna: bool, info: dict[str, Any]):
+    """The series with its missing values interpolated or dropped; records ``missing`` (and
+    ``filled`` or ``dropped``) in ``info``.
+
+    Raises:
+        DataError: missing values with neither ``fill="interpolate"`` nor ``dropna``.
+    """
     missing = int(s.isna().sum())
     info["missing"] = missing
-    if missing:
-        if fill == "interpolate":
-            s = s.interpolate(method="index" if not is_date else "time", limit_direction="both")
-            info["filled"] = missing
-        elif dropna:
-            s = s.dropna()
-            info["dropped"] = missing
-        else:
-            first = s.index[s.isna().to_numpy()][0]
-            first = str(first.date()) if is_date and first == first.normalize() else str(first)
-            raise DataError(
-                f"{path}: {missing} missing values in column {target!r} (empty cells or skipped "
-                f"timestamps; first at {first}); pass fill='interpolate' or dropna=True"
-            )
-    season = int(season) if season is not None else freq_season
-    window = int(window) if window is not None else max(2 * season, 8)
-    n = len(s)
+    if not missing:
+        return s
+    if fill == "interpolate":
+        info["filled"] = missing
+        return s.interpolate(method="index" if not is_date else "time", limit_direction="both")
+    if dropna:
+        info["dropped"] = missing
+        return s.dropna()
+    first = _stamp_text(s.index[s.isna().to_numpy()][0], is_date)
+    raise DataError(
+        f"{path}: {missing} missing values in column {target!r} (empty cells or skipped "
+        f"timestamps; first at {first}); pass fill='interpolate' or dropna=True"
+    )
+
+
+def _check_window(
+    path: Path, n: int, window: int, horizon: int, season: int, val_fraction: float, test_fraction: float
+) -> None:
+    """DataError unless ``n`` steps split chronologically leave room for ``window`` + ``horizon``
+    in train and ``horizon`` in val and test, with a window of at least one season."""
     train_end, val_end = chronological_bounds(n, val_fraction, test_fraction)
     if season < 1:
         raise DataError(f"{path}: season must be >= 1; got {season}")
@@ -201,18 +250,15 @@ def load_series_csv(
             f"{path}: {n} rows are too few for window={window} + horizon={horizon} "
             f"(about {need} needed with these split fractions); pass a smaller window="
         )
-    labels = [str(t.date()) if is_date and t == t.normalize() else str(t) for t in s.index]
-    if not is_date:
-        labels = [str(int(t)) if float(t).is_integer() else str(t) for t in s.index]
-    return forecast_bundle(
-        path.stem,
-        s.to_numpy(),
-        window=window,
-        horizon=horizon,
-        season=season,
-        val_fraction=val_fraction,
-        test_fraction=test_fraction,
-        normalize=normalize,
-        time=labels,
-        info=info,
-    )
+
+
+def _stamp_text(t, is_date: bool) -> str:
+    """A timestamp as text; a date at midnight without its time."""
+    return str(t.date()) if is_date and t == t.normalize() else str(t)
+
+
+def _time_labels(index, is_date: bool) -> list[str]:
+    """The series' timestamps as text: dates as :func:`_stamp_text`, whole-number steps without ``.0``."""
+    if is_date:
+        return [_stamp_text(t, True) for t in index]
+    return [str(int(t)) if float(t).is_integer() else str(t) for t in index]
