@@ -26,6 +26,7 @@ import contextlib
 import dataclasses
 import difflib
 import fnmatch
+import functools
 import importlib
 import logging
 from collections.abc import Iterable, Iterator
@@ -167,29 +168,26 @@ def register(
     Raises:
         ConfigError: ``name`` is taken, or a modality / task is not in the vocabulary.
     """
-
-    def entry_for(cls: type[nn.Module]) -> ModelEntry:
-        return ModelEntry(
-            name=name,
-            family=family,
-            model=cls,
-            config=config,
-            defaults=dict(defaults or {}),
-            modalities=tuple(modalities),
-            tasks=tuple(tasks),
-            description=description,
-            when_to_use=when_to_use,
-            knobs=dict(knobs or {}),
-        )
-
+    make_entry = functools.partial(
+        ModelEntry,
+        name=name,
+        family=family,
+        config=config,
+        defaults=dict(defaults or {}),
+        modalities=tuple(modalities),
+        tasks=tuple(tasks),
+        description=description,
+        when_to_use=when_to_use,
+        knobs=dict(knobs or {}),
+    )
     if model is None:
 
         def decorate(cls: type[nn.Module]) -> type[nn.Module]:
-            _add(entry_for(cls))
+            _add(make_entry(model=cls))
             return cls
 
         return decorate
-    return _add(entry_for(model))
+    return _add(make_entry(model=model))
 
 
 def _add(entry: ModelEntry) -> ModelEntry:
