@@ -23,8 +23,10 @@ first time the registry is used, and one that fails to import is skipped with a 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import difflib
 import fnmatch
+import functools
 import importlib
 import logging
 from collections.abc import Iterable, Iterator
@@ -166,41 +168,36 @@ def register(
     Raises:
         ConfigError: ``name`` is taken, or a modality / task is not in the vocabulary.
     """
-    if model is None:
-
-        def decorate(cls: type[nn.Module]) -> type[nn.Module]:
-            register(
-                name,
-                family=family,
-                model=cls,
-                config=config,
-                defaults=defaults,
-                modalities=modalities,
-                tasks=tasks,
-                description=description,
-                when_to_use=when_to_use,
-                knobs=knobs,
-            )
-            return cls
-
-        return decorate
-    if name in _REGISTRY:
-        raise ConfigError(f"model name {name!r} is already registered (family {_REGISTRY[name].family!r})")
-    mods = tuple(dict.fromkeys(capabilities.modality(m) for m in modalities))
-    tks = tuple(dict.fromkeys(capabilities.task(t) for t in tasks))
-    entry = ModelEntry(
+    make_entry = functools.partial(
+        ModelEntry,
         name=name,
         family=family,
-        model=model,
         config=config,
         defaults=dict(defaults or {}),
-        modalities=mods,
-        tasks=tks,
+        modalities=tuple(modalities),
+        tasks=tuple(tasks),
         description=description,
         when_to_use=when_to_use,
         knobs=dict(knobs or {}),
     )
-    _REGISTRY[name] = entry
+    if model is None:
+
+        def decorate(cls: type[nn.Module]) -> type[nn.Module]:
+            _add(make_entry(model=cls))
+            return cls
+
+        return decorate
+    return _add(make_entry(model=model))
+
+
+def _add(entry: ModelEntry) -> ModelEntry:
+    """Store ``entry`` under a free name, its modalities and tasks checked against the vocabulary."""
+    if entry.name in _REGISTRY:
+        raise ConfigError(f"model name {entry.name!r} is already registered (family {_REGISTRY[entry.name].family!r})")
+    mods = tuple(dict.fromkeys(capabilities.modality(m) for m in entry.modalities))
+    tks = tuple(dict.fromkeys(capabilities.task(t) for t in entry.tasks))
+    entry = dataclasses.replace(entry, modalities=mods, tasks=tks)
+    _REGISTRY[entry.name] = entry
     return entry
 
 

@@ -347,11 +347,58 @@ def summary(
 
 
 def _summary(model, input, input_shape, depth, device, batch_size, overrides, notes) -> ModelSummary:
+    """One instrumented forward pass of ``model``, gathered into a :class:`ModelSummary`."""
     module, name, private = resolve_model(model, device, overrides)
     args, kwargs = make_inputs(module, input, input_shape, batch_size, device)
     batch = batch_of(args, kwargs)
-
     rf_attr = from_model_attribute(module)
+    traced = _trace(module, args, kwargs, private, rf_attr)
+    tracker = traced.tracker
+    total, trainable, pbytes = _param_stats(module)
+    _roll_up_containers(tracker)
+    rows, by_type = _layer_rows(tracker, name, depth, notes)
+    root = tracker.records[module]
+    if tracker.uncounted:
+        notes.append(
+            "ops with no FLOP formula (not included in totals): "
+            + ", ".join(f"{k} x{v}" for k, v in sorted(tracker.uncounted.items()))
+        )
+    return ModelSummary(
+        model=name,
+        device=device,
+        batch_size=batch,
+        depth=depth,
+        input_shapes=_shapes((args, kwargs)),
+        output_shapes=_shapes(traced.output),
+        rows=rows,
+        total_params=total,
+        trainable_params=trainable,
+        param_bytes=pbytes,
+        flops=root.flops,
+        macs=root.macs,
+        backward_flops=2 * root.flops,
+        by_type=dict(sorted(by_type.items(), key=lambda kv: (-kv[1].flops, -kv[1].params))),
+        flops_by_op=dict(tracker.flops_by_op.most_common()),
+        uncounted=dict(tracker.uncounted),
+        not_counted_by_convention=dict(tracker.ignored.most_common()),
+        memory=_memory_estimate(module, (total, trainable, pbytes), batch, traced),
+        receptive_field=rf_attr or (traced.rf.result() if traced.rf is not None else None),
+        notes=notes,
+    )
+
+
+@dataclass
+class _Trace:
+    """What the instrumented forward pass recorded."""
+
+    tracker: _Tracker
+    meter: SavedTensorMeter
+    rf: RFTracker | None  # None: the model declares its receptive field, or has no spatial layers
+    output: Any
+
+
+def _trace(module: nn.Module, args: tuple, kwargs: dict, private: Any, rf_attr: Any) -> _Trace:
+    """Run the forward pass once under the module hooks, the FLOP counter and the saved-tensor meter."""
     rf = RFTracker() if rf_attr is None and has_spatial_layers(module) else None
     if rf is not None:
         rf.mark_inputs((args, kwargs))
@@ -362,14 +409,11 @@ def _summary(model, input, input_shape, depth, device, batch_size, overrides, no
             output = module(*args, **kwargs)
     finally:
         tracker.remove()
+    return _Trace(tracker, meter, rf, output)
 
-    total, trainable, pbytes = _param_stats(module)
-    buffer_bytes = sum(b.numel() * b.element_size() for b in module.buffers())
-    by_dtype: Counter = Counter()
-    for p in module.parameters():
-        by_dtype[dtype_name(p.dtype)] += p.numel()
 
-    # Containers that are iterated, never called (ModuleList/ModuleDict): sum their children.
+def _roll_up_containers(tracker: _Tracker) -> None:
+    """Containers that are iterated, never called (ModuleList/ModuleDict): sum their children."""
     for m, rec in reversed(list(tracker.records.items())):
         if rec.calls == 0 and isinstance(m, (nn.ModuleList, nn.ModuleDict)):
             kids = [tracker.records[c] for c in m.children()]
@@ -378,6 +422,12 @@ def _summary(model, input, input_shape, depth, device, batch_size, overrides, no
             rec.calls = max((k.calls for k in kids), default=0)
             for k in kids:
                 rec.uncounted |= k.uncounted
+
+
+def _layer_rows(
+    tracker: _Tracker, name: str, depth: int, notes: list[str]
+) -> tuple[list[LayerRow], dict[str, TypeTotals]]:
+    """One row per module down to ``depth``, and totals per module type over every depth."""
     rows: list[LayerRow] = []
     by_type: dict[str, TypeTotals] = defaultdict(TypeTotals)
     for m, rec in tracker.records.items():
@@ -410,42 +460,26 @@ def _summary(model, input, input_shape, depth, device, batch_size, overrides, no
                 uncounted=sorted(rec.uncounted),
             )
         )
-    root = tracker.records[module]
-    if tracker.uncounted:
-        notes.append(
-            "ops with no FLOP formula (not included in totals): "
-            + ", ".join(f"{k} x{v}" for k, v in sorted(tracker.uncounted.items()))
-        )
-    memory = MemoryEstimate(
+    return rows, by_type
+
+
+def _memory_estimate(
+    module: nn.Module, param_stats: tuple[int, int, int], batch: int, traced: _Trace
+) -> MemoryEstimate:
+    """Parameters and buffers by dtype, and the activations the pass saved for backward."""
+    total, trainable, pbytes = param_stats
+    buffer_bytes = sum(b.numel() * b.element_size() for b in module.buffers())
+    by_dtype: Counter = Counter()
+    for p in module.parameters():
+        by_dtype[dtype_name(p.dtype)] += p.numel()
+    return MemoryEstimate(
         params=total,
         trainable=trainable,
         buffer_bytes=buffer_bytes,
         param_bytes_actual=pbytes + buffer_bytes,
         dtype_of_model=dtype_name(next((p.dtype for p in module.parameters() if p.is_floating_point()), torch.float32)),
         batch_size=batch,
-        activation_bytes=meter.total,
-        output_bytes=_nbytes(output),
+        activation_bytes=traced.meter.total,
+        output_bytes=_nbytes(traced.output),
         params_by_dtype=dict(by_dtype),
-    )
-    return ModelSummary(
-        model=name,
-        device=device,
-        batch_size=batch,
-        depth=depth,
-        input_shapes=_shapes((args, kwargs)),
-        output_shapes=_shapes(output),
-        rows=rows,
-        total_params=total,
-        trainable_params=trainable,
-        param_bytes=pbytes,
-        flops=root.flops,
-        macs=root.macs,
-        backward_flops=2 * root.flops,
-        by_type=dict(sorted(by_type.items(), key=lambda kv: (-kv[1].flops, -kv[1].params))),
-        flops_by_op=dict(tracker.flops_by_op.most_common()),
-        uncounted=dict(tracker.uncounted),
-        not_counted_by_convention=dict(tracker.ignored.most_common()),
-        memory=memory,
-        receptive_field=rf_attr or (rf.result() if rf is not None else None),
-        notes=notes,
     )

@@ -167,52 +167,17 @@ def export(
         ExportError: the exporter failed (module, op and reason named) or the export does not
             match eager within tolerance.
     """
-    if format not in FORMATS:
-        raise ConfigError(f"format must be one of {', '.join(FORMATS)}; got {format!r}")
-    if int8 and format != "onnx":
-        raise ConfigError(
-            "int8=True is available for format='onnx' (ONNX Runtime dynamic int8); "
-            "for PyTorch int8 see archlab.deploy.int8.torch_int8"
-        )
+    _check_format(format, int8)
     source = resolve(model, input, overrides=overrides)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    args, kwargs = source.inputs(2)  # batch 2: a batch of 1 would be specialised away
-    names = input_names(source.module, args, kwargs)
-    in_tensors = list(args) + [v for v in kwargs.values() if isinstance(v, torch.Tensor)]
-    outs = flatten_outputs(source.module(*args, **kwargs))
-    out_names = [n for n, _ in outs]
-    dyn = _dynamic_axes(names, in_tensors)
-    sig_in = signature(names, in_tensors, dyn)
-    sig_out = signature(out_names, [t for _, t in outs], {n: {0: "batch"} for n in out_names})
-    meta = _metadata(source, sig_in, sig_out)
-
-    t0 = time.perf_counter()
+    example = _trace_example(source)
+    meta = _metadata(source, example.sig_in, example.sig_out)
     if format == "onnx":
-        path = out / "model.onnx"
-        onnx_export(
-            source.module,
-            args,
-            kwargs,
-            path=path,
-            metadata={k: v if isinstance(v, str) else json.dumps(v) for k, v in meta.items()},
-        )
-        export_s = time.perf_counter() - t0
-        checks = _verify(source, "onnx", _ort_runner(path, names))
+        path, export_s, checks = _export_onnx(source, example, out, meta)
     else:
-        path = out / "model.pt2"
-        program = torch_export(source.module, args, kwargs)
-        torch.export.save(program, str(path))
-        export_s = time.perf_counter() - t0
-        loaded = torch.export.load(str(path)).module()
-        checks = _verify(source, "pt2", lambda a, k: [t for _, t in flatten_outputs(loaded(*a, **k))])
-    bad = [c for c in checks if not c.ok]
-    if bad:
-        c = bad[0]
-        raise ExportError(
-            f"the exported {format} of {source.name} differs from eager at batch {c.batch_size}: "
-            f"max abs {c.max_abs_diff:.3g}, max rel {c.max_rel_diff:.3g} ({c.tolerance})"
-        )
+        path, export_s, checks = _export_pt2(source, example, out)
+    _raise_on_mismatch(checks, format, source.name)
     result = ExportResult(
         model=source.name,
         format=format,
@@ -220,16 +185,92 @@ def export(
         model_file=path.name,
         size_bytes=path.stat().st_size,
         export_s=round(export_s, 3),
-        inputs=sig_in,
-        outputs=sig_out,
+        inputs=example.sig_in,
+        outputs=example.sig_out,
         verification=checks,
     )
     if int8:
         from archlab.deploy.int8 import add_int8
 
-        add_int8(result, source, path, names, _verify, _ort_runner)
+        add_int8(result, source, path, example.names, _verify, _ort_runner)
     _write_folder(result, source, meta)
     return result
+
+
+def _check_format(format: str, int8: bool) -> None:
+    """A known format, and int8 only where ONNX Runtime quantises it."""
+    if format not in FORMATS:
+        raise ConfigError(f"format must be one of {', '.join(FORMATS)}; got {format!r}")
+    if int8 and format != "onnx":
+        raise ConfigError(
+            "int8=True is available for format='onnx' (ONNX Runtime dynamic int8); "
+            "for PyTorch int8 see archlab.deploy.int8.torch_int8"
+        )
+
+
+@dataclass
+class _Example:
+    """The example batch the graph is traced with, and the input / output signature it gives."""
+
+    args: tuple
+    kwargs: dict[str, Any]
+    names: list[str]  # input names, in the graph's order
+    sig_in: list[dict[str, Any]]
+    sig_out: list[dict[str, Any]]
+
+
+def _trace_example(source: Source) -> _Example:
+    """Run the model once on an example batch of 2 (a batch of 1 would be specialised away)."""
+    args, kwargs = source.inputs(2)
+    names = input_names(source.module, args, kwargs)
+    in_tensors = list(args) + [v for v in kwargs.values() if isinstance(v, torch.Tensor)]
+    outs = flatten_outputs(source.module(*args, **kwargs))
+    out_names = [n for n, _ in outs]
+    dyn = _dynamic_axes(names, in_tensors)
+    sig_in = signature(names, in_tensors, dyn)
+    sig_out = signature(out_names, [t for _, t in outs], {n: {0: "batch"} for n in out_names})
+    return _Example(args, kwargs, names, sig_in, sig_out)
+
+
+def _export_onnx(
+    source: Source, example: _Example, out: Path, meta: dict[str, Any]
+) -> tuple[Path, float, list[Verification]]:
+    """Write ``model.onnx`` (metadata in its properties) and check it in ONNX Runtime: the file,
+    the seconds the export took, and the parity checks."""
+    t0 = time.perf_counter()
+    path = out / "model.onnx"
+    onnx_export(
+        source.module,
+        example.args,
+        example.kwargs,
+        path=path,
+        metadata={k: v if isinstance(v, str) else json.dumps(v) for k, v in meta.items()},
+    )
+    export_s = time.perf_counter() - t0
+    return path, export_s, _verify(source, "onnx", _ort_runner(path, example.names))
+
+
+def _export_pt2(source: Source, example: _Example, out: Path) -> tuple[Path, float, list[Verification]]:
+    """Write ``model.pt2`` (``torch.export``) and check the program loaded back from it: the file,
+    the seconds the export took, and the parity checks."""
+    t0 = time.perf_counter()
+    path = out / "model.pt2"
+    program = torch_export(source.module, example.args, example.kwargs)
+    torch.export.save(program, str(path))
+    export_s = time.perf_counter() - t0
+    loaded = torch.export.load(str(path)).module()
+    return path, export_s, _verify(source, "pt2", lambda a, k: [t for _, t in flatten_outputs(loaded(*a, **k))])
+
+
+def _raise_on_mismatch(checks: list[Verification], format: str, model_name: str) -> None:
+    """The first check outside its tolerance is an ExportError naming the batch and the differences."""
+    bad = [c for c in checks if not c.ok]
+    if bad:
+        c = bad[0]
+        raise ExportError(
+            f"the exported {format} of {model_name} differs from eager at batch {c.batch_size}: "
+            f"max abs {c.max_abs_diff:.3g}, max rel {c.max_rel_diff:.3g} ({c.tolerance})"
+        )
 
 
 def _metadata(source: Source, sig_in: list[dict], sig_out: list[dict]) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from torch import nn
 from archlab.bench import benchmark, max_batch_within
 from archlab.bench.machine import describe, package_version
 from archlab.bench.result import BenchResult
-from archlab.bench.source import resolve
+from archlab.bench.source import Source, resolve
 from archlab.display import NotebookDisplay
 from archlab.errors import ArchlabError
 
@@ -174,34 +174,79 @@ def deploy_report(
     """
     source = resolve(model)
     notes: list[str] = []
+    bench = _benchmark(source, isolate, (1, batch_size), backends, threads, min_time_s, notes)
+    extra: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="archlab-deploy-") as tmp:
+        sizes, artifacts = _sizes(source.module, Path(tmp), notes, model if source.run_dir else None, extra)
+        served = _served(model, source, Path(tmp), serve_requests, serve_concurrency, notes) if serve else None
+    sweep = max_batch_within(source.module, memory_budget_mb or memory_mb or 1024.0, threads=threads)
+    ram_rows = {f"{r.backend} b={r.batch_size}": ram_to_serve(r) for r in bench.rows if r.p50_ms}
+    report = DeployReport(
+        model=source.name,
+        params=sum(p.numel() for p in source.module.parameters()),
+        size_mb={k: round(v, 4) for k, v in sizes.items()},
+        ram_mb={k: mb for k, (mb, _) in ram_rows.items()},
+        ram_not_measured={k: why for k, (_, why) in ram_rows.items() if why is not None},
+        latency_ms=_latency(bench),
+        throughput=_throughput(bench, batch_size),
+        max_batch=asdict(sweep),
+        machine=describe(bench.threads),
+        packages=_packages(artifacts),
+        signature=_signature(source),
+        bench=bench.to_dict(),
+        notes=notes + bench.notes,
+        served=served,
+        int8=extra.get("int8"),
+    )
+    report.budgets = _budgets(bench, sizes, latency_ms, memory_mb, size_mb) + _served_budgets(served, latency_ms)
+    return report
+
+
+def _benchmark(
+    source: Source,
+    isolate: bool,
+    batch_sizes: tuple[int, ...],
+    backends: tuple[str, ...],
+    threads: int | None,
+    min_time_s: float,
+    notes: list[str],
+) -> BenchResult:
+    """Latency, throughput and RAM rows, each configuration in a fresh process where the model
+    can be rebuilt there (a name, a run directory or a registry model)."""
     can_isolate = isolate and (source.spec is not None or hasattr(source.module, "config"))
     if isolate and not can_isolate:
         notes.append("measured in this process (RAM figures exclude the model load)")
-    bench = benchmark(
+    return benchmark(
         source.spec["path"]
         if source.spec and source.spec["kind"] == "path"
         else source.spec["name"]
         if source.spec
         else source.module,
-        batch_sizes=(1, batch_size),
+        batch_sizes=batch_sizes,
         backends=backends,
         threads=threads,
         min_time_s=min_time_s,
         isolate=can_isolate,
         overrides=(source.spec or {}).get("overrides") or None,
     )
-    extra: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory(prefix="archlab-deploy-") as tmp:
-        sizes, artifacts = _sizes(source.module, Path(tmp), notes, model if source.run_dir else None, extra)
-        served = _served(model, source, Path(tmp), serve_requests, serve_concurrency, notes) if serve else None
-    sweep = max_batch_within(source.module, memory_budget_mb or memory_mb or 1024.0, threads=threads)
-    lat = {r.backend: {"p50": r.p50_ms, "p99": r.p99_ms, "status": r.status} for r in bench.rows if r.batch_size == 1}
-    ram_rows = {f"{r.backend} b={r.batch_size}": ram_to_serve(r) for r in bench.rows if r.p50_ms}
-    thr = {
+
+
+def _latency(bench: BenchResult) -> dict[str, dict[str, float | None]]:
+    """p50 / p99 at batch 1, per backend."""
+    return {r.backend: {"p50": r.p50_ms, "p99": r.p99_ms, "status": r.status} for r in bench.rows if r.batch_size == 1}
+
+
+def _throughput(bench: BenchResult, batch_size: int) -> dict[str, dict[str, float | int | None]]:
+    """Samples per second at ``batch_size``, per backend."""
+    return {
         r.backend: {"batch_size": r.batch_size, "samples_per_s": r.samples_per_s, "status": r.status}
         for r in bench.rows
         if r.batch_size == batch_size
     }
+
+
+def _signature(source: Source) -> dict[str, Any]:
+    """Input and output names, shapes and dtypes (from one batch-1 forward), and preprocessing."""
     ex_args, ex_kwargs = source.inputs(1)
     from archlab.bench.graph_export import flatten_outputs, input_names
     from archlab.deploy.preprocessing import preprocessing, signature
@@ -215,25 +260,7 @@ def deploy_report(
         "outputs": signature([n for n, _ in outs], [t for _, t in outs], {n: {0: "batch"} for n, _ in outs}),
     }
     sig["preprocessing"] = preprocessing(source.info, sig["inputs"], source.name)
-    report = DeployReport(
-        model=source.name,
-        params=sum(p.numel() for p in source.module.parameters()),
-        size_mb={k: round(v, 4) for k, v in sizes.items()},
-        ram_mb={k: mb for k, (mb, _) in ram_rows.items()},
-        ram_not_measured={k: why for k, (_, why) in ram_rows.items() if why is not None},
-        latency_ms=lat,
-        throughput=thr,
-        max_batch=asdict(sweep),
-        machine=describe(bench.threads),
-        packages=_packages(artifacts),
-        signature=sig,
-        bench=bench.to_dict(),
-        notes=notes + bench.notes,
-        served=served,
-        int8=extra.get("int8"),
-    )
-    report.budgets = _budgets(bench, sizes, latency_ms, memory_mb, size_mb) + _served_budgets(served, latency_ms)
-    return report
+    return sig
 
 
 def _served(

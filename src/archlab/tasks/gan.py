@@ -23,6 +23,7 @@ players. ``d_loss``, ``g_loss`` and their sum (``loss``, for the curve) are logg
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
@@ -134,16 +135,51 @@ def gan_step(
         opt_d.zero_grad(set_to_none=True)
         opt_g.zero_grad(set_to_none=True)
     if z is None:
-        z = torch.randn(
-            real.shape[0],
-            model.config.latent_dim,
-            generator=generator,
-            device=generator.device if generator is not None else real.device,
-            dtype=next(model.parameters()).dtype,
-        ).to(real.device)
+        z = _draw_noise(model, real, generator)
     cond = () if y is None else (y,)  # an unconditional model gets no labels
+    d = _discriminator_step(model, real, z, cond, opt_d, kind, ctx)
+    loss_g = _generator_step(model, d.fake, cond, opt_g, kind, ctx)
+    out = {
+        "d_loss": d.loss.detach(),
+        "g_loss": loss_g.detach(),
+        "d_real": d.real_logits.detach().mean(),
+        "d_fake": d.fake_logits.detach().mean(),
+    }
+    return {k: v.item() for k, v in out.items()} if plain else out
 
-    # D step: fake is detached so this update does not reach the generator.
+
+def _draw_noise(model: nn.Module, real: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """(B, latent_dim) standard normal noise in the model's dtype, drawn on the generator's device."""
+    return torch.randn(
+        real.shape[0],
+        model.config.latent_dim,
+        generator=generator,
+        device=generator.device if generator is not None else real.device,
+        dtype=next(model.parameters()).dtype,
+    ).to(real.device)
+
+
+@dataclass
+class _DStep:
+    """What the discriminator step leaves for the generator step and the logged figures."""
+
+    fake: torch.Tensor  # G(z), not detached: the generator step backpropagates through it
+    real_logits: torch.Tensor
+    fake_logits: torch.Tensor
+    loss: torch.Tensor
+
+
+def _discriminator_step(
+    model: nn.Module,
+    real: torch.Tensor,
+    z: torch.Tensor,
+    cond: tuple,
+    opt_d: torch.optim.Optimizer,
+    kind: LossKind,
+    ctx: StepContext,
+) -> _DStep:
+    """Generate the fake batch and update D on real and fake samples."""
+    # fake is detached so this update does not reach the generator.
     with ctx.autocast():
         fake = model.generate(z, *cond)
         real_logits = model.discriminate(real, *cond).float()
@@ -152,8 +188,13 @@ def gan_step(
     ctx.backward(loss_d)
     if ctx.sync:
         ctx.step(opt_d)
+    return _DStep(fake, real_logits, fake_logits, loss_d)
 
-    # G step through the updated D; D's parameters are frozen so no gradient lands on them.
+
+def _generator_step(
+    model: nn.Module, fake: torch.Tensor, cond: tuple, opt_g: torch.optim.Optimizer, kind: LossKind, ctx: StepContext
+) -> torch.Tensor:
+    """Update G through the just-updated D; D's parameters are frozen so no gradient lands on them."""
     d_params = [p for p in model.discriminator.parameters() if p.requires_grad]
     for p in d_params:
         p.requires_grad_(False)
@@ -166,14 +207,7 @@ def gan_step(
             p.requires_grad_(True)
     if ctx.sync:
         ctx.step(opt_g)
-
-    out = {
-        "d_loss": loss_d.detach(),
-        "g_loss": loss_g.detach(),
-        "d_real": real_logits.detach().mean(),
-        "d_fake": fake_logits.detach().mean(),
-    }
-    return {k: v.item() for k, v in out.items()} if plain else out
+    return loss_g
 
 
 # ------------------------------------------------------------------------------------ the task

@@ -266,6 +266,47 @@ def _prepare(
     if seed and fresh:
         # A fresh run, or a resumed one killed before any checkpoint: the same seeded start.
         seed_everything(cfg.seed)
+    model, device = _place_model(model, data, task, cfg, dist)
+    b = _batching(data, cfg, device, dist)
+    precision = _precision(model, task, cfg, b.train, device, b.total, run, not fresh, chosen, dist)
+    log.info("%s%s", precision.line(), "" if fresh else " [reused from the run's checkpoint, not measured again]")
+    optimizers, schedulers = task.configure_optimizers(model, cfg, b.total)
+    r = _Run(
+        model=model,
+        task=task,
+        cfg=cfg,
+        run=run,
+        device=device,
+        precision=precision,
+        train=b.train,
+        val=b.val,
+        val_during=eval_subset(b.val, cfg.eval_samples),
+        batches=b.batches,
+        dist=dist,
+        optimizers=optimizers,
+        schedulers=schedulers,
+        ctx=StepContext(device, precision.precision, cfg.grad_clip, cfg.grad_accum, dist),
+        data_gen=b.data_gen,
+        state=TrainState(),
+        total=b.total,
+        batches_per_epoch=b.per_epoch,
+        eval_every=b.eval_every,
+        ckpt_every=cfg.checkpoint_every or b.eval_every,
+        eval_bs=cfg.eval_batch_size or max(cfg.batch_size, 512),
+        **resolve_monitor(task, cfg),
+        reporter=reporter,
+        guard=_FiniteGuard(cfg.log_every, device, dist),
+        augment=build_augmenter(cfg.augment, data, task, cfg.seed),
+    )
+    _open_run_dir(run, resume, dist)
+    _restore_or_start(r, resume, fresh)
+    _start_ranks_together(r, resume)
+    return r
+
+
+def _place_model(model, data: DataBundle, task, cfg: TrainConfig, dist: Dist) -> tuple[nn.Module, torch.device]:
+    """This rank's device; the model adapted (transfer, synchronised BatchNorm) and moved to it;
+    the data checked and the task set up."""
     device = rank_device(dist, resolve_device(cfg.device))
     check_batch(dist, cfg.batch_size)
     apply_transfer(model, cfg.transfer)  # freezing and LoRA adapters, before the optimizer sees the parameters
@@ -275,6 +316,24 @@ def _prepare(
     if not cfg.allow_nonfinite_inputs:
         _check_finite(data)
     task.setup(data, cfg, device)
+    return model, device
+
+
+@dataclass
+class _Batching:
+    """The splits on the device, the seeded batch order and the run's length in steps."""
+
+    train: Any
+    val: Any
+    data_gen: torch.Generator
+    batches: Batches
+    per_epoch: int
+    total: int
+    eval_every: int
+
+
+def _batching(data: DataBundle, cfg: TrainConfig, device: torch.device, dist: Dist) -> _Batching:
+    """The training batches in the order ``cfg.seed`` gives, and how many steps the run takes."""
     train = data.train.to(device)  # a streamed split stays on disk: its batches move as they are read
     val = data.val.to(device) if data.val is not None else None
     data_gen = torch.Generator().manual_seed(cfg.seed)
@@ -288,63 +347,49 @@ def _prepare(
         raise ConfigError(
             f"early stopping (patience={cfg.patience}) needs a validation split; dataset {data.name!r} has none"
         )
-    precision = _precision(model, task, cfg, train, device, total, run, not fresh, chosen, dist)
-    log.info("%s%s", precision.line(), "" if fresh else " [reused from the run's checkpoint, not measured again]")
-    optimizers, schedulers = task.configure_optimizers(model, cfg, total)
-    r = _Run(
-        model=model,
-        task=task,
-        cfg=cfg,
-        run=run,
-        device=device,
-        precision=precision,
-        train=train,
-        val=val,
-        val_during=eval_subset(val, cfg.eval_samples),
-        batches=batches,
-        dist=dist,
-        optimizers=optimizers,
-        schedulers=schedulers,
-        ctx=StepContext(device, precision.precision, cfg.grad_clip, cfg.grad_accum, dist),
-        data_gen=data_gen,
-        state=TrainState(),
-        total=total,
-        batches_per_epoch=batches_per_epoch,
-        eval_every=eval_every,
-        ckpt_every=cfg.checkpoint_every or eval_every,
-        eval_bs=cfg.eval_batch_size or max(cfg.batch_size, 512),
-        **resolve_monitor(task, cfg),
-        reporter=reporter,
-        guard=_FiniteGuard(cfg.log_every, device, dist),
-        augment=build_augmenter(cfg.augment, data, task, cfg.seed),
-    )
+    return _Batching(train, val, data_gen, batches, batches_per_epoch, total, eval_every)
+
+
+def _open_run_dir(run: RunDir, resume: bool, dist: Dist) -> None:
+    """Rank 0 creates the run directory (a resume first drops a partly written checkpoint)."""
     if dist.is_main:
         run.path.mkdir(parents=True, exist_ok=True)
         if resume:
             run.clean_partial()
     dist.barrier()
+
+
+def _restore_or_start(r: _Run, resume: bool, fresh: bool) -> None:
+    """Restore the last complete checkpoint (weights, optimizers, step, data order, RNG states),
+    or start from step 0: each rank other than 0 then seeds its own dropout stream."""
+    run, dist = r.run, r.dist
     if resume and not fresh:
         ckpt = find_checkpoint(run.path, "last")
         aug_gen = r.augment.generator if r.augment is not None else None
         meta = restore_checkpoint(
-            ckpt, model, r.state, optimizers, schedulers, r.ctx.scaler, r.data_gen, device, aug_gen, dist.rank
+            ckpt, r.model, r.state, r.optimizers, r.schedulers, r.ctx.scaler, r.data_gen, r.device, aug_gen, dist.rank
         )
         log.info("resuming %s from step %d", run.path, r.state.step)
         _check_world(meta, dist)
     elif resume:  # killed before its first checkpoint: the seeded run starts again identically
         log.info("no complete checkpoint in %s; starting it again from step 0", run.path)
     elif dist.rank > 0:  # each rank its own dropout stream, once the (identical) model is built
-        torch.manual_seed(cfg.seed + 1_000_003 * dist.rank)
+        torch.manual_seed(r.cfg.seed + 1_000_003 * dist.rank)
+
+
+def _start_ranks_together(r: _Run, resume: bool) -> None:
+    """Every rank on the same weights and the same last checkpoint; the initial state written
+    when there is none."""
+    run, dist = r.run, r.dist
     if resume and dist.is_main:
         run.truncate_metrics(r.state.step)
-    dist.broadcast_module(model)  # identical weights on every rank, whatever each built
+    dist.broadcast_module(r.model)  # identical weights on every rank, whatever each built
     r.last_ckpt = r.guard.last_good = find_checkpoint(run.path, "last")
     dist.barrier()  # every rank has looked for last/ before rank 0 may write the first one
     if r.last_ckpt is None:
         # A checkpoint of the initial state: a run killed before its first periodic checkpoint
         # resumes from these exact weights, however the model was built.
         r.save_last()
-    return r
 
 
 def _precision(
