@@ -13,7 +13,8 @@ A checkpoint directory counts only once its ``COMPLETE`` marker exists; the mark
 step and the SHA-256 of every file in the directory, and a checkpoint whose files do not match
 is skipped (with a warning) in favour of an older one that does. This module only reads and
 lays out; the trainer writes checkpoints, and analysis, benchmarking and export find them here.
-Every file is parsed defensively: a malformed one is a :class:`CheckpointError` naming the file
+:class:`RunDir` (and :class:`DesignDir` for a design directory) is the one place each file name
+is spelled. Every file is parsed defensively: a malformed one is a :class:`CheckpointError` naming the file
 and what is wrong in it.
 """
 
@@ -23,8 +24,10 @@ import json
 import logging
 import os
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from archlab.errors import CheckpointError
@@ -109,28 +112,90 @@ def _find(run_dir: Path, name: str) -> tuple[Path | None, list[str]]:
 
 
 class RunDir:
-    """Paths and writers of one run directory."""
+    """Paths and writers of one run directory, and the one place its file names are spelled.
+
+    The names are class constants (``RunDir.FINAL_METRICS``) for code that holds only a path;
+    the properties (``run.final_metrics_path``) join them to this run's directory. A group of
+    runs (``--cv`` / ``--seeds``, :mod:`archlab.runs.cv`) lays its parent directory out with
+    the group names below; each member is an ordinary run directory.
+    """
+
+    CONFIG = "config.yaml"
+    DATA_INFO = "data_info.json"
+    METRICS = "metrics.jsonl"
+    FINAL_METRICS = "final_metrics.json"
+    CURVES = "curves.png"
+    #: what ``archlab generate`` draws into the run by default
+    SAMPLES = "samples.png"
+    #: a run's report, as the MLflow mirror uploads it
+    REPORT = "report.html"
+    #: the torchrun launch that started the run (:mod:`archlab.runs.launch`)
+    LAUNCH = "launch.json"
+    #: the MLflow run this one is mirrored to, and the TensorBoard logs (:mod:`archlab.runs.tracking`)
+    MLFLOW = "mlflow.json"
+    TENSORBOARD = "tb"
+    #: checkpoint directories: the latest, and the best on the monitored metric
+    LAST = "last"
+    BEST = "best"
+
+    # A group's parent directory.
+    GROUP = "group.json"
+    CV_SUMMARY = "cv_summary.json"
+    SEEDS_SUMMARY = "seeds_summary.json"
+    #: a group's kind (``group.json``'s ``kind``) -> its summary file
+    SUMMARIES: Mapping[str, str] = MappingProxyType({"cv": CV_SUMMARY, "seeds": SEEDS_SUMMARY})
+    #: whether the members trained as one vmapped stack, and why not
+    STACK = "stack.json"
+    #: the stack's checkpoints (``stack/last/``), and the files in one of them
+    STACK_DIR = "stack"
+    STACK_TENSORS = "stack.safetensors"
+    STACK_META = "stack.json"
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
 
     @property
     def last(self) -> Path:
-        return self.path / "last"
+        return self.path / self.LAST
 
     @property
     def best(self) -> Path:
-        return self.path / "best"
+        return self.path / self.BEST
 
     @property
     def metrics_file(self) -> Path:
-        return self.path / "metrics.jsonl"
+        return self.path / self.METRICS
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / self.CONFIG
+
+    @property
+    def data_info_path(self) -> Path:
+        return self.path / self.DATA_INFO
+
+    @property
+    def final_metrics_path(self) -> Path:
+        return self.path / self.FINAL_METRICS
+
+    @property
+    def curves_path(self) -> Path:
+        return self.path / self.CURVES
+
+    def picture_path(self, name: str) -> Path:
+        """Where a picture the task reports as ``name`` is drawn."""
+        return self.path / f"{name}.png"
+
+    @property
+    def has_config(self) -> bool:
+        """Whether a run was laid out here (its ``config.yaml`` is written before the first step)."""
+        return self.config_path.is_file()
 
     def write_config(self, config: dict[str, Any]) -> None:
         import yaml
 
         self.path.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(self.path / "config.yaml", yaml.safe_dump(config, sort_keys=False))
+        atomic_write_text(self.config_path, yaml.safe_dump(config, sort_keys=False))
 
     def read_config(self) -> dict[str, Any]:
         """The run's ``config.yaml`` as a mapping (safe YAML: no tags that build objects).
@@ -141,9 +206,9 @@ class RunDir:
         """
         import yaml
 
-        path = self.path / "config.yaml"
+        path = self.config_path
         if not path.is_file():
-            raise CheckpointError(f"no config.yaml in {self.path} (is it an archlab run directory?)")
+            raise CheckpointError(f"no {self.CONFIG} in {self.path} (is it an archlab run directory?)")
         try:
             data = yaml.safe_load(path.read_bytes().decode("utf-8"))
         except UnicodeDecodeError as exc:
@@ -188,7 +253,7 @@ class RunDir:
 
     def clean_partial(self) -> None:
         """Remove what a kill left behind: temp checkpoint dirs, and ``.old`` twins no longer needed."""
-        for name in ("last", "best"):
+        for name in (self.LAST, self.BEST):
             tmp = self.path / f".{name}.tmp"
             if tmp.exists():
                 shutil.rmtree(tmp)
@@ -205,6 +270,33 @@ class RunDir:
         """Keep only records up to ``step`` (those after the resumed checkpoint are redone)."""
         kept = [r for r in self.read_metrics() if r.get("step", 0) <= step]
         atomic_write_text(self.metrics_file, "".join(json.dumps(r) + "\n" for r in kept))
+
+
+class DesignDir:
+    """The layout of a design directory (:mod:`archlab.runs.design`): the one place its file
+    names are spelled. Its runs (``trials/tNNN/``, ``winner/``) are ordinary run directories
+    (:class:`RunDir`).
+    """
+
+    #: the manifest: arguments, and each step's state and result (rewritten after every step)
+    MANIFEST = "design.json"
+    #: the search's default Optuna storage (SQLite)
+    STUDY_DB = "study.db"
+    RECOMMENDATION = "recommendation.json"
+    SIZED = "sized.json"
+    TRIALS = "trials"
+    WINNER = "winner"
+    BENCH = "bench.json"
+    EXPORT = "export.json"
+    EXPORT_DIR = "export"
+    REPORT = "report.html"
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.path / self.MANIFEST
 
 
 def _yaml_problem(exc: Exception) -> str:
@@ -264,7 +356,7 @@ def _ended_with(run_dir: Path, saved: dict[str, Any]) -> str:
     """``best`` or ``last``: what the run's final_metrics.json says it ended with; for a run not
     finished, best/ when it restores its best weights (the default) and has written one."""
     try:
-        weights = json.loads((run_dir / "final_metrics.json").read_text(encoding="utf-8")).get("weights")
+        weights = json.loads((run_dir / RunDir.FINAL_METRICS).read_text(encoding="utf-8")).get("weights")
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
         weights = None
     if weights in ("best", "last"):

@@ -27,10 +27,11 @@ def _shape(text: Optional[str]):
 
 def _say_run_weights(target: str, to_stderr: bool) -> None:
     """For a run directory: which checkpoint was described, first (a fallback flagged, with why)."""
-    path = Path(target)
-    if not (path / "config.yaml").is_file() or (path / "config.json").is_file():
-        return
     from archlab.rundir import RunDir, final_weights
+
+    path = Path(target)
+    if not RunDir(path).has_config or (path / "config.json").is_file():
+        return
 
     weights = final_weights(path, RunDir(path).read_config())
     if weights is not None:

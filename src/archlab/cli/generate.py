@@ -25,6 +25,7 @@ def generate_cmd(
     top_k: Optional[int] = typer.Option(None, "--top-k", help="Language models: sample among the k likeliest tokens."),
 ) -> None:
     """Generate text or samples from a trained run."""
+    from archlab.rundir import RunDir
     from archlab.runs.generate import generate_from_run, write_generated
 
     g = generate_from_run(
@@ -33,6 +34,6 @@ def generate_cmd(
     if g.kind == "text" and output is None:
         console.print(g.text, markup=False, highlight=False)
         return
-    out = output or (run_dir / "samples.png")
+    out = output or (run_dir / RunDir.SAMPLES)
     path = write_generated(g, out)
     console.print(f"wrote {'text' if g.kind == 'text' else f'{len(g.samples)} samples'} to [bold]{path}[/]")

@@ -7,6 +7,7 @@ The run file and ``--set`` scheme are :class:`archlab.runs.RunSpec`'s (see :mod:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
@@ -72,77 +73,120 @@ def train_cmd(
 ) -> None:
     """Train a registry model on a dataset and write a run directory (or a group of them)."""
     from archlab.cli.progress import ProgressBar
-    from archlab.runs import RunSpec, fit, launch, training
-    from archlab.runs import resume as resume_run
+    from archlab.runs import launch
     from archlab.train import distributed
 
+    opts = _TrainOptions(**ctx.params)  # every option above, by its parameter name
     launch.check_counts(nproc, max_restarts)
     if nproc is not None and (cv is not None or seeds is not None):
         raise ConfigError("--nproc trains one run on several processes; --cv / --seeds train a group: give one of them")
     rank = launch.worker_rank()
     reporter = None if quiet or rank != 0 else ProgressBar()
     with launch.worker_errors():  # under torchrun: the launcher names this worker's error
-        if cv is not None and seeds is not None:
-            raise ConfigError("--cv and --seeds each train a group of runs; give one of them")
-        if resume is not None and (cv is not None or seeds is not None):
-            raise ConfigError(
-                "--resume continues one run; to continue a --cv / --seeds group, run the same command again"
-            )
-        if resume is not None:
-            if run_file or model or data or set_:
-                raise ConfigError(
-                    "--resume continues a run with its saved config; give no run file, --model, --data or --set"
-                )
-            # a finished run is not launched on N processes: resume_run answers it without writing
-            if nproc is not None and training.finished(resume) is None:
-                argv = ["train", "--resume", str(resume)] + (["--quiet"] if quiet else [])
-                argv += ["--tensorboard"] if tensorboard else []
-                _launch(ctx, nproc, max_restarts, argv + (["--track", track] if track else []))
-                return
-            result = resume_run(resume, reporter=reporter, tensorboard=tensorboard, track=track)
-        else:
-            spec = RunSpec.from_file(run_file) if run_file is not None else RunSpec()
-            spec.model.name = model or spec.model.name
-            spec.data.name = data or spec.data.name
-            spec.task.name = task or spec.task.name
-            spec = spec.with_sets(set_)
-            if not spec.model.name or not spec.data.name:
-                raise ConfigError("train needs a model and a dataset: --model NAME --data NAME, or a run file")
-            if cv is not None or seeds is not None:
-                _train_group(spec, cv, seeds, out_dir or spec.run.out_dir, name or spec.run.name, reporter, cv_split)
-                return
-            if nproc is not None:
-                from archlab.runs.training import default_run_name
-
-                # named now: a restarted worker finds the run by this name
-                name = name or spec.run.name or default_run_name(spec.model.name, spec.data.name)
-                argv = ["train"] + ([str(run_file)] if run_file is not None else [])
-                for flag, value in (("--model", model), ("--data", data), ("--task", task), ("--out-dir", out_dir)):
-                    argv += [flag, value] if value else []
-                argv += [a for s in set_ for a in ("--set", s)] + ["--name", name]
-                argv += (["--quiet"] if quiet else []) + (["--tensorboard"] if tensorboard else [])
-                argv += ["--track", track] if track else []
-                _launch(ctx, nproc, max_restarts, argv)
-                return
-            result = fit(
-                spec.model.name,
-                spec.data.name,
-                spec.task.name,
-                task_options=spec.task.options,
-                model_overrides=spec.model.options,
-                data_spec={"name": spec.data.name, "options": spec.data.options},
-                out_dir=out_dir or spec.run.out_dir,
-                run_name=name or spec.run.name,
-                tensorboard=tensorboard or spec.run.tensorboard,
-                track=track or spec.run.track,
-                reporter=reporter,
-                **spec.train,
-            )
+        _check_group_options(opts)
+        result = _resume(ctx, opts, reporter) if resume is not None else _train_new(ctx, opts, reporter)
+    if result is None:  # launched on N processes, or a group (its table is shown)
+        return
     # under torchrun: every rank is done before any leaves the group (a no-op otherwise)
     distributed.current().barrier()
     distributed.shutdown()
     if rank == 0:  # under torchrun, rank 0 shows the result
         _show_result(result)
+
+
+@dataclass(frozen=True)
+class _TrainOptions:
+    """``archlab train``'s options, as typer parsed them (see :func:`train_cmd`)."""
+
+    run_file: Path | None
+    model: str | None
+    data: str | None
+    task: str | None
+    set_: list[str]
+    resume: Path | None
+    out_dir: str | None
+    name: str | None
+    quiet: bool
+    tensorboard: bool
+    track: str | None
+    cv: int | None
+    cv_split: str
+    seeds: int | None
+    nproc: int | None
+    max_restarts: int | None
+
+    def output_flags(self) -> list[str]:
+        """The flags that shape how a run reports, for the command run again on N processes."""
+        argv = (["--quiet"] if self.quiet else []) + (["--tensorboard"] if self.tensorboard else [])
+        return argv + (["--track", self.track] if self.track else [])
+
+
+def _check_group_options(o: _TrainOptions) -> None:
+    """A group (``--cv`` / ``--seeds``) is one of them, and is continued by running it again."""
+    if o.cv is not None and o.seeds is not None:
+        raise ConfigError("--cv and --seeds each train a group of runs; give one of them")
+    if o.resume is not None and (o.cv is not None or o.seeds is not None):
+        raise ConfigError("--resume continues one run; to continue a --cv / --seeds group, run the same command again")
+
+
+def _resume(ctx: typer.Context, o: _TrainOptions, reporter) -> Any:
+    """``--resume RUN_DIR``: the run continued here, or on ``--nproc`` processes (then None)."""
+    from archlab.runs import resume, training
+
+    if o.run_file or o.model or o.data or o.set_:
+        raise ConfigError("--resume continues a run with its saved config; give no run file, --model, --data or --set")
+    # a finished run is not launched on N processes: resume answers it without writing
+    if o.nproc is not None and training.finished(o.resume) is None:
+        _launch(ctx, o.nproc, o.max_restarts, ["train", "--resume", str(o.resume)] + o.output_flags())
+        return None
+    return resume(o.resume, reporter=reporter, tensorboard=o.tensorboard, track=o.track)
+
+
+def _train_new(ctx: typer.Context, o: _TrainOptions, reporter) -> Any:
+    """A new run from the run file, flags and ``--set``: trained here, on ``--nproc`` processes,
+    or as a ``--cv`` / ``--seeds`` group (the last two return None)."""
+    from archlab.runs import RunSpec, fit
+
+    spec = RunSpec.from_file(o.run_file) if o.run_file is not None else RunSpec()
+    spec.model.name = o.model or spec.model.name
+    spec.data.name = o.data or spec.data.name
+    spec.task.name = o.task or spec.task.name
+    spec = spec.with_sets(o.set_)
+    if not spec.model.name or not spec.data.name:
+        raise ConfigError("train needs a model and a dataset: --model NAME --data NAME, or a run file")
+    if o.cv is not None or o.seeds is not None:
+        _train_group(spec, o.cv, o.seeds, o.out_dir or spec.run.out_dir, o.name or spec.run.name, reporter, o.cv_split)
+        return None
+    if o.nproc is not None:
+        _launch_new(ctx, o, spec)
+        return None
+    return fit(
+        spec.model.name,
+        spec.data.name,
+        spec.task.name,
+        task_options=spec.task.options,
+        model_overrides=spec.model.options,
+        data_spec={"name": spec.data.name, "options": spec.data.options},
+        out_dir=o.out_dir or spec.run.out_dir,
+        run_name=o.name or spec.run.name,
+        tensorboard=o.tensorboard or spec.run.tensorboard,
+        track=o.track or spec.run.track,
+        reporter=reporter,
+        **spec.train,
+    )
+
+
+def _launch_new(ctx: typer.Context, o: _TrainOptions, spec) -> None:
+    """The same command on ``--nproc`` processes, its run named now: a restarted worker finds
+    the run by this name."""
+    from archlab.runs.training import default_run_name
+
+    name = o.name or spec.run.name or default_run_name(spec.model.name, spec.data.name)
+    argv = ["train"] + ([str(o.run_file)] if o.run_file is not None else [])
+    for flag, value in (("--model", o.model), ("--data", o.data), ("--task", o.task), ("--out-dir", o.out_dir)):
+        argv += [flag, value] if value else []
+    argv += [a for s in o.set_ for a in ("--set", s)] + ["--name", name]
+    _launch(ctx, o.nproc, o.max_restarts, argv + o.output_flags())
 
 
 def _launch(ctx: typer.Context, nproc: int, max_restarts: int | None, argv: list[str]) -> None:

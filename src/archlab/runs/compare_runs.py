@@ -43,7 +43,7 @@ from archlab.display import NotebookDisplay
 from archlab.errors import ConfigError
 from archlab.report.compare_runs import RENDERERS
 from archlab.report.dispatch import register_renderers
-from archlab.report.spread import SUMMARY_FILES
+from archlab.rundir import RunDir
 from archlab.runs.stats import TestResult, corrected_t, mcnemar, paired_bootstrap, paired_t, summarize, welch_t
 from archlab.train.evaluate import metric_mode
 
@@ -134,7 +134,7 @@ RUN_TESTS = ("auto", "mcnemar", "bootstrap")
 
 def group_kind(path: Path) -> str | None:
     """``"cv"`` / ``"seeds"`` when ``path`` is a group parent (has ``group.json``), else None."""
-    manifest = path / "group.json"
+    manifest = path / RunDir.GROUP
     if not manifest.is_file():
         return None
     return json.loads(manifest.read_text(encoding="utf-8")).get("kind")
@@ -143,7 +143,7 @@ def group_kind(path: Path) -> str | None:
 def is_run_or_group(target: str | Path) -> bool:
     """Whether ``target`` is a training run directory or a group parent (what this module compares)."""
     path = Path(target)
-    return path.is_dir() and ((path / "config.yaml").is_file() or (path / "group.json").is_file())
+    return path.is_dir() and (RunDir(path).has_config or (path / RunDir.GROUP).is_file())
 
 
 def compare_runs(
@@ -235,7 +235,7 @@ def _compare_two_runs(a: Path, b: Path, labels: tuple[str, str], metric: str, te
 
 
 def _recorded(path: Path, metric: str) -> float | None:
-    final = path / "final_metrics.json"
+    final = RunDir(path).final_metrics_path
     if not final.is_file():
         return None
     value = json.loads(final.read_text(encoding="utf-8")).get(metric)
@@ -324,8 +324,8 @@ def _rebuild_fold(run_dir: Path, bundle: Any, fold: dict[str, Any]) -> Any:
 # ----------------------------------------------------------------------------------- two groups
 def _group_values(path: Path, metric: str) -> tuple[dict[str, Any], list[str], list[float]]:
     """(group.json, member names, each member's ``metric``) of a finished group."""
-    manifest = json.loads((path / "group.json").read_text(encoding="utf-8"))
-    summary_file = path / SUMMARY_FILES.get(manifest.get("kind"), "")
+    manifest = json.loads((path / RunDir.GROUP).read_text(encoding="utf-8"))
+    summary_file = path / RunDir.SUMMARIES.get(manifest.get("kind"), "")
     if not summary_file.is_file():
         raise ConfigError(
             f"{path} is an unfinished {manifest.get('kind')} group (no {summary_file.name}); run it again"
@@ -368,11 +368,11 @@ def _fold_ratio(path: Path, metric: str) -> float:
     """``n_test / n_train`` of the folds for ``metric``, from ``cv_summary.json``'s fold sizes."""
     from archlab.runs.cv import fold_test_train_ratios
 
-    saved = json.loads((path / "cv_summary.json").read_text(encoding="utf-8"))
+    saved = json.loads((path / RunDir.CV_SUMMARY).read_text(encoding="utf-8"))
     sizes = saved.get("fold_sizes")
     if not sizes:
         raise ConfigError(
-            f"{path}/cv_summary.json records no fold sizes, which the corrected t-test needs (a group made "
+            f"{path}/{RunDir.CV_SUMMARY} records no fold sizes, which the corrected t-test needs (a group made "
             "before they were recorded); rerun that cross-validation to compare it"
         )
     ratio = fold_test_train_ratios(sizes, {metric: 0}).get(metric)

@@ -44,6 +44,7 @@ from archlab.data.base import DataBundle
 from archlab.data.folds import kfold
 from archlab.errors import ConfigError
 from archlab.io import atomic_write_json
+from archlab.rundir import RunDir
 from archlab.runs import stacked
 from archlab.runs.stats import summarize_metrics
 from archlab.runs.training import as_bundle, fit, resume
@@ -110,7 +111,7 @@ def group_dir(
     digest = hashlib.sha1(json.dumps(arguments, sort_keys=True, default=str).encode()).hexdigest()[:8]
     name = run_name or re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{_model_name(model)}-{bundle.name}-{kind}-{digest}")
     path = Path(out_dir) / name
-    manifest = path / "group.json"
+    manifest = path / RunDir.GROUP
     if manifest.is_file():
         saved = json.loads(manifest.read_text(encoding="utf-8"))
         if saved.get("digest") != digest:
@@ -134,10 +135,10 @@ def run_member(
     ``fit_kwargs`` go to :func:`archlab.runs.fit` when the run starts (``out_dir`` / ``run_name``
     come from ``path``); a resumed run keeps the config it saved.
     """
-    final = path / "final_metrics.json"
-    if final.is_file():
-        return json.loads(final.read_text(encoding="utf-8")), "skipped", None
-    if (path / "config.yaml").is_file():
+    run = RunDir(path)
+    if run.final_metrics_path.is_file():
+        return json.loads(run.final_metrics_path.read_text(encoding="utf-8")), "skipped", None
+    if run.has_config:
         log.info("resuming %s", path)
         result = resume(path, data=data, reporter=reporter)
         return result.metrics, "resumed", result
@@ -232,67 +233,130 @@ def cross_validate(
     """
     bundle = as_bundle(data, data_options)
     train_config.setdefault("seed", seed)
-    arguments = {
+    how = _FoldSettings(k, seed, stratify, groups, normalize, split)
+    options = {"data_options": data_options, "task_options": task_options, "model_overrides": model_overrides}
+    folds = kfold(bundle, k, seed=seed, stratify=stratify, groups=groups, normalize=normalize, split=split)
+    arguments = _cv_arguments(model, bundle, task, how, options, train_config)
+    path = group_dir("cv", model, bundle, arguments, out_dir, run_name)
+    split = folds[0].info["fold"]["split"]
+    log.info("cross-validation: %d %s folds of %d training samples in %s", k, split, len(bundle.train), path)
+    members = [
+        stacked.GroupMember(path / f"fold-{i}", fold, spec)
+        for i, (fold, spec) in enumerate(zip(folds, _fold_specs(bundle, how, split, data_options)))
+    ]
+    trainer = _MemberTraining(model, task, task_options, model_overrides, reporter, train_config)
+    metrics, done, results = _train_folds(trainer, path, members)
+    sizes = [dict(f.info["split_sizes"]) for f in folds]
+    extra = {"k": k, "split": split, "fold_sizes": sizes}
+    ratios = fold_test_train_ratios(sizes, metrics[0] if metrics else {})
+    dirs = [m.run_dir for m in members]
+    return finish_group(CVResult, path, RunDir.CV_SUMMARY, dirs, metrics, done, results, extra, ratios)
+
+
+@dataclass(frozen=True)
+class _FoldSettings:
+    """How :func:`cross_validate` makes its folds (see :func:`archlab.data.folds.kfold`)."""
+
+    k: int
+    seed: int
+    stratify: bool
+    groups: Sequence[Any] | None
+    normalize: str
+    split: str
+
+
+@dataclass(frozen=True)
+class _MemberTraining:
+    """What every member run of a group is trained with (the data and directory are its own)."""
+
+    model: nn.Module | str
+    task: Any
+    task_options: dict[str, Any] | None
+    model_overrides: dict[str, Any] | None
+    reporter: Reporter | None
+    train_config: dict[str, Any]
+
+
+def _cv_arguments(
+    model: nn.Module | str,
+    bundle: DataBundle,
+    task: Any,
+    how: _FoldSettings,
+    options: dict[str, Any],
+    train_config: dict[str, Any],
+) -> dict[str, Any]:
+    """``group.json``'s arguments (their hash names the default directory): the call as given."""
+    groups = how.groups
+    return {
         "model": _model_name(model),
         "data": bundle.name,
-        "data_options": data_options,
+        "data_options": options["data_options"],
         "task": task if task is None or isinstance(task, str) else getattr(task, "name", str(task)),
-        "task_options": task_options,
-        "model_overrides": model_overrides,
-        "k": k,
-        "seed": seed,
-        "stratify": stratify,
+        "task_options": options["task_options"],
+        "model_overrides": options["model_overrides"],
+        "k": how.k,
+        "seed": how.seed,
+        "stratify": how.stratify,
         "groups": None if groups is None else hashlib.sha1(json.dumps([str(g) for g in groups]).encode()).hexdigest(),
-        "normalize": normalize,
-        "split": split,
+        "normalize": how.normalize,
+        "split": how.split,
         "splitter": "sklearn",  # fold assignment by scikit-learn's splitters (older groups dealt their own)
         "train": train_config,
     }
-    folds = kfold(bundle, k, seed=seed, stratify=stratify, groups=groups, normalize=normalize, split=split)
-    split = folds[0].info["fold"]["split"]
-    path = group_dir("cv", model, bundle, arguments, out_dir, run_name)
-    log.info("cross-validation: %d %s folds of %d training samples in %s", k, split, len(bundle.train), path)
+
+
+def _fold_specs(
+    bundle: DataBundle, how: _FoldSettings, split: str, data_options: dict[str, Any] | None
+) -> list[dict[str, Any]]:
+    """Each fold run's config.yaml ``data``: the dataset and how to rebuild the fold (``split``
+    as the folds resolved it)."""
     # "grouped": groups are not saved, such a fold cannot be rebuilt
     fold_of = {
-        "k": k,
-        "seed": seed,
-        "stratify": stratify,
-        "normalize": normalize,
+        "k": how.k,
+        "seed": how.seed,
+        "stratify": how.stratify,
+        "normalize": how.normalize,
         "split": split,
         "splitter": "sklearn",
-        "grouped": groups is not None,
+        "grouped": how.groups is not None,
     }
-    specs = [{"name": bundle.name, "options": data_options or {}, "fold": {"index": i, **fold_of}} for i in range(k)]
-    dirs, metrics, done, results = [path / f"fold-{i}" for i in range(k)], [], [], {}
+    return [{"name": bundle.name, "options": data_options or {}, "fold": {"index": i, **fold_of}} for i in range(how.k)]
+
+
+def _train_folds(
+    t: _MemberTraining, path: Path, members: list[stacked.GroupMember]
+) -> tuple[list[dict[str, Any]], list[str], dict[int, RunResult]]:
+    """Train the folds as one stack when they allow it, else one at a time; (final metrics, what
+    was done, results by index) of every fold."""
     outcome = stacked.fit_members(
-        model,
-        task,
-        [stacked.GroupMember(d, fold, spec) for d, fold, spec in zip(dirs, folds, specs)],
+        t.model,
+        t.task,
+        members,
         group_dir=path,
-        task_options=task_options,
-        model_overrides=model_overrides,
-        reporter=reporter,
-        **train_config,
+        task_options=t.task_options,
+        model_overrides=t.model_overrides,
+        reporter=t.reporter,
+        **t.train_config,
     )
     if outcome.stacked:
-        metrics, done, results = stacked.unpack(outcome)
-    for i, fold in enumerate(folds if not outcome.stacked else []):
-        member, spec = dirs[i], specs[i]
+        return stacked.unpack(outcome)
+    metrics, done, results = [], [], {}
+    for i, member in enumerate(members):
         m, what, result = run_member(
-            member,
-            model,
-            fold,
-            task,
-            reporter,
-            task_options=task_options,
-            model_overrides=model_overrides,
-            data_spec=spec,
-            **train_config,
+            member.run_dir,
+            t.model,
+            member.data,
+            t.task,
+            t.reporter,
+            task_options=t.task_options,
+            model_overrides=t.model_overrides,
+            data_spec=member.data_spec,
+            **t.train_config,
         )
         log.info(
             "fold %d/%d %s: %s",
             i + 1,
-            k,
+            len(members),
             what,
             ", ".join(f"{key}={m[key]:.4g}" for key in ("val_accuracy", "test_accuracy") if key in m),
         )
@@ -300,10 +364,7 @@ def cross_validate(
         done.append(what)
         if result is not None:
             results[i] = result
-    sizes = [dict(f.info["split_sizes"]) for f in folds]
-    extra = {"k": k, "split": split, "fold_sizes": sizes}
-    ratios = fold_test_train_ratios(sizes, metrics[0] if metrics else {})
-    return finish_group(CVResult, path, "cv_summary.json", dirs, metrics, done, results, extra, ratios)
+    return metrics, done, results
 
 
 def fold_test_train_ratios(sizes: list[dict[str, int]], metrics: dict[str, Any]) -> dict[str, float]:

@@ -45,6 +45,7 @@ from typing import Any
 from archlab.data.base import DataBundle
 from archlab.display import NotebookDisplay
 from archlab.errors import ConfigError
+from archlab.rundir import DesignDir
 from archlab.runs.design_steps import (
     MIN_VAL,
     OPTIONAL,
@@ -145,20 +146,8 @@ def design(
     Raises:
         ConfigError: bad arguments, a directory already holding a design, no candidate within budget.
     """
-    if budget_s <= 0 or candidates < 1 or not 0 < candidate_share < 1 or folds < 2:
-        raise ConfigError(
-            "design: expected budget_s > 0, candidates >= 1, 0 < candidate_share < 1, folds >= 2; "
-            f"got budget_s={budget_s}, candidates={candidates}, candidate_share={candidate_share}, folds={folds}"
-        )
     path = Path(out_dir)
-    if (path / "design.json").is_file():
-        raise ConfigError(
-            f"{path} already holds a design; resume it (archlab design --resume {path}) or pick another -o"
-        )
-    if not isinstance(data, (str, Path, DataBundle)):
-        raise ConfigError(f"design: data must be a dataset name, a path or a DataBundle; got {type(data).__name__}")
-    if train:
-        TrainConfig.build({**RECIPE, **train})  # a bad key is an error now, not a failed candidate later
+    _check_new_design(path, data, train, budget_s, candidates, candidate_share, folds)
     data_options = loader_options(data, task, data_options)
     bundle = as_bundle(data, data_options)
     arguments = {
@@ -183,6 +172,33 @@ def design(
     return _run(d)
 
 
+def _check_new_design(
+    path: Path,
+    data: Any,
+    train: dict[str, Any] | None,
+    budget_s: float,
+    candidates: int,
+    candidate_share: float,
+    folds: int,
+) -> None:
+    """Refuse, before anything is loaded or written, what :func:`design` cannot start: a bad
+    budget or count, a directory already holding a design, data of another type, a bad
+    training key (an error now, not a failed candidate later)."""
+    if budget_s <= 0 or candidates < 1 or not 0 < candidate_share < 1 or folds < 2:
+        raise ConfigError(
+            "design: expected budget_s > 0, candidates >= 1, 0 < candidate_share < 1, folds >= 2; "
+            f"got budget_s={budget_s}, candidates={candidates}, candidate_share={candidate_share}, folds={folds}"
+        )
+    if DesignDir(path).manifest_path.is_file():
+        raise ConfigError(
+            f"{path} already holds a design; resume it (archlab design --resume {path}) or pick another -o"
+        )
+    if not isinstance(data, (str, Path, DataBundle)):
+        raise ConfigError(f"design: data must be a dataset name, a path or a DataBundle; got {type(data).__name__}")
+    if train:
+        TrainConfig.build({**RECIPE, **train})
+
+
 def resume_design(
     out_dir: str | Path,
     data: DataBundle | None = None,
@@ -196,9 +212,9 @@ def resume_design(
         data: the DataBundle, when the design was started from one (names are reloaded).
     """
     path = Path(out_dir)
-    manifest_path = path / "design.json"
+    manifest_path = DesignDir(path).manifest_path
     if not manifest_path.is_file():
-        raise ConfigError(f"--resume expects a design directory holding design.json; {path} has none")
+        raise ConfigError(f"--resume expects a design directory holding {DesignDir.MANIFEST}; {path} has none")
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     args = manifest["arguments"]
     bundle = data if data is not None else as_bundle(args["data"], args.get("data_options"))
@@ -226,9 +242,9 @@ def join_design(storage: str, study: str, *, progress: Progress | None = None, r
 
     st = load_study(storage_for(storage), study)
     path = Path(st.user_attrs["design_dir"])
-    manifest_path = path / "design.json"
+    manifest_path = DesignDir(path).manifest_path
     if not manifest_path.is_file():
-        raise ConfigError(f"the study's design directory {path} is not reachable from here (no design.json)")
+        raise ConfigError(f"the study's design directory {path} is not reachable from here (no {DesignDir.MANIFEST})")
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     args = manifest["arguments"]
     d = DesignState(path, manifest, as_bundle(args["data"], args.get("data_options")), progress, reporter, write=False)
@@ -272,7 +288,7 @@ def _run(d: DesignState) -> DesignResult:
         dir=d.path,
         winner=sel.get("winner"),
         why=sel.get("why", ""),
-        run_dir=d.path / "winner",
+        run_dir=d.path / DesignDir.WINNER,
         report=d.path / rep["file"] if rep.get("file") else None,
         manifest=d.m,
     )

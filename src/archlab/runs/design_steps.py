@@ -22,6 +22,7 @@ from archlab.data.base import DataBundle
 from archlab.errors import ArchlabError, ConfigError
 from archlab.io import atomic_write_json
 from archlab.report.choice import CandidateRow
+from archlab.rundir import DesignDir
 from archlab.runs.adapt import build_model
 from archlab.runs.cost import choose_run_precision
 from archlab.runs.cv import run_member
@@ -113,7 +114,7 @@ class DesignState:
         """Write ``design.json`` (atomically: a kill leaves the previous version or this one); a
         worker that joined another's design writes nothing of it."""
         if self.write:
-            atomic_write_json(self.path / "design.json", self.m)
+            atomic_write_json(self.path / DesignDir.MANIFEST, self.m)
 
     def step(self, name: str) -> dict[str, Any]:
         return self.m["steps"][name]
@@ -204,8 +205,8 @@ def _recommend(d: DesignState) -> dict[str, Any]:
     # Ranked without budgets (no latency measured for every preset); the top ones are sized next.
     rec = recommend(d.bundle, task=d.args.get("task"), top=d.args["candidates"])
     out = rec.to_dict()
-    atomic_write_json(d.path / "recommendation.json", out)
-    return {"candidates": [c.name for c in rec.candidates], "recommendation": "recommendation.json"}
+    atomic_write_json(d.path / DesignDir.RECOMMENDATION, out)
+    return {"candidates": [c.name for c in rec.candidates], "recommendation": DesignDir.RECOMMENDATION}
 
 
 def _budgets(args: dict[str, Any]) -> dict[str, Any]:
@@ -216,7 +217,7 @@ def _budgets(args: dict[str, Any]) -> dict[str, Any]:
 def _autosize(d: DesignState) -> dict[str, Any]:
     from archlab.advise import autosize, measure_latency_ms
 
-    rec = json.loads((d.path / "recommendation.json").read_text(encoding="utf-8"))
+    rec = json.loads((d.path / DesignDir.RECOMMENDATION).read_text(encoding="utf-8"))
     budgets = _budgets(d.args)
     rows = []
     for c in rec["candidates"]:
@@ -245,7 +246,7 @@ def _autosize(d: DesignState) -> dict[str, Any]:
             row["latency_ms"], _ = measure_latency_ms(c["name"], row["overrides"])
         rows.append(row)
         d.tell("autosize", "progress", f"{c['name']}: {row['params']:,} parameters, fits={row['fits']}")
-    atomic_write_json(d.path / "sized.json", {"budgets": budgets, "candidates": rows})
+    atomic_write_json(d.path / DesignDir.SIZED, {"budgets": budgets, "candidates": rows})
     if not any(r["fits"] for r in rows):
         raise ConfigError(
             f"design: no candidate meets the budgets {budgets} "
@@ -388,7 +389,7 @@ def trial_context(d: DesignState, plan: SearchPlan, worker: str = OWNER) -> Tria
 
 def open_design_study(d: DesignState, plan: SearchPlan) -> Any:
     search = d.args.get("search") or {}
-    url = search.get("storage") or f"sqlite:///{(d.path / 'study.db').resolve()}"
+    url = search.get("storage") or f"sqlite:///{(d.path / DesignDir.STUDY_DB).resolve()}"
     attrs = {"design_dir": str(d.path.resolve()), "arguments": d.args}
     return create_study(storage_for(url), search.get("study") or "design", plan, attrs)
 
@@ -514,14 +515,14 @@ def _winner(d: DesignState) -> dict[str, Any]:
                 f.max_steps,
             )
             steps = f.max_steps
-        run.update(max_steps=steps, run_dir="winner", overrides=overrides)
+        run.update(max_steps=steps, run_dir=DesignDir.WINNER, overrides=overrides)
         d.save()
     d.tell("winner", "progress", f"training {sel['winner']} (trial {sel['winner_trial']}) for {run['max_steps']} steps")
     train = {**train, "max_steps": run["max_steps"], "eval_every": None}
     c = {"name": f.name, "overrides": run["overrides"], "data_options": f.data_options}
     t0 = time.perf_counter()
     try:
-        run["metrics"] = _run_one(d, d.path / "winner", c, train)
+        run["metrics"] = _run_one(d, d.path / DesignDir.WINNER, c, train)
     finally:
         d.spend(time.perf_counter() - t0)
     run["verdict"] = baseline_verdict(run["metrics"], d.result("baselines").get("rows", []), _selection(d))
@@ -555,21 +556,27 @@ def baseline_verdict(metrics: dict[str, Any], baselines: list[dict[str, Any]], s
 def _benchmark(d: DesignState) -> dict[str, Any]:
     from archlab.bench import benchmark
 
-    res = benchmark(d.path / "winner", batch_sizes=(1, 8), backends=("eager", "onnxruntime"), min_time_s=0.3, mfu=False)
-    atomic_write_json(d.path / "bench.json", res.to_dict())
+    res = benchmark(
+        d.path / DesignDir.WINNER, batch_sizes=(1, 8), backends=("eager", "onnxruntime"), min_time_s=0.3, mfu=False
+    )
+    atomic_write_json(d.path / DesignDir.BENCH, res.to_dict())
     ok = [r for r in res.rows if r.ok and r.p50_ms is not None]
     b1 = min((r for r in ok if r.batch_size == 1), key=lambda r: r.p50_ms, default=None)
-    return {"file": "bench.json", "latency_ms_b1": b1.p50_ms if b1 else None, "backend_b1": b1.backend if b1 else None}
+    return {
+        "file": DesignDir.BENCH,
+        "latency_ms_b1": b1.p50_ms if b1 else None,
+        "backend_b1": b1.backend if b1 else None,
+    }
 
 
 def _export(d: DesignState) -> dict[str, Any]:
     from archlab.deploy import export
 
-    res = export(d.path / "winner", "onnx", d.path / "export")
-    atomic_write_json(d.path / "export.json", res.to_dict())
+    res = export(d.path / DesignDir.WINNER, "onnx", d.path / DesignDir.EXPORT_DIR)
+    atomic_write_json(d.path / DesignDir.EXPORT, res.to_dict())
     worst = max((v.max_abs_diff for v in res.verification), default=None)
     return {
-        "dir": "export",
+        "dir": DesignDir.EXPORT_DIR,
         "file": res.model_file,
         "size_bytes": res.size_bytes,
         "parity_ok": res.ok,
@@ -583,7 +590,7 @@ def _report(d: DesignState) -> dict[str, Any]:
 
     budgets = {k: d.args.get(k) for k in ("latency_ms", "memory_mb")}
     rep = build_report(d.path, **budgets, **(d.args.get("report_options") or {}))
-    out = write_report(rep, d.path / "report.html")
+    out = write_report(rep, d.path / DesignDir.REPORT)
     return {"file": out.name, "skipped": dict(rep.skipped)}
 
 

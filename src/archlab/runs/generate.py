@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from archlab.errors import ConfigError
+from archlab.rundir import RunDir
 from archlab.runs.use import load_run, saved_train
 
 GENERATIVE = ("language_modeling", "vae", "gan", "diffusion", "flow")
@@ -63,10 +64,10 @@ def generate_from_run(
     if task_name == "language_modeling":
         from archlab.tasks.language_model import sample_text
 
-        info = json.loads((Path(run_dir) / "data_info.json").read_text(encoding="utf-8"))
+        info = json.loads(RunDir(run_dir).data_info_path.read_text(encoding="utf-8"))
         vocab = info.get("vocab")
         if not vocab:
-            raise ConfigError(f"{run_dir}/data_info.json has no vocab to decode generated tokens with")
+            raise ConfigError(f"{run_dir}/{RunDir.DATA_INFO} has no vocab to decode generated tokens with")
         text = sample_text(model, vocab, prompt=prompt, n=n, temperature=temperature, top_k=top_k, seed=seed)
         return Generated(kind="text", task=task_name, model_name=model_name, text=text, model=model)
     if steps is not None and task_name != "diffusion":

@@ -44,10 +44,11 @@ from typing import Any
 
 from archlab.errors import ArchlabError, ConfigError
 from archlab.io import atomic_write_json
+from archlab.rundir import RunDir
 
 log = logging.getLogger("archlab.runs")
 
-LAUNCH_FILE = "launch.json"
+LAUNCH_FILE = RunDir.LAUNCH
 
 
 class LaunchError(ArchlabError):

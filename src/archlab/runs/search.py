@@ -42,6 +42,7 @@ from typing import Any
 
 from archlab.data.base import DataBundle
 from archlab.errors import ArchlabError, ConfigError, require
+from archlab.rundir import DesignDir
 from archlab.train.progress import Reporter, Reporters
 from archlab.train.task_protocol import Selection
 
@@ -328,7 +329,8 @@ def run_trial(trial: Any, ctx: TrialContext) -> float:
     failed = _failed_before(trial.study, f.name)
     if failed is not None:  # a family that cannot train on this data fails the same way every time
         raise optuna().TrialPruned(f"{f.name} failed in trial {failed}; not tried again")
-    run_dir = trial.user_attrs.get("run_dir") or f"trials/t{trial.number:03d}"  # a retry resumes its origin's
+    # a retry resumes its origin's run directory
+    run_dir = trial.user_attrs.get("run_dir") or f"{DesignDir.TRIALS}/t{trial.number:03d}"
     trial.set_user_attr("worker", ctx.worker)
     trial.set_user_attr("run_dir", run_dir)
     trial.set_user_attr("steps", f.max_steps)
@@ -341,7 +343,7 @@ def run_trial(trial: Any, ctx: TrialContext) -> float:
             cv = cross_validate(
                 f.name, ctx.bundle_for(f), ctx.task, k=plan.folds, seed=train.pop("seed"),
                 data_options=ctx.data_spec_for(f)["options"], model_overrides=overrides,
-                out_dir=ctx.root / "trials", run_name=Path(run_dir).name, reporter=reporter, **train,
+                out_dir=ctx.root / DesignDir.TRIALS, run_name=Path(run_dir).name, reporter=reporter, **train,
             )  # fmt: skip
             value = cv.summary.get(plan.metric, {}).get("mean")
         else:

@@ -22,6 +22,7 @@ from torch import nn
 
 from archlab.data.base import DataBundle
 from archlab.errors import ConfigError
+from archlab.rundir import RunDir
 from archlab.runs.cv import GroupResult, finish_group, group_dir, run_member
 from archlab.runs.stacked import GroupMember, fit_members, unpack
 from archlab.runs.training import as_bundle
@@ -106,4 +107,4 @@ def repeat_seeds(
         done.append(what)
         if result is not None:
             results[i] = result
-    return finish_group(SeedsResult, path, "seeds_summary.json", dirs, metrics, done, results, {"seeds": seeds})
+    return finish_group(SeedsResult, path, RunDir.SEEDS_SUMMARY, dirs, metrics, done, results, {"seeds": seeds})

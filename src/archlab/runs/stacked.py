@@ -123,7 +123,9 @@ def fit_members(
         return _record(group_dir, outcome)
     prepared, resuming = outcome
     _record(group_dir, StackOutcome(True, f"{len(members)} members trained as one vmapped stack"))
-    results = fit_stack(prepared, stack_dir=group_dir / "stack", reporter=reporter, resume=resuming, prune=prune)
+    results = fit_stack(
+        prepared, stack_dir=group_dir / RunDir.STACK_DIR, reporter=reporter, resume=resuming, prune=prune
+    )
     for r in results:
         _draw_curves(r.run_dir, r.history)
     what = "resumed" if resuming else "started"
@@ -141,7 +143,7 @@ def unpack(outcome: StackOutcome) -> tuple[list[dict[str, Any]], list[str], dict
 
 def _record(group_dir: Path, outcome: StackOutcome) -> StackOutcome:
     log.info("%s", outcome.reason if outcome.stacked else f"training one at a time: {outcome.reason}")
-    atomic_write_json(group_dir / "stack.json", {"stacked": outcome.stacked, "reason": outcome.reason})
+    atomic_write_json(group_dir / RunDir.STACK, {"stacked": outcome.stacked, "reason": outcome.reason})
     return outcome
 
 
@@ -152,11 +154,11 @@ def _decide(model, task, members, group_dir, task_options, model_overrides, trai
         return StackOutcome(False, "train.stack=off")
     if len(members) < 2:
         return StackOutcome(False, "a single member")
-    finished = [(m.run_dir / "final_metrics.json").is_file() for m in members]
-    resuming = find_checkpoint(group_dir / "stack", "last") is not None
+    finished = [RunDir(m.run_dir).final_metrics_path.is_file() for m in members]
+    resuming = find_checkpoint(group_dir / RunDir.STACK_DIR, RunDir.LAST) is not None
     if all(finished):
         return StackOutcome(False, "every member is finished")
-    if not resuming and any((m.run_dir / "config.yaml").is_file() for m in members):
+    if not resuming and any(RunDir(m.run_dir).has_config for m in members):
         return StackOutcome(False, "members were started one at a time; they resume that way")
     prepared = [_prepare(model, task, m, task_options, model_overrides, train_config) for m in members]
     reason = why_not_stack(prepared) or _model_reason(prepared[0], len(members), resuming)
@@ -214,13 +216,13 @@ def _prepare(model, task, member: GroupMember, task_options, model_overrides, tr
             "train": cfg.to_dict(),
         }
     )
-    atomic_write_json(run.path / "data_info.json", _jsonable(bundle.info))
+    atomic_write_json(run.data_info_path, _jsonable(bundle.info))
     return StackMember(model=net, data=bundle, task=task_obj, cfg=cfg, run_dir=run.path)
 
 
 def _remove_layout(run_dir: Path) -> None:
     """Undo :func:`_prepare`'s files of a member that was not trained (a fresh one only)."""
-    for name in ("config.yaml", "data_info.json"):
+    for name in (RunDir.CONFIG, RunDir.DATA_INFO):
         (run_dir / name).unlink(missing_ok=True)
 
 

@@ -46,12 +46,19 @@ log = logging.getLogger("archlab.runs")
 
 ENV_URI = "ARCHLAB_TRACKING_URI"
 #: The run-directory file that names the MLflow run a run directory is mirrored to.
-MLFLOW_FILE = "mlflow.json"
+MLFLOW_FILE = RunDir.MLFLOW
 DEFAULT_EXPERIMENT = "archlab"
 _OFF = ("none", "off", "")
 # MLflow's log_batch limits (per request): 1000 metrics, 100 params; a param value of 6000 chars.
 _METRICS_PER_BATCH, _PARAMS_PER_BATCH, _PARAM_CHARS = 1000, 100, 6000
-_ARTIFACT_FILES = ("config.yaml", "data_info.json", "metrics.jsonl", "final_metrics.json", "curves.png", "report.html")
+_ARTIFACT_FILES = (
+    RunDir.CONFIG,
+    RunDir.DATA_INFO,
+    RunDir.METRICS,
+    RunDir.FINAL_METRICS,
+    RunDir.CURVES,
+    RunDir.REPORT,
+)
 
 
 @dataclass(frozen=True)
@@ -231,7 +238,7 @@ class MlflowReporter(Reporter):
 
     def picture(self, name: str, picture: Any) -> None:
         # drawn into RUN_DIR/NAME.png by the picture writer, which reports before this one
-        self.log_files([self.run.path / f"{name}.png"], "pictures")
+        self.log_files([self.run.picture_path(name)], "pictures")
 
     def close(self) -> None:
         if self.run_id is None:
@@ -370,14 +377,14 @@ class TensorBoardWriter(Reporter):
                 "tensorboard=True needs the tensorboard package: pip install 'archlab[tensorboard]'"
             ) from None
         self.run = RunDir(run_dir)
-        self.tb = SummaryWriter(str(self.run.path / "tb"))
+        self.tb = SummaryWriter(str(self.run.path / RunDir.TENSORBOARD))
         self.step = 0
 
     def start(self, total_steps: int, start_step: int, title: str) -> None:
         self.step = start_step
         if start_step == 0:  # once per run, not again on resume
             self.tb.add_text("data", _markdown_lines(data_block(self.run.path)), 0)
-            config = self.run.path / "config.yaml"
+            config = self.run.config_path
             if config.is_file():
                 self.tb.add_text("config", "```\n" + config.read_text(encoding="utf-8") + "\n```", 0)
 
@@ -387,7 +394,7 @@ class TensorBoardWriter(Reporter):
             self.tb.add_scalar(name, value, self.step)
 
     def picture(self, name: str, picture: Any) -> None:
-        path = self.run.path / f"{name}.png"  # drawn by the picture writer, which reports before this one
+        path = self.run.picture_path(name)  # drawn by the picture writer, which reports before this one
         if path.is_file():
             import numpy as np
             from PIL import Image
@@ -404,7 +411,7 @@ def data_block(run_dir: Path) -> list[str]:
     """The "data" block logged when training started (the inferred preprocessing), from data_info.json."""
     from archlab.data.preprocess import Preprocessing
 
-    path = Path(run_dir) / "data_info.json"
+    path = RunDir(run_dir).data_info_path
     try:
         prep = json.loads(path.read_text(encoding="utf-8")).get("preprocessing")
     except (OSError, ValueError, AttributeError):

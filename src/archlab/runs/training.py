@@ -21,6 +21,7 @@ import logging
 import math
 import re
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,7 @@ from archlab.tasks import get_task
 from archlab.train import NonFiniteLossError, RunResult, TrainConfig, distributed
 from archlab.train import fit as engine_fit
 from archlab.train.distributed import Dist
-from archlab.train.precision import resolve_device
+from archlab.train.precision import PrecisionChoice, resolve_device
 from archlab.train.progress import Reporter, Reporters
 from archlab.train.small_data import apply_policy
 from archlab.train.state import seed_everything
@@ -62,7 +63,7 @@ class PictureWriter(Reporter):
         try:
             from archlab.report.plots import draw
 
-            draw(picture, self.run_dir / f"{name}.png")
+            draw(picture, RunDir(self.run_dir).picture_path(name))
         except MissingExtraError as exc:
             if not self.warned:
                 log.warning("pictures are not drawn: %s", exc)
@@ -110,7 +111,7 @@ def _run_path(out_dir: str | Path, run_name: str | None, model_name: str, data_n
     root = Path(out_dir)
     if run_name:
         path = root / run_name
-        if (path / "config.yaml").exists():
+        if RunDir(path).config_path.exists():
             raise ConfigError(
                 f"run directory {path} already holds a run; resume it (--resume {path}) or pick another name"
             )
@@ -184,7 +185,7 @@ def _restarted_run(dist: Dist, out_dir: str | Path, run_name: str | None) -> Pat
 
     def find() -> str:
         found = launch.find_launched_run(out_dir, run_name, run_id)
-        if found is None or not (found / "config.yaml").exists():
+        if found is None or not RunDir(found).config_path.exists():
             log.warning("elastic restart %d: no run of launch %s under %s yet; starting it", count, run_id, out_dir)
             return ""
         log.warning("elastic restart %d of launch %s: resuming %s", count, run_id, found)
@@ -195,15 +196,16 @@ def _restarted_run(dist: Dist, out_dir: str | Path, run_name: str | None) -> Pat
 
 
 def _draw_curves(run_dir: Path, history: list[dict[str, Any]], reporters: Reporters | None = None) -> None:
+    curves = RunDir(run_dir).curves_path
     try:
         from archlab.report.plots import plot_curves
 
-        plot_curves(history, run_dir / "curves.png")
+        plot_curves(history, curves)
     except MissingExtraError as exc:
         log.warning("no curves.png: %s", exc)
     for r in reporters.reporters if reporters is not None else ():
         if isinstance(r, MlflowReporter):  # drawn after training closed the reporters
-            r.log_files([run_dir / "curves.png"])
+            r.log_files([curves])
 
 
 def fit(
@@ -270,17 +272,61 @@ def fit(
     bundle = as_bundle(data, (data_spec or {}).get("options"))
     if task is None or isinstance(task, str):
         task = get_task(task or bundle.task, **(task_options or {}))
+    module = _build_model(model, bundle, task, model_overrides)
+    p = _settle(module, model_args, bundle, task, cfg, data_spec)
+    run = RunDir(_main_decides(dist, lambda: _lay_out(p, out_dir, run_name, dist)))
+    return _train(p, run, dist, _reporters(run.path, reporter, tensorboard, dist, track))
+
+
+@dataclass
+class _Prepared:
+    """What :func:`fit` settled before the run directory is laid out: what the engine trains, and
+    what config.yaml records of it.
+
+    Attributes:
+        model, bundle, task, cfg: the engine's arguments (``cfg`` after the small-data rules).
+        model_section: config.yaml's ``model``.
+        data_spec: config.yaml's ``data``.
+        total_steps: the steps of the run, as the engine will count them.
+        precision: the precision rank 0 measured for its cost line (the engine trains in it);
+            None on the other ranks and under torchrun, where the engine applies the static rule.
+    """
+
+    model: nn.Module
+    bundle: DataBundle
+    task: Any
+    cfg: TrainConfig
+    model_section: dict[str, Any]
+    data_spec: dict[str, Any]
+    total_steps: int
+    precision: PrecisionChoice | None = None
+
+
+def _build_model(model: nn.Module | str, bundle: DataBundle, task: Any, overrides: dict[str, Any] | None) -> nn.Module:
+    """A registry name built for the data and task (checked to fit first); a module as given."""
     if isinstance(model, str):
         from archlab.runs.adapt import build_model
 
         check_fits(model, bundle, task)
-        model = build_model(model, bundle, task, model_overrides)
-    elif model_overrides:
+        return build_model(model, bundle, task, overrides)
+    if overrides:
         raise ConfigError("model_overrides apply to registry names; this model is already built")
-    else:
-        # what the task infers from the data (e.g. the classification kind), as building a
-        # registry model does: config.yaml must record it for evaluate / predict
-        task.model_overrides(bundle.info, bundle)
+    # what the task infers from the data (e.g. the classification kind), as building a
+    # registry model does: config.yaml must record it for evaluate / predict
+    task.model_overrides(bundle.info, bundle)
+    return model
+
+
+def _settle(
+    model: nn.Module,
+    model_args: dict[str, Any] | None,
+    bundle: DataBundle,
+    task: Any,
+    cfg: TrainConfig,
+    data_spec: dict[str, Any] | None,
+) -> _Prepared:
+    """The config the run trains with, settled before config.yaml records it: model selection
+    on small data, a wrapped framework's adapter, the evaluation interval, the preprocessing."""
     model_section = _model_section(model, model_args)
     # The small-validation rule (archlab.train.small_data): no checkpoint selection or early
     # stopping on a handful of samples. Applied here so config.yaml records what is used.
@@ -298,45 +344,44 @@ def fit(
             "evaluating every %d steps, not every epoch (%d steps); set eval_every to choose", every, steps_per_epoch
         )
     record_preprocessing(bundle)  # logs the "data" block; data_info.json keeps it for predict / export
-    chosen = []  # the precision rank 0 measured for its cost line; the engine trains in it
+    spec = data_spec or {"name": bundle.name}
+    return _Prepared(model, bundle, task, cfg, model_section, spec, total_steps)
 
-    def lay_out() -> str:  # rank 0 only: the other ranks get the path when it is written
-        run = RunDir(_run_path(out_dir, run_name, model_section["name"], bundle.name))
-        run.path.mkdir(parents=True, exist_ok=True)
-        launch.write_launch_record(run.path, dist.world)  # first: a restart finds the run by it
-        config = {
-            "model": model_section,
-            "data": data_spec or {"name": bundle.name},
-            "task": {"name": task.name, "options": task.options()},
-            "train": cfg.to_dict(),
-        }
-        run.write_config(config)
-        atomic_write_json(run.path / "data_info.json", _jsonable(bundle.info))
-        # The estimate and the precision's measurement draw random numbers (example inputs, a
-        # timing matmul once per process, dropout in the timed steps): forked, so training's RNG
-        # stream is the same as without them, in every run of a process, on resume, and on every rank.
-        with torch.random.fork_rng():
-            if not dist.active:  # ranks must agree: the engine applies the static rule there
-                chosen.append(choose_run_precision(model, task, bundle, cfg, total_steps))
-                if cfg.precision == "auto":  # the measurement behind the choice, beside the request
-                    run.write_config({**config, "precision": chosen[0].to_dict()})
-            precision = chosen[0] if chosen else None
-            log_estimate(model, _one_batch(model, bundle, cfg), total_steps, resolve_device(cfg.device), precision)
-        return str(run.path)
 
-    run = RunDir(_main_decides(dist, lay_out))
-    reporters = _reporters(run.path, reporter, tensorboard, dist, track)
+def _lay_out(p: _Prepared, out_dir: str | Path, run_name: str | None, dist: Dist) -> str:
+    """Rank 0 only (the other ranks get the path when it is written): the run directory, its
+    launch record, config.yaml and data_info.json, and the cost line; returns the path."""
+    run = RunDir(_run_path(out_dir, run_name, p.model_section["name"], p.bundle.name))
+    run.path.mkdir(parents=True, exist_ok=True)
+    launch.write_launch_record(run.path, dist.world)  # first: a restart finds the run by it
+    config = {
+        "model": p.model_section,
+        "data": p.data_spec,
+        "task": {"name": p.task.name, "options": p.task.options()},
+        "train": p.cfg.to_dict(),
+    }
+    run.write_config(config)
+    atomic_write_json(run.data_info_path, _jsonable(p.bundle.info))
+    # The estimate and the precision's measurement draw random numbers (example inputs, a
+    # timing matmul once per process, dropout in the timed steps): forked, so training's RNG
+    # stream is the same as without them, in every run of a process, on resume, and on every rank.
+    with torch.random.fork_rng():
+        if not dist.active:  # ranks must agree: the engine applies the static rule there
+            p.precision = choose_run_precision(p.model, p.task, p.bundle, p.cfg, p.total_steps)
+            if p.cfg.precision == "auto":  # the measurement behind the choice, beside the request
+                run.write_config({**config, "precision": p.precision.to_dict()})
+        batch = _one_batch(p.model, p.bundle, p.cfg)
+        log_estimate(p.model, batch, p.total_steps, resolve_device(p.cfg.device), p.precision)
+    return str(run.path)
+
+
+def _train(p: _Prepared, run: RunDir, dist: Dist, reporters: Reporters | None) -> RunResult:
+    """The engine on the laid-out run; a run that failed before learning anything is removed,
+    a finished one gets its curves."""
     try:
-        # seeded above, before the model was built: the engine continues that RNG stream
+        # seeded before the model was built: the engine continues that RNG stream
         result = engine_fit(
-            model,
-            bundle,
-            task,
-            cfg,
-            run_dir=run.path,
-            reporter=reporters,
-            seed=False,
-            precision=chosen[0] if chosen else None,
+            p.model, p.bundle, p.task, p.cfg, run_dir=run.path, reporter=reporters, seed=False, precision=p.precision
         )
     except NonFiniteLossError:
         raise  # the run and its last good checkpoint stay, as the error says
@@ -409,8 +454,8 @@ def _remove_if_nothing_learned(run: RunDir) -> None:
     can be reused."""
     import shutil
 
-    last = find_checkpoint(run.path, "last")
-    if (last is None or not read_marker(last).get("step")) and find_checkpoint(run.path, "best") is None:
+    last = find_checkpoint(run.path, RunDir.LAST)
+    if (last is None or not read_marker(last).get("step")) and find_checkpoint(run.path, RunDir.BEST) is None:
         log.info("removing %s: the run failed before its first step", run.path)
         shutil.rmtree(run.path, ignore_errors=True)
 
@@ -422,13 +467,13 @@ def finished(run_dir: str | Path) -> dict[str, Any] | None:
     step of ``last/``, so resuming has no step left to run. A run whose last/ fell back to an
     older twin is not finished: resuming redoes the steps the lost checkpoint held.
     """
-    path = Path(run_dir) / "final_metrics.json"
+    path = RunDir(run_dir).final_metrics_path
     try:
         final = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
-    last = find_checkpoint(Path(run_dir), "last")
-    if not isinstance(final, dict) or last is None or last.name != "last":
+    last = find_checkpoint(Path(run_dir), RunDir.LAST)
+    if not isinstance(final, dict) or last is None or last.name != RunDir.LAST:
         return None
     return final if final.get("step") == read_marker(last).get("step") else None
 
@@ -498,7 +543,7 @@ def resume(
     if model is not None and isinstance(source, dict) and source.get("args") is not None:
         setattr(model, INIT_ARGS_ATTR, source["args"])  # its checkpoints keep recording them
     elif model is None and source is not None:
-        model = rebuild_module(source, str(run.path / "config.yaml"))
+        model = rebuild_module(source, str(run.config_path))
     elif model is None:
         model = create_from_config({"model": model_saved.get("name"), "config": model_saved.get("config") or {}})
     # Seeded, data loaded and model built in the same order as fit(): a run killed before its

@@ -124,7 +124,7 @@ def run_preprocessing(run_dir: str | Path) -> Preprocessing:
     """The preprocessing a run recorded in ``data_info.json``; for a run from before it was
     recorded, rebuilt from the run's dataset (reloaded by name with its saved options)."""
     run = RunDir(run_dir)
-    info_path = run.path / "data_info.json"
+    info_path = run.data_info_path
     info = json.loads(info_path.read_text(encoding="utf-8")) if info_path.is_file() else {}
     if isinstance(info, dict) and isinstance(info.get("preprocessing"), dict):
         return Preprocessing.from_json(info["preprocessing"])
@@ -149,7 +149,8 @@ def _file_bundle(run_dir: str | Path, path: str | Path) -> DataBundle:
     # the model was trained on standardised targets when the run recorded their statistics
     target = apply_normalization(torch.from_numpy(y), prep.target_normalization)
     split = Split(inputs=(torch.from_numpy(x),), target=target if y.dtype.kind in "iu" else target.float())
-    info = json.loads((Path(run_dir) / "data_info.json").read_text(encoding="utf-8"))
+    info = json.loads(RunDir(run_dir).data_info_path.read_text(encoding="utf-8"))
+
     return DataBundle(name=str(path), modality=prep.modality, task=prep.task, train=split, info=info)
 
 

@@ -262,7 +262,7 @@ def _prepare(
     chosen: PrecisionChoice | None = None,
 ) -> _Run:
     """Device, precision, batching, optimizers and the state to start from (fresh or restored)."""
-    fresh = not resume or find_checkpoint(run.path, "last") is None
+    fresh = not resume or find_checkpoint(run.path, RunDir.LAST) is None
     if seed and fresh:
         # A fresh run, or a resumed one killed before any checkpoint: the same seeded start.
         seed_everything(cfg.seed)
@@ -364,7 +364,7 @@ def _restore_or_start(r: _Run, resume: bool, fresh: bool) -> None:
     or start from step 0: each rank other than 0 then seeds its own dropout stream."""
     run, dist = r.run, r.dist
     if resume and not fresh:
-        ckpt = find_checkpoint(run.path, "last")
+        ckpt = find_checkpoint(run.path, RunDir.LAST)
         aug_gen = r.augment.generator if r.augment is not None else None
         meta = restore_checkpoint(
             ckpt, r.model, r.state, r.optimizers, r.schedulers, r.ctx.scaler, r.data_gen, r.device, aug_gen, dist.rank
@@ -384,7 +384,7 @@ def _start_ranks_together(r: _Run, resume: bool) -> None:
     if resume and dist.is_main:
         run.truncate_metrics(r.state.step)
     dist.broadcast_module(r.model)  # identical weights on every rank, whatever each built
-    r.last_ckpt = r.guard.last_good = find_checkpoint(run.path, "last")
+    r.last_ckpt = r.guard.last_good = find_checkpoint(run.path, RunDir.LAST)
     dist.barrier()  # every rank has looked for last/ before rank 0 may write the first one
     if r.last_ckpt is None:
         # A checkpoint of the initial state: a run killed before its first periodic checkpoint
@@ -398,7 +398,7 @@ def _precision(
     """The run's precision: reused from the checkpoint a resume starts from (never measured
     again, so the resumed steps run as the first ones did), given by the caller, or chosen here."""
     if resumed:
-        recorded = (read_checkpoint_meta(find_checkpoint(run.path, "last")).get("extra") or {}).get("precision")
+        recorded = (read_checkpoint_meta(find_checkpoint(run.path, RunDir.LAST)).get("extra") or {}).get("precision")
         if isinstance(recorded, dict) and recorded.get("device") == device.type:
             return PrecisionChoice.from_dict(recorded)
         return _static(cfg, device, f"static rule: the checkpoint records no choice for {device.type}")
@@ -555,7 +555,7 @@ def _evaluate(r: _Run, step: int) -> None:
 def _finish(r: _Run, data: DataBundle, train_time: float, train_cpu: float) -> RunResult:
     """Final weights (best or last), evaluation on val and test, final_metrics.json, the task's end pictures."""
     state, cfg = r.state, r.cfg
-    best_dir = find_checkpoint(r.run.path, "best")
+    best_dir = find_checkpoint(r.run.path, RunDir.BEST)
     use_best = cfg.restore_best and best_dir is not None
     if use_best:
         load_model_weights(best_dir, r.model)
@@ -571,7 +571,7 @@ def _finish(r: _Run, data: DataBundle, train_time: float, train_cpu: float) -> R
         "device": str(r.device),
         "train_time_s": round(train_time, 3),
         "train_cpu_s": round(train_cpu, 3),
-        "weights": "best" if use_best else "last",
+        "weights": RunDir.BEST if use_best else RunDir.LAST,
     }
     if r.dist.active:
         final["world_size"] = r.dist.world
@@ -595,7 +595,8 @@ def _finish(r: _Run, data: DataBundle, train_time: float, train_cpu: float) -> R
                 )
             )
     if r.dist.is_main:
-        atomic_write_json(r.run.path / "final_metrics.json", final)
+        atomic_write_json(r.run.final_metrics_path, final)
+
         r.run.append_metrics({"kind": "final", **final})
         r.reporter.record({"kind": "final", **final})
         for name, picture in r.task.on_fit_end(r.model, data).items():  # e.g. a forecaster's forecast vs actual

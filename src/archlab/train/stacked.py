@@ -299,11 +299,11 @@ class _Stack:
 
     # -- checkpoints ----------------------------------------------------------------------------
     def save(self) -> None:
-        write_stack_checkpoint(self.dir / "last", self)
+        write_stack_checkpoint(self.dir / RunDir.LAST, self)
 
     def restore(self) -> bool:
         """Load the last stack checkpoint, if any; True when resumed."""
-        ckpt = find_checkpoint(self.dir, "last")
+        ckpt = find_checkpoint(self.dir, RunDir.LAST)
         if ckpt is None:
             return False
         read_stack_checkpoint(ckpt, self)
@@ -403,7 +403,7 @@ def fit_stack(
     t0, c0 = time.perf_counter(), time.process_time()
     try:
         _loop(s)
-        if find_checkpoint(s.dir, "last") is None or s.step % s.ckpt_every:
+        if find_checkpoint(s.dir, RunDir.LAST) is None or s.step % s.ckpt_every:
             s.save()
         train_time, train_cpu = time.perf_counter() - t0, time.process_time() - c0
         return [_finish(s, m, train_time, train_cpu) for m in s.members]
@@ -485,7 +485,7 @@ def _finish(s: _Stack, m: _MemberRun, train_time: float, train_cpu: float) -> Ru
     """The member's final weights (best or last), val and test metrics, final_metrics.json."""
     st, cfg = m.state, m.cfg
     write_checkpoint(m.run.last, m.model, extra={"step": st.step, "stacked": True})
-    best_dir = find_checkpoint(m.run.path, "best")
+    best_dir = find_checkpoint(m.run.path, RunDir.BEST)
     use_best = cfg.restore_best and best_dir is not None
     if use_best:
         load_model_weights(best_dir, m.model)
@@ -500,7 +500,7 @@ def _finish(s: _Stack, m: _MemberRun, train_time: float, train_cpu: float) -> Ru
         "device": str(s.device),
         "train_time_s": round(train_time, 3),  # the whole stack's
         "train_cpu_s": round(train_cpu, 3),
-        "weights": "best" if use_best else "last",
+        "weights": RunDir.BEST if use_best else RunDir.LAST,
         "stack": {"members": len(s.members), "index": m.index},
     }
     seen = m.last_eval is not None and m.last_eval["step"] == (st.best_step if use_best else st.step)
@@ -509,7 +509,8 @@ def _finish(s: _Stack, m: _MemberRun, train_time: float, train_cpu: float) -> Ru
             final.update({k: v for k, v in m.last_eval.items() if k.startswith("val_")})
         elif split is not None:
             final.update(evaluate_split(m.model, m.task, split, batch_size=s.eval_bs, device=s.device, prefix=prefix))
-    atomic_write_json(m.run.path / "final_metrics.json", final)
+    atomic_write_json(m.run.final_metrics_path, final)
+
     m.run.append_metrics({"kind": "final", **final})
     s.reporter.record({"kind": "final", "member": m.index, **final})
     model = m.model

@@ -25,11 +25,11 @@ from typing import Any
 from archlab.checkpoint import tensors_from_bytes, tensors_to_bytes
 from archlab.errors import CheckpointError
 from archlab.io import atomic_write_bytes, atomic_write_json, atomic_write_text, sha256_bytes
-from archlab.rundir import COMPLETE, verify_checkpoint
+from archlab.rundir import COMPLETE, RunDir, verify_checkpoint
 from archlab.train.state import _swap_in, rng_state, set_rng_state
 
-TENSORS = "stack.safetensors"
-META = "stack.json"
+TENSORS = RunDir.STACK_TENSORS
+META = RunDir.STACK_META
 
 
 def write_stack_checkpoint(directory: Path, s: Any) -> Path:
