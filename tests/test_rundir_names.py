@@ -1,5 +1,6 @@
 """RunDir and DesignDir spell the run-directory file names: the engine writes where they say,
-and the runs layer, the CLI and the training loops spell none of those names themselves."""
+and the runs layer, the CLI, the report, the subject resolver and the training loops spell none
+of those names themselves."""
 
 import ast
 from pathlib import Path
@@ -15,12 +16,16 @@ SRC = Path(archlab.__file__).parent
 OWNERS = [
     *sorted((SRC / "runs").glob("*.py")),
     *sorted((SRC / "cli").glob("*.py")),
+    *sorted((SRC / "report").glob("*.py")),
+    SRC / "subject.py",
+    SRC / "analysis" / "_prepare.py",
+    SRC / "bench" / "source.py",
     SRC / "train" / "loop.py",
     SRC / "train" / "stacked.py",
     SRC / "train" / "stacked_ckpt.py",
 ]
 #: the same text naming something else: ``archlab report``'s default output, in the working directory
-NOT_RUN_FILES = {("report.py", "report.html")}
+NOT_RUN_FILES = {("report.py", "report.html"), ("output.py", "report.html")}
 
 
 def _file_names(cls: type) -> set[str]:

@@ -33,7 +33,7 @@ from typing import Any, Literal
 from torch import nn
 
 from archlab.errors import CheckpointError, ConfigError
-from archlab.rundir import FinalWeights, RunDir, final_weights
+from archlab.rundir import DesignDir, FinalWeights, RunDir, final_weights
 
 Kind = Literal["module", "registry", "python", "run", "design", "saved", "export"]
 
@@ -82,10 +82,10 @@ class Subject:
     def data_info(self) -> dict[str, Any]:
         """A run's ``data_info.json`` (normalisation, class names, vocabulary), or {} when it has
         none or it cannot be read."""
-        if self.kind != "run" or not (self._path / "data_info.json").is_file():
+        if self.kind != "run" or not (self._path / RunDir.DATA_INFO).is_file():
             return {}
         try:
-            info = json.loads((self._path / "data_info.json").read_text(encoding="utf-8"))
+            info = json.loads((self._path / RunDir.DATA_INFO).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return {}
         return info if isinstance(info, dict) else {}
@@ -130,7 +130,7 @@ class Subject:
         """
         self._expect("design")
         run = self._path / "winner"
-        if not (run / "config.yaml").is_file():
+        if not (run / RunDir.CONFIG).is_file():
             raise ConfigError(
                 f"design {self._path} has no trained winner yet; finish it: archlab design --resume {self._path}"
             )
@@ -241,9 +241,9 @@ def resolve_run(value: str | os.PathLike) -> Subject:
 
 
 def _directory(path: Path, given: str) -> Subject:
-    if (path / "design.json").is_file():
+    if (path / DesignDir.MANIFEST).is_file():
         return Subject("design", given, path=path)
-    if (path / "config.yaml").is_file():
+    if (path / RunDir.CONFIG).is_file():
         return Subject("run", given, path=path)
     if (path / "config.json").is_file():
         return Subject("saved", given, path=path)

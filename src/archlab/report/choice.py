@@ -21,6 +21,7 @@ from typing import Any
 
 from archlab.errors import ConfigError
 from archlab.report.report_data import DesignReport, Figure, read_json
+from archlab.rundir import DesignDir
 
 _W, _H, _PAD = 560, 300, 48
 
@@ -93,7 +94,7 @@ class CandidateRow:
 
 def design_choice(rep: DesignReport, design_dir: Path) -> None:
     """Fill ``rep.choice`` (and the advisor's rationale) from the files of ``design_dir``."""
-    manifest = read_json(design_dir / "design.json") or {}
+    manifest = read_json(design_dir / DesignDir.MANIFEST) or {}
     steps = manifest.get("steps", {})
     sel = steps.get("select", {}).get("result") or {}
     rows = [CandidateRow.from_dict(r) for r in sel.get("rows", [])]
@@ -123,7 +124,9 @@ def design_choice(rep: DesignReport, design_dir: Path) -> None:
             if k.startswith(("val_", "test_")) and "loss" not in k
         },
     }
-    rec = read_json(design_dir / "recommendation.json") if (design_dir / "recommendation.json").is_file() else None
+    rec = (
+        read_json(design_dir / DesignDir.RECOMMENDATION) if (design_dir / DesignDir.RECOMMENDATION).is_file() else None
+    )
     if rec:
         rep.rationale["advisor"] = {
             "data": (manifest.get("arguments") or {}).get("data"),
@@ -170,7 +173,7 @@ def design_choice(rep: DesignReport, design_dir: Path) -> None:
 
 def saved_bench(design_dir: Path) -> Any:
     """The design's own benchmark (``bench.json``) as a BenchResult, or None."""
-    path = design_dir / "bench.json"
+    path = design_dir / DesignDir.BENCH
     if not path.is_file():
         return None
     from archlab.bench.result import BenchResult

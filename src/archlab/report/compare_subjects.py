@@ -9,6 +9,7 @@ from typing import Any
 
 from archlab.report.format import fmt_bytes, fmt_count
 from archlab.report.report_data import DesignReport, Figure, fmt_float, kind_of, read_json
+from archlab.rundir import RunDir
 
 
 def first_test_metric(metrics: dict[str, Any] | None) -> tuple[str, float] | None:
@@ -65,7 +66,7 @@ def comparison(rep: DesignReport, subjects: Sequence[Any], bench: bool) -> None:
             except Exception as exc:
                 row["latency_note"] = " ".join(str(exc).split())[:200]
         if kind == "run":
-            tm = first_test_metric(read_json(Path(str(subj)) / "final_metrics.json"))
+            tm = first_test_metric(read_json(Path(str(subj)) / RunDir.FINAL_METRICS))
             if tm:
                 row["test_metric_name"], row["test_metric"] = tm
         rows.append(row)

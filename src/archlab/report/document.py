@@ -39,6 +39,7 @@ from archlab.report.report_data import (  # noqa: F401 - the section names are p
     fmt_float,
     read_json,
 )
+from archlab.rundir import RunDir
 from archlab.subject import Subject, resolve_subject
 
 log = logging.getLogger(__name__)
@@ -334,7 +335,6 @@ def _png(path: Path, fig_id: str, title: str) -> Figure:
 
 
 def _run_files(rep: DesignReport, run_dir: Path, run_cfg: dict[str, Any]) -> None:
-    from archlab.rundir import RunDir
 
     records = RunDir(run_dir).read_metrics()
     run: dict[str, Any] = {
@@ -342,17 +342,17 @@ def _run_files(rep: DesignReport, run_dir: Path, run_cfg: dict[str, Any]) -> Non
         "data_config": run_cfg.get("data"),
         "task_config": run_cfg.get("task"),
         "train_config": run_cfg.get("train"),
-        "data_info": read_json(run_dir / "data_info.json") if (run_dir / "data_info.json").is_file() else None,
-        "final_metrics": read_json(run_dir / "final_metrics.json")
-        if (run_dir / "final_metrics.json").is_file()
+        "data_info": read_json(run_dir / RunDir.DATA_INFO) if (run_dir / RunDir.DATA_INFO).is_file() else None,
+        "final_metrics": read_json(run_dir / RunDir.FINAL_METRICS)
+        if (run_dir / RunDir.FINAL_METRICS).is_file()
         else None,
         "n_records": len(records),
         "pictures": [],
         "texts": {},
     }
-    if (run_dir / "curves.png").is_file():
-        rep.add_figure(_png(run_dir / "curves.png", "curves", "Training curves"))
-    for i, png in enumerate(sorted(p for p in run_dir.glob("*.png") if p.name != "curves.png")):
+    if (run_dir / RunDir.CURVES).is_file():
+        rep.add_figure(_png(run_dir / RunDir.CURVES, "curves", "Training curves"))
+    for i, png in enumerate(sorted(p for p in run_dir.glob("*.png") if p.name != RunDir.CURVES)):
         fig_id = f"picture_{i}"
         rep.add_figure(_png(png, fig_id, png.stem.replace("_", " ")))
         run["pictures"].append(fig_id)

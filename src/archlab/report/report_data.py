@@ -17,6 +17,7 @@ from torch import nn
 from archlab._version import __version__
 from archlab.errors import ConfigError
 from archlab.report.format import fmt_count
+from archlab.rundir import DesignDir, RunDir
 
 log = logging.getLogger("archlab.report.document")
 
@@ -166,9 +167,9 @@ def kind_of(subject: Any) -> str:
         )
     path = Path(subject)
     if path.is_dir():
-        if (path / "design.json").is_file():
+        if (path / DesignDir.MANIFEST).is_file():
             return "design"
-        if (path / "config.yaml").is_file():
+        if (path / RunDir.CONFIG).is_file():
             return "run"
         if (path / "config.json").is_file():
             return "saved"

@@ -22,11 +22,11 @@ from typing import Any
 
 from archlab.display import NotebookDisplay
 from archlab.report.dispatch import register_renderers
+from archlab.rundir import RunDir
 
 log = logging.getLogger("archlab.report")
 
 #: a group kind -> its summary file (written by archlab.runs.cv / archlab.runs.seeds)
-SUMMARY_FILES = {"cv": "cv_summary.json", "seeds": "seeds_summary.json"}
 _KIND_WORDS = {"cv": "cross-validation folds", "seeds": "training seeds"}
 
 
@@ -58,7 +58,7 @@ def find_group(path: str | os.PathLike) -> Path | None:
     """The group parent ``path`` is (or is a member of), else None."""
     p = Path(path)
     for candidate in (p, p.parent):
-        if (candidate / "group.json").is_file():
+        if (candidate / RunDir.GROUP).is_file():
             return candidate
     return None
 
@@ -69,8 +69,8 @@ def group_spread(path: str | os.PathLike) -> GroupSpread | None:
     if parent is None:
         return None
     try:
-        kind = json.loads((parent / "group.json").read_text(encoding="utf-8")).get("kind")
-        summary_file = parent / SUMMARY_FILES.get(kind, "summary.json")
+        kind = json.loads((parent / RunDir.GROUP).read_text(encoding="utf-8")).get("kind")
+        summary_file = parent / RunDir.SUMMARIES.get(kind, "summary.json")
         if not summary_file.is_file():
             log.info("%s: group not finished (no %s); no spread to show", parent, summary_file.name)
             return None
@@ -88,11 +88,11 @@ def group_spread(path: str | os.PathLike) -> GroupSpread | None:
 def member_subject(subject: Any) -> Any:
     """A group parent -> its first member's run directory (what the design report describes);
     anything else as it is."""
-    if not isinstance(subject, (str, os.PathLike)) or not (Path(subject) / "group.json").is_file():
+    if not isinstance(subject, (str, os.PathLike)) or not (Path(subject) / RunDir.GROUP).is_file():
         return subject
     spread = group_spread(subject)
     names = spread.members if spread else sorted(p.name for p in Path(subject).iterdir() if p.is_dir())
-    runs = [Path(subject) / n for n in names if (Path(subject) / n / "config.yaml").is_file()]
+    runs = [Path(subject) / n for n in names if (Path(subject) / n / RunDir.CONFIG).is_file()]
     if not runs:
         from archlab.errors import ConfigError
 
