@@ -5,7 +5,7 @@ Three tables, one run (``benchmarks/results/stack.md``):
 1. **16 members** of an MLP (``mlp_784_128_10``'s 784-128-10 shape, its input adapted to
    MNIST-1D's 40 values: 40-128-10) and of ``cnn1d_mnist1d`` on MNIST-1D, batch 64, ``--steps``
    optimizer steps (1,000 by default), evaluation once per epoch, at 1 and 2 threads: one
-   ``fit_stack`` call vs 16 ``train.fit`` calls with the same seeds. Wall time of the whole
+   ``fit_stack`` call vs 16 ``train_model`` calls with the same seeds. Wall time of the whole
    training (build, loop, evaluations, checkpoints, final metrics) and the members' test
    accuracy, mean and spread, for both.
 2. **Crossover**: members per stack (1, 2, ..., 32) vs speed-up, for a small (``mlp_784_128_10``),
@@ -43,8 +43,7 @@ from archlab.runs.cv import cross_validate
 from archlab.runs.seeds import repeat_seeds
 from archlab.runs.stacked import CPU_FLOP_LIMIT, train_step_flops
 from archlab.tasks import get_task
-from archlab.train import TrainConfig
-from archlab.train import fit as engine_fit
+from archlab.train import TrainConfig, train_model
 from archlab.train.stacked import StackMember, fit_stack
 from archlab.train.state import seed_everything
 
@@ -72,7 +71,9 @@ def _sequential(preset, overrides, data, cfgs, root: Path) -> list[dict]:
     for i, cfg in enumerate(cfgs):
         seed_everything(cfg.seed)
         model = archlab.create(preset, **overrides)
-        out.append(engine_fit(model, data, get_task("classification"), cfg, run_dir=root / f"s{i}", seed=False).metrics)
+        out.append(
+            train_model(model, data, get_task("classification"), cfg, run_dir=root / f"s{i}", seed=False).metrics
+        )
     return out
 
 

@@ -17,8 +17,7 @@ from archlab.data.base import Split
 from archlab.errors import ConfigError
 from archlab.rundir import read_marker
 from archlab.tasks.classification import ClassificationTask, focal_loss, soft_target_loss
-from archlab.train import TrainConfig
-from archlab.train import fit as engine_fit
+from archlab.train import TrainConfig, train_model
 from archlab.train.augment import AugmentConfig, BatchAugmenter
 from test_train_support import diabetes_bundle, digits_bundle, digits_images_bundle, run_child
 
@@ -180,7 +179,7 @@ def test_augmentation_off_changes_nothing(tmp_path):
         torch.manual_seed(0)
         model = archlab.create("cnn_digits", channels=[8, 8], hidden_sizes=[16])
         cfg = TrainConfig.build(max_steps=3, batch_size=32, eval_every=100, precision="fp32", seed=1, **kw)
-        engine_fit(model, digits_images_bundle(), ClassificationTask(), cfg, run_dir=tmp_path / name)
+        train_model(model, digits_images_bundle(), ClassificationTask(), cfg, run_dir=tmp_path / name)
         return model.state_dict()
 
     plain, off, on = run("plain"), run("off", augment={}), run("on", augment={"mixup_alpha": 0.5})

@@ -21,8 +21,7 @@ import archlab
 from archlab.data.base import DataBundle, Split
 from archlab.errors import ConfigError
 from archlab.tasks import get_task
-from archlab.train import TrainConfig, stacked_ckpt
-from archlab.train import fit as engine_fit
+from archlab.train import TrainConfig, stacked_ckpt, train_model
 from archlab.train.progress import Reporter
 from archlab.train.stacked import StackMember, fit_stack, why_not_stack
 from archlab.train.state import seed_everything
@@ -85,7 +84,7 @@ def _single(kind, tmp: Path, c: dict, data: DataBundle, i: int):
     cfg = TrainConfig.build(c)
     seed_everything(cfg.seed)
     model = _model(kind, 0.0)
-    return engine_fit(model, data, get_task("classification"), cfg, run_dir=tmp / f"single{i}", seed=False)
+    return train_model(model, data, get_task("classification"), cfg, run_dir=tmp / f"single{i}", seed=False)
 
 
 BASE = {"batch_size": 16, "eval_every": 4, "log_every": 3, "device": "cpu", "precision": "fp32"}

@@ -45,8 +45,7 @@ from archlab.runs.search import (
     work,
 )
 from archlab.tasks import get_task
-from archlab.train import TrainConfig
-from archlab.train import fit as engine_fit
+from archlab.train import TrainConfig, train_model
 from archlab.train.task_protocol import Selection, selection_of
 
 log = logging.getLogger("archlab.runs.design")
@@ -288,7 +287,7 @@ def _seconds_per_step(d: DesignState, c: dict[str, Any], affordable: float) -> t
     cfg = TrainConfig.build({**kwargs, "max_steps": k})
     choice = choose_run_precision(model, task, bundle, cfg, steps=_MAX_STEPS)  # as a long run would
     with tempfile.TemporaryDirectory(prefix="archlab-calibrate-") as tmp:
-        res = engine_fit(model, bundle, task, cfg, run_dir=tmp, precision=choice)
+        res = train_model(model, bundle, task, cfg, run_dir=tmp, precision=choice)
     total = time.perf_counter() - t0
     train = [r for r in res.history if r.get("kind") == "train" and r.get("samples_per_s") and r["step"] > 2]
     if train:  # samples_per_s is over the step's own batch: the last one of an epoch may be short

@@ -2,7 +2,7 @@
 
 :func:`fit` accepts registry and dataset names (a named model is adapted to the data, see
 :mod:`archlab.runs.adapt`), writes ``config.yaml`` (model, data, task, train) and
-``data_info.json`` before the first step, then calls the engine (:func:`archlab.train.fit`) with
+``data_info.json`` before the first step, then calls the engine (:func:`archlab.train.train_model`) with
 reporters that draw the task's pictures into the run directory and, when asked, mirror records
 to TensorBoard. After training it draws ``curves.png``.
 
@@ -41,8 +41,7 @@ from archlab.runs.hf_model import is_hf_name, resolve_hf_name
 from archlab.runs.spec import pop_moved
 from archlab.runs.tracking import MlflowReporter, TensorBoardWriter, TrackTarget, resolve_track
 from archlab.tasks import get_task
-from archlab.train import NonFiniteLossError, RunResult, TrainConfig, distributed
-from archlab.train import fit as engine_fit
+from archlab.train import NonFiniteLossError, RunResult, TrainConfig, distributed, train_model
 from archlab.train.distributed import Dist
 from archlab.train.precision import PrecisionChoice, resolve_device
 from archlab.train.progress import Reporter, Reporters
@@ -380,7 +379,7 @@ def _train(p: _Prepared, run: RunDir, dist: Dist, reporters: Reporters | None) -
     a finished one gets its curves."""
     try:
         # seeded before the model was built: the engine continues that RNG stream
-        result = engine_fit(
+        result = train_model(
             p.model, p.bundle, p.task, p.cfg, run_dir=run.path, reporter=reporters, seed=False, precision=p.precision
         )
     except NonFiniteLossError:
@@ -549,7 +548,7 @@ def resume(
     # Seeded, data loaded and model built in the same order as fit(): a run killed before its
     # first checkpoint continues from the same RNG state.
     reporters = _reporters(run.path, reporter, tensorboard, dist, track)
-    result = engine_fit(model, bundle, task, cfg, run_dir=run.path, resume=True, seed=False, reporter=reporters)
+    result = train_model(model, bundle, task, cfg, run_dir=run.path, resume=True, seed=False, reporter=reporters)
     if dist.is_main:
         _draw_curves(run.path, result.history, reporters)
     return result

@@ -5,7 +5,7 @@ names, adapting a model to the data and laying out runs is :mod:`archlab.runs`' 
 """
 
 from archlab.train.config import TrainConfig
-from archlab.train.loop import NonFiniteLossError, RunResult, fit
+from archlab.train.loop import NonFiniteLossError, RunResult, train_model
 from archlab.train.progress import Reporter
 
-__all__ = ["TrainConfig", "RunResult", "NonFiniteLossError", "Reporter", "fit"]
+__all__ = ["TrainConfig", "RunResult", "NonFiniteLossError", "Reporter", "train_model"]

@@ -195,7 +195,7 @@ def resolve_monitor(task: TaskProtocol, cfg: TrainConfig) -> dict[str, str]:
     return {"monitor": monitor, "mode": sel.mode if monitor == sel.key("val") else metric_mode(task, monitor)}
 
 
-def fit(
+def train_model(
     model: nn.Module,
     data: DataBundle,
     task: TaskProtocol,

@@ -3,7 +3,7 @@
 The engine never prints or draws. It hands every logged record and every picture a task makes
 to a reporter; the CLI passes one with a progress bar, the runs layer adds one that draws
 pictures into the run directory and one that mirrors records to TensorBoard. The default does
-nothing, so ``train.fit`` in a notebook is silent.
+nothing, so ``train_model`` in a notebook is silent.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ after another cost about N times one. Here the members' parameters and buffers a
 ``vmap`` over ``functional_call`` runs the forward of all of them and one autograd pass their
 backward; :class:`~archlab.train.stacked_optim.StackedAdam` then updates every member in one pass.
 
-What each member keeps of its own, as a single run of :func:`archlab.train.fit` would have it:
+What each member keeps of its own, as a single run of :func:`archlab.train.train_model` would have it:
 
 - its **initial weights** (the caller builds each model after seeding with the member's seed);
 - its **data**: its own training split (a fold) or a shared one, its own data generator seeded
