@@ -189,13 +189,47 @@ def _write_locked(rows: list[dict[str, Any]], budget_s: float, workers: int, ste
     return out
 
 
+def combined(budgets: tuple[int, ...] = (60, 300)) -> Path:
+    """One table of every dataset at each budget side by side (``design_summary.md``), from the
+    per-budget JSON files: the README quotes it."""
+    tables = {b: {r["dataset"]: judge(r) for r in json.loads(f.read_text())["rows"]}
+              for b in budgets if (f := RESULTS / f"design_{b}s.json").is_file()}  # fmt: skip
+    order = [n for n, _ in datasets() + REGRESSION]
+    head = " | ".join(f"{b} s: winner, test (wall)" for b in tables)
+    lines = [
+        f"| dataset | metric | {head} | example | strongest baseline | beats it |",
+        "|---" * (5 + len(tables)) + "|",
+    ]
+    for name in order:
+        rows = [tables[b].get(name) for b in tables]
+        if not any(rows):
+            continue
+        last = next(r for r in reversed(rows) if r)
+        cells = [
+            "not run" if r is None else f"{r['winner'][:40]} {_fmt(r.get('value'))} ({r['wall_s']:.0f} s)" for r in rows
+        ]
+        verdicts = [_fmt(r.get("beats_baseline")) if r else "" for r in rows]
+        lines.append(
+            f"| {name} | {last['metric']} | {' | '.join(cells)} | {last.get('example', '')} "
+            f"{_fmt(last.get('example_value'))} | {last.get('baseline', '')} {_fmt(last.get('baseline_value'))} "
+            f"| {' / '.join(verdicts)} |"
+        )
+    out = RESULTS / "design_summary.md"
+    out.write_text("\n".join(lines) + "\n")
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("names", nargs="*", help="datasets (default: every one)")
     p.add_argument("--budget-s", type=float, default=60.0)
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--shard", default="1/1", help="K/N: run every N-th dataset starting at the K-th")
+    p.add_argument("--combine", action="store_true", help="only write design_summary.md from the 60 s and 300 s tables")
     args = p.parse_args()
+    if args.combine:
+        print(combined())
+        return
     k, n = (int(x) for x in args.shard.split("/"))
     every = datasets() + REGRESSION
     tasks = dict(every)
