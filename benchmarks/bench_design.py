@@ -208,7 +208,7 @@ def combined(budgets: tuple[int, ...] = (60, 300)) -> Path:
         cells = [
             "not run" if r is None else f"{r['winner'][:40]} {_fmt(r.get('value'))} ({r['wall_s']:.0f} s)" for r in rows
         ]
-        verdicts = [_fmt(r.get("beats_baseline")) if r else "" for r in rows]
+        verdicts = [{True: "yes", False: "**no**"}.get(r.get("beats_baseline"), "—") if r else "—" for r in rows]
         lines.append(
             f"| {name} | {last['metric']} | {' | '.join(cells)} | {last.get('example', '')} "
             f"{_fmt(last.get('example_value'))} | {last.get('baseline', '')} {_fmt(last.get('baseline_value'))} "
