@@ -269,6 +269,8 @@ def int8_recipe(
         return None
     fused, src = None, fp32
     work = dst.with_name(dst.stem + ".work.onnx")
+    quiet = _PerChannelNoise()
+    logging.getLogger().addFilter(quiet)  # ONNX Runtime's quantizer warns on the root logger
     try:
         if recipe.startswith("fused"):
             fused = fuse_transformer(fp32, work, num_heads, hidden_size)
@@ -303,9 +305,18 @@ def int8_recipe(
         else:
             quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel="per-channel" in recipe)
     finally:
+        logging.getLogger().removeFilter(quiet)
         for tmp in (work, dst.with_name(dst.stem + ".pre.onnx")):
             tmp.unlink(missing_ok=True)
     return fused
+
+
+class _PerChannelNoise(logging.Filter):
+    """Drops ONNX Runtime's "Axis 1 is out-of-range for weight ... with rank 1": per-channel
+    quantization skips 1-D weights (biases, norms), as intended, with one warning each."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "is out-of-range for weight" not in record.getMessage()
 
 
 def _p50_ms(paths: dict[str, Path], feed: dict[str, Any], min_time_s: float, rounds: int = 3) -> dict[str, float]:
