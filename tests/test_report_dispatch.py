@@ -11,7 +11,8 @@ import archlab
 from archlab.analysis.summary import ModelSummary
 from archlab.errors import ConfigError
 from archlab.report import formats, render
-from archlab.report.dispatch import register_renderers, renderers
+from archlab.report.dispatch import register_renderers
+from archlab.report.formats import renderers
 
 
 @dataclass

@@ -21,7 +21,7 @@ from archlab import display
 from archlab.errors import ConfigError
 from archlab.io import atomic_write_bytes, atomic_write_text
 from archlab.report import notebook
-from archlab.report.dispatch import renderers
+from archlab.report.formats import renderers
 
 # file extension -> format
 EXTENSIONS = {

@@ -16,7 +16,8 @@ from collections.abc import Mapping
 from html import escape
 from typing import Any
 
-from archlab.report.dispatch import Renderer, renderers
+from archlab.report.dispatch import Renderer
+from archlab.report.formats import renderers
 
 
 @functools.singledispatch

@@ -122,6 +122,10 @@ def read_run_link(run_dir: Path) -> dict[str, Any] | None:
 
 
 def _client(uri: str | None) -> Any:
+    # MLflow's usage telemetry posts to the internet from a thread that also sets and unsets an
+    # environment variable (a concurrent reader of os.environ then fails): archlab sends nothing
+    # at run time, so it is off unless the user has set it
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     require("mlflow", "mlflow", "tracking runs in MLflow")
     from mlflow.tracking import MlflowClient
 
