@@ -107,23 +107,21 @@ def _make_step(
     # RNN modules keep a list of their weights, rebuilt by their __setattr__: rebuild it here
     rnns = [m for m in base.modules() if isinstance(m, nn.RNNBase)]
 
+    def install(params, buffers) -> None:  # the tensors the base module computes with
+        for (o, k), t in zip(p_slots, params):
+            o._parameters[k] = t
+        for (o, k), t in zip(b_slots, buffers):
+            o._buffers[k] = t
+        for r in rnns:
+            r._init_flat_weights()
+
     def loss_fn(params, buffers, inputs, target):
         saved_p, saved_b = [o._parameters[k] for o, k in p_slots], [o._buffers[k] for o, k in b_slots]
         try:
-            for (o, k), t in zip(p_slots, params):
-                o._parameters[k] = t
-            for (o, k), t in zip(b_slots, buffers):
-                o._buffers[k] = t
-            for r in rnns:
-                r._init_flat_weights()
+            install(params, buffers)
             out = base(*inputs)
         finally:
-            for (o, k), t in zip(p_slots, saved_p):
-                o._parameters[k] = t
-            for (o, k), t in zip(b_slots, saved_b):
-                o._buffers[k] = t
-            for r in rnns:
-                r._init_flat_weights()
+            install(saved_p, saved_b)
         return task.batch_loss(out, Split(inputs=inputs, target=target))
 
     forward = vmap(loss_fn, randomness="different")
