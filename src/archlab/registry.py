@@ -70,6 +70,7 @@ FAMILY_MODULES = (
     "rocket",
     "ft_transformer",
     "tabular_resnet",
+    "fasttext",
     "hf",  # Hugging Face encoders; transformers is imported only when one is built
 )
 

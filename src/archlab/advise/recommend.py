@@ -33,6 +33,7 @@ TRADEOFFS = {
     "vit": "global attention, scales with data; weak bias, wants pretraining or lots of data",
     "transformer": "global context, parallel training; cost quadratic in sequence length",
     "rnn": "constant cost per step, streams; slow to train, forgets over long spans",
+    "fasttext": "seconds per epoch on a CPU, local order only (n-grams); no long-range context",
     "tcn": "parallel training, causal, long receptive field; fixed context window",
     "ssm": "linear-time long context, streams; newer and less tuned",
     "gnn": "uses the edges; over-smooths when deep",

@@ -297,9 +297,10 @@ RULES: tuple[Rule, ...] = (
         "text-understanding-encoder",
         "text",
         _task("classification", "tagging"),
-        "Understanding text: an encoder Transformer; a BiLSTM when data and compute are small. Mask padding.",
+        "Understanding text: an encoder Transformer; a bag of n-grams (fastText) or a BiLSTM when data and "
+        "compute are small. Mask padding.",
         BY_STRUCTURE + "; " + PITFALLS,
-        {"transformer": 3, "rnn": 1},
+        {"transformer": 3, "fasttext": 2, "rnn": 1},
     ),
     Rule(
         "positions-too-short",

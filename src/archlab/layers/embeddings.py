@@ -134,6 +134,15 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
     return (x * cos + _rotate_half(x) * sin).to(x.dtype)
 
 
+def padded_tokens_example(batch_size: int, vocab_size: int, max_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Example ``(tokens (B, T) long, padding_mask (B, T) bool)``, T <= 16; the first row ends in padding."""
+    T = min(16, max_len)
+    tokens = torch.randint(0, vocab_size, (batch_size, T))
+    padding = torch.zeros(batch_size, T, dtype=torch.bool)
+    padding[0, T - T // 4 :] = True
+    return tokens, padding
+
+
 def additive_positions(kind: str, max_len: int, dim: int) -> nn.Module | None:
     """The module adding positions to embeddings for ``kind``; None for ``rotary``/``none``."""
     if kind == "learned":

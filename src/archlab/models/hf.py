@@ -36,6 +36,7 @@ from archlab.config import ArchConfig, Extent, Size
 from archlab.data.hf_text import resolve_source, transformers_module
 from archlab.errors import ConfigError, MissingExtraError
 from archlab.layers.checks import check_index_range, check_max, check_tensor
+from archlab.layers.embeddings import padded_tokens_example
 from archlab.layers.params import ParamCount
 from archlab.registry import register
 
@@ -159,11 +160,7 @@ class HFClassifier(ParamCount, nn.Module):
         return int(self.backbone.get_input_embeddings().num_embeddings)
 
     def example_input(self, batch_size: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
-        T = min(16, self.config.max_seq_len)
-        tokens = torch.randint(0, self.vocab, (batch_size, T))
-        padding = torch.zeros(batch_size, T, dtype=torch.bool)
-        padding[0, T - T // 4 :] = True  # the first sequence ends in padding
-        return tokens, padding
+        return padded_tokens_example(batch_size, self.vocab, self.config.max_seq_len)
 
     def forward(self, tokens: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Classify token sequences.

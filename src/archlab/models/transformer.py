@@ -47,6 +47,7 @@ from archlab.config import Depth, Size
 from archlab.errors import ShapeError
 from archlab.layers.attention import KVCache, attention_mask
 from archlab.layers.checks import check_index_range, check_max, check_tensor, model_name
+from archlab.layers.embeddings import padded_tokens_example
 from archlab.layers.params import ParamCount
 from archlab.layers.sampling import check_sampling, sample_next
 from archlab.models.transformer_blocks import (
@@ -115,11 +116,7 @@ class TransformerEncoder(ParamCount, nn.Module):
         init_transformer(self, c.init)
 
     def example_input(self, batch_size: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
-        T = min(16, self.config.max_seq_len)
-        tokens = torch.randint(0, self.config.vocab_size, (batch_size, T))
-        padding = torch.zeros(batch_size, T, dtype=torch.bool)
-        padding[0, T - T // 4 :] = True  # the first sequence ends in padding
-        return tokens, padding
+        return padded_tokens_example(batch_size, self.config.vocab_size, self.config.max_seq_len)
 
     def forward_features(
         self, tokens: torch.Tensor, padding_mask: torch.Tensor | None = None, token_types: torch.Tensor | None = None
