@@ -191,10 +191,33 @@ def _write_locked(rows: list[dict[str, Any]], budget_s: float, workers: int, ste
 
 def combined(budgets: tuple[int, ...] = (60, 300)) -> Path:
     """One table of every dataset at each budget side by side (``design_summary.md``), from the
-    per-budget JSON files: the README quotes it."""
+    per-budget JSON files, with the counts and the rows a baseline wins; the same text replaces
+    the ``design-table`` block of the README and of ``docs/measured.md``."""
     tables = {b: {r["dataset"]: judge(r) for r in json.loads(f.read_text())["rows"]}
               for b in budgets if (f := RESULTS / f"design_{b}s.json").is_file()}  # fmt: skip
     order = [n for n, _ in datasets() + REGRESSION]
+    text = "\n".join(_counts(tables, len(order)) + [""] + _rows(tables, order) + [""] + _misses(tables, order)) + "\n"
+    out = RESULTS / "design_summary.md"
+    out.write_text(text)
+    for doc in (ROOT / "README.md", ROOT / "docs" / "measured.md"):
+        _replace_block(doc, text)
+    return out
+
+
+def _counts(tables: dict[int, dict[str, dict[str, Any]]], total: int) -> list[str]:
+    """Rows measured, within the example, better than the baseline: one column per budget."""
+    head = " | ".join(f"{b} s budget" for b in tables)
+    lines = [f"| | {head} |", "|---" * (1 + len(tables)) + "|"]
+    for label, key in (("within the example (1 point, 5% of MAE)", "within_example"),
+                       ("better than the strongest baseline", "beats_baseline")):  # fmt: skip
+        cells = [f"{sum(bool(r[key]) for r in t.values() if key in r)} of {sum(key in r for r in t.values())}"
+                 for t in tables.values()]  # fmt: skip
+        lines.append(f"| {label} | {' | '.join(cells)} |")
+    measured = " | ".join(f"{sum(r.get('value') is not None for r in t.values())} of {total}" for t in tables.values())
+    return [lines[0], lines[1], f"| rows measured | {measured} |", *lines[2:]]
+
+
+def _rows(tables: dict[int, dict[str, dict[str, Any]]], order: list[str]) -> list[str]:
     head = " | ".join(f"{b} s: winner, test (wall)" for b in tables)
     lines = [
         f"| dataset | metric | {head} | example | strongest baseline | beats it |",
@@ -214,9 +237,36 @@ def combined(budgets: tuple[int, ...] = (60, 300)) -> Path:
             f"{_fmt(last.get('example_value'))} | {last.get('baseline', '')} {_fmt(last.get('baseline_value'))} "
             f"| {' / '.join(verdicts)} |"
         )
-    out = RESULTS / "design_summary.md"
-    out.write_text("\n".join(lines) + "\n")
-    return out
+    return lines
+
+
+def _misses(tables: dict[int, dict[str, dict[str, Any]]], order: list[str]) -> list[str]:
+    """Each budget's rows where the network does not beat the strongest baseline, with both figures."""
+    parts = []
+    for b, t in tables.items():
+        rows = [t[n] for n in order if n in t and t[n].get("beats_baseline") is False]
+        said = "; ".join(f"{r['dataset']} ({_fmt(r['value'])} against {r['baseline']} {_fmt(r['baseline_value'])})"
+                         for r in rows)  # fmt: skip
+        parts.append(f"at {b} s: {said or 'none'}")
+    missing = {b: [n for n in order if n not in t] for b, t in tables.items()}
+    gaps = "; ".join(f"not run at {b} s: {', '.join(names)}" for b, names in missing.items() if names)
+    verdict = " / ".join(f"{b} s" for b in tables)
+    return [
+        f'The "beats it" column reads {verdict}; a tie is not a win. Rows where the network does not beat '
+        f"the strongest baseline, with both figures — {'. '.join(parts)}." + (f" ({gaps}.)" if gaps else "")
+    ]
+
+
+def _replace_block(doc: Path, text: str) -> None:
+    """Put ``text`` between the ``<!-- design-table -->`` markers of ``doc`` (when it has them)."""
+    if not doc.is_file():
+        return
+    body = doc.read_text()
+    start, end = "<!-- design-table -->\n", "<!-- /design-table -->"
+    if start not in body or end not in body:
+        return
+    before, rest = body.split(start, 1)
+    doc.write_text(before + start + text + end + rest.split(end, 1)[1])
 
 
 def main() -> None:
@@ -225,7 +275,11 @@ def main() -> None:
     p.add_argument("--budget-s", type=float, default=60.0)
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--shard", default="1/1", help="K/N: run every N-th dataset starting at the K-th")
-    p.add_argument("--combine", action="store_true", help="only write design_summary.md from the 60 s and 300 s tables")
+    p.add_argument(
+        "--combine",
+        action="store_true",
+        help="only write design_summary.md from the 60 s and 300 s tables, and put it in the README",
+    )
     args = p.parse_args()
     if args.combine:
         print(combined())

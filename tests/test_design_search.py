@@ -293,3 +293,40 @@ def test_text_gets_tfidf_and_logistic_regression():
     )
     (tfidf,) = fit_baselines(bundle, "classification")
     assert tfidf.name.startswith("TF-IDF") and tfidf.note == "" and 0.0 < tfidf.test <= 1.0 and tfidf.val is not None
+
+
+class _State:
+    """The parts of a design's state that choose the winner's length."""
+
+    def __init__(self, budget_left_s: float, trial_steps: int):
+        self.budget_left_s = budget_left_s
+        self.results = {
+            "select": {"winner": "mlp", "winner_trial": 3},
+            "search": {"trials": [{"number": 2, "steps": 999}, {"number": 3, "steps": trial_steps}]},
+        }
+
+    def result(self, step: str) -> dict:
+        return self.results[step]
+
+
+@pytest.mark.parametrize("folds", [None, 3])
+def test_the_winner_trains_as_validated_with_folds_and_spends_the_budget_without(folds):
+    from archlab.runs.design_steps import _winner_steps
+    from archlab.runs.search import FamilyPlan, SearchPlan
+
+    f = FamilyPlan("mlp", "mlp", 1, {}, {}, 100, None, 1e-3, "", 0.015625, 1.0, 200, 50)
+    plan = SearchPlan([f], "val_accuracy", "max", 60.0, 32, 0, folds)
+    roomy, tight = _winner_steps(_State(21.0, 150), f, plan), _winner_steps(_State(0.5, 150), f, plan)
+    if folds:  # the cross-validated length, whatever the budget left
+        assert roomy == tight == 150
+    else:  # 20 s after the overhead at 1/64 s a step buys 1,280 steps; never fewer than the trial's 150
+        assert (roomy, tight) == (1280, 150)
+
+
+def test_with_folds_the_search_gets_all_but_the_winners_one_run():
+    from archlab.runs.design_steps import _search_seconds
+
+    assert _search_seconds(300, None, 3, None) == 150  # no folds: half, the winner trains longer
+    assert _search_seconds(300, 0.3, 3, 3) == pytest.approx(90)  # a share the user gave is kept
+    s = _search_seconds(300, None, 3, 3)  # a trial is s / 4; the winner's one run half of a trial
+    assert s + s / 4 / 2 == pytest.approx(300)

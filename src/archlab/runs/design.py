@@ -18,7 +18,9 @@ storage and the workers work); the steps are :mod:`archlab.runs.design_steps`.
 
 Time budget. ``budget_s`` is the time of the training runs: the search has ``candidate_share``
 of it (seconds of training summed over its trials, whichever worker ran them), the winner what
-is left. Time is turned into step counts before any run starts (each family's seconds per step
+is left. By default the share is half; with cross-validated trials (small data) the winner
+trains exactly as its trial did (one run, about ``1 / (k - 1)`` of a trial's time), so the
+search gets the rest of the budget. Time is turned into step counts before any run starts (each family's seconds per step
 are measured in a scratch run), so a resumed design trains exactly what it planned. Advice,
 baselines, benchmark, export and the report are not in the budget; ``design.json`` records each
 step's seconds.
@@ -109,7 +111,7 @@ def design(
     memory_mb: float | None = None,
     budget_s: float = 120.0,
     candidates: int = 3,
-    candidate_share: float = 0.5,
+    candidate_share: float | None = None,
     folds: int = 3,
     seed: int = 0,
     train: dict[str, Any] | None = None,
@@ -132,7 +134,7 @@ def design(
         latency_ms, params_max, memory_mb: budgets every candidate is sized to (see ``autosize``).
         budget_s: seconds of training in all (see the module docstring).
         candidates: how many of the advisor's top presets are sized and trained.
-        candidate_share: the part of ``budget_s`` the candidates share equally.
+        candidate_share: the part of ``budget_s`` the search has (default: see the module docstring).
         folds: k of the cross-validation used when validation is small (< ``MIN_VAL`` samples).
         seed: the one training seed of every run.
         train: training-config fields on top of :data:`RECIPE` (the same for every run).
@@ -178,13 +180,14 @@ def _check_new_design(
     train: dict[str, Any] | None,
     budget_s: float,
     candidates: int,
-    candidate_share: float,
+    candidate_share: float | None,
     folds: int,
 ) -> None:
     """Refuse, before anything is loaded or written, what :func:`design` cannot start: a bad
     budget or count, a directory already holding a design, data of another type, a bad
     training key (an error now, not a failed candidate later)."""
-    if budget_s <= 0 or candidates < 1 or not 0 < candidate_share < 1 or folds < 2:
+    share_ok = candidate_share is None or 0 < candidate_share < 1
+    if budget_s <= 0 or candidates < 1 or not share_ok or folds < 2:
         raise ConfigError(
             "design: expected budget_s > 0, candidates >= 1, 0 < candidate_share < 1, folds >= 2; "
             f"got budget_s={budget_s}, candidates={candidates}, candidate_share={candidate_share}, folds={folds}"

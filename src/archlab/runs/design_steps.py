@@ -345,10 +345,21 @@ def _family_plan(d: DesignState, c: dict[str, Any], seconds: float, folds: int |
     )  # fmt: skip
 
 
+def _search_seconds(budget_s: float, share: float | None, families: int, folds: int | None) -> float:
+    """The search's seconds of the budget: ``share`` of it when given; else half, or with k folds
+    all but the winner's one run, which is about ``1 / (k - 1)`` of a trial of ``search_s /
+    (families + 1)`` (the winner trains as its cross-validated trial did)."""
+    if share is not None:
+        return budget_s * share
+    if not folds:
+        return budget_s * 0.5
+    return budget_s / (1 + 1 / ((families + 1) * (folds - 1)))
+
+
 def _plan(d: DesignState) -> SearchPlan:
     sized = [c for c in d.result("autosize")["candidates"] if c["fits"]]
     folds = d.result("inspect").get("cv_folds")
-    search_s = d.args["budget_s"] * d.args["candidate_share"]
+    search_s = _search_seconds(d.args["budget_s"], d.args.get("candidate_share"), len(sized), folds)
     per_trial = search_s / (len(sized) + 1)  # every family's first trial in full, and one more; pruning frees more
     families = []
     for c in sized:
@@ -509,16 +520,7 @@ def _winner(d: DesignState) -> dict[str, Any]:
     )
     run = d.step("winner").setdefault("result", {})
     if "max_steps" not in run:
-        steps = _steps_for(d.budget_left_s, f.seconds_per_step, f.overhead_s)
-        if steps < f.max_steps:  # never shorter than the trial that won
-            log.info(
-                "design: %d s of budget left buys %d steps; the winner trains %d, as its trial did",
-                d.budget_left_s,
-                steps,
-                f.max_steps,
-            )
-            steps = f.max_steps
-        run.update(max_steps=steps, run_dir=DesignDir.WINNER, overrides=overrides)
+        run.update(max_steps=_winner_steps(d, f, plan), run_dir=DesignDir.WINNER, overrides=overrides)
         d.save()
     d.tell("winner", "progress", f"training {sel['winner']} (trial {sel['winner_trial']}) for {run['max_steps']} steps")
     train = {**train, "max_steps": run["max_steps"], "eval_every": None}
@@ -530,6 +532,31 @@ def _winner(d: DesignState) -> dict[str, Any]:
         d.spend(time.perf_counter() - t0)
     run["verdict"] = baseline_verdict(run["metrics"], d.result("baselines").get("rows", []), _selection(d))
     return run
+
+
+def _winner_steps(d: DesignState, f: FamilyPlan, plan: SearchPlan) -> int:
+    """Steps of the winner's run.
+
+    With cross-validated trials (small data) the winner trains exactly as its trial did: a longer
+    run would choose its best step on a validation split too small to trust, which the folds
+    were there to avoid. Otherwise it trains for what the budget left buys, never fewer steps
+    than its trial.
+    """
+    sel = d.result("select")
+    trial = next((t for t in d.result("search")["trials"] if t["number"] == sel["winner_trial"]), {})
+    validated = int(trial.get("steps") or f.max_steps)
+    if plan.folds:
+        log.info("design: the winner trains %d steps, as its cross-validated trial did", validated)
+        return validated
+    steps = _steps_for(d.budget_left_s, f.seconds_per_step, f.overhead_s)
+    if steps < validated:
+        log.info(
+            "design: %d s of budget left buys %d steps; the winner trains %d, as its trial did",
+            d.budget_left_s,
+            steps,
+            validated,
+        )
+    return max(steps, validated)
 
 
 TIE = 1e-6  # relative difference under which a network and a baseline score the same
