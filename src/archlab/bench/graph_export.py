@@ -13,8 +13,10 @@ from __future__ import annotations
 import contextlib
 import inspect
 import io
+import logging
 import re
-from collections.abc import Mapping
+import warnings
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +129,22 @@ def _positional_names(module: nn.Module, n: int) -> list[str]:
     return input_names(module, tuple(range(n)), {})[:n]
 
 
+@contextlib.contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    """Silence what torch's exporter says that is not the user's to act on: that torchvision's
+    operators cannot be registered (torchvision is not a dependency) and that one of torch's own
+    pytree classes is deprecated."""
+    registration = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = registration.level
+    registration.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
+            yield
+    finally:
+        registration.setLevel(level)
+
+
 def onnx_export(
     module: nn.Module,
     args: tuple,
@@ -151,17 +169,18 @@ def onnx_export(
     require("onnxscript", "deploy", "ONNX export")
     onnx = require("onnx", "deploy", "ONNX export")
     kwargs = dict(kwargs or {})
-    ep = torch_export(module, args, kwargs, dynamic=dynamic)
-    with torch.no_grad():
-        out_names = [n for n, _ in flatten_outputs(ep.module()(*args, **kwargs))]
-    in_names = input_names(module, args, kwargs)
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            program = torch.onnx.export(
-                ep, (), dynamo=True, input_names=in_names, output_names=out_names, optimize=True, verbose=False
-            )
-    except Exception as exc:
-        raise export_error(module, "ONNX", exc) from exc
+    with _quiet_exporter():
+        ep = torch_export(module, args, kwargs, dynamic=dynamic)
+        with torch.no_grad():
+            out_names = [n for n, _ in flatten_outputs(ep.module()(*args, **kwargs))]
+        in_names = input_names(module, args, kwargs)
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):
+                program = torch.onnx.export(
+                    ep, (), dynamo=True, input_names=in_names, output_names=out_names, optimize=True, verbose=False
+                )
+        except Exception as exc:
+            raise export_error(module, "ONNX", exc) from exc
     proto = program.model_proto
     for k, v in (metadata or {}).items():
         entry = proto.metadata_props.add()
