@@ -18,6 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from torch import nn
+
 from archlab.data.base import DataBundle
 from archlab.errors import ArchlabError, ConfigError
 from archlab.io import atomic_write_json
@@ -26,6 +28,7 @@ from archlab.rundir import DesignDir
 from archlab.runs.adapt import build_model
 from archlab.runs.cost import choose_run_precision
 from archlab.runs.cv import run_member
+from archlab.runs.lr_range import LRRange, lr_range_test
 from archlab.runs.search import (
     MIN_RUNG,
     OWNER,
@@ -320,19 +323,29 @@ def _baselines(d: DesignState) -> dict[str, Any]:
     return {"rows": [b.to_dict() for b in rows]}
 
 
+def starting_lr(model: nn.Module, bundle: DataBundle, task: Any, **sweep: Any) -> LRRange:
+    """A family's starting learning rate: the rate the model declares (``recipe_lr``), else the
+    range test's suggestion (``sweep``: :func:`lr_range_test`'s keywords).
+
+    A model fitted to the data in closed form (MiniRocket's ridge head) starts at an optimum:
+    when its sweep cannot run it is fine-tuned gently (:data:`FITTED_LR`), not at the recipe's
+    rate, which undoes the fit.
+    """
+    declared = getattr(model, "recipe_lr", None)
+    if declared is not None:
+        return LRRange(float(declared), None, note=f"{type(model).__name__} declares its rate: {declared:g}")
+    fallback = FITTED_LR if hasattr(model, "fit_to_data") else RECIPE["lr"]
+    return lr_range_test(model, bundle, task, fallback=fallback, **sweep)
+
+
 def _family_plan(d: DesignState, c: dict[str, Any], seconds: float, folds: int | None) -> FamilyPlan:
     """Calibrate a preset: seconds per step, overhead, the range-test learning rate, its steps."""
-    from archlab.runs.lr_range import lr_range_test
-
     bundle = d.bundle_for(c)
     task = get_task(d.args.get("task") or bundle.task)
     model = build_model(c["name"], bundle, task, c["overrides"])
     batch = _train_kwargs(d, 1)["batch_size"]
     share = max(CALIBRATION_MIN_S, CALIBRATION_SHARE * seconds)  # each of the sweep and the timing
-    # a model fitted to the data in closed form (MiniRocket's ridge head) starts at an optimum:
-    # without a sweep it is fine-tuned gently, not at the recipe's rate, which undoes the fit
-    fallback = FITTED_LR if hasattr(model, "fit_to_data") else RECIPE["lr"]
-    lr = lr_range_test(model, bundle, task, batch_size=batch, fallback=fallback, seed=d.args["seed"], max_seconds=share)
+    lr = starting_lr(model, bundle, task, batch_size=batch, seed=d.args["seed"], max_seconds=share)
     per_step, overhead, precision = _seconds_per_step(d, c, share / (lr.seconds_per_step or share))
     steps = _steps_for(seconds, per_step, overhead, folds or 1)
     return FamilyPlan(
