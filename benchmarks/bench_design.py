@@ -247,14 +247,13 @@ def _misses(tables: dict[int, dict[str, dict[str, Any]]], order: list[str]) -> l
         rows = [t[n] for n in order if n in t and t[n].get("beats_baseline") is False]
         said = "; ".join(f"{r['dataset']} ({_fmt(r['value'])} against {r['baseline']} {_fmt(r['baseline_value'])})"
                          for r in rows)  # fmt: skip
-        parts.append(f"at {b} s: {said or 'none'}")
+        parts.append(f"At {b} s: {said or 'none'}.")
     missing = {b: [n for n in order if n not in t] for b, t in tables.items()}
     gaps = "; ".join(f"not run at {b} s: {', '.join(names)}" for b, names in missing.items() if names)
     verdict = " / ".join(f"{b} s" for b in tables)
-    return [
-        f'The "beats it" column reads {verdict}; a tie is not a win. Rows where the network does not beat '
-        f"the strongest baseline, with both figures — {'. '.join(parts)}." + (f" ({gaps}.)" if gaps else "")
-    ]
+    lead = f'The "beats it" column reads {verdict}; a tie is not a win. Rows where the network does not beat '
+    lead += "the strongest baseline, with both figures:" + (f" ({gaps}.)" if gaps else "")
+    return [lead, "", *(p for part in parts for p in (part, ""))][:-1]
 
 
 def _replace_block(doc: Path, text: str) -> None:
