@@ -254,14 +254,22 @@ def test_a_model_error_fails_its_batch_only_and_the_server_serves_on(fragile_exp
         good = [{"json": [[float(i % 4), 1.0, 2.0, 3.0]]} for i in range(3)]
         poison = {"json": [[100.0, 0.0, 0.0, 0.0]]}
         answers = asyncio.run(_post_all(s.url, [poison, *good]))
-        assert [a.status_code for a in answers] == [500] * 4  # one batch, one failed model call
+        assert answers[0].status_code == 500
         assert "model error" in answers[0].json()["error"] and "\n" not in answers[0].json()["error"]
+        # The batcher waits for company only while other requests are being received, so how the
+        # four group depends on the machine's load: those batched with the poison fail with it
+        # (one failed model call), any batched after it are answered.
+        for a in answers[1:]:
+            assert a.status_code in (200, 500)
+            assert a.status_code == 200 or "model error" in a.json()["error"]
+        failed = sum(a.status_code == 500 for a in answers)
+        assert _metric(s.url, 'archlab_request_errors_total{reason="model"}') == failed
         after = asyncio.run(_post_all(s.url, good))
         assert [a.status_code for a in after] == [200] * 3
         x = np.array([[2.0, 1.0, 2.0, 3.0]], np.float32)
         want = x @ (np.arange(12, dtype=np.float32).reshape(4, 3) / 10) + np.eye(4, 3, dtype=np.float32)[2]
         np.testing.assert_allclose(after[2].json()["outputs"]["logits"], want, rtol=1e-6)
-        assert s.proc.poll() is None and _metric(s.url, 'archlab_request_errors_total{reason="model"}') == 4
+        assert s.proc.poll() is None and _metric(s.url, 'archlab_request_errors_total{reason="model"}') == failed
     finally:
         s.stop()
 
