@@ -20,6 +20,18 @@ def _write(path, text):
     return path
 
 
+def test_a_free_text_column_is_said_to_be_one_category_per_value(tmp_path, caplog):
+    rows = ["note,city,label"] + [
+        f"entry {i} about thing {i * 7},{['paris', 'rome'][i % 2]},{i % 2}" for i in range(60)
+    ]
+    p = _write(tmp_path / "notes.csv", "\n".join(rows) + "\n")
+    with caplog.at_level("WARNING", logger="archlab.data"):
+        D.load(p, target="label", seed=0)
+    said = [r.getMessage() for r in caplog.records]
+    assert any("'note' holds 60 distinct strings in 60 rows" in m for m in said)
+    assert not any("'city'" in m for m in said)  # two values: an ordinary category
+
+
 def test_csv_round_trip_with_categoricals(tmp_path):
     rows = ["age,city,rooms,price,label"]
     rng = np.random.default_rng(0)

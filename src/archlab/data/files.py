@@ -305,7 +305,10 @@ def _categorical_columns(
     """The feature columns read as categories: ``categorical`` when given (checked), else detected."""
     pd = require("pandas", "data", "reading CSV files")
     if categorical is None:
-        return [c for c in features if _is_categorical(df[c], max_categories)]
+        detected = [c for c in features if _is_categorical(df[c], max_categories)]
+        for c in detected:
+            _warn_if_free_text(path, df[c])
+        return detected
     unknown = [c for c in categorical if c not in features]
     if unknown:
         raise DataError(f"{path}: categorical columns {unknown} are not feature columns {features}")
@@ -314,6 +317,25 @@ def _categorical_columns(
         if c not in cats and not pd.api.types.is_numeric_dtype(df[c]):
             raise DataError(f"{path}: column {c!r} is not numeric; list it in categorical=[...]")
     return cats
+
+
+def _warn_if_free_text(path: Path, column: Any) -> None:
+    """Say so when a text column holds mostly distinct values (free text, or an identifier): read
+    as a category, each value is its own category and tells nothing about a row not seen."""
+    import pandas as pd
+
+    distinct, rows = int(column.nunique()), len(column)
+    textual = not pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
+    if textual and distinct > max(20, rows // 2):
+        log.warning(
+            "%s: column %r holds %d distinct strings in %d rows (free text or an identifier?); it is read "
+            "as categories, one per value, which says nothing about new rows: remove the column to "
+            "train on the others (text classification reads token sequences, not CSV columns)",
+            path.name,
+            column.name,
+            distinct,
+            rows,
+        )
 
 
 @dataclass
