@@ -253,7 +253,10 @@ def _misses(tables: dict[int, dict[str, dict[str, Any]]], order: list[str]) -> l
     verdict = " / ".join(f"{b} s" for b in tables)
     lead = f'The "beats it" column reads {verdict}; a tie is not a win. Rows where the network does not beat '
     lead += "the strongest baseline, with both figures:" + (f" ({gaps}.)" if gaps else "")
-    return [lead, "", *(p for part in parts for p in (part, ""))][:-1]
+    lines = [lead]
+    for part in parts:
+        lines += ["", part]
+    return lines
 
 
 def _replace_block(doc: Path, text: str) -> None:

@@ -324,7 +324,7 @@ def test_the_winner_trains_as_validated_with_folds_and_spends_the_budget_without
 
 
 def test_with_folds_the_search_gets_all_but_the_winners_one_run():
-    from archlab.runs.design_steps import _search_seconds
+    from archlab.runs.design_budget import search_seconds as _search_seconds
 
     assert _search_seconds(300, None, 3, None) == 150  # no folds: half, the winner trains longer
     assert _search_seconds(300, 0.3, 3, 3) == pytest.approx(90)  # a share the user gave is kept

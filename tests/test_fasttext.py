@@ -91,7 +91,7 @@ def test_text_classification_advice_offers_the_bag_of_ngrams():
 
 def test_the_design_starts_it_at_its_declared_rate_and_sweeps_the_others():
     from archlab.data.base import DataBundle, Split
-    from archlab.runs.design_steps import starting_lr
+    from archlab.runs.design_budget import starting_lr
     from archlab.tasks import get_task
 
     g = torch.Generator().manual_seed(0)

@@ -48,10 +48,10 @@ from archlab.data.base import DataBundle
 from archlab.display import NotebookDisplay
 from archlab.errors import ConfigError
 from archlab.rundir import DesignDir
+from archlab.runs.design_budget import RECIPE
 from archlab.runs.design_steps import (
     MIN_VAL,
     OPTIONAL,
-    RECIPE,
     STEP_FNS,
     STEPS,
     DesignState,

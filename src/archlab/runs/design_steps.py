@@ -18,8 +18,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from torch import nn
-
 from archlab.data.base import DataBundle
 from archlab.errors import ArchlabError, ConfigError
 from archlab.io import atomic_write_json
@@ -28,7 +26,15 @@ from archlab.rundir import DesignDir
 from archlab.runs.adapt import build_model
 from archlab.runs.cost import choose_run_precision
 from archlab.runs.cv import run_member
-from archlab.runs.lr_range import LRRange, lr_range_test
+from archlab.runs.design_budget import (
+    CALIBRATION_MIN_S,
+    CALIBRATION_SHARE,
+    MAX_STEPS,
+    RECIPE,
+    search_seconds,
+    starting_lr,
+    steps_for,
+)
 from archlab.runs.search import (
     MIN_RUNG,
     OWNER,
@@ -61,16 +67,6 @@ STEPS = (
 MIN_VAL = 50
 #: fewest training windows the first forward-chaining fold of a series may have
 MIN_FOLD_TRAIN = 20
-#: the training recipe every candidate and the winner share, unless ``train`` says otherwise
-RECIPE = {"lr": 3e-3}
-_MIN_STEPS, _MAX_STEPS = 10, 50_000
-#: a family's calibration (its learning-rate sweep, then its step timing) spends at most this share
-#: of one trial's seconds on each, but never less than CALIBRATION_MIN_S: a family at 8 s a step
-#: on a 60-second design took 660 s to calibrate before either was bounded
-CALIBRATION_SHARE, CALIBRATION_MIN_S = 0.25, 6.0
-#: the starting rate of a model fitted in closed form when its sweep cannot run (the sweeps that
-#: did run put MiniRocket's at 1.3e-5 to 1.4e-5 on two UCR problems)
-FITTED_LR = 1e-5
 
 #: ``progress(event)``: ``{"step", "index", "total", "state", "budget_left_s", "detail"}``
 Progress = Callable[[dict[str, Any]], None]
@@ -291,7 +287,7 @@ def _seconds_per_step(d: DesignState, c: dict[str, Any], affordable: float) -> t
     task = get_task(d.args.get("task") or bundle.task)
     model = build_model(c["name"], bundle, task, c["overrides"])
     cfg = TrainConfig.build({**kwargs, "max_steps": k})
-    choice = choose_run_precision(model, task, bundle, cfg, steps=_MAX_STEPS)  # as a long run would
+    choice = choose_run_precision(model, task, bundle, cfg, steps=MAX_STEPS)  # as a long run would
     with tempfile.TemporaryDirectory(prefix="archlab-calibrate-") as tmp:
         res = train_model(model, bundle, task, cfg, run_dir=tmp, precision=choice)
     total = time.perf_counter() - t0
@@ -301,12 +297,6 @@ def _seconds_per_step(d: DesignState, c: dict[str, Any], affordable: float) -> t
     else:
         per_step = max(res.metrics["train_time_s"], 1e-3) / k
     return per_step, max(0.0, total - per_step * k), choice.precision
-
-
-def _steps_for(seconds: float, per_step: float, overhead: float, runs: int = 1) -> int:
-    """Steps per run so that ``runs`` runs fit in ``seconds`` (at least ``_MIN_STEPS``)."""
-    per_run = seconds / runs - overhead
-    return int(min(_MAX_STEPS, max(_MIN_STEPS, per_run // per_step)))
 
 
 def _selection(d: DesignState) -> Selection:
@@ -323,21 +313,6 @@ def _baselines(d: DesignState) -> dict[str, Any]:
     return {"rows": [b.to_dict() for b in rows]}
 
 
-def starting_lr(model: nn.Module, bundle: DataBundle, task: Any, **sweep: Any) -> LRRange:
-    """A family's starting learning rate: the rate the model declares (``recipe_lr``), else the
-    range test's suggestion (``sweep``: :func:`lr_range_test`'s keywords).
-
-    A model fitted to the data in closed form (MiniRocket's ridge head) starts at an optimum:
-    when its sweep cannot run it is fine-tuned gently (:data:`FITTED_LR`), not at the recipe's
-    rate, which undoes the fit.
-    """
-    declared = getattr(model, "recipe_lr", None)
-    if declared is not None:
-        return LRRange(float(declared), None, note=f"{type(model).__name__} declares its rate: {declared:g}")
-    fallback = FITTED_LR if hasattr(model, "fit_to_data") else RECIPE["lr"]
-    return lr_range_test(model, bundle, task, fallback=fallback, **sweep)
-
-
 def _family_plan(d: DesignState, c: dict[str, Any], seconds: float, folds: int | None) -> FamilyPlan:
     """Calibrate a preset: seconds per step, overhead, the range-test learning rate, its steps."""
     bundle = d.bundle_for(c)
@@ -347,7 +322,7 @@ def _family_plan(d: DesignState, c: dict[str, Any], seconds: float, folds: int |
     share = max(CALIBRATION_MIN_S, CALIBRATION_SHARE * seconds)  # each of the sweep and the timing
     lr = starting_lr(model, bundle, task, batch_size=batch, seed=d.args["seed"], max_seconds=share)
     per_step, overhead, precision = _seconds_per_step(d, c, share / (lr.seconds_per_step or share))
-    steps = _steps_for(seconds, per_step, overhead, folds or 1)
+    steps = steps_for(seconds, per_step, overhead, folds or 1)
     return FamilyPlan(
         name=c["name"], family=c["family"], rank=c["rank"], overrides=c["overrides"],
         data_options=c.get("data_options") or {}, params=c.get("params"), latency_ms=c.get("latency_ms"),
@@ -358,21 +333,10 @@ def _family_plan(d: DesignState, c: dict[str, Any], seconds: float, folds: int |
     )  # fmt: skip
 
 
-def _search_seconds(budget_s: float, share: float | None, families: int, folds: int | None) -> float:
-    """The search's seconds of the budget: ``share`` of it when given; else half, or with k folds
-    all but the winner's one run, which is about ``1 / (k - 1)`` of a trial of ``search_s /
-    (families + 1)`` (the winner trains as its cross-validated trial did)."""
-    if share is not None:
-        return budget_s * share
-    if not folds:
-        return budget_s * 0.5
-    return budget_s / (1 + 1 / ((families + 1) * (folds - 1)))
-
-
 def _plan(d: DesignState) -> SearchPlan:
     sized = [c for c in d.result("autosize")["candidates"] if c["fits"]]
     folds = d.result("inspect").get("cv_folds")
-    search_s = _search_seconds(d.args["budget_s"], d.args.get("candidate_share"), len(sized), folds)
+    search_s = search_seconds(d.args["budget_s"], d.args.get("candidate_share"), len(sized), folds)
     per_trial = search_s / (len(sized) + 1)  # every family's first trial in full, and one more; pruning frees more
     families = []
     for c in sized:
@@ -561,7 +525,7 @@ def _winner_steps(d: DesignState, f: FamilyPlan, plan: SearchPlan) -> int:
     if plan.folds:
         log.info("design: the winner trains %d steps, as its cross-validated trial did", validated)
         return validated
-    steps = _steps_for(d.budget_left_s, f.seconds_per_step, f.overhead_s)
+    steps = steps_for(d.budget_left_s, f.seconds_per_step, f.overhead_s)
     if steps < validated:
         log.info(
             "design: %d s of budget left buys %d steps; the winner trains %d, as its trial did",
